@@ -1,0 +1,65 @@
+/**
+ * Registry activities (queue ml-pipeline): promotion and version lookup in the MLflow model
+ * registry. Each call is idempotent: repeating it leaves the registry in the same state.
+ */
+import { modelVersionNotFound } from '../common/errors';
+import type { ModelVersionRef } from '../common/types';
+import type { MlflowClient, ModelVersion } from '../tracking/mlflow';
+
+export const CHAMPION_ALIAS = 'champion';
+export const PREVIOUS_CHAMPION_ALIAS = 'previous-champion';
+
+export interface RegistryDeps {
+  mlflow: MlflowClient;
+}
+
+export function createRegistryActivities({ mlflow }: RegistryDeps) {
+  return {
+    /**
+     * Makes `version` the champion: stage Production (others archived), alias `champion`; the
+     * version that held `champion` before keeps `previous-champion` for rollback.
+     */
+    async promoteModelVersion(input: {
+      registeredModelName: string;
+      version: string;
+      reason: string;
+    }): Promise<{ previousChampion?: string }> {
+      const { registeredModelName: name, version } = input;
+      if (!(await mlflow.getModelVersion(name, version))) throw modelVersionNotFound(`${name} has no version ${version}`);
+      const current = await mlflow.getModelVersionByAlias(name, CHAMPION_ALIAS);
+      let previousChampion: string | undefined;
+      if (current && current.version !== version) {
+        await mlflow.setAlias(name, PREVIOUS_CHAMPION_ALIAS, current.version);
+        previousChampion = current.version;
+      } else if (current) {
+        previousChampion = (await mlflow.getModelVersionByAlias(name, PREVIOUS_CHAMPION_ALIAS))?.version;
+      }
+      await mlflow.transitionStage(name, version, 'Production', true);
+      await mlflow.setAlias(name, CHAMPION_ALIAS, version);
+      await mlflow.setModelVersionTag(name, version, 'promotion_reason', input.reason.slice(0, 5000));
+      return { previousChampion };
+    },
+
+    /** Resolves a version number or an alias to the model it names. */
+    async resolveModelVersion(input: { registeredModelName: string; version?: string; alias?: string }): Promise<ModelVersionRef> {
+      const name = input.registeredModelName;
+      let mv: ModelVersion | undefined;
+      if (input.alias) {
+        mv = await mlflow.getModelVersionByAlias(name, input.alias);
+        if (!mv) throw modelVersionNotFound(`${name} has no alias '${input.alias}'`);
+      } else if (input.version) {
+        mv = await mlflow.getModelVersion(name, input.version);
+        if (!mv) throw modelVersionNotFound(`${name} has no version ${input.version}`);
+      } else {
+        throw modelVersionNotFound('give a version or an alias');
+      }
+      return {
+        registeredModelName: name,
+        version: mv.version,
+        modelUri: mv.source,
+        mlflowRunId: mv.run_id ?? '',
+        modelClass: mv.tags?.find((t) => t.key === 'model_class')?.value,
+      };
+    },
+  };
+}

@@ -1,0 +1,43 @@
+/**
+ * Names shared by workflows, workers, clients and scripts. This module is imported by workflow
+ * code, so it must stay free of Node built-ins and I/O.
+ */
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+
+export const TASK_QUEUES = {
+  pipeline: 'ml-pipeline',
+  data: 'ml-data',
+  training: 'ml-training',
+} as const;
+
+export const WORKFLOW_TYPE = 'cnnSkinCancerWorkflow';
+
+/** Custom search attributes: registered by `npm run stack -- up` and by the test server. */
+export const SEARCH_ATTRIBUTES = {
+  stage: defineSearchAttributeKey('PipelineStage', SearchAttributeType.KEYWORD),
+  bestModel: defineSearchAttributeKey('BestModel', SearchAttributeType.KEYWORD),
+  bestMetric: defineSearchAttributeKey('BestMetric', SearchAttributeType.DOUBLE),
+  endpoint: defineSearchAttributeKey('EndpointName', SearchAttributeType.KEYWORD),
+} as const;
+
+/** `--search-attribute` values for `temporal server start-dev`. */
+export const SEARCH_ATTRIBUTE_DEFINITIONS: readonly string[] = Object.values(SEARCH_ATTRIBUTES).map(
+  (key) => `${key.name}=${key.type === SearchAttributeType.DOUBLE ? 'Double' : 'Keyword'}`,
+);
+
+export const MODEL_CLASSES = ['Basic', 'ResNet50', 'CrossVal'] as const;
+export type ModelClass = (typeof MODEL_CLASSES)[number];
+
+export const SELECTION_METRICS = ['accuracy', 'auc', 'f1', 'recall'] as const;
+export type SelectionMetric = (typeof SELECTION_METRICS)[number];
+
+export const OPTIMIZERS = ['adam', 'sgd', 'rmsprop'] as const;
+export type OptimizerName = (typeof OPTIMIZERS)[number];
+
+export const DEPLOY_TARGETS = ['local'] as const;
+export type DeployTarget = (typeof DEPLOY_TARGETS)[number];
+
+/** One live workflow per endpoint: its id is derived from the endpoint name. */
+export function workflowIdForEndpoint(endpointName: string): string {
+  return `cnn-skin-cancer-${endpointName}`;
+}

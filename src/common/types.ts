@@ -1,0 +1,90 @@
+/**
+ * The small, serialisable records that travel through Temporal between the workflow and its
+ * activities: references (S3 URIs, MLflow ids, versions) and metrics, never data.
+ */
+import type { DeployTarget, ModelClass, OptimizerName } from './constants';
+
+export interface ClassificationMetrics {
+  loss: number;
+  accuracy: number;
+  /** Macro-averaged over classes. */
+  precision: number;
+  recall: number;
+  f1: number;
+  /** ROC AUC (one-vs-rest, macro-averaged for more than two classes). */
+  auc: number;
+}
+
+export interface PreprocessInput {
+  dataUri: string;
+  imageSize: number;
+  numClasses: number;
+  validationSplit: number;
+  seed: number;
+}
+
+export interface SplitSummary {
+  count: number;
+  perClass: Record<string, number>;
+}
+
+export interface PreparedDataset {
+  manifestUri: string;
+  classes: string[];
+  imageSize: number;
+  splits: { train: SplitSummary; validation: SplitSummary; test: SplitSummary };
+}
+
+export interface Hyperparams {
+  optimizer: OptimizerName;
+  epochs: number;
+  batchSize: number;
+  learningRate: number;
+  crossValFolds: number;
+  seed: number;
+}
+
+export interface TrainModelInput {
+  modelClass: ModelClass;
+  dataset: PreparedDataset;
+  hyperparams: Hyperparams;
+  experimentName: string;
+  registeredModelName: string;
+  workflowId: string;
+}
+
+export interface TrainedModel {
+  modelClass: ModelClass;
+  mlflowRunId: string;
+  registeredModelName: string;
+  version: string;
+  /** Selection uses `validation` only; `test` is reported. */
+  metrics: { validation: ClassificationMetrics; test: ClassificationMetrics };
+  /** S3 prefix of the saved tfjs model (model.json + weights). */
+  modelUri: string;
+}
+
+export interface ModelVersionRef {
+  registeredModelName: string;
+  version: string;
+  modelUri: string;
+  mlflowRunId: string;
+  modelClass?: string;
+}
+
+export interface DeployInput {
+  target: DeployTarget;
+  endpointName: string;
+  model: ModelVersionRef;
+}
+
+export interface Deployment {
+  target: DeployTarget;
+  endpointName: string;
+  url: string;
+  registeredModelName: string;
+  version: string;
+  deployedAt: string;
+  /** True when the endpoint already served this version and nothing had to change. */
+  unchanged: boolean;
+}

@@ -1,0 +1,43 @@
+/** Loads a preprocessed split into memory from its shards. */
+import type { DatasetManifest, ManifestSplit } from './shards';
+import { decodeShard } from './shards';
+import type { S3Store } from '../storage/s3';
+
+export interface LoadedSplit {
+  count: number;
+  imageSize: number;
+  pixels: Uint8Array;
+  labels: Uint16Array;
+}
+
+export async function loadSplit(s3: S3Store, manifest: DatasetManifest, split: ManifestSplit): Promise<LoadedSplit> {
+  const px = manifest.imageSize * manifest.imageSize * manifest.channels;
+  const pixels = new Uint8Array(split.count * px);
+  const labels = new Uint16Array(split.count);
+  let offset = 0;
+  for (const ref of split.shards) {
+    const shard = decodeShard(await s3.getBytes(ref.uri));
+    if (shard.height !== manifest.imageSize || shard.channels !== manifest.channels) {
+      throw new Error(
+        `${ref.uri} holds ${shard.height}x${shard.width}x${shard.channels} images, the manifest says ${manifest.imageSize}x${manifest.imageSize}x${manifest.channels}`,
+      );
+    }
+    pixels.set(shard.pixels, offset * px);
+    labels.set(shard.labels, offset);
+    offset += shard.count;
+  }
+  if (offset !== split.count) throw new Error(`shards hold ${offset} images, the manifest says ${split.count}`);
+  return { count: split.count, imageSize: manifest.imageSize, pixels, labels };
+}
+
+/** Selects a subset (by index) of a loaded split. */
+export function subset(split: LoadedSplit, indices: readonly number[]): LoadedSplit {
+  const px = split.imageSize * split.imageSize * 3;
+  const pixels = new Uint8Array(indices.length * px);
+  const labels = new Uint16Array(indices.length);
+  indices.forEach((src, dst) => {
+    pixels.set(split.pixels.subarray(src * px, (src + 1) * px), dst * px);
+    labels[dst] = split.labels[src]!;
+  });
+  return { count: indices.length, imageSize: split.imageSize, pixels, labels };
+}

@@ -1,0 +1,83 @@
+/**
+ * The preprocessed dataset format: uint8 image shards plus one JSON manifest.
+ *
+ * Shard layout (little endian): 16-byte header
+ *   bytes 0-3  magic "CNS1"
+ *   bytes 4-7  image count (u32)
+ *   bytes 8-9  height (u16), 10-11 width (u16), 12 channels (u8), 13-15 reserved
+ * then `count` labels (u16 each), then count*height*width*channels pixel bytes (NHWC).
+ */
+export const SHARD_MAGIC = 'CNS1';
+const HEADER = 16;
+
+export interface Shard {
+  count: number;
+  height: number;
+  width: number;
+  channels: number;
+  labels: Uint16Array;
+  pixels: Uint8Array;
+}
+
+export class ShardFormatError extends Error {
+  override readonly name = 'ShardFormatError';
+}
+
+export function encodeShard(shard: Shard): Uint8Array {
+  const { count, height, width, channels, labels, pixels } = shard;
+  if (labels.length !== count) throw new ShardFormatError(`shard has ${count} images but ${labels.length} labels`);
+  if (pixels.length !== count * height * width * channels)
+    throw new ShardFormatError(`shard pixel buffer has ${pixels.length} bytes, expected ${count * height * width * channels}`);
+  const out = new Uint8Array(HEADER + 2 * count + pixels.length);
+  const view = new DataView(out.buffer);
+  out.set(Buffer.from(SHARD_MAGIC, 'ascii'), 0);
+  view.setUint32(4, count, true);
+  view.setUint16(8, height, true);
+  view.setUint16(10, width, true);
+  view.setUint8(12, channels);
+  for (let i = 0; i < count; i++) view.setUint16(HEADER + 2 * i, labels[i]!, true);
+  out.set(pixels, HEADER + 2 * count);
+  return out;
+}
+
+export function decodeShard(bytes: Uint8Array): Shard {
+  if (bytes.length < HEADER || Buffer.from(bytes.subarray(0, 4)).toString('ascii') !== SHARD_MAGIC) {
+    throw new ShardFormatError('not a shard: bad magic bytes');
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const count = view.getUint32(4, true);
+  const height = view.getUint16(8, true);
+  const width = view.getUint16(10, true);
+  const channels = view.getUint8(12);
+  const expected = HEADER + 2 * count + count * height * width * channels;
+  if (bytes.length !== expected) throw new ShardFormatError(`truncated shard: ${bytes.length} bytes, expected ${expected}`);
+  const labels = new Uint16Array(count);
+  for (let i = 0; i < count; i++) labels[i] = view.getUint16(HEADER + 2 * i, true);
+  const pixels = bytes.slice(HEADER + 2 * count);
+  return { count, height, width, channels, labels, pixels };
+}
+
+export interface ShardRef {
+  uri: string;
+  count: number;
+}
+
+export interface ManifestSplit {
+  count: number;
+  perClass: Record<string, number>;
+  shards: ShardRef[];
+}
+
+export const MANIFEST_FORMAT = 'cnn-skin-cancer/shards@1';
+
+export interface DatasetManifest {
+  format: typeof MANIFEST_FORMAT;
+  imageSize: number;
+  channels: 3;
+  /** Sorted folder names; a label is an index into this list. */
+  classes: string[];
+  splits: { train: ManifestSplit; validation: ManifestSplit; test: ManifestSplit };
+  source: { dataUri: string; objects: number; listingHash: string; skipped: string[] };
+  params: { validationSplit: number; seed: number };
+  createdAt: string;
+}

@@ -1,0 +1,100 @@
+/** Model architectures, built with tfjs layers. Each builder is deterministic given its seed. */
+import type { LayersModel } from '@tensorflow/tfjs-node';
+import type { ModelClass, OptimizerName } from '../common/constants';
+import { loadTf } from './tf';
+
+export interface ModelSpec {
+  imageSize: number;
+  numClasses: number;
+  seed: number;
+}
+
+/**
+ * The seed's CNN: Conv64 -> MaxPool -> Conv64 -> Dropout .25 -> Conv64 -> MaxPool -> Dropout .25
+ * -> Flatten -> Dense128 relu -> Dense softmax. Every layer has its own weights (the seed's two
+ * hidden convolutions accidentally shared one layer object).
+ */
+export function buildBasicCnn({ imageSize, numClasses, seed }: ModelSpec): LayersModel {
+  const tf = loadTf();
+  const glorot = (i: number) => tf.initializers.glorotUniform({ seed: seed + i });
+  const conv = (i: number, extra: object = {}) =>
+    tf.layers.conv2d({ filters: 64, kernelSize: 3, padding: 'same', activation: 'relu', kernelInitializer: glorot(i), ...extra });
+  return tf.sequential({
+    name: 'Basic',
+    layers: [
+      conv(1, { inputShape: [imageSize, imageSize, 3] }),
+      tf.layers.maxPooling2d({ poolSize: 2 }),
+      conv(2),
+      tf.layers.dropout({ rate: 0.25, seed: seed + 3 }),
+      conv(4),
+      tf.layers.maxPooling2d({ poolSize: 2 }),
+      tf.layers.dropout({ rate: 0.25, seed: seed + 5 }),
+      tf.layers.flatten(),
+      tf.layers.dense({
+        units: 128,
+        activation: 'relu',
+        kernelInitializer: tf.initializers.randomNormal({ mean: 0, stddev: 0.05, seed: seed + 6 }),
+      }),
+      tf.layers.dense({ units: numClasses, activation: 'softmax', kernelInitializer: glorot(7) }),
+    ],
+  });
+}
+
+/** ResNet-50: bottleneck blocks [3, 4, 6, 3], batch norm, projection shortcuts, global average pooling. */
+export function buildResNet50({ imageSize, numClasses, seed }: ModelSpec): LayersModel {
+  const tf = loadTf();
+  let n = 0;
+  const init = () => tf.initializers.heNormal({ seed: seed + n++ });
+  type T = ReturnType<typeof tf.input>;
+  const conv = (x: T, filters: number, kernelSize: number, strides = 1, name?: string): T =>
+    tf.layers.conv2d({ filters, kernelSize, strides, padding: 'same', useBias: false, kernelInitializer: init(), name }).apply(x) as T;
+  const bn = (x: T): T => tf.layers.batchNormalization({ axis: 3, epsilon: 1.001e-5 }).apply(x) as T;
+  const relu = (x: T): T => tf.layers.activation({ activation: 'relu' }).apply(x) as T;
+
+  const block = (x: T, filters: number, strides: number, project: boolean): T => {
+    const shortcut = project ? bn(conv(x, 4 * filters, 1, strides)) : x;
+    let y = relu(bn(conv(x, filters, 1, strides)));
+    y = relu(bn(conv(y, filters, 3)));
+    y = bn(conv(y, 4 * filters, 1));
+    return relu(tf.layers.add().apply([y, shortcut]) as T);
+  };
+
+  const input = tf.input({ shape: [imageSize, imageSize, 3] });
+  let x = relu(bn(conv(input, 64, 7, 2, 'conv1')));
+  x = tf.layers.maxPooling2d({ poolSize: 3, strides: 2, padding: 'same' }).apply(x) as T;
+  const stages: [number, number, number][] = [
+    [64, 3, 1],
+    [128, 4, 2],
+    [256, 6, 2],
+    [512, 3, 2],
+  ];
+  for (const [filters, blocks, strides] of stages) {
+    for (let b = 0; b < blocks; b++) x = block(x, filters, b === 0 ? strides : 1, b === 0);
+  }
+  x = tf.layers.globalAveragePooling2d({}).apply(x) as T;
+  const output = tf.layers
+    .dense({ units: numClasses, activation: 'softmax', kernelInitializer: tf.initializers.glorotUniform({ seed: seed + n++ }) })
+    .apply(x) as T;
+  return tf.model({ inputs: input, outputs: output, name: 'ResNet50' });
+}
+
+/** CrossVal trains and ships the Basic architecture; it differs in how it is evaluated. */
+export function buildModel(modelClass: ModelClass, spec: ModelSpec): LayersModel {
+  return modelClass === 'ResNet50' ? buildResNet50(spec) : buildBasicCnn(spec);
+}
+
+export function createOptimizer(name: OptimizerName, learningRate: number) {
+  const tf = loadTf();
+  switch (name) {
+    case 'adam':
+      return tf.train.adam(learningRate);
+    case 'sgd':
+      return tf.train.sgd(learningRate);
+    case 'rmsprop':
+      return tf.train.rmsprop(learningRate);
+  }
+}
+
+export function compileModel(model: LayersModel, optimizer: OptimizerName, learningRate: number): void {
+  model.compile({ optimizer: createOptimizer(optimizer, learningRate), loss: 'categoricalCrossentropy', metrics: ['accuracy'] });
+}

@@ -1,0 +1,30 @@
+/**
+ * The one place that loads TensorFlow.js. Requires the native `tensorflow` backend: the pure-JS
+ * fallback trains ~50x slower, so silently using it would turn a run into a stall.
+ */
+import type * as TfNode from '@tensorflow/tfjs-node';
+
+export type Tf = typeof TfNode;
+
+let loaded: Tf | undefined;
+
+export class NativeBackendError extends Error {
+  override readonly name = 'NativeBackendError';
+}
+
+export function loadTf(): Tf {
+  if (loaded) return loaded;
+  // oneDNN crashes (SIGFPE) on some 1x1 convolutions on these CPUs; it must be decided before
+  // libtensorflow loads. Set TF_ENABLE_ONEDNN_OPTS=1 explicitly to opt back in.
+  process.env.TF_ENABLE_ONEDNN_OPTS ??= '0';
+  process.env.TF_CPP_MIN_LOG_LEVEL ??= '2';
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const tf = require('@tensorflow/tfjs-node') as Tf;
+  if (tf.getBackend() !== 'tensorflow') {
+    throw new NativeBackendError(
+      `TensorFlow.js is on the '${tf.getBackend()}' backend, not the native 'tensorflow' one; run 'npm run setup'`,
+    );
+  }
+  loaded = tf;
+  return tf;
+}

@@ -1,0 +1,158 @@
+/**
+ * Local endpoints: the inference server as a detached process on localhost, one per endpoint
+ * name, with its state (pid, url, served version) in <stateDir>/endpoints/<name>.json.
+ * Redeploying a running endpoint hot-swaps the model inside the process: no request fails.
+ */
+import { spawn } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { extname, join, resolve } from 'node:path';
+import type { ModelVersionRef } from '../common/types';
+import { killGroup } from '../stack/services';
+
+export interface EndpointState {
+  name: string;
+  pid: number;
+  url: string;
+  registeredModelName: string;
+  version: string;
+  modelUri: string;
+}
+
+export class EndpointError extends Error {
+  override readonly name = 'EndpointError';
+}
+
+export interface LocalEndpointOptions {
+  stateDir: string;
+  host: string;
+  port: number;
+  /** Environment for the server process (S3 endpoint and credentials). */
+  env: NodeJS.ProcessEnv;
+}
+
+export class LocalEndpoints {
+  constructor(private readonly o: LocalEndpointOptions) {}
+
+  private statePath(name: string): string {
+    return join(resolve(this.o.stateDir), 'endpoints', `${name}.json`);
+  }
+
+  read(name: string): EndpointState | undefined {
+    try {
+      return JSON.parse(readFileSync(this.statePath(name), 'utf8')) as EndpointState;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Serves `model` at endpoint `name`; returns whether anything had to change. */
+  async deploy(
+    name: string,
+    model: ModelVersionRef,
+    progress: (what: string) => void = () => undefined,
+  ): Promise<{ state: EndpointState; unchanged: boolean }> {
+    const state = this.read(name);
+    if (state && isAlive(state.pid) && (await ping(state.url))) {
+      const served = await getJson<{ version?: string; modelUri?: string }>(`${state.url}/model`);
+      if (served.version === model.version && served.modelUri === model.modelUri) return { state, unchanged: true };
+      progress(`swapping ${name} to v${model.version}`);
+      await postJson(`${state.url}/admin/model`, { modelUri: model.modelUri, name: model.registeredModelName, version: model.version });
+      const next = { ...state, registeredModelName: model.registeredModelName, version: model.version, modelUri: model.modelUri };
+      this.write(next);
+      return { state: next, unchanged: false };
+    }
+    if (state && isAlive(state.pid)) await killGroup(state.pid);
+    progress(`starting ${name} with v${model.version}`);
+    const next = await this.start(name, model);
+    return { state: next, unchanged: false };
+  }
+
+  async stop(name: string): Promise<boolean> {
+    const state = this.read(name);
+    if (!state || !isAlive(state.pid)) return false;
+    await killGroup(state.pid);
+    return true;
+  }
+
+  private async start(name: string, model: ModelVersionRef): Promise<EndpointState> {
+    const url = `http://${this.o.host}:${this.o.port}`;
+    if (await ping(url).catch(() => false))
+      throw new EndpointError(`port ${this.o.port} is already serving something that is not endpoint '${name}'; set LOCAL_ENDPOINT_PORT`);
+    const dir = resolve(this.o.stateDir);
+    mkdirSync(join(dir, 'endpoints'), { recursive: true });
+    mkdirSync(join(dir, 'logs'), { recursive: true });
+    const logFile = join(dir, 'logs', `endpoint-${name}.log`);
+    const fd = openSync(logFile, 'a');
+    // Compiled: run main.js; under ts-node (tests): main.ts through its transpile-only hook.
+    const ext = extname(__filename);
+    const script = join(__dirname, `main${ext}`);
+    const args = [...(ext === '.ts' ? ['-r', 'ts-node/register/transpile-only'] : []), script];
+    args.push('--model-uri', model.modelUri, '--model-name', model.registeredModelName, '--model-version', model.version);
+    args.push('--host', this.o.host, '--port', String(this.o.port), '--admin');
+    const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', fd, fd], env: this.o.env });
+    closeSync(fd);
+    child.unref();
+    const state: EndpointState = {
+      name,
+      pid: child.pid!,
+      url,
+      registeredModelName: model.registeredModelName,
+      version: model.version,
+      modelUri: model.modelUri,
+    };
+    this.write(state);
+    const deadline = Date.now() + 120_000;
+    while (!(await ping(url))) {
+      if (!isAlive(child.pid!)) throw new EndpointError(`endpoint '${name}' exited during start-up; see ${logFile}:\n${tail(logFile)}`);
+      if (Date.now() > deadline) throw new EndpointError(`endpoint '${name}' did not answer /ping within 120 s; see ${logFile}`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    return state;
+  }
+
+  private write(state: EndpointState): void {
+    writeFileSync(this.statePath(state.name), JSON.stringify(state, null, 2));
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function ping(url: string): Promise<boolean> {
+  try {
+    return (await fetch(`${url}/ping`, { signal: AbortSignal.timeout(2000) })).ok;
+  } catch {
+    return false;
+  }
+}
+
+async function getJson<T>(url: string): Promise<T> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
+  if (!res.ok) throw new EndpointError(`GET ${url} answered ${res.status}: ${await res.text()}`);
+  return (await res.json()) as T;
+}
+
+export async function postJson<T = unknown>(url: string, body: unknown, timeoutMs = 120_000): Promise<T> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+  if (!res.ok) throw new EndpointError(`POST ${url} answered ${res.status}: ${await res.text()}`);
+  return (await res.json()) as T;
+}
+
+function tail(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').split('\n').slice(-15).join('\n');
+  } catch {
+    return '';
+  }
+}

@@ -1,0 +1,196 @@
+/**
+ * The inference server, implementing the SageMaker inference-container contract:
+ * GET /ping, POST /invocations. Bodies: JSON `{"instances": [<HxWx3 floats in [0,1]>, ...]}`
+ * or a raw image/jpeg / image/png. The answer names the label and every class probability.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { LayersModel, Tensor } from '@tensorflow/tfjs-node';
+import { decodeAndResize } from '../data/images';
+import type { ModelMetadata } from '../ml/model-store';
+import { loadTf } from '../ml/tf';
+
+export interface LoadedModel {
+  model: LayersModel;
+  metadata: ModelMetadata;
+  /** What is being served, reported by GET /model. */
+  info: { name?: string; version?: string; modelUri: string };
+}
+
+export interface ServerOptions {
+  maxBodyBytes?: number;
+  maxInstances?: number;
+  /** Enables POST /admin/model (hot swap); local endpoints only. */
+  loadModel?: (request: { modelUri: string; name?: string; version?: string }) => Promise<LoadedModel>;
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface Prediction {
+  label: string;
+  probabilities: Record<string, number>;
+}
+
+export function createInferenceServer(
+  initial: LoadedModel | undefined,
+  options: ServerOptions = {},
+): { server: Server; current: () => LoadedModel | undefined } {
+  const maxBody = options.maxBodyBytes ?? 32 * 1024 * 1024;
+  const maxInstances = options.maxInstances ?? 64;
+  let current = initial;
+
+  const predict = (batch: Tensor): Prediction[] => {
+    const tf = loadTf();
+    const { model, metadata } = current!;
+    const probs = tf.tidy(() => model.predict(batch) as Tensor).arraySync() as number[][];
+    return probs.map((row) => {
+      const best = row.indexOf(Math.max(...row));
+      return { label: metadata.classes[best]!, probabilities: Object.fromEntries(metadata.classes.map((c, i) => [c, row[i]!])) };
+    });
+  };
+
+  const invocations = async (req: IncomingMessage): Promise<object> => {
+    if (!current) throw new HttpError(503, 'no model loaded');
+    const tf = loadTf();
+    const size = current.metadata.imageSize;
+    const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    const body = await readBody(req, maxBody);
+    if (type === 'image/jpeg' || type === 'image/png') {
+      let pixels: Uint8Array;
+      try {
+        pixels = decodeAndResize(body, size);
+      } catch {
+        throw new HttpError(400, `the body is not a decodable ${type} image`);
+      }
+      const batch = tf.tidy(() => tf.tensor4d(pixels, [1, size, size, 3], 'int32').toFloat().div(255));
+      try {
+        return { predictions: predict(batch) };
+      } finally {
+        batch.dispose();
+      }
+    }
+    if (type !== 'application/json')
+      throw new HttpError(415, `unsupported content type '${type || '(none)'}'; send application/json, image/jpeg or image/png`);
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(body.toString('utf8'));
+    } catch {
+      throw new HttpError(400, 'the body is not valid JSON');
+    }
+    const instances = (parsed as { instances?: unknown })?.instances;
+    if (!Array.isArray(instances) || instances.length === 0)
+      throw new HttpError(400, 'expected {"instances": [...]} with at least one instance');
+    if (instances.length > maxInstances) throw new HttpError(413, `at most ${maxInstances} instances per request, got ${instances.length}`);
+    const flat = new Float32Array(instances.length * size * size * 3);
+    instances.forEach((instance, i) => flattenInstance(instance, size, flat, i * size * size * 3, `instances[${i}]`));
+    const batch = tf.tensor4d(flat, [instances.length, size, size, 3]);
+    try {
+      return { predictions: predict(batch) };
+    } finally {
+      batch.dispose();
+    }
+  };
+
+  const adminLoad = async (req: IncomingMessage): Promise<object> => {
+    if (!options.loadModel) throw new HttpError(404, 'not found');
+    let request: { modelUri?: unknown; name?: string; version?: string };
+    try {
+      request = JSON.parse((await readBody(req, 1024 * 1024)).toString('utf8'));
+    } catch {
+      throw new HttpError(400, 'the body is not valid JSON');
+    }
+    if (typeof request.modelUri !== 'string') throw new HttpError(400, 'expected {"modelUri": "...", "version": "..."}');
+    const next = await options.loadModel({ modelUri: request.modelUri, name: request.name, version: request.version });
+    // Predictions run synchronously, so no request is using the old model while we swap.
+    const previous = current;
+    current = next;
+    previous?.model.dispose();
+    return next.info;
+  };
+
+  const server = createServer((req, res) => {
+    const route = `${req.method} ${(req.url ?? '').split('?')[0]}`;
+    const handle = async (): Promise<[number, object]> => {
+      switch (route) {
+        case 'GET /ping':
+          return current ? [200, { status: 'ok' }] : [503, { error: 'no model loaded' }];
+        case 'GET /model':
+          if (!current) throw new HttpError(503, 'no model loaded');
+          return [
+            200,
+            {
+              ...current.info,
+              classes: current.metadata.classes,
+              imageSize: current.metadata.imageSize,
+              modelClass: current.metadata.modelClass,
+            },
+          ];
+        case 'POST /invocations':
+          return [200, await invocations(req)];
+        case 'POST /admin/model':
+          return [200, await adminLoad(req)];
+        default:
+          throw new HttpError(404, `no route ${route}; use GET /ping or POST /invocations`);
+      }
+    };
+    handle().then(
+      ([status, body]) => send(res, status, body),
+      (err: Error) =>
+        send(res, err instanceof HttpError ? err.status : 500, {
+          error: err instanceof HttpError ? err.message : `internal error: ${err.message}`,
+        }),
+    );
+  });
+  return { server, current: () => current };
+}
+
+function flattenInstance(instance: unknown, size: number, out: Float32Array, offset: number, path: string): void {
+  const shapeError = (): HttpError =>
+    new HttpError(400, `${path} must have shape [${size}, ${size}, 3] (rows, columns, RGB floats in [0, 1])`);
+  if (!Array.isArray(instance) || instance.length !== size) throw shapeError();
+  let o = offset;
+  for (const row of instance) {
+    if (!Array.isArray(row) || row.length !== size) throw shapeError();
+    for (const px of row) {
+      if (!Array.isArray(px) || px.length !== 3) throw shapeError();
+      for (const v of px) {
+        if (typeof v !== 'number' || !Number.isFinite(v)) throw new HttpError(400, `${path} holds a non-numeric value`);
+        out[o++] = v;
+      }
+    }
+  }
+}
+
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > limit) {
+      req.resume();
+      return reject(new HttpError(413, `body of ${declared} bytes exceeds the ${limit}-byte limit`));
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    // An oversized body is drained, not buffered, so the client still gets its 413 answer.
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= limit) chunks.push(chunk);
+    });
+    req.on('end', () =>
+      size > limit ? reject(new HttpError(413, `body exceeds the ${limit}-byte limit`)) : resolve(Buffer.concat(chunks)),
+    );
+    req.on('error', reject);
+  });
+}
+
+function send(res: ServerResponse, status: number, body: object): void {
+  if (res.headersSent || res.destroyed) return;
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}

@@ -1,0 +1,18 @@
+/**
+ * Defaults that point the AWS SDK, MLflow and Temporal at the local stack. Used only by the
+ * local entry points (`npm run workers`, `demo`, `seed`); a variable already set always wins.
+ */
+export function withLocalStackDefaults(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const moto = `http://127.0.0.1:${env.MOTO_PORT || 4566}`;
+  return {
+    AWS_ENDPOINT_URL_S3: moto,
+    AWS_ENDPOINT_URL_SAGEMAKER: moto,
+    // moto accepts any credentials; the SDK insists that some exist.
+    AWS_ACCESS_KEY_ID: 'testing',
+    AWS_SECRET_ACCESS_KEY: 'testing',
+    AWS_REGION: 'us-east-1',
+    MLFLOW_TRACKING_URI: `http://127.0.0.1:${env.MLFLOW_PORT || 5000}`,
+    TEMPORAL_ADDRESS: `127.0.0.1:${env.TEMPORAL_PORT || 7233}`,
+    ...Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== '')),
+  };
+}

@@ -1,0 +1,272 @@
+/**
+ * The local stack: Temporal dev server (+ Web UI), MLflow tracking server and a moto server for
+ * the S3 and SageMaker APIs. Loopback only. Each service's pid file, log and data live under one
+ * folder; `stop` only touches processes whose pid file that folder holds.
+ */
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createConnection } from 'node:net';
+import { join, resolve } from 'node:path';
+import { SEARCH_ATTRIBUTE_DEFINITIONS } from '../common/constants';
+
+export interface StackPorts {
+  temporal: number;
+  temporalUi: number;
+  mlflow: number;
+  moto: number;
+}
+
+export interface StackOptions {
+  dir: string;
+  host: string;
+  ports: StackPorts;
+  /** Folder holding the project's .venv (for the temporal, mlflow and moto_server binaries). */
+  projectRoot: string;
+  /** Which services to manage (default: all). */
+  services?: ServiceName[];
+}
+
+export type ServiceName = 'temporal' | 'mlflow' | 'moto';
+export const SERVICE_NAMES: ServiceName[] = ['temporal', 'mlflow', 'moto'];
+
+interface ServiceSpec {
+  name: ServiceName;
+  port: number;
+  command: string;
+  args: string[];
+  healthy: () => Promise<boolean>;
+  urls: Record<string, string>;
+}
+
+export function stackOptionsFromEnv(env: Record<string, string | undefined>, projectRoot: string): StackOptions {
+  const port = (key: string, fallback: number): number => {
+    const n = Number(env[key] ?? fallback);
+    if (!Number.isInteger(n) || n < 1 || n > 65535) throw new Error(`${key} must be a port number, got '${env[key]}'`);
+    return n;
+  };
+  return {
+    dir: resolve(projectRoot, env.STACK_DIR || '.stack'),
+    host: '127.0.0.1',
+    projectRoot,
+    ports: {
+      temporal: port('TEMPORAL_PORT', 7233),
+      temporalUi: port('TEMPORAL_UI_PORT', 8233),
+      mlflow: port('MLFLOW_PORT', 5000),
+      moto: port('MOTO_PORT', 4566),
+    },
+  };
+}
+
+function specs(o: StackOptions): ServiceSpec[] {
+  const bin = (name: string): string => join(o.projectRoot, '.venv', 'bin', name);
+  const http = (url: string) => async (): Promise<boolean> => {
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
+      return res.status < 500;
+    } catch {
+      return false;
+    }
+  };
+  const data = join(o.dir, 'data');
+  const all: ServiceSpec[] = [
+    {
+      name: 'temporal',
+      port: o.ports.temporal,
+      command: bin('temporal'),
+      args: [
+        'server',
+        'start-dev',
+        '--ip',
+        o.host,
+        '--port',
+        String(o.ports.temporal),
+        '--ui-port',
+        String(o.ports.temporalUi),
+        '--db-filename',
+        join(data, 'temporal.db'),
+        '--ui-disable-news-fetch',
+        '--log-level',
+        'warn',
+        ...SEARCH_ATTRIBUTE_DEFINITIONS.flatMap((d) => ['--search-attribute', d]),
+      ],
+      healthy: async () => (await tcpOpen(o.host, o.ports.temporal)) && (await http(`http://${o.host}:${o.ports.temporalUi}/`)()),
+      urls: { address: `${o.host}:${o.ports.temporal}`, ui: `http://localhost:${o.ports.temporalUi}` },
+    },
+    {
+      name: 'mlflow',
+      port: o.ports.mlflow,
+      command: bin('mlflow'),
+      args: [
+        'server',
+        '--host',
+        o.host,
+        '--port',
+        String(o.ports.mlflow),
+        '--workers',
+        '1',
+        '--backend-store-uri',
+        `sqlite:///${join(data, 'mlflow.db')}`,
+        '--artifacts-destination',
+        join(data, 'mlflow-artifacts'),
+      ],
+      healthy: http(`http://${o.host}:${o.ports.mlflow}/health`),
+      urls: { ui: `http://localhost:${o.ports.mlflow}` },
+    },
+    {
+      name: 'moto',
+      port: o.ports.moto,
+      command: bin('moto_server'),
+      args: ['-H', o.host, '-p', String(o.ports.moto)],
+      healthy: http(`http://${o.host}:${o.ports.moto}/moto-api/`),
+      urls: { endpoint: `http://${o.host}:${o.ports.moto}` },
+    },
+  ];
+  return all.filter((s) => (o.services ?? SERVICE_NAMES).includes(s.name));
+}
+
+interface PidFile {
+  pid: number;
+  port: number;
+  startedAt: string;
+}
+
+const pidPath = (o: StackOptions, name: string): string => join(o.dir, 'run', `${name}.pid`);
+
+function readPid(o: StackOptions, name: string): PidFile | undefined {
+  try {
+    return JSON.parse(readFileSync(pidPath(o, name), 'utf8')) as PidFile;
+  } catch {
+    return undefined;
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export interface ServiceStatus {
+  name: ServiceName;
+  state: 'running' | 'stopped' | 'unhealthy' | 'foreign';
+  pid?: number;
+  port: number;
+  urls: Record<string, string>;
+  log: string;
+}
+
+export async function stackStatus(o: StackOptions): Promise<ServiceStatus[]> {
+  return Promise.all(
+    specs(o).map(async (s) => {
+      const pid = readPid(o, s.name);
+      const ours = pid !== undefined && alive(pid.pid);
+      const healthy = await s.healthy();
+      const state = ours ? (healthy ? 'running' : 'unhealthy') : (await tcpOpen(o.host, s.port)) ? 'foreign' : 'stopped';
+      return {
+        name: s.name,
+        state,
+        pid: ours ? pid.pid : undefined,
+        port: s.port,
+        urls: s.urls,
+        log: join(o.dir, 'logs', `${s.name}.log`),
+      };
+    }),
+  );
+}
+
+/** Starts every service not already running, and waits until each is healthy. */
+export async function stackUp(o: StackOptions, log: (line: string) => void = () => undefined): Promise<ServiceStatus[]> {
+  for (const sub of ['run', 'logs', 'data']) mkdirSync(join(o.dir, sub), { recursive: true });
+  const started: ServiceSpec[] = [];
+  for (const s of specs(o)) {
+    const pid = readPid(o, s.name);
+    if (pid && alive(pid.pid)) {
+      log(`${s.name}: already running (pid ${pid.pid})`);
+      started.push(s);
+      continue;
+    }
+    if (await tcpOpen(o.host, s.port)) {
+      throw new Error(
+        `${s.name}: port ${s.port} on ${o.host} is already in use by a process this stack did not start; stop it or choose another port (see README, "Configuration")`,
+      );
+    }
+    if (!existsSync(s.command)) throw new Error(`${s.name}: ${s.command} is missing; run 'npm run setup' first`);
+    const logFile = join(o.dir, 'logs', `${s.name}.log`);
+    const fd = openSync(logFile, 'a');
+    // Detached in its own process group so `down` can stop the service and its children.
+    const child = spawn(s.command, s.args, { detached: true, stdio: ['ignore', fd, fd], cwd: o.dir });
+    closeSync(fd);
+    child.unref();
+    writeFileSync(
+      pidPath(o, s.name),
+      JSON.stringify({ pid: child.pid!, port: s.port, startedAt: new Date().toISOString() } satisfies PidFile),
+    );
+    log(`${s.name}: started (pid ${child.pid}, log ${logFile})`);
+    started.push(s);
+  }
+  await Promise.all(started.map((s) => waitHealthy(o, s)));
+  return stackStatus(o);
+}
+
+async function waitHealthy(o: StackOptions, s: ServiceSpec, timeoutMs = 180_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await s.healthy()) return;
+    const pid = readPid(o, s.name);
+    if (!pid || !alive(pid.pid)) {
+      throw new Error(`${s.name} exited during start-up; see ${join(o.dir, 'logs', `${s.name}.log`)}`);
+    }
+    await sleep(500);
+  }
+  throw new Error(`${s.name} was not healthy within ${timeoutMs / 1000}s; see ${join(o.dir, 'logs', `${s.name}.log`)}`);
+}
+
+/** Stops the services this stack started (by their pid files), newest first. */
+export async function stackDown(o: StackOptions, log: (line: string) => void = () => undefined): Promise<void> {
+  for (const s of specs(o).reverse()) {
+    const pid = readPid(o, s.name);
+    if (!pid) continue;
+    if (alive(pid.pid)) {
+      await killGroup(pid.pid);
+      log(`${s.name}: stopped (pid ${pid.pid})`);
+    }
+    rmSync(pidPath(o, s.name), { force: true });
+  }
+}
+
+export async function killGroup(pid: number, graceMs = 10_000): Promise<void> {
+  const signal = (sig: NodeJS.Signals): void => {
+    try {
+      process.kill(-pid, sig);
+    } catch {
+      try {
+        process.kill(pid, sig);
+      } catch {
+        /* already gone */
+      }
+    }
+  };
+  signal('SIGTERM');
+  const deadline = Date.now() + graceMs;
+  while (alive(pid) && Date.now() < deadline) await sleep(100);
+  if (alive(pid)) signal('SIGKILL');
+  while (alive(pid)) await sleep(50);
+}
+
+export function tcpOpen(host: string, port: number): Promise<boolean> {
+  return new Promise((done) => {
+    const socket = createConnection({ host, port });
+    const finish = (open: boolean): void => {
+      socket.destroy();
+      done(open);
+    };
+    socket.setTimeout(1000, () => finish(false));
+    socket.once('connect', () => finish(true));
+    socket.once('error', () => finish(false));
+  });
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

@@ -1,0 +1,107 @@
+/** A narrow S3 facade over the AWS SDK v3 client: what the pipeline needs and nothing more. */
+import {
+  CreateBucketCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  NoSuchKey,
+  NotFound,
+  PutObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
+import type { Config } from '../config';
+
+export interface S3Location {
+  bucket: string;
+  key: string;
+}
+
+export class InvalidS3UriError extends Error {
+  override readonly name = 'InvalidS3UriError';
+}
+
+export function parseS3Uri(uri: string): S3Location {
+  const m = /^s3:\/\/([^/]+)\/?(.*)$/.exec(uri);
+  if (!m) throw new InvalidS3UriError(`expected an S3 URI like s3://bucket/key, got '${uri}'`);
+  return { bucket: m[1]!, key: m[2]! };
+}
+
+export function s3Uri(bucket: string, key: string): string {
+  return `s3://${bucket}/${key}`;
+}
+
+/** Joins URI parts with single slashes: joinUri('s3://b/a/', '/x') === 's3://b/a/x'. */
+export function joinUri(base: string, ...parts: string[]): string {
+  return [base.replace(/\/+$/, ''), ...parts.map((p) => p.replace(/^\/+|\/+$/g, ''))].filter(Boolean).join('/');
+}
+
+export interface ObjectInfo {
+  key: string;
+  etag: string;
+  size: number;
+}
+
+export function createS3Client(config: Config): S3Client {
+  return new S3Client({
+    region: config.aws.region,
+    endpoint: config.aws.s3Endpoint,
+    forcePathStyle: config.aws.s3ForcePathStyle,
+    credentials: config.aws.credentials,
+  });
+}
+
+export class S3Store {
+  constructor(readonly client: S3Client) {}
+
+  async getBytes(uri: string): Promise<Uint8Array> {
+    const { bucket, key } = parseS3Uri(uri);
+    const out = await this.client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    return out.Body!.transformToByteArray();
+  }
+
+  async getJson<T>(uri: string): Promise<T> {
+    return JSON.parse(Buffer.from(await this.getBytes(uri)).toString('utf8')) as T;
+  }
+
+  async put(uri: string, body: Uint8Array | string, contentType = 'application/octet-stream'): Promise<void> {
+    const { bucket, key } = parseS3Uri(uri);
+    await this.client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentType: contentType }));
+  }
+
+  async putJson(uri: string, value: unknown): Promise<void> {
+    await this.put(uri, JSON.stringify(value, null, 2), 'application/json');
+  }
+
+  async exists(uri: string): Promise<boolean> {
+    const { bucket, key } = parseS3Uri(uri);
+    try {
+      await this.client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+      return true;
+    } catch (err) {
+      if (err instanceof NotFound || err instanceof NoSuchKey || (err as { name?: string }).name === 'NotFound') return false;
+      throw err;
+    }
+  }
+
+  /** Every object under a prefix (all pages), sorted by key. */
+  async list(prefixUri: string): Promise<ObjectInfo[]> {
+    const { bucket, key } = parseS3Uri(prefixUri);
+    const objects: ObjectInfo[] = [];
+    let token: string | undefined;
+    do {
+      const page = await this.client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: key, ContinuationToken: token }));
+      for (const o of page.Contents ?? []) objects.push({ key: o.Key!, etag: o.ETag ?? '', size: o.Size ?? 0 });
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    return objects.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  async ensureBucket(bucket: string): Promise<void> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: bucket }));
+    } catch {
+      await this.client.send(new CreateBucketCommand({ Bucket: bucket }));
+    }
+  }
+}

@@ -1,0 +1,18 @@
+/** Worker for queue ml-pipeline: the workflow itself, registry and deploy activities. */
+import { createDeployActivities } from '../activities/deploy';
+import { createRegistryActivities } from '../activities/registry';
+import { TASK_QUEUES } from '../common/constants';
+import { LocalEndpoints } from '../serving/local-endpoints';
+import { MlflowClient } from '../tracking/mlflow';
+import { main, runWorker } from './run';
+
+main(() =>
+  runWorker((config) => ({
+    taskQueue: TASK_QUEUES.pipeline,
+    workflowsPath: require.resolve('../workflows'),
+    activities: {
+      ...createRegistryActivities({ mlflow: new MlflowClient(config.mlflow.trackingUri) }),
+      ...createDeployActivities({ local: new LocalEndpoints({ stateDir: config.stateDir, ...config.localEndpoint, env: process.env }) }),
+    },
+  })),
+);

@@ -1,0 +1,2 @@
+export { cnnSkinCancerWorkflow } from './pipeline';
+export type { PipelineResult } from './pipeline';

@@ -1,0 +1,157 @@
+/**
+ * The pipeline's input: defaults equal to the seed DAG's parameters, and a strict validator whose
+ * errors name the offending field. Pure code, shared by the workflow and by clients.
+ */
+import {
+  DEPLOY_TARGETS,
+  MODEL_CLASSES,
+  OPTIMIZERS,
+  SELECTION_METRICS,
+  type DeployTarget,
+  type ModelClass,
+  type OptimizerName,
+  type SelectionMetric,
+} from '../common/constants';
+
+export interface PipelineParams {
+  /** S3 prefix holding `train/<class>/*` and `test/<class>/*` images. */
+  dataUri: string;
+  /** Number of classes the dataset must have (its folder names become the labels). */
+  numClasses: number;
+  /** Images are resized to imageSize x imageSize x 3. */
+  imageSize: number;
+  optimizer: OptimizerName;
+  epochs: number;
+  batchSize: number;
+  learningRate: number;
+  /** Share of `train/` held out (stratified, seeded) for validation and model selection. */
+  validationSplit: number;
+  models: ModelClass[];
+  crossValFolds: number;
+  seed: number;
+  selectionMetric: SelectionMetric;
+  experimentName: string;
+  registeredModelName: string;
+  deployTarget: DeployTarget;
+  endpointName: string;
+  /** How long the workflow stays alive after deploying, to serve `redeploy` signals. 0 ends at once. */
+  lifetimeSeconds: number;
+}
+
+export type PipelineInput = Partial<PipelineParams>;
+
+export const DEFAULT_PARAMS: Readonly<PipelineParams> = Object.freeze({
+  dataUri: 's3://cnn-skin-cancer/data',
+  numClasses: 2,
+  imageSize: 224,
+  optimizer: 'adam',
+  epochs: 2,
+  batchSize: 64,
+  learningRate: 1e-5,
+  validationSplit: 0.2,
+  models: [...MODEL_CLASSES],
+  crossValFolds: 3,
+  seed: 42,
+  selectionMetric: 'accuracy',
+  experimentName: 'cnn_skin_cancer',
+  registeredModelName: 'cnn-skin-cancer',
+  deployTarget: 'local',
+  endpointName: 'cnn-skin-cancer',
+  lifetimeSeconds: 7 * 24 * 3600,
+});
+
+export class InvalidInputError extends Error {
+  override readonly name = 'InvalidInputError';
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
+    super(`invalid input '${field}': ${message}`);
+  }
+}
+
+type Check = (value: unknown, field: string) => unknown;
+
+const int =
+  (min: number, max: number): Check =>
+  (v, f) => {
+    if (typeof v !== 'number' || !Number.isInteger(v)) throw new InvalidInputError(f, `expected an integer, got ${show(v)}`);
+    if (v < min || v > max) throw new InvalidInputError(f, `must be between ${min} and ${max}, got ${v}`);
+    return v;
+  };
+
+const num =
+  (min: number, max: number, { exclusiveMin = false } = {}): Check =>
+  (v, f) => {
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new InvalidInputError(f, `expected a number, got ${show(v)}`);
+    if ((exclusiveMin ? v <= min : v < min) || v > max) {
+      throw new InvalidInputError(f, `must be ${exclusiveMin ? 'greater than' : 'at least'} ${min} and at most ${max}, got ${v}`);
+    }
+    return v;
+  };
+
+const str =
+  (pattern: RegExp, hint: string): Check =>
+  (v, f) => {
+    if (typeof v !== 'string') throw new InvalidInputError(f, `expected a string, got ${show(v)}`);
+    if (!pattern.test(v)) throw new InvalidInputError(f, `${hint}, got ${show(v)}`);
+    return v;
+  };
+
+const oneOf =
+  (options: readonly string[]): Check =>
+  (v, f) => {
+    if (typeof v !== 'string' || !options.includes(v)) {
+      throw new InvalidInputError(f, `expected one of ${options.map((o) => `'${o}'`).join(', ')}, got ${show(v)}`);
+    }
+    return v;
+  };
+
+const modelList: Check = (v, f) => {
+  if (!Array.isArray(v) || v.length === 0) throw new InvalidInputError(f, `expected a non-empty list of model classes, got ${show(v)}`);
+  v.forEach((m, i) => oneOf(MODEL_CLASSES)(m, `${f}[${i}]`));
+  if (new Set(v).size !== v.length) throw new InvalidInputError(f, `lists a model class twice: ${show(v)}`);
+  return [...(v as string[])];
+};
+
+const CHECKS: { [K in keyof PipelineParams]: Check } = {
+  dataUri: str(/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?$/, 'expected an S3 URI like s3://bucket/prefix'),
+  numClasses: int(2, 1000),
+  imageSize: int(8, 512),
+  optimizer: oneOf(OPTIMIZERS),
+  epochs: int(1, 1000),
+  batchSize: int(1, 4096),
+  learningRate: num(0, 1, { exclusiveMin: true }),
+  validationSplit: num(0.05, 0.5),
+  models: modelList,
+  crossValFolds: int(2, 10),
+  seed: int(0, 2 ** 31 - 1),
+  selectionMetric: oneOf(SELECTION_METRICS),
+  experimentName: str(/^[\w .\-/]{1,200}$/, 'expected 1-200 letters, digits, spaces or . _ - /'),
+  registeredModelName: str(/^[\w.-]{1,200}$/, 'expected 1-200 letters, digits or . _ -'),
+  deployTarget: oneOf(DEPLOY_TARGETS),
+  // SageMaker's endpoint name rule, so the same name works on every target.
+  endpointName: str(/^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$/, 'expected 1-63 letters, digits or inner hyphens'),
+  lifetimeSeconds: int(0, 365 * 24 * 3600),
+};
+
+/** Applies defaults and validates; throws InvalidInputError naming the first bad field. */
+export function parsePipelineInput(raw: unknown): PipelineParams {
+  if (raw === undefined || raw === null) raw = {};
+  if (typeof raw !== 'object' || Array.isArray(raw)) throw new InvalidInputError('input', `expected a JSON object, got ${show(raw)}`);
+  const input = raw as Record<string, unknown>;
+  for (const key of Object.keys(input)) {
+    if (!(key in CHECKS)) throw new InvalidInputError(key, `unknown field; known fields are ${Object.keys(CHECKS).join(', ')}`);
+  }
+  const params: Record<string, unknown> = {};
+  for (const [key, check] of Object.entries(CHECKS)) {
+    const value = input[key] ?? DEFAULT_PARAMS[key as keyof PipelineParams];
+    params[key] = check(value, key);
+  }
+  return params as unknown as PipelineParams;
+}
+
+function show(v: unknown): string {
+  const s = JSON.stringify(v);
+  return s === undefined ? String(v) : s.length > 60 ? `${s.slice(0, 57)}...` : s;
+}

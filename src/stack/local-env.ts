@@ -12,6 +12,8 @@ export function withLocalStackDefaults(env: NodeJS.ProcessEnv): NodeJS.ProcessEn
     AWS_SECRET_ACCESS_KEY: 'testing',
     AWS_REGION: 'us-east-1',
     MLFLOW_TRACKING_URI: `http://127.0.0.1:${env.MLFLOW_PORT || 5000}`,
+    // The SDK warns that releases after January 2027 need Node 22; the pinned release runs on 20.
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     TEMPORAL_ADDRESS: `127.0.0.1:${env.TEMPORAL_PORT || 7233}`,
     ...Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== '')),
   };

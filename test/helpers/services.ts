@@ -1,0 +1,33 @@
+/** Clients for the test services started by test/helpers/global.ts. */
+import { randomUUID } from 'node:crypto';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { DefaultLogger } from '@temporalio/worker';
+import { loadConfig } from '../../src/config';
+import { seedSyntheticDataset } from '../../src/data/seed';
+import { createS3Client, S3Store } from '../../src/storage/s3';
+import { MlflowClient } from '../../src/tracking/mlflow';
+
+export function testS3(): S3Store {
+  return new S3Store(createS3Client(loadConfig(process.env)));
+}
+
+export function testMlflow(): MlflowClient {
+  return new MlflowClient(loadConfig(process.env).mlflow.trackingUri);
+}
+
+/** A fresh bucket name, so tests never see each other's objects. */
+export function uniqueBucket(prefix = 'test'): string {
+  return `${prefix}-${randomUUID().slice(0, 8)}`;
+}
+
+/** Seeds a small synthetic dataset into a fresh bucket and returns its data URI. */
+export async function seededDataset(s3: S3Store, o: { trainPerClass?: number; testPerClass?: number; size?: number } = {}): Promise<string> {
+  const dataUri = `s3://${uniqueBucket('data')}/data`;
+  await seedSyntheticDataset(s3, { outUri: dataUri, trainPerClass: o.trainPerClass ?? 20, testPerClass: o.testPerClass ?? 6, size: o.size ?? 32, seed: 3 });
+  return dataUri;
+}
+
+/** An activity environment whose logger keeps expected failures out of the test output. */
+export function activityEnv(info?: ConstructorParameters<typeof MockActivityEnvironment>[0]): MockActivityEnvironment {
+  return new MockActivityEnvironment(info, { logger: new DefaultLogger('ERROR') });
+}

@@ -1,0 +1,44 @@
+import { strict as assert } from 'node:assert';
+import { DEFAULT_PARAMS, InvalidInputError, parsePipelineInput } from '../../src/workflows/input';
+
+describe('parsePipelineInput', () => {
+  it('fills the seed DAG parameters when given an empty object', () => {
+    const p = parsePipelineInput({});
+    assert.equal(p.numClasses, 2);
+    assert.equal(p.imageSize, 224);
+    assert.equal(p.optimizer, 'adam');
+    assert.equal(p.epochs, 2);
+    assert.equal(p.batchSize, 64);
+    assert.equal(p.learningRate, 1e-5);
+    assert.equal(p.validationSplit, 0.2);
+    assert.deepEqual(p.models, ['Basic', 'ResNet50', 'CrossVal']);
+    assert.deepEqual(parsePipelineInput(undefined), p);
+  });
+
+  it('keeps given values and does not share the defaults array', () => {
+    const p = parsePipelineInput({ imageSize: 64, models: ['Basic'] });
+    assert.equal(p.imageSize, 64);
+    assert.deepEqual(p.models, ['Basic']);
+    p.models.push('ResNet50');
+    assert.deepEqual(DEFAULT_PARAMS.models, ['Basic', 'ResNet50', 'CrossVal']);
+  });
+
+  const rejects = (input: unknown, field: string, pattern: RegExp): void => {
+    assert.throws(
+      () => parsePipelineInput(input),
+      (err: unknown) => err instanceof InvalidInputError && err.field === field && pattern.test(err.message),
+    );
+  };
+
+  it('rejects unknown keys, naming them', () => rejects({ epoch: 3 }, 'epoch', /unknown field/));
+  it('rejects wrong types', () => rejects({ batchSize: '64' }, 'batchSize', /expected an integer, got "64"/));
+  it('rejects non-integers where integers are needed', () => rejects({ epochs: 1.5 }, 'epochs', /integer/));
+  it('rejects out-of-range values', () => rejects({ learningRate: 0 }, 'learningRate', /greater than 0/));
+  it('rejects a validation split outside (0.05, 0.5)', () => rejects({ validationSplit: 0.9 }, 'validationSplit', /at most 0.5/));
+  it('rejects unknown model classes by index', () => rejects({ models: ['Basic', 'VGG'] }, 'models[1]', /'ResNet50'/));
+  it('rejects duplicate models', () => rejects({ models: ['Basic', 'Basic'] }, 'models', /twice/));
+  it('rejects an empty model list', () => rejects({ models: [] }, 'models', /non-empty/));
+  it('rejects a non-S3 data URI', () => rejects({ dataUri: '/tmp/data' }, 'dataUri', /S3 URI/));
+  it('rejects an endpoint name SageMaker would refuse', () => rejects({ endpointName: 'bad_name' }, 'endpointName', /hyphens/));
+  it('rejects a non-object input', () => rejects([1], 'input', /JSON object/));
+});

@@ -108,7 +108,7 @@ export function createTrainingActivities({ s3, mlflow }: TrainingDeps) {
         beat('evaluating', hp.epochs);
         const valEval = evaluatePredictions(await predictProbabilities(model, validation, numClasses), validation.labels, numClasses);
         const testEval = evaluatePredictions(await predictProbabilities(model, test, numClasses), test.labels, numClasses);
-        await mlflow.logBatch(runId, { metrics: [...metricList('val_', valEval), ...metricList('test_', testEval)] });
+        await mlflow.logBatch(runId, { metrics: [...metricList('validation_', valEval), ...metricList('test_', testEval)] });
 
         beat('saving', hp.epochs);
         const { bucket } = parseS3Uri(dataset.manifestUri);

@@ -1,0 +1,88 @@
+import { strict as assert } from 'node:assert';
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import { encodeJpeg, syntheticLesion } from '../../src/data/synthetic';
+import { buildBasicCnn } from '../../src/ml/models';
+import { createInferenceServer, type LoadedModel } from '../../src/serving/server';
+
+const SIZE = 8;
+const model = (version: string, seed: number): LoadedModel => ({
+  model: buildBasicCnn({ imageSize: SIZE, numClasses: 2, seed }),
+  metadata: { modelClass: 'Basic', classes: ['benign', 'malignant'], imageSize: SIZE, inputScale: '0-1' },
+  info: { name: 'm', version, modelUri: `s3://b/m/${version}` },
+});
+const instance = (v = 0.5): number[][][] => Array.from({ length: SIZE }, () => Array.from({ length: SIZE }, () => [v, v, v]));
+
+describe('inference server', () => {
+  let server: Server;
+  let url: string;
+
+  before(async () => {
+    ({ server } = createInferenceServer(model('1', 1), { maxBodyBytes: 64 * 1024, maxInstances: 4, loadModel: async ({ version }) => model(version ?? '?', 2) }));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  after(() => server.close());
+
+  const post = (body: string | Uint8Array, type = 'application/json', path = '/invocations') =>
+    fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': type }, body });
+
+  it('answers /ping', async () => {
+    const res = await fetch(`${url}/ping`);
+    assert.equal(res.status, 200);
+  });
+
+  it('predicts from the seed JSON body: a label and a probability per class', async () => {
+    const res = await post(JSON.stringify({ instances: [instance(0.2), instance(0.9)] }));
+    assert.equal(res.status, 200);
+    const { predictions } = (await res.json()) as { predictions: { label: string; probabilities: Record<string, number> }[] };
+    assert.equal(predictions.length, 2);
+    for (const p of predictions) {
+      assert.ok(['benign', 'malignant'].includes(p.label));
+      assert.ok(Math.abs(p.probabilities.benign! + p.probabilities.malignant! - 1) < 1e-5);
+    }
+  });
+
+  it('predicts from a raw JPEG body of any size', async () => {
+    const res = await post(await encodeJpeg(syntheticLesion('malignant', 40, 3), 40), 'image/jpeg');
+    assert.equal(res.status, 200);
+    assert.equal(((await res.json()) as { predictions: unknown[] }).predictions.length, 1);
+  });
+
+  const expectError = async (res: Response, status: number, pattern: RegExp): Promise<void> => {
+    assert.equal(res.status, status);
+    const { error } = (await res.json()) as { error: string };
+    assert.match(error, pattern);
+  };
+
+  it('rejects bad bodies with 4xx and a clear message, and keeps serving', async () => {
+    await expectError(await post('{"instances": [[[1, 2]]]}'), 400, /instances\[0\] must have shape \[8, 8, 3\]/);
+    await expectError(await post('not json'), 400, /not valid JSON/);
+    await expectError(await post('{"rows": []}'), 400, /expected \{"instances"/);
+    await expectError(await post(JSON.stringify({ instances: [instance(), instance(), instance(), instance(), instance()] })), 413, /at most 4 instances/);
+    await expectError(await post('x'.repeat(70 * 1024)), 413, /exceeds the 65536-byte limit/);
+    await expectError(await post('abc', 'image/png'), 400, /not a decodable image\/png/);
+    await expectError(await post('abc', 'text/plain'), 415, /unsupported content type 'text\/plain'/);
+    await expectError(await fetch(`${url}/nope`), 404, /no route GET \/nope/);
+    assert.equal((await fetch(`${url}/ping`)).status, 200);
+  });
+
+  it('swaps the model with no failed request under concurrent load', async () => {
+    const body = JSON.stringify({ instances: [instance()] });
+    let stop = false;
+    const statuses: number[] = [];
+    const load = async (): Promise<void> => {
+      while (!stop) statuses.push((await post(body)).status);
+    };
+    const clients = Array.from({ length: 4 }, load);
+    await new Promise((r) => setTimeout(r, 100));
+    const swap = await post(JSON.stringify({ modelUri: 's3://b/m/2', version: '2' }), 'application/json', '/admin/model');
+    assert.equal(swap.status, 200);
+    await new Promise((r) => setTimeout(r, 100));
+    stop = true;
+    await Promise.all(clients);
+    assert.ok(statuses.length > 10, `only ${statuses.length} requests were made`);
+    assert.deepEqual([...new Set(statuses)], [200]);
+    assert.equal(((await (await fetch(`${url}/model`)).json()) as { version: string }).version, '2');
+  });
+});

@@ -4,10 +4,11 @@
  * Redeploying a running endpoint hot-swaps the model inside the process: no request fails.
  */
 import { spawn } from 'node:child_process';
+import { ApplicationFailure } from '@temporalio/common';
 import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { extname, join, resolve } from 'node:path';
 import type { ModelVersionRef } from '../common/types';
-import { killGroup } from '../stack/services';
+import { killGroup, tcpOpen } from '../stack/services';
 
 export interface EndpointState {
   name: string;
@@ -76,8 +77,13 @@ export class LocalEndpoints {
 
   private async start(name: string, model: ModelVersionRef): Promise<EndpointState> {
     const url = `http://${this.o.host}:${this.o.port}`;
-    if (await ping(url).catch(() => false))
-      throw new EndpointError(`port ${this.o.port} is already serving something that is not endpoint '${name}'; set LOCAL_ENDPOINT_PORT`);
+    if (await tcpOpen(this.o.host, this.o.port)) {
+      // A configuration problem that retrying cannot fix.
+      throw ApplicationFailure.nonRetryable(
+        `port ${this.o.port} on ${this.o.host} is in use by something other than endpoint '${name}'; stop it or set LOCAL_ENDPOINT_PORT`,
+        'EndpointPortInUseError',
+      );
+    }
     const dir = resolve(this.o.stateDir);
     mkdirSync(join(dir, 'endpoints'), { recursive: true });
     mkdirSync(join(dir, 'logs'), { recursive: true });

@@ -5,12 +5,12 @@ import type { PreprocessInput } from '../../src/common/types';
 import { loadSplit } from '../../src/data/dataset';
 import type { DatasetManifest } from '../../src/data/shards';
 import { encodeJpeg, syntheticLesion } from '../../src/data/synthetic';
-import { activityEnv, seededDataset, testS3, uniqueBucket } from '../helpers/services';
+import { runActivity, seededDataset, testS3, uniqueBucket } from '../helpers/services';
 
 describe('preprocessDataset activity (S3 on moto)', () => {
   const s3 = testS3();
   const activities = createDataActivities({ s3, shardSize: 16 });
-  const run = (input: PreprocessInput) => activityEnv().run(activities.preprocessDataset, input);
+  const run = (input: PreprocessInput) => runActivity(activities.preprocessDataset, [input]);
   const input = (dataUri: string): PreprocessInput => ({ dataUri, imageSize: 24, numClasses: 2, validationSplit: 0.25, seed: 1 });
 
   it('writes stratified uint8 shards with correct labels, and hits its cache the second time', async () => {
@@ -76,7 +76,8 @@ describe('preprocessDataset activity (S3 on moto)', () => {
   it('fails non-retryably when a class has no test images', async () => {
     const bucket = uniqueBucket();
     await s3.ensureBucket(bucket);
-    for (const key of ['train/benign/a.jpg', 'train/malignant/a.jpg', 'train/malignant/b.jpg', 'test/benign/a.jpg']) await putImage(`s3://${bucket}/d/${key}`);
+    for (const key of ['train/benign/a.jpg', 'train/malignant/a.jpg', 'train/malignant/b.jpg', 'test/benign/a.jpg'])
+      await putImage(`s3://${bucket}/d/${key}`);
     await rejectsWith(`s3://${bucket}/d`, /d\/test\/malignant\/ has no images/);
   });
 });

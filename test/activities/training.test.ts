@@ -8,7 +8,7 @@ import type { DatasetManifest } from '../../src/data/shards';
 import { evaluatePredictions } from '../../src/ml/metrics';
 import { loadModelFromS3 } from '../../src/ml/model-store';
 import { predictProbabilities } from '../../src/ml/trainer';
-import { activityEnv, seededDataset, testMlflow, testS3 } from '../helpers/services';
+import { runActivity, seededDataset, testMlflow, testS3 } from '../helpers/services';
 
 describe('trainModel activity (native TensorFlow, S3 on moto, real MLflow)', () => {
   const s3 = testS3();
@@ -18,7 +18,9 @@ describe('trainModel activity (native TensorFlow, S3 on moto, real MLflow)', () 
 
   before(async () => {
     const dataUri = await seededDataset(s3, { trainPerClass: 40, testPerClass: 10, size: 32 });
-    dataset = await activityEnv().run(createDataActivities({ s3 }).preprocessDataset, { dataUri, imageSize: 24, numClasses: 2, validationSplit: 0.25, seed: 5 });
+    dataset = await runActivity(createDataActivities({ s3 }).preprocessDataset, [
+      { dataUri, imageSize: 24, numClasses: 2, validationSplit: 0.25, seed: 5 },
+    ]);
   });
 
   const input = (modelClass: ModelClass, over: Partial<TrainModelInput['hyperparams']> = {}): TrainModelInput => ({
@@ -31,7 +33,7 @@ describe('trainModel activity (native TensorFlow, S3 on moto, real MLflow)', () 
   });
 
   it('learns the classes (well above chance, both classes predicted), tracks the run and registers the model', async () => {
-    const trained = await activityEnv().run(training.trainModel, input('Basic'));
+    const trained = await runActivity(training.trainModel, [input('Basic')]);
     assert.equal(trained.modelClass, 'Basic');
     // Validation holds 10 images of each class, so a constant predictor scores 0.5.
     assert.deepEqual(dataset.splits.validation.perClass, { benign: 10, malignant: 10 });
@@ -63,20 +65,20 @@ describe('trainModel activity (native TensorFlow, S3 on moto, real MLflow)', () 
   });
 
   it('applies the learning rate: the same run with a tiny one stays near chance', async () => {
-    const slow = await activityEnv().run(training.trainModel, input('Basic', { learningRate: 1e-9 }));
+    const slow = await runActivity(training.trainModel, [input('Basic', { learningRate: 1e-9 })]);
     assert.ok(slow.metrics.validation.accuracy <= 0.7, `accuracy ${slow.metrics.validation.accuracy} with lr 1e-9`);
   });
 
   it('CrossVal logs its fold scores and ships a final model; a retried attempt reuses its MLflow run', async () => {
-    const first = await activityEnv().run(training.trainModel, input('CrossVal', { epochs: 2 }));
+    const first = await runActivity(training.trainModel, [input('CrossVal', { epochs: 2 })]);
     const run = await mlflow.getRun(first.mlflowRunId);
     const keys = (run.data.metrics ?? []).map((m) => m.key);
     assert.ok(keys.includes('cv_accuracy_mean') && keys.includes('cv_accuracy_std') && keys.includes('fold2_loss'), keys.join(','));
 
-    const retried = await activityEnv({ attempt: 2, heartbeatDetails: { mlflowRunId: first.mlflowRunId, epoch: 1, stage: 'training' } }).run(
-      training.trainModel,
-      input('CrossVal', { epochs: 2 }),
-    );
+    const retried = await runActivity(training.trainModel, [input('CrossVal', { epochs: 2 })], {
+      attempt: 2,
+      heartbeatDetails: { mlflowRunId: first.mlflowRunId, epoch: 1, stage: 'training' },
+    });
     assert.equal(retried.mlflowRunId, first.mlflowRunId);
     assert.equal(retried.version, first.version, 'the version registered for the run is reused');
   });

@@ -1,7 +1,10 @@
 import { strict as assert } from 'node:assert';
 import { seededRandom, shuffled, stratifiedFolds, stratifiedSplit } from '../../src/data/split';
 
-const items = [...Array.from({ length: 50 }, (_, i) => ({ id: i, label: 0 })), ...Array.from({ length: 30 }, (_, i) => ({ id: 100 + i, label: 1 }))];
+const items = [
+  ...Array.from({ length: 50 }, (_, i) => ({ id: i, label: 0 })),
+  ...Array.from({ length: 30 }, (_, i) => ({ id: 100 + i, label: 1 })),
+];
 const label = (x: { label: number }): number => x.label;
 
 describe('seeded splitting', () => {

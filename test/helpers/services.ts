@@ -1,5 +1,6 @@
 /** Clients for the test services started by test/helpers/global.ts. */
 import { randomUUID } from 'node:crypto';
+import type { Info } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import { loadConfig } from '../../src/config';
@@ -21,13 +22,25 @@ export function uniqueBucket(prefix = 'test'): string {
 }
 
 /** Seeds a small synthetic dataset into a fresh bucket and returns its data URI. */
-export async function seededDataset(s3: S3Store, o: { trainPerClass?: number; testPerClass?: number; size?: number } = {}): Promise<string> {
+export async function seededDataset(
+  s3: S3Store,
+  o: { trainPerClass?: number; testPerClass?: number; size?: number } = {},
+): Promise<string> {
   const dataUri = `s3://${uniqueBucket('data')}/data`;
-  await seedSyntheticDataset(s3, { outUri: dataUri, trainPerClass: o.trainPerClass ?? 20, testPerClass: o.testPerClass ?? 6, size: o.size ?? 32, seed: 3 });
+  await seedSyntheticDataset(s3, {
+    outUri: dataUri,
+    trainPerClass: o.trainPerClass ?? 20,
+    testPerClass: o.testPerClass ?? 6,
+    size: o.size ?? 32,
+    seed: 3,
+  });
   return dataUri;
 }
 
-/** An activity environment whose logger keeps expected failures out of the test output. */
-export function activityEnv(info?: ConstructorParameters<typeof MockActivityEnvironment>[0]): MockActivityEnvironment {
-  return new MockActivityEnvironment(info, { logger: new DefaultLogger('ERROR') });
+/**
+ * Runs an activity function in a mock activity context (whose logger keeps expected failures out
+ * of the test output), typed by the function.
+ */
+export function runActivity<A extends unknown[], R>(fn: (...args: A) => Promise<R>, args: A, info?: Partial<Info>): Promise<R> {
+  return new MockActivityEnvironment(info, { logger: new DefaultLogger('ERROR') }).run(fn, ...args) as Promise<R>;
 }

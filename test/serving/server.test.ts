@@ -18,7 +18,11 @@ describe('inference server', () => {
   let url: string;
 
   before(async () => {
-    ({ server } = createInferenceServer(model('1', 1), { maxBodyBytes: 64 * 1024, maxInstances: 4, loadModel: async ({ version }) => model(version ?? '?', 2) }));
+    ({ server } = createInferenceServer(model('1', 1), {
+      maxBodyBytes: 64 * 1024,
+      maxInstances: 4,
+      loadModel: async ({ version }) => model(version ?? '?', 2),
+    }));
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   });
@@ -59,7 +63,11 @@ describe('inference server', () => {
     await expectError(await post('{"instances": [[[1, 2]]]}'), 400, /instances\[0\] must have shape \[8, 8, 3\]/);
     await expectError(await post('not json'), 400, /not valid JSON/);
     await expectError(await post('{"rows": []}'), 400, /expected \{"instances"/);
-    await expectError(await post(JSON.stringify({ instances: [instance(), instance(), instance(), instance(), instance()] })), 413, /at most 4 instances/);
+    await expectError(
+      await post(JSON.stringify({ instances: [instance(), instance(), instance(), instance(), instance()] })),
+      413,
+      /at most 4 instances/,
+    );
     await expectError(await post('x'.repeat(70 * 1024)), 413, /exceeds the 65536-byte limit/);
     await expectError(await post('abc', 'image/png'), 400, /not a decodable image\/png/);
     await expectError(await post('abc', 'text/plain'), 415, /unsupported content type 'text\/plain'/);

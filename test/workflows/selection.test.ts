@@ -12,7 +12,11 @@ const metrics = (accuracy: number, loss = 0.5, extra: Partial<ClassificationMetr
   ...extra,
 });
 
-const model = (modelClass: TrainedModel['modelClass'], validation: ClassificationMetrics, test: ClassificationMetrics = validation): TrainedModel => ({
+const model = (
+  modelClass: TrainedModel['modelClass'],
+  validation: ClassificationMetrics,
+  test: ClassificationMetrics = validation,
+): TrainedModel => ({
   modelClass,
   mlflowRunId: `run-${modelClass}`,
   registeredModelName: 'm',
@@ -40,8 +44,14 @@ describe('selectBestModel', () => {
   });
 
   it('breaks ties on lower validation loss, then on request order', () => {
-    assert.equal(selectBestModel([model('Basic', metrics(0.8, 0.6)), model('CrossVal', metrics(0.8, 0.4))], 'accuracy').winner.modelClass, 'CrossVal');
-    assert.equal(selectBestModel([model('CrossVal', metrics(0.8, 0.4)), model('Basic', metrics(0.8, 0.4))], 'accuracy').winner.modelClass, 'CrossVal');
+    assert.equal(
+      selectBestModel([model('Basic', metrics(0.8, 0.6)), model('CrossVal', metrics(0.8, 0.4))], 'accuracy').winner.modelClass,
+      'CrossVal',
+    );
+    assert.equal(
+      selectBestModel([model('CrossVal', metrics(0.8, 0.4)), model('Basic', metrics(0.8, 0.4))], 'accuracy').winner.modelClass,
+      'CrossVal',
+    );
   });
 
   it('refuses an empty candidate list', () => {

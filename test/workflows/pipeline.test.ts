@@ -1,0 +1,159 @@
+import { strict as assert } from 'node:assert';
+import { join } from 'node:path';
+import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { bundleWorkflowCode, DefaultLogger, Runtime, Worker, type WorkflowBundle } from '@temporalio/worker';
+import { createDeployActivities } from '../../src/activities/deploy';
+import { createDataActivities } from '../../src/activities/preprocess';
+import { createRegistryActivities } from '../../src/activities/registry';
+import { createTrainingActivities } from '../../src/activities/training';
+import { SEARCH_ATTRIBUTES, TASK_QUEUES } from '../../src/common/constants';
+import { loadConfig } from '../../src/config';
+import { LocalEndpoints } from '../../src/serving/local-endpoints';
+import { cnnSkinCancerWorkflow } from '../../src/workflows';
+import type { PipelineInput } from '../../src/workflows/input';
+import { finishSignal, redeploySignal, statusQuery } from '../../src/workflows/messages';
+import { ROOT } from '../helpers/global';
+import { seededDataset, testMlflow, testS3 } from '../helpers/services';
+
+describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', function () {
+  let env: TestWorkflowEnvironment;
+  let bundle: WorkflowBundle;
+  let dataUri: string;
+  const s3 = testS3();
+  const mlflow = testMlflow();
+  const config = loadConfig(process.env);
+
+  before(async function () {
+    Runtime.install({ logger: new DefaultLogger('WARN') });
+    env = await TestWorkflowEnvironment.createLocal({
+      server: {
+        executable: { type: 'existing-path', path: join(ROOT, '.venv', 'bin', 'temporal') },
+        searchAttributes: Object.values(SEARCH_ATTRIBUTES),
+      },
+    });
+    bundle = await bundleWorkflowCode({ workflowsPath: require.resolve('../../src/workflows'), logger: new DefaultLogger('WARN') });
+    dataUri = await seededDataset(s3, { trainPerClass: 16, testPerClass: 6, size: 24 });
+  });
+
+  after(async () => {
+    await env?.teardown();
+  });
+
+  /** The three task queues' workers, with the real activities, for the duration of `fn`. */
+  async function withWorkers<T>(fn: () => Promise<T>): Promise<T> {
+    const connection = env.nativeConnection;
+    const workers = await Promise.all([
+      Worker.create({
+        connection,
+        taskQueue: TASK_QUEUES.pipeline,
+        workflowBundle: bundle,
+        activities: {
+          ...createRegistryActivities({ mlflow }),
+          ...createDeployActivities({
+            local: new LocalEndpoints({ stateDir: config.stateDir, ...config.localEndpoint, env: process.env }),
+          }),
+        },
+      }),
+      Worker.create({ connection, taskQueue: TASK_QUEUES.data, activities: createDataActivities({ s3 }) }),
+      Worker.create({ connection, taskQueue: TASK_QUEUES.training, activities: createTrainingActivities({ s3, mlflow }) }),
+    ]);
+    const main = fn();
+    const [result] = await Promise.all([main, ...workers.map((w) => w.runUntil(main.catch(() => undefined)))]);
+    return result as T;
+  }
+
+  const small = (over: PipelineInput = {}): PipelineInput => ({
+    dataUri,
+    imageSize: 16,
+    epochs: 3,
+    batchSize: 8,
+    learningRate: 1e-3,
+    crossValFolds: 2,
+    registeredModelName: 'wf-test-model',
+    experimentName: 'wf-test',
+    lifetimeSeconds: 0,
+    ...over,
+  });
+
+  it('runs preprocess -> train x3 -> select -> promote -> deploy and serves predictions', async () => {
+    const result = await withWorkers(() =>
+      env.client.workflow.execute(cnnSkinCancerWorkflow, { taskQueue: TASK_QUEUES.pipeline, workflowId: 'pipeline-e2e', args: [small()] }),
+    );
+    assert.ok(['Basic', 'ResNet50', 'CrossVal'].includes(result.model));
+    assert.equal(result.stage, 'finished');
+    assert.equal(result.deployment.version, result.version);
+
+    // The registry's champion is the selected version, and it is what the endpoint serves.
+    assert.equal((await mlflow.getModelVersionByAlias('wf-test-model', 'champion'))?.version, result.version);
+    const served = (await (await fetch(`${result.deployment.url}/model`)).json()) as { version: string };
+    assert.equal(served.version, result.version);
+
+    // Every requested model trained in its own finished MLflow run, tagged with the workflow.
+    const experiment = await mlflow.getOrCreateExperiment('wf-test');
+    const runs = await mlflow.searchRuns(experiment, "tags.`temporal.workflow_id` = 'pipeline-e2e'");
+    assert.deepEqual(runs.map((r) => r.run_name).sort(), ['Basic', 'CrossVal', 'ResNet50']);
+    assert.ok(runs.every((r) => r.status === 'FINISHED'));
+
+    const handle = env.client.workflow.getHandle('pipeline-e2e');
+    const description = await handle.describe();
+    assert.equal(description.typedSearchAttributes.get(SEARCH_ATTRIBUTES.stage), 'finished');
+    assert.equal(description.typedSearchAttributes.get(SEARCH_ATTRIBUTES.bestModel), result.model);
+
+    // Replaying the recorded history with the current code proves the workflow is deterministic.
+    await Worker.runReplayHistory({ workflowBundle: bundle }, await handle.fetchHistory(), 'pipeline-e2e');
+  });
+
+  it('fails non-retryably, naming the field, on invalid input', async () => {
+    const err = await withWorkers(() =>
+      env.client.workflow
+        .execute(cnnSkinCancerWorkflow, {
+          taskQueue: TASK_QUEUES.pipeline,
+          workflowId: 'pipeline-bad-input',
+          args: [{ imageSize: 4 } as PipelineInput],
+        })
+        .then(
+          () => assert.fail('expected the workflow to fail'),
+          (e: unknown) => e,
+        ),
+    );
+    assert.ok(err instanceof WorkflowFailedError);
+    assert.ok(err.cause instanceof ApplicationFailure);
+    assert.equal(err.cause.type, 'InvalidInputError');
+    assert.equal(err.cause.nonRetryable, true);
+    assert.match(err.cause.message, /invalid input 'imageSize': must be between 8 and 512, got 4/);
+  }).timeout(60_000);
+
+  it('stays alive after deploying and redeploys a registered version on a signal; bad requests are recorded, not fatal', async () => {
+    await withWorkers(async () => {
+      const handle: WorkflowHandle<typeof cnnSkinCancerWorkflow> = await env.client.workflow.start(cnnSkinCancerWorkflow, {
+        taskQueue: TASK_QUEUES.pipeline,
+        workflowId: 'pipeline-redeploy',
+        args: [small({ models: ['Basic', 'CrossVal'], lifetimeSeconds: 3600 })],
+      });
+      let status = await handle.query(statusQuery);
+      while (status.stage !== 'serving') {
+        await new Promise((r) => setTimeout(r, 500));
+        status = await handle.query(statusQuery);
+      }
+      const deployed = status.deployments[0]!;
+      const other = status.models.find((m) => m.version !== deployed.version)!;
+      await handle.signal(redeploySignal, { alias: 'no-such-alias' });
+      await handle.signal(redeploySignal, { version: 'x' } as never);
+      await handle.signal(redeploySignal, { version: other.version! });
+      await handle.signal(finishSignal);
+      const result = await handle.result();
+      assert.equal(result.deployment.version, other.version);
+      status = await handle.query(statusQuery);
+      assert.deepEqual(
+        status.redeploys.map((r) => r.outcome),
+        ['failed', 'rejected', 'deployed'],
+      );
+      assert.match(status.redeploys[0]!.reason!, /has no alias 'no-such-alias'/);
+      assert.match(status.redeploys[1]!.reason!, /positive integer/);
+      const served = (await (await fetch(`${deployed.url}/model`)).json()) as { version: string };
+      assert.equal(served.version, other.version);
+    });
+  });
+});

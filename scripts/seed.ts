@@ -2,6 +2,7 @@
  * `npm run seed -- [--out s3://bucket/prefix] [--train-per-class N] [--test-per-class N] [--size PX] [--seed N] [--force]`
  * Writes a synthetic dataset in the layout <out>/{train,test}/{benign,malignant}/*.jpg to S3.
  */
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config';
 import { seedSyntheticDataset } from '../src/data/seed';
@@ -24,7 +25,7 @@ async function main(): Promise<void> {
     if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got '${values[name]}'`);
     return n;
   };
-  const s3 = new S3Store(createS3Client(loadConfig(withLocalStackDefaults(process.env))));
+  const s3 = new S3Store(createS3Client(loadConfig(withLocalStackDefaults(process.env, join(__dirname, '..', '..')))));
   const result = await seedSyntheticDataset(s3, {
     outUri: values.out!,
     trainPerClass: int('train-per-class'),

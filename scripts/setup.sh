@@ -81,17 +81,22 @@ if ! tf_ok; then
 fi
 
 # --- Python environment: Temporal CLI, MLflow, moto ---------------------------------------
+# (Skipped in container images, which need only the workers: SKIP_PYTHON_STACK=1.)
 py_stamp=.venv/.setup-$(hash_of requirements-stack.txt)
-if [[ ! -f $py_stamp ]]; then
+if [[ ${SKIP_PYTHON_STACK:-0} == 1 ]]; then
+  log "skipping the Python stack (SKIP_PYTHON_STACK=1)"
+elif [[ ! -f $py_stamp ]]; then
   say "creating the project Python environment (.venv) from requirements-stack.txt"
   [[ -x .venv/bin/python ]] || "$PYTHON" -m venv .venv
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-stack.txt >&2 \
     || die "pip could not install requirements-stack.txt"
   rm -f .venv/.setup-* && touch "$py_stamp"
 fi
-for bin in temporal mlflow moto_server; do
-  [[ -x .venv/bin/$bin ]] || die ".venv/bin/$bin is missing; delete .venv and run npm run setup again"
-done
+if [[ ${SKIP_PYTHON_STACK:-0} != 1 ]]; then
+  for bin in temporal mlflow moto_server; do
+    [[ -x .venv/bin/$bin ]] || die ".venv/bin/$bin is missing; delete .venv and run npm run setup again"
+  done
+fi
 
 # --- TypeScript build ----------------------------------------------------------------------
 log "building TypeScript"

@@ -1,8 +1,10 @@
+import { join } from 'node:path';
+
 /**
  * Defaults that point the AWS SDK, MLflow and Temporal at the local stack. Used only by the
  * local entry points (`npm run workers`, `demo`, `seed`); a variable already set always wins.
  */
-export function withLocalStackDefaults(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+export function withLocalStackDefaults(env: NodeJS.ProcessEnv, projectRoot: string): NodeJS.ProcessEnv {
   const moto = `http://127.0.0.1:${env.MOTO_PORT || 4566}`;
   return {
     AWS_ENDPOINT_URL_S3: moto,
@@ -14,6 +16,7 @@ export function withLocalStackDefaults(env: NodeJS.ProcessEnv): NodeJS.ProcessEn
     MLFLOW_TRACKING_URI: `http://127.0.0.1:${env.MLFLOW_PORT || 5000}`,
     // The SDK warns that releases after January 2027 need Node 22; the pinned release runs on 20.
     AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+    PIPELINE_STATE_DIR: join(projectRoot, '.stack'),
     TEMPORAL_ADDRESS: `127.0.0.1:${env.TEMPORAL_PORT || 7233}`,
     ...Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== '')),
   };

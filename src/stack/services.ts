@@ -4,7 +4,7 @@
  * folder; `stop` only touches processes whose pid file that folder holds.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { join, resolve } from 'node:path';
 import { SEARCH_ATTRIBUTE_DEFINITIONS } from '../common/constants';
@@ -226,6 +226,15 @@ async function waitHealthy(o: StackOptions, s: ServiceSpec, timeoutMs = 180_000)
 
 /** Stops the services this stack started (by their pid files), newest first. */
 export async function stackDown(o: StackOptions, log: (line: string) => void = () => undefined): Promise<void> {
+  // Local endpoints started by the pipeline's deploy activity keep their state in the same folder.
+  const endpoints = join(o.dir, 'endpoints');
+  for (const file of existsSync(endpoints) ? readdirSync(endpoints) : []) {
+    const state = JSON.parse(readFileSync(join(endpoints, file), 'utf8')) as { name: string; pid: number };
+    if (alive(state.pid)) {
+      await killGroup(state.pid);
+      log(`endpoint ${state.name}: stopped (pid ${state.pid})`);
+    }
+  }
   for (const s of specs(o).reverse()) {
     const pid = readPid(o, s.name);
     if (!pid) continue;

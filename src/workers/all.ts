@@ -12,7 +12,7 @@ const WORKERS = ['pipeline', 'data', 'training'];
 const children: ChildProcess[] = WORKERS.map((name) => {
   const child = spawn(process.execPath, [join(__dirname, `${name}.js`)], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: withLocalStackDefaults(process.env),
+    env: withLocalStackDefaults(process.env, join(__dirname, '..', '..', '..')),
   });
   const prefix = (chunk: Buffer): string =>
     chunk

@@ -47,14 +47,22 @@ async function main(): Promise<void> {
   const workersLog = join(stack.dir, 'logs', 'demo-workers.log');
   say(`starting the workers (log: ${workersLog})`);
   const fd = openSync(workersLog, 'a');
-  const workers = spawn(process.execPath, [join(ROOT, 'dist', 'src', 'workers', 'all.js')], { stdio: ['ignore', fd, fd], env: process.env });
+  const workers = spawn(process.execPath, [join(ROOT, 'dist', 'src', 'workers', 'all.js')], {
+    stdio: ['ignore', fd, fd],
+    env: process.env,
+  });
   const stopWorkers = (): void => void workers.kill('SIGTERM');
   process.on('exit', stopWorkers);
 
   try {
     const client = new WorkflowClient({ connection: await Connection.connect({ address: config.temporal.address }) });
     const workflowId = workflowIdForEndpoint('cnn-skin-cancer');
-    const start = () => client.start<typeof cnnSkinCancerWorkflow>('cnnSkinCancerWorkflow', { taskQueue: TASK_QUEUES.pipeline, workflowId, args: [DEMO_INPUT] });
+    const start = () =>
+      client.start<typeof cnnSkinCancerWorkflow>('cnnSkinCancerWorkflow', {
+        taskQueue: TASK_QUEUES.pipeline,
+        workflowId,
+        args: [DEMO_INPUT],
+      });
     let handle;
     try {
       handle = await start();
@@ -90,7 +98,9 @@ async function main(): Promise<void> {
     say(`why: ${status.selection!.reason}`);
     for (const m of status.models) {
       const v = m.validation;
-      say(`  ${m.modelClass.padEnd(9)} ${m.state.padEnd(8)} ${v ? `val accuracy ${v.accuracy.toFixed(3)}  auc ${v.auc.toFixed(3)}  f1 ${v.f1.toFixed(3)}` : (m.error ?? '')}`);
+      say(
+        `  ${m.modelClass.padEnd(9)} ${m.state.padEnd(8)} ${v ? `val accuracy ${v.accuracy.toFixed(3)}  auc ${v.auc.toFixed(3)}  f1 ${v.f1.toFixed(3)}` : (m.error ?? '')}`,
+      );
     }
     say(`endpoint: ${deployment.url}  (GET /ping, POST /invocations)`);
     say(`prediction for ${prediction.image}: ${prediction.label} ${JSON.stringify(prediction.probabilities)}`);
@@ -129,14 +139,23 @@ async function followProgress(handle: { query: (q: 'status') => Promise<Pipeline
   }
 }
 
-async function predictOneTestImage(s3: S3Store, url: string): Promise<{ image: string; label: string; probabilities: Record<string, number> }> {
+async function predictOneTestImage(
+  s3: S3Store,
+  url: string,
+): Promise<{ image: string; label: string; probabilities: Record<string, number> }> {
   const [image] = await s3.list(`${DATA_URI}/test/malignant/`);
   const model = (await (await fetch(`${url}/model`)).json()) as { imageSize: number };
   const size = model.imageSize;
   const pixels = decodeAndResize(await s3.getBytes(`s3://cnn-skin-cancer/${image!.key}`), size);
   // The seed's request format: {"instances": [HxWx3 floats in [0, 1]]}.
-  const instance = Array.from({ length: size }, (_, y) => Array.from({ length: size }, (_, x) => [0, 1, 2].map((c) => pixels[(y * size + x) * 3 + c]! / 255)));
-  const res = await fetch(`${url}/invocations`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ instances: [instance] }) });
+  const instance = Array.from({ length: size }, (_, y) =>
+    Array.from({ length: size }, (_, x) => [0, 1, 2].map((c) => pixels[(y * size + x) * 3 + c]! / 255)),
+  );
+  const res = await fetch(`${url}/invocations`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ instances: [instance] }),
+  });
   if (!res.ok) throw new Error(`the endpoint answered ${res.status}: ${await res.text()}`);
   const { predictions } = (await res.json()) as { predictions: { label: string; probabilities: Record<string, number> }[] };
   return { image: `s3://cnn-skin-cancer/${image!.key}`, ...predictions[0]! };

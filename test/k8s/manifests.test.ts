@@ -47,7 +47,9 @@ describe('k8s base manifests', () => {
   it('pins the training worker to the t3_large pool and tolerates its taint', () => {
     const training = deployments.find((d) => d.metadata.labels['temporal.io/task-queue'] === TASK_QUEUES.training)!;
     assert.deepEqual(training.spec.template.spec.nodeSelector, { role: 't3_large' });
-    assert.deepEqual(training.spec.template.spec.tolerations, [{ key: 'dedicated', operator: 'Equal', value: 't3_large', effect: 'NoSchedule' }]);
+    assert.deepEqual(training.spec.template.spec.tolerations, [
+      { key: 'dedicated', operator: 'Equal', value: 't3_large', effect: 'NoSchedule' },
+    ]);
     for (const other of deployments.filter((d) => d !== training)) assert.equal(other.spec.template.spec.nodeSelector, undefined);
   });
 });

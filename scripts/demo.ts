@@ -10,7 +10,7 @@ import { Connection, WorkflowClient, WorkflowExecutionAlreadyStartedError } from
 import { TASK_QUEUES, workflowIdForEndpoint } from '../src/common/constants';
 import { loadConfig } from '../src/config';
 import { decodeAndResize } from '../src/data/images';
-import { seedSyntheticDataset } from '../src/data/seed';
+import { writeSyntheticDataset } from '../src/data/generate';
 import { withLocalStackDefaults } from '../src/stack/local-env';
 import { stackOptionsFromEnv, stackUp } from '../src/stack/services';
 import { createS3Client, S3Store } from '../src/storage/s3';
@@ -24,7 +24,7 @@ const DATA_URI = 's3://cnn-skin-cancer/data';
 const DEMO_INPUT: PipelineInput = {
   dataUri: DATA_URI,
   imageSize: 64,
-  epochs: 4,
+  epochs: 8,
   batchSize: 16,
   learningRate: 1e-3,
   crossValFolds: 3,
@@ -41,7 +41,13 @@ async function main(): Promise<void> {
   await stackUp(stack, (line) => say(line));
 
   const s3 = new S3Store(createS3Client(config));
-  const seeded = await seedSyntheticDataset(s3, { outUri: DATA_URI, trainPerClass: 60, testPerClass: 15, size: 96, seed: 7 });
+  await s3.ensureBucket('cnn-skin-cancer');
+  const seeded = await writeSyntheticDataset(s3, {
+    outUri: DATA_URI,
+    counts: { train: { benign: 80, malignant: 80 }, test: { benign: 20, malignant: 20 } },
+    size: 96,
+    seed: 7,
+  });
   say(seeded.written ? `seeded ${seeded.written} synthetic images into ${DATA_URI}` : `dataset already present at ${DATA_URI}`);
 
   const workersLog = join(stack.dir, 'logs', 'demo-workers.log');

@@ -25,10 +25,10 @@ export function buildBasicCnn({ imageSize, numClasses, seed }: ModelSpec): Layer
       conv(1, { inputShape: [imageSize, imageSize, 3] }),
       tf.layers.maxPooling2d({ poolSize: 2 }),
       conv(2),
-      tf.layers.dropout({ rate: 0.25, seed: seed + 3 }),
+      tf.layers.dropout({ rate: 0.25 }),
       conv(4),
       tf.layers.maxPooling2d({ poolSize: 2 }),
-      tf.layers.dropout({ rate: 0.25, seed: seed + 5 }),
+      tf.layers.dropout({ rate: 0.25 }),
       tf.layers.flatten(),
       tf.layers.dense({
         units: 128,

@@ -11,6 +11,7 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 import type { Config } from '../config';
+import type { ObjectStore } from './object-store';
 
 export interface S3Location {
   bucket: string;
@@ -51,7 +52,7 @@ export function createS3Client(config: Config): S3Client {
   });
 }
 
-export class S3Store {
+export class S3Store implements ObjectStore {
   constructor(readonly client: S3Client) {}
 
   async getBytes(uri: string): Promise<Uint8Array> {
@@ -95,6 +96,10 @@ export class S3Store {
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
     return objects.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  uriOf(prefixUri: string, key: string): string {
+    return s3Uri(parseS3Uri(prefixUri).bucket, key);
   }
 
   async ensureBucket(bucket: string): Promise<void> {

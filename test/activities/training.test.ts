@@ -17,7 +17,7 @@ describe('trainModel activity (native TensorFlow, S3 on moto, real MLflow)', () 
   let dataset: PreparedDataset;
 
   before(async () => {
-    const dataUri = await seededDataset(s3, { trainPerClass: 40, testPerClass: 10, size: 32 });
+    const dataUri = await seededDataset(s3, { trainPerClass: 100, testPerClass: 10, size: 48 });
     dataset = await runActivity(createDataActivities({ s3 }).preprocessDataset, [
       { dataUri, imageSize: 24, numClasses: 2, validationSplit: 0.25, seed: 5 },
     ]);
@@ -26,7 +26,7 @@ describe('trainModel activity (native TensorFlow, S3 on moto, real MLflow)', () 
   const input = (modelClass: ModelClass, over: Partial<TrainModelInput['hyperparams']> = {}): TrainModelInput => ({
     modelClass,
     dataset,
-    hyperparams: { optimizer: 'adam', epochs: 6, batchSize: 16, learningRate: 1e-3, crossValFolds: 2, seed: 11, ...over },
+    hyperparams: { optimizer: 'adam', epochs: 15, batchSize: 16, learningRate: 1e-3, crossValFolds: 2, seed: 11, ...over },
     experimentName: 'test-training',
     registeredModelName: 'test-skin-model',
     workflowId: 'wf-test',
@@ -35,9 +35,10 @@ describe('trainModel activity (native TensorFlow, S3 on moto, real MLflow)', () 
   it('learns the classes (well above chance, both classes predicted), tracks the run and registers the model', async () => {
     const trained = await runActivity(training.trainModel, [input('Basic')]);
     assert.equal(trained.modelClass, 'Basic');
-    // Validation holds 10 images of each class, so a constant predictor scores 0.5.
-    assert.deepEqual(dataset.splits.validation.perClass, { benign: 10, malignant: 10 });
-    assert.ok(trained.metrics.validation.accuracy >= 0.8, `validation accuracy ${trained.metrics.validation.accuracy}`);
+    // Validation holds 25 images of each class: a constant predictor scores 0.5, and a random one
+    // reaches 0.7 with probability 0.3 %.
+    assert.deepEqual(dataset.splits.validation.perClass, { benign: 25, malignant: 25 });
+    assert.ok(trained.metrics.validation.accuracy >= 0.7, `validation accuracy ${trained.metrics.validation.accuracy}`);
 
     const run = await mlflow.getRun(trained.mlflowRunId);
     assert.equal(run.info.status, 'FINISHED');
@@ -66,7 +67,7 @@ describe('trainModel activity (native TensorFlow, S3 on moto, real MLflow)', () 
 
   it('applies the learning rate: the same run with a tiny one stays near chance', async () => {
     const slow = await runActivity(training.trainModel, [input('Basic', { learningRate: 1e-9 })]);
-    assert.ok(slow.metrics.validation.accuracy <= 0.7, `accuracy ${slow.metrics.validation.accuracy} with lr 1e-9`);
+    assert.ok(slow.metrics.validation.accuracy < 0.7, `accuracy ${slow.metrics.validation.accuracy} with lr 1e-9`);
   });
 
   it('CrossVal logs its fold scores and ships a final model; a retried attempt reuses its MLflow run', async () => {

@@ -4,8 +4,8 @@ import type { Info } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import { loadConfig } from '../../src/config';
-import { seedSyntheticDataset } from '../../src/data/seed';
-import { createS3Client, S3Store } from '../../src/storage/s3';
+import { writeSyntheticDataset } from '../../src/data/generate';
+import { createS3Client, parseS3Uri, S3Store } from '../../src/storage/s3';
 import { MlflowClient } from '../../src/tracking/mlflow';
 
 export function testS3(): S3Store {
@@ -27,10 +27,12 @@ export async function seededDataset(
   o: { trainPerClass?: number; testPerClass?: number; size?: number } = {},
 ): Promise<string> {
   const dataUri = `s3://${uniqueBucket('data')}/data`;
-  await seedSyntheticDataset(s3, {
+  const train = o.trainPerClass ?? 20;
+  const test = o.testPerClass ?? 6;
+  await s3.ensureBucket(parseS3Uri(dataUri).bucket);
+  await writeSyntheticDataset(s3, {
     outUri: dataUri,
-    trainPerClass: o.trainPerClass ?? 20,
-    testPerClass: o.testPerClass ?? 6,
+    counts: { train: { benign: train, malignant: train }, test: { benign: test, malignant: test } },
     size: o.size ?? 32,
     seed: 3,
   });

@@ -16,11 +16,18 @@ export interface ClassificationMetrics {
 }
 
 export interface PreprocessInput {
+  /** Prefix holding `train/<class>/*` and `test/<class>/*` (s3://..., or file://... for local tools). */
   dataUri: string;
   imageSize: number;
   numClasses: number;
   validationSplit: number;
   seed: number;
+  /** Share of undecodable files tolerated (skipped and listed) before the run fails. */
+  maxSkippedFraction: number;
+  /** MLflow experiment for the "Preprocessing" run; none is logged when absent. */
+  experimentName?: string;
+  /** Where outputs go (a folder per content key); default: `preprocessed/` beside the data. */
+  outputUri?: string;
 }
 
 export interface SplitSummary {
@@ -33,6 +40,12 @@ export interface PreparedDataset {
   classes: string[];
   imageSize: number;
   splits: { train: SplitSummary; validation: SplitSummary; test: SplitSummary };
+  /** True when a complete output for the same listing and parameters already existed. */
+  cacheHit: boolean;
+  /** sha256 over the shards' own hashes, in order. */
+  contentHash: string;
+  /** Files that could not be decoded as images: how many, and the first few keys. */
+  skipped: { count: number; keys: string[] };
 }
 
 export interface Hyperparams {

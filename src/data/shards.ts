@@ -76,8 +76,21 @@ export interface DatasetManifest {
   channels: 3;
   /** Sorted folder names; a label is an index into this list. */
   classes: string[];
+  /** Class name -> label id. */
+  labelMap: Record<string, number>;
   splits: { train: ManifestSplit; validation: ManifestSplit; test: ManifestSplit };
-  source: { dataUri: string; objects: number; listingHash: string; skipped: string[] };
-  params: { validationSplit: number; seed: number };
+  /** sha256 over the shards' own sha256s, in split order. */
+  contentHash: string;
+  /** `candidates`: files found in the split folders; `skipped`: those that were not decodable images. */
+  source: { dataUri: string; objects: number; candidates: number; listingHash: string; skipped: string[] };
+  params: { validationSplit: number; seed: number; shardSize: number };
   createdAt: string;
+}
+
+/** Written beside each shard once the shard is complete: a retried run reuses it as is. */
+export interface ShardRecord {
+  count: number;
+  perClass: Record<string, number>;
+  skipped: string[];
+  sha256: string;
 }

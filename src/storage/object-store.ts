@@ -17,6 +17,8 @@ export interface ObjectStore {
   exists(uri: string): Promise<boolean>;
   /** The URI of `key` as returned by list() under `prefixUri`'s root (bucket or filesystem). */
   uriOf(prefixUri: string, key: string): string;
+  /** The inverse of uriOf: the key list() reports for `uri`. */
+  keyOf(uri: string): string;
 }
 
 /** Local folders through file:// URIs. Writes go to a temporary name first, then are renamed. */
@@ -75,6 +77,10 @@ export class LocalStore implements ObjectStore {
   uriOf(_prefixUri: string, key: string): string {
     return pathToFileURL(`/${key}`).href;
   }
+
+  keyOf(uri: string): string {
+    return fileURLToPath(uri).slice(1);
+  }
 }
 
 /** Dispatches each call on the URI's scheme. */
@@ -109,5 +115,8 @@ export class RoutingStore implements ObjectStore {
   }
   uriOf(prefixUri: string, key: string): string {
     return this.pick(prefixUri).uriOf(prefixUri, key);
+  }
+  keyOf(uri: string): string {
+    return this.pick(uri).keyOf(uri);
   }
 }

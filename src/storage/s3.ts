@@ -102,6 +102,10 @@ export class S3Store implements ObjectStore {
     return s3Uri(parseS3Uri(prefixUri).bucket, key);
   }
 
+  keyOf(uri: string): string {
+    return parseS3Uri(uri).key;
+  }
+
   async ensureBucket(bucket: string): Promise<void> {
     try {
       await this.client.send(new HeadBucketCommand({ Bucket: bucket }));

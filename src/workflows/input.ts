@@ -26,6 +26,8 @@ export interface PipelineParams {
   learningRate: number;
   /** Share of `train/` held out (stratified, seeded) for validation and model selection. */
   validationSplit: number;
+  /** Share of undecodable files tolerated (skipped and listed) before preprocessing fails. */
+  maxSkippedFraction: number;
   models: ModelClass[];
   crossValFolds: number;
   seed: number;
@@ -49,6 +51,7 @@ export const DEFAULT_PARAMS: Readonly<PipelineParams> = Object.freeze({
   batchSize: 64,
   learningRate: 1e-5,
   validationSplit: 0.2,
+  maxSkippedFraction: 0.05,
   models: [...MODEL_CLASSES],
   crossValFolds: 3,
   seed: 42,
@@ -123,6 +126,7 @@ const CHECKS: { [K in keyof PipelineParams]: Check } = {
   batchSize: int(1, 4096),
   learningRate: num(0, 1, { exclusiveMin: true }),
   validationSplit: num(0.05, 0.5),
+  maxSkippedFraction: num(0, 1),
   models: modelList,
   crossValFolds: int(2, 10),
   seed: int(0, 2 ** 31 - 1),

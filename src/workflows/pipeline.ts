@@ -134,6 +134,8 @@ async function runPipeline(params: PipelineParams, status: PipelineStatus, setSt
         numClasses: params.numClasses,
         validationSplit: params.validationSplit,
         seed: params.seed,
+        maxSkippedFraction: params.maxSkippedFraction,
+        experimentName: params.experimentName,
       },
     ],
   );

@@ -1,46 +1,138 @@
 import { strict as assert } from 'node:assert';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { ApplicationFailure } from '@temporalio/common';
 import { createDataActivities } from '../../src/activities/preprocess';
 import type { PreprocessInput } from '../../src/common/types';
 import { loadSplit } from '../../src/data/dataset';
-import type { DatasetManifest } from '../../src/data/shards';
+import { writeSyntheticDataset } from '../../src/data/generate';
+import { preprocess } from '../../src/data/preprocess';
+import { decodeShard, type DatasetManifest } from '../../src/data/shards';
 import { encodeJpeg, syntheticLesion } from '../../src/data/synthetic';
-import { runActivity, seededDataset, testS3, uniqueBucket } from '../helpers/services';
+import { loadTf } from '../../src/ml/tf';
+import { LocalStore, type ObjectStore } from '../../src/storage/object-store';
+import { runActivity, seededDataset, testMlflow, testS3, uniqueBucket } from '../helpers/services';
 
-describe('preprocessDataset activity (S3 on moto)', () => {
+describe('preprocessDataset activity (S3 on moto, real MLflow)', () => {
   const s3 = testS3();
-  const activities = createDataActivities({ s3, shardSize: 16 });
+  const mlflow = testMlflow();
+  const activities = createDataActivities({ store: s3, mlflow, shardSize: 16 });
   const run = (input: PreprocessInput) => runActivity(activities.preprocessDataset, [input]);
-  const input = (dataUri: string): PreprocessInput => ({ dataUri, imageSize: 24, numClasses: 2, validationSplit: 0.25, seed: 1 });
+  const input = (dataUri: string, over: Partial<PreprocessInput> = {}): PreprocessInput => ({
+    dataUri,
+    imageSize: 24,
+    numClasses: 2,
+    validationSplit: 0.25,
+    seed: 1,
+    maxSkippedFraction: 0.05,
+    ...over,
+  });
+  const preprocessingRuns = async (experimentName: string) => {
+    const runs = await mlflow.searchRuns(await mlflow.getOrCreateExperiment(experimentName), "attributes.run_name = 'Preprocessing'");
+    return Promise.all(runs.map((r) => mlflow.getRun(r.run_id)));
+  };
+  const params = (r: { data: { params?: { key: string; value: string }[] } }): Record<string, string> =>
+    Object.fromEntries((r.data.params ?? []).map((p) => [p.key, p.value]));
 
-  it('writes stratified uint8 shards with correct labels, and hits its cache the second time', async () => {
+  it('writes stratified, shuffled uint8 shards with correct labels; logs a Preprocessing run; hits its cache the second time', async () => {
     const dataUri = await seededDataset(s3, { trainPerClass: 20, testPerClass: 6, size: 40 });
-    const prepared = await run(input(dataUri));
+    const prepared = await run(input(dataUri, { experimentName: 'prep-test' }));
     assert.deepEqual(prepared.classes, ['benign', 'malignant']);
     assert.deepEqual(prepared.splits.validation.perClass, { benign: 5, malignant: 5 });
     assert.deepEqual(prepared.splits.train.perClass, { benign: 15, malignant: 15 });
     assert.deepEqual(prepared.splits.test.perClass, { benign: 6, malignant: 6 });
+    assert.equal(prepared.cacheHit, false);
+    assert.deepEqual(prepared.skipped, { count: 0, keys: [] });
 
     const manifest = await s3.getJson<DatasetManifest>(prepared.manifestUri);
-    assert.equal(manifest.splits.train.shards.length, 2, 'shards are bounded by shardSize');
+    assert.deepEqual(manifest.labelMap, { benign: 0, malignant: 1 });
+    assert.equal(manifest.contentHash, prepared.contentHash);
+    assert.deepEqual(
+      manifest.splits.train.shards.map((s) => s.count),
+      [16, 14],
+      'shards are bounded by shardSize',
+    );
+    const first = decodeShard(await s3.getBytes(manifest.splits.train.shards[0]!.uri));
+    assert.ok(first.labels.includes(0) && first.labels.includes(1), 'every shard mixes the classes');
     const train = await loadSplit(s3, manifest, manifest.splits.train);
     assert.equal(train.pixels.length, 30 * 24 * 24 * 3);
     // Labels follow the folders: 15 of each, never collapsed to one class.
     assert.equal(train.labels.filter((l) => l === 1).length, 15);
     assert.equal(train.labels.filter((l) => l === 0).length, 15);
 
-    const objectsBefore = (await s3.list(prepared.manifestUri.replace(/manifest\.json$/, ''))).length;
-    const again = await run(input(dataUri));
+    const again = await run(input(dataUri, { experimentName: 'prep-test' }));
+    assert.equal(again.cacheHit, true);
     assert.equal(again.manifestUri, prepared.manifestUri);
-    assert.equal((await s3.getJson<DatasetManifest>(again.manifestUri)).createdAt, manifest.createdAt, 'cache hit does not rewrite');
-    assert.equal((await s3.list(prepared.manifestUri.replace(/manifest\.json$/, ''))).length, objectsBefore);
+    assert.equal((await s3.getJson<DatasetManifest>(again.manifestUri)).createdAt, manifest.createdAt, 'a cache hit rewrites nothing');
 
-    const other = await run({ ...input(dataUri), imageSize: 16 });
-    assert.notEqual(other.manifestUri, prepared.manifestUri, 'other parameters, other output');
+    const runs = (await preprocessingRuns('prep-test')).map(params);
+    assert.deepEqual(runs.map((p) => p.cache_hit).sort(), ['false', 'true']);
+    const p = runs[0]!;
+    assert.equal(p.train_size_benign, '15');
+    assert.equal(p.validation_size_malignant, '5');
+    assert.equal(p.test_size_benign, '6');
+    assert.equal(p.image_shape, '24x24x3');
+    assert.equal(p.label_map, '{"benign":0,"malignant":1}');
+    assert.equal(p.content_hash, prepared.contentHash);
+
+    const other = await run(input(dataUri, { imageSize: 16 }));
+    assert.notEqual(other.manifestUri, prepared.manifestUri, 'other parameters, another output');
   });
 
-  const rejectsWith = async (dataUri: string, pattern: RegExp): Promise<void> => {
-    await assert.rejects(run(input(dataUri)), (err: unknown) => {
+  it('splits deterministically: same seed same content, another seed another split', async () => {
+    const dataUri = await seededDataset(s3, { trainPerClass: 12, testPerClass: 3, size: 16 });
+    const bucket = dataUri.split('/')[2];
+    const a = await run(input(dataUri, { outputUri: `s3://${bucket}/out-a` }));
+    const b = await run(input(dataUri, { outputUri: `s3://${bucket}/out-b` }));
+    const c = await run(input(dataUri, { outputUri: `s3://${bucket}/out-c`, seed: 2 }));
+    assert.equal(a.cacheHit || b.cacheHit, false);
+    assert.equal(a.contentHash, b.contentHash);
+    assert.notEqual(a.contentHash, c.contentHash);
+    assert.deepEqual(c.splits.validation.perClass, a.splits.validation.perClass, 'stratified whatever the seed');
+  });
+
+  const png = async (channels: 1 | 3 | 4, size: number): Promise<Uint8Array> => {
+    const tf = loadTf();
+    const t = tf.tidy(() => tf.randomUniform([size, size, channels], 0, 255, 'int32')) as import('@tensorflow/tfjs-node').Tensor3D;
+    return tf.node.encodePng(t).finally(() => t.dispose());
+  };
+
+  it('decodes JPEG and PNG of any size, grayscale and RGBA to RGB; skips and lists undecodable files', async () => {
+    const bucket = uniqueBucket();
+    await s3.ensureBucket(bucket);
+    const d = `s3://${bucket}/d`;
+    const jpeg = (kind: 'benign' | 'malignant', size: number, seed: number) => encodeJpeg(syntheticLesion(kind, size, seed), size);
+    await writeSyntheticDataset(s3, {
+      outUri: d,
+      counts: { train: { benign: 10, malignant: 10 }, test: { benign: 3, malignant: 3 } },
+      size: 32,
+      seed: 9,
+    });
+    await s3.put(`${d}/train/benign/gray.png`, await png(1, 50));
+    await s3.put(`${d}/train/malignant/rgba.png`, await png(4, 17));
+    await s3.put(`${d}/train/malignant/big.jpg`, await jpeg('malignant', 300, 1));
+    await s3.put(`${d}/train/benign/notes.txt`, 'not an image');
+    await s3.put(`${d}/test/malignant/broken.jpg`, (await jpeg('malignant', 32, 2)).subarray(0, 40));
+    await s3.put(`${d}/train/README`, 'stray file outside any class folder');
+
+    const prepared = await run(input(d, { maxSkippedFraction: 0.2, experimentName: 'prep-bad-data' }));
+    assert.equal(prepared.splits.train.count + prepared.splits.validation.count, 23);
+    assert.equal(prepared.skipped.count, 3);
+    assert.deepEqual([...prepared.skipped.keys].sort(), ['d/test/malignant/broken.jpg', 'd/train/README', 'd/train/benign/notes.txt']);
+    const [logged] = await preprocessingRuns('prep-bad-data');
+    assert.equal(params(logged!).skipped_count, '3');
+
+    // The same data with a tighter limit fails non-retryably, naming the count and the files.
+    await rejectsWith(
+      run(input(d, { maxSkippedFraction: 0.05 })),
+      /3 of 32 files under s3:\/\/.*\/d\/ are not decodable images \(limit 5\.0 %\): .*notes\.txt/,
+    );
+  });
+
+  const rejectsWith = async (promise: Promise<unknown>, pattern: RegExp): Promise<void> => {
+    await assert.rejects(promise, (err: unknown) => {
       assert.ok(err instanceof ApplicationFailure, `expected ApplicationFailure, got ${String(err)}`);
       assert.equal(err.type, 'InvalidDatasetError');
       assert.equal(err.nonRetryable, true);
@@ -49,35 +141,96 @@ describe('preprocessDataset activity (S3 on moto)', () => {
     });
   };
 
-  const putImage = async (uri: string): Promise<void> => s3.put(uri, await encodeJpeg(syntheticLesion('benign', 16, 1), 16), 'image/jpeg');
-
-  it('fails non-retryably on an empty prefix, naming it', async () => {
+  const bucketWith = async (keys: string[]): Promise<string> => {
     const bucket = uniqueBucket();
     await s3.ensureBucket(bucket);
-    await rejectsWith(`s3://${bucket}/nothing`, new RegExp(`no objects under s3://${bucket}/nothing/`));
+    const image = await encodeJpeg(syntheticLesion('benign', 16, 1), 16);
+    for (const key of keys) await s3.put(`s3://${bucket}/d/${key}`, image, 'image/jpeg');
+    return `s3://${bucket}/d`;
+  };
+
+  it('fails non-retryably on an empty prefix, naming it', async () => {
+    const d = await bucketWith([]);
+    await rejectsWith(run(input(d)), new RegExp(`no objects under ${d}/`));
   });
 
   it('fails non-retryably when the test split is missing', async () => {
-    const bucket = uniqueBucket();
-    await s3.ensureBucket(bucket);
-    await putImage(`s3://${bucket}/d/train/benign/a.jpg`);
-    await putImage(`s3://${bucket}/d/train/malignant/a.jpg`);
-    await rejectsWith(`s3://${bucket}/d`, new RegExp(`no images under s3://${bucket}/d/test/`));
+    const d = await bucketWith(['train/benign/a.jpg', 'train/malignant/a.jpg']);
+    await rejectsWith(run(input(d)), new RegExp(`no class folders under ${d}/test/`));
   });
 
-  it('fails non-retryably with a single class', async () => {
-    const bucket = uniqueBucket();
-    await s3.ensureBucket(bucket);
-    await putImage(`s3://${bucket}/d/train/benign/a.jpg`);
-    await putImage(`s3://${bucket}/d/test/benign/a.jpg`);
-    await rejectsWith(`s3://${bucket}/d`, /train\/ has 1 class folder\(s\) \(benign\); at least two/);
+  it('fails non-retryably with fewer than two classes', async () => {
+    const d = await bucketWith(['train/benign/a.jpg', 'test/benign/a.jpg']);
+    await rejectsWith(run(input(d)), /train\/ has 1 class folder\(s\) \(benign\); at least two/);
   });
 
   it('fails non-retryably when a class has no test images', async () => {
-    const bucket = uniqueBucket();
-    await s3.ensureBucket(bucket);
-    for (const key of ['train/benign/a.jpg', 'train/malignant/a.jpg', 'train/malignant/b.jpg', 'test/benign/a.jpg'])
-      await putImage(`s3://${bucket}/d/${key}`);
-    await rejectsWith(`s3://${bucket}/d`, /d\/test\/malignant\/ has no images/);
+    const d = await bucketWith(['train/benign/a.jpg', 'train/malignant/a.jpg', 'train/malignant/b.jpg', 'test/benign/a.jpg']);
+    await rejectsWith(run(input(d)), /d\/test\/malignant\/ is empty or missing/);
+  });
+
+  it('fails non-retryably when test has a class that train lacks', async () => {
+    const d = await bucketWith([
+      'train/benign/a.jpg',
+      'train/malignant/a.jpg',
+      'test/benign/a.jpg',
+      'test/malignant/a.jpg',
+      'test/other/a.jpg',
+    ]);
+    await rejectsWith(run(input(d)), /test\/ has class folder\(s\) that train\/ lacks: other/);
+  });
+
+  it('resumes after a killed attempt without rewriting complete shards, and never takes a partial output for a cache hit', async () => {
+    const dataUri = await seededDataset(s3, { trainPerClass: 24, testPerClass: 4, size: 16 });
+    const writes: string[] = [];
+    let crashAfter = 3;
+    // The store of an attempt that dies after writing three objects (the third a shard's .bin).
+    const crashing: ObjectStore = Object.assign(Object.create(s3) as ObjectStore, {
+      put: async (uri: string, body: Uint8Array | string, type?: string) => {
+        if (crashAfter-- <= 0) throw new Error('worker killed');
+        writes.push(uri);
+        return s3.put(uri, body, type);
+      },
+    });
+    const params = { ...input(dataUri), imageSize: 16 };
+    await assert.rejects(preprocess(params, { store: crashing, shardSize: 8 }), /worker killed/);
+    assert.deepEqual(
+      writes.map((u) => u.split('/').slice(-2).join('/')),
+      ['train/shard-00000.bin', 'train/shard-00000.json', 'train/shard-00001.bin'],
+    );
+
+    const retried: string[] = [];
+    const counting: ObjectStore = Object.assign(Object.create(s3) as ObjectStore, {
+      put: async (uri: string, body: Uint8Array | string, type?: string) => {
+        retried.push(uri);
+        return s3.put(uri, body, type);
+      },
+    });
+    const outcome = await preprocess(params, { store: counting, shardSize: 8 });
+    assert.equal(outcome.cacheHit, false, 'the crashed attempt left no manifest');
+    assert.ok(!retried.some((u) => u.endsWith('train/shard-00000.bin')), 'the complete shard is reused');
+    assert.ok(
+      retried.some((u) => u.endsWith('train/shard-00001.bin')),
+      'the incomplete shard is redone',
+    );
+
+    // The resumed output equals a clean run's.
+    const clean = await preprocess({ ...params, outputUri: `s3://${dataUri.split('/')[2]}/clean` }, { store: s3, shardSize: 8 });
+    assert.equal(outcome.manifest.contentHash, clean.manifest.contentHash);
+  });
+
+  it('reads a local folder too (file:// URIs)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'prep-'));
+    const store = new LocalStore();
+    const dataUri = pathToFileURL(join(dir, 'data')).href;
+    await writeSyntheticDataset(store, {
+      outUri: dataUri,
+      counts: { train: { benign: 5, malignant: 5 }, test: { benign: 2, malignant: 2 } },
+      size: 20,
+      seed: 1,
+    });
+    const { manifest, manifestUri } = await preprocess({ ...input(dataUri), imageSize: 12 }, { store });
+    assert.ok(manifestUri.startsWith(pathToFileURL(join(dir, 'preprocessed')).href));
+    assert.equal(manifest.splits.test.count, 4);
   });
 });

@@ -18,8 +18,8 @@ describe('trainModel activity (native TensorFlow, S3 on moto, real MLflow)', () 
 
   before(async () => {
     const dataUri = await seededDataset(s3, { trainPerClass: 100, testPerClass: 10, size: 48 });
-    dataset = await runActivity(createDataActivities({ s3 }).preprocessDataset, [
-      { dataUri, imageSize: 24, numClasses: 2, validationSplit: 0.25, seed: 5 },
+    dataset = await runActivity(createDataActivities({ store: s3 }).preprocessDataset, [
+      { dataUri, imageSize: 24, numClasses: 2, validationSplit: 0.25, seed: 5, maxSkippedFraction: 0 },
     ]);
   });
 

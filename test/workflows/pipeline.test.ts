@@ -56,7 +56,7 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
           }),
         },
       }),
-      Worker.create({ connection, taskQueue: TASK_QUEUES.data, activities: createDataActivities({ s3 }) }),
+      Worker.create({ connection, taskQueue: TASK_QUEUES.data, activities: createDataActivities({ store: s3 }) }),
       Worker.create({ connection, taskQueue: TASK_QUEUES.training, activities: createTrainingActivities({ s3, mlflow }) }),
     ]);
     const main = fn();

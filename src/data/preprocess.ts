@@ -1,0 +1,195 @@
+/**
+ * Preprocessing, independent of Temporal: an ImageFolder listing -> decoded, resized uint8 shards
+ * of at most `shardSize` images plus a JSON manifest.
+ *
+ * - Streaming: one shard's pixels are in memory at a time, whatever the dataset size.
+ * - Cached: the output folder is named by a hash of the input listing (keys + ETags) and the
+ *   parameters; the manifest is written last, so only a complete output is ever a cache hit.
+ * - Resumable: each shard is followed by a small record; a rerun reuses every recorded shard.
+ */
+import { createHash } from 'node:crypto';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { dirname } from 'node:path';
+import type { ObjectStore } from '../storage/object-store';
+import { joinUri, parseS3Uri, s3Uri } from '../storage/s3';
+import { decodeAndResize } from './images';
+import { readLayout, type LabelledObject } from './layout';
+import { encodeShard, MANIFEST_FORMAT, type DatasetManifest, type ManifestSplit, type ShardRecord } from './shards';
+import { shuffled, stratifiedSplit } from './split';
+
+export interface PreprocessParams {
+  dataUri: string;
+  imageSize: number;
+  numClasses: number;
+  validationSplit: number;
+  seed: number;
+  maxSkippedFraction: number;
+  outputUri?: string;
+}
+
+export interface PreprocessOptions {
+  store: ObjectStore;
+  shardSize?: number;
+  concurrency?: number;
+  onProgress?: (progress: { done: number; total: number; shardsReused: number }) => void;
+}
+
+export class DatasetError extends Error {
+  override readonly name = 'DatasetError';
+}
+
+export interface PreprocessOutcome {
+  manifestUri: string;
+  manifest: DatasetManifest;
+  cacheHit: boolean;
+}
+
+/** Where outputs go by default: `preprocessed/` at the bucket root, or beside a local data folder. */
+export function defaultOutputUri(dataUri: string): string {
+  if (dataUri.startsWith('s3://')) return s3Uri(parseS3Uri(dataUri).bucket, 'preprocessed');
+  return pathToFileURL(`${dirname(fileURLToPath(dataUri.replace(/\/+$/, '')))}/preprocessed`).href;
+}
+
+export async function preprocess(params: PreprocessParams, options: PreprocessOptions): Promise<PreprocessOutcome> {
+  const { store, shardSize = 256, concurrency = 8 } = options;
+  const base = params.dataUri.replace(/\/+$/, '');
+  const baseKey = store.keyOf(`${base}/`);
+  const listing = await store.list(`${base}/`);
+  const layout = readLayout(listing, baseKey, base, params.numClasses);
+  const etags = new Map(listing.map((o) => [o.key, o.etag]));
+
+  const listingHash = createHash('sha256')
+    .update(
+      JSON.stringify({
+        format: MANIFEST_FORMAT,
+        objects: [...layout.train, ...layout.test].map((o) => [o.key, etags.get(o.key)]),
+        size: params.imageSize,
+        split: params.validationSplit,
+        seed: params.seed,
+        shardSize,
+      }),
+    )
+    .digest('hex')
+    .slice(0, 20);
+  const outUri = joinUri(params.outputUri ?? defaultOutputUri(base), listingHash);
+  const manifestUri = joinUri(outUri, 'manifest.json');
+  if (await store.exists(manifestUri)) {
+    // The limit is not part of the cache key: a cached output is held to this call's limit.
+    const manifest = await store.getJson<DatasetManifest>(manifestUri);
+    checkSkipped(manifest.source.skipped, manifest.source.candidates, params.maxSkippedFraction, base);
+    return { manifestUri, manifest, cacheHit: true };
+  }
+
+  const { train, validation } = stratifiedSplit(layout.train, (o) => o.label, params.validationSplit, params.seed);
+  // Shuffled once, seeded, so that every shard mixes the classes.
+  const plan = {
+    train: shuffled(train, params.seed),
+    validation: shuffled(validation, params.seed + 1),
+    test: shuffled(layout.test, params.seed + 2),
+  };
+  const total = plan.train.length + plan.validation.length + plan.test.length;
+  const progress = { done: 0, total, shardsReused: 0 };
+  const px = params.imageSize * params.imageSize * 3;
+
+  const writeShard = async (split: string, index: number, items: LabelledObject[]): Promise<ShardRecord & { uri: string }> => {
+    const name = `shard-${String(index).padStart(5, '0')}`;
+    const uri = joinUri(outUri, split, `${name}.bin`);
+    const recordUri = joinUri(outUri, split, `${name}.json`);
+    if (await store.exists(recordUri)) {
+      progress.done += items.length;
+      progress.shardsReused++;
+      options.onProgress?.(progress);
+      return { uri, ...(await store.getJson<ShardRecord>(recordUri)) };
+    }
+    const pixels = new Uint8Array(items.length * px);
+    const ok = new Array<boolean>(items.length).fill(false);
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < items.length) {
+        const i = next++;
+        const bytes = await store.getBytes(store.uriOf(base, items[i]!.key));
+        try {
+          pixels.set(decodeAndResize(bytes, params.imageSize), i * px);
+          ok[i] = true;
+        } catch {
+          // Not a decodable image: listed in the record, the manifest and the MLflow run.
+        }
+        progress.done++;
+        options.onProgress?.(progress);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
+
+    const kept = items.flatMap((item, i) => (ok[i] ? [{ item, i }] : []));
+    const compact = kept.length === items.length ? pixels : new Uint8Array(kept.length * px);
+    if (compact !== pixels) kept.forEach(({ i }, j) => compact.set(pixels.subarray(i * px, (i + 1) * px), j * px));
+    const perClass: Record<string, number> = Object.fromEntries(layout.classes.map((c) => [c, 0]));
+    for (const { item } of kept) perClass[layout.classes[item.label]!]!++;
+    const bytes = encodeShard({
+      count: kept.length,
+      height: params.imageSize,
+      width: params.imageSize,
+      channels: 3,
+      labels: Uint16Array.from(kept.map(({ item }) => item.label)),
+      pixels: compact,
+    });
+    const record: ShardRecord = {
+      count: kept.length,
+      perClass,
+      skipped: items.filter((_, i) => !ok[i]).map((o) => o.key),
+      sha256: createHash('sha256').update(bytes).digest('hex'),
+    };
+    await store.put(uri, bytes);
+    await store.putJson(recordUri, record);
+    return { uri, ...record };
+  };
+
+  const splits: Partial<Record<keyof typeof plan, ManifestSplit>> = {};
+  const shardHashes: string[] = [];
+  const skipped: string[] = [...layout.stray];
+  for (const split of ['train', 'validation', 'test'] as const) {
+    const items = plan[split];
+    const out: ManifestSplit = { count: 0, perClass: Object.fromEntries(layout.classes.map((c) => [c, 0])), shards: [] };
+    for (let start = 0, index = 0; start < items.length; start += shardSize, index++) {
+      const shard = await writeShard(split, index, items.slice(start, start + shardSize));
+      skipped.push(...shard.skipped);
+      shardHashes.push(shard.sha256);
+      if (shard.count === 0) continue;
+      out.shards.push({ uri: shard.uri, count: shard.count });
+      out.count += shard.count;
+      for (const c of layout.classes) out.perClass[c]! += shard.perClass[c] ?? 0;
+    }
+    splits[split] = out;
+  }
+
+  const candidates = total + layout.stray.length;
+  checkSkipped(skipped, candidates, params.maxSkippedFraction, base);
+  for (const [split, s] of Object.entries(splits)) {
+    const empty = layout.classes.filter((c) => !s!.perClass[c]);
+    if (empty.length)
+      throw new DatasetError(`after decoding, the ${split} split has no image of class(es) ${empty.join(', ')} (from ${base}/)`);
+  }
+
+  const manifest: DatasetManifest = {
+    format: MANIFEST_FORMAT,
+    imageSize: params.imageSize,
+    channels: 3,
+    classes: layout.classes,
+    labelMap: Object.fromEntries(layout.classes.map((c, i) => [c, i])),
+    splits: splits as DatasetManifest['splits'],
+    contentHash: createHash('sha256').update(shardHashes.join('\n')).digest('hex'),
+    source: { dataUri: params.dataUri, objects: listing.length, candidates, listingHash, skipped },
+    params: { validationSplit: params.validationSplit, seed: params.seed, shardSize },
+    createdAt: new Date().toISOString(),
+  };
+  await store.putJson(manifestUri, manifest);
+  return { manifestUri, manifest, cacheHit: false };
+}
+
+function checkSkipped(skipped: string[], candidates: number, limit: number, base: string): void {
+  if (skipped.length <= limit * candidates) return;
+  throw new DatasetError(
+    `${skipped.length} of ${candidates} files under ${base}/ are not decodable images (limit ${(limit * 100).toFixed(1)} %): ` +
+      `${skipped.slice(0, 5).join(', ')}${skipped.length > 5 ? ', ...' : ''}`,
+  );
+}

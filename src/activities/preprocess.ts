@@ -7,6 +7,7 @@ import { invalidDataset } from '../common/errors';
 import type { PreparedDataset, PreprocessInput } from '../common/types';
 import { DatasetLayoutError } from '../data/layout';
 import { DatasetError, preprocess, type PreprocessOutcome } from '../data/preprocess';
+import { ShardPool } from '../data/shard-pool';
 import type { DatasetManifest } from '../data/shards';
 import type { ObjectStore } from '../storage/object-store';
 import type { MlflowClient } from '../tracking/mlflow';
@@ -21,12 +22,20 @@ export interface DataDeps {
 }
 
 export function createDataActivities({ store, mlflow, shardSize, concurrency }: DataDeps) {
+  // Decoding threads live as long as the worker process: their start-up is paid once.
+  let pool: ShardPool | undefined;
   return {
     async preprocessDataset(input: PreprocessInput): Promise<PreparedDataset> {
       const ctx = Context.current();
       let outcome: PreprocessOutcome;
       try {
-        outcome = await preprocess(input, { store, shardSize, concurrency, onProgress: (p) => ctx.heartbeat(p) });
+        outcome = await preprocess(input, {
+          store,
+          shardSize,
+          concurrency,
+          pool: (pool ??= new ShardPool()),
+          onProgress: (p) => ctx.heartbeat(p),
+        });
       } catch (err) {
         // The dataset itself is wrong: no retry can fix it.
         if (err instanceof DatasetLayoutError || err instanceof DatasetError) throw invalidDataset(err.message);

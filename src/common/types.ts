@@ -42,7 +42,7 @@ export interface PreparedDataset {
   splits: { train: SplitSummary; validation: SplitSummary; test: SplitSummary };
   /** True when a complete output for the same listing and parameters already existed. */
   cacheHit: boolean;
-  /** sha256 over the shards' own hashes, in order. */
+  /** sha256 over the input images' bytes (per shard, then over the shards), in order. */
   contentHash: string;
   /** Files that could not be decoded as images: how many, and the first few keys. */
   skipped: { count: number; keys: string[] };

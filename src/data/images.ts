@@ -1,14 +1,31 @@
 /** Image decoding and resizing on the native TensorFlow backend. */
+import type { Tensor3D } from '@tensorflow/tfjs-node';
 import { loadTf } from '../ml/tf';
 
-export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.png'];
+export class ImageDecodeError extends Error {
+  override readonly name = 'ImageDecodeError';
+}
 
-/** Decodes a JPEG or PNG (any size, grayscale/RGBA -> RGB) into size x size x 3 uint8 pixels. */
+/**
+ * Decodes a JPEG or PNG (any size; grayscale and RGBA made RGB) into size x size x 3 uint8
+ * pixels, resized bilinearly to the square the models expect.
+ */
 export function decodeAndResize(bytes: Uint8Array, size: number): Uint8Array {
   const tf = loadTf();
-  return tf.tidy(() => {
-    const image = tf.node.decodeImage(bytes, 3, 'int32', false) as import('@tensorflow/tfjs-node').Tensor3D;
-    const resized = tf.image.resizeBilinear(image, [size, size], true);
-    return new Uint8Array(resized.round().clipByValue(0, 255).dataSync());
-  });
+  let pixels: Tensor3D;
+  try {
+    // The typed array is read outside tidy(): tidy() walks every element of a returned container.
+    pixels = tf.tidy(() => {
+      const image = tf.node.decodeImage(bytes, 3, 'int32', false) as Tensor3D;
+      if (image.shape[0] === size && image.shape[1] === size) return image;
+      return tf.image.resizeBilinear(image, [size, size], true).round().clipByValue(0, 255) as Tensor3D;
+    });
+  } catch (err) {
+    throw new ImageDecodeError(`not a decodable image: ${(err as Error).message}`);
+  }
+  try {
+    return new Uint8Array(pixels.dataSync());
+  } finally {
+    pixels.dispose();
+  }
 }

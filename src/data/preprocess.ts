@@ -12,9 +12,9 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { dirname } from 'node:path';
 import type { ObjectStore } from '../storage/object-store';
 import { joinUri, parseS3Uri, s3Uri } from '../storage/s3';
-import { decodeAndResize } from './images';
 import { readLayout, type LabelledObject } from './layout';
-import { encodeShard, MANIFEST_FORMAT, type DatasetManifest, type ManifestSplit, type ShardRecord } from './shards';
+import { ShardPool } from './shard-pool';
+import { MANIFEST_FORMAT, type DatasetManifest, type ManifestSplit, type ShardRecord } from './shards';
 import { shuffled, stratifiedSplit } from './split';
 
 export interface PreprocessParams {
@@ -30,7 +30,13 @@ export interface PreprocessParams {
 export interface PreprocessOptions {
   store: ObjectStore;
   shardSize?: number;
+  /** Files fetched at once per shard. */
   concurrency?: number;
+  /**
+   * The processes that build shards; a pool given here is reused and left open. They read the
+   * images and write the shards through a store built from the environment, not `store`.
+   */
+  pool?: ShardPool;
   onProgress?: (progress: { done: number; total: number; shardsReused: number }) => void;
 }
 
@@ -89,7 +95,6 @@ export async function preprocess(params: PreprocessParams, options: PreprocessOp
   };
   const total = plan.train.length + plan.validation.length + plan.test.length;
   const progress = { done: 0, total, shardsReused: 0 };
-  const px = params.imageSize * params.imageSize * 3;
 
   const writeShard = async (split: string, index: number, items: LabelledObject[]): Promise<ShardRecord & { uri: string }> => {
     const name = `shard-${String(index).padStart(5, '0')}`;
@@ -101,65 +106,59 @@ export async function preprocess(params: PreprocessParams, options: PreprocessOp
       options.onProgress?.(progress);
       return { uri, ...(await store.getJson<ShardRecord>(recordUri)) };
     }
-    const pixels = new Uint8Array(items.length * px);
-    const ok = new Array<boolean>(items.length).fill(false);
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < items.length) {
-        const i = next++;
-        const bytes = await store.getBytes(store.uriOf(base, items[i]!.key));
-        try {
-          pixels.set(decodeAndResize(bytes, params.imageSize), i * px);
-          ok[i] = true;
-        } catch {
-          // Not a decodable image: listed in the record, the manifest and the MLflow run.
-        }
-        progress.done++;
-        options.onProgress?.(progress);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
-
-    const kept = items.flatMap((item, i) => (ok[i] ? [{ item, i }] : []));
-    const compact = kept.length === items.length ? pixels : new Uint8Array(kept.length * px);
-    if (compact !== pixels) kept.forEach(({ i }, j) => compact.set(pixels.subarray(i * px, (i + 1) * px), j * px));
-    const perClass: Record<string, number> = Object.fromEntries(layout.classes.map((c) => [c, 0]));
-    for (const { item } of kept) perClass[layout.classes[item.label]!]!++;
-    const bytes = encodeShard({
-      count: kept.length,
-      height: params.imageSize,
-      width: params.imageSize,
-      channels: 3,
-      labels: Uint16Array.from(kept.map(({ item }) => item.label)),
-      pixels: compact,
+    const built = await pool.build({
+      images: items.map((item) => store.uriOf(base, item.key)),
+      labels: items.map((item) => item.label),
+      size: params.imageSize,
+      shardUri: uri,
+      concurrency,
     });
+    progress.done += items.length;
+    options.onProgress?.(progress);
+
+    const perClass: Record<string, number> = Object.fromEntries(layout.classes.map((c) => [c, 0]));
+    items.forEach((item, i) => built.ok[i] && perClass[layout.classes[item.label]!]!++);
     const record: ShardRecord = {
-      count: kept.length,
+      count: built.ok.filter(Boolean).length,
       perClass,
-      skipped: items.filter((_, i) => !ok[i]).map((o) => o.key),
-      sha256: createHash('sha256').update(bytes).digest('hex'),
+      skipped: items.filter((_, i) => !built.ok[i]).map((o) => o.key),
+      sha256: built.sha256,
     };
-    await store.put(uri, bytes);
+    // The record last: only a shard with a record is complete.
     await store.putJson(recordUri, record);
     return { uri, ...record };
   };
 
+  const pool = options.pool ?? new ShardPool();
   const splits: Partial<Record<keyof typeof plan, ManifestSplit>> = {};
   const shardHashes: string[] = [];
   const skipped: string[] = [...layout.stray];
-  for (const split of ['train', 'validation', 'test'] as const) {
-    const items = plan[split];
-    const out: ManifestSplit = { count: 0, perClass: Object.fromEntries(layout.classes.map((c) => [c, 0])), shards: [] };
-    for (let start = 0, index = 0; start < items.length; start += shardSize, index++) {
-      const shard = await writeShard(split, index, items.slice(start, start + shardSize));
-      skipped.push(...shard.skipped);
-      shardHashes.push(shard.sha256);
-      if (shard.count === 0) continue;
-      out.shards.push({ uri: shard.uri, count: shard.count });
-      out.count += shard.count;
-      for (const c of layout.classes) out.perClass[c]! += shard.perClass[c] ?? 0;
+  try {
+    // Every split's shards in one queue, so that no split's last, short shard leaves a core idle.
+    const jobs = (['train', 'validation', 'test'] as const).flatMap((split) =>
+      Array.from({ length: Math.ceil(plan[split].length / shardSize) }, (_, index) => ({
+        split,
+        index,
+        items: plan[split].slice(index * shardSize, (index + 1) * shardSize),
+      })),
+    );
+    // One shard more in flight than builders: the next one's files download while they decode.
+    const shards = await mapLimit(jobs, pool.size + 1, (job) => writeShard(job.split, job.index, job.items));
+    for (const split of ['train', 'validation', 'test'] as const) {
+      const out: ManifestSplit = { count: 0, perClass: Object.fromEntries(layout.classes.map((c) => [c, 0])), shards: [] };
+      shards.forEach((shard, i) => {
+        if (jobs[i]!.split !== split) return;
+        skipped.push(...shard.skipped);
+        shardHashes.push(shard.sha256);
+        if (shard.count === 0) return;
+        out.shards.push({ uri: shard.uri, count: shard.count });
+        out.count += shard.count;
+        for (const c of layout.classes) out.perClass[c]! += shard.perClass[c] ?? 0;
+      });
+      splits[split] = out;
     }
-    splits[split] = out;
+  } finally {
+    if (!options.pool) await pool.close();
   }
 
   const candidates = total + layout.stray.length;
@@ -192,4 +191,17 @@ function checkSkipped(skipped: string[], candidates: number, limit: number, base
     `${skipped.length} of ${candidates} files under ${base}/ are not decodable images (limit ${(limit * 100).toFixed(1)} %): ` +
       `${skipped.slice(0, 5).join(', ')}${skipped.length > 5 ? ', ...' : ''}`,
   );
+}
+
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
 }

@@ -79,7 +79,7 @@ export interface DatasetManifest {
   /** Class name -> label id. */
   labelMap: Record<string, number>;
   splits: { train: ManifestSplit; validation: ManifestSplit; test: ManifestSplit };
-  /** sha256 over the shards' own sha256s, in split order. */
+  /** sha256 over each shard's sha256 of its input images' bytes, in shard order: the dataset's content. */
   contentHash: string;
   /** `candidates`: files found in the split folders; `skipped`: those that were not decodable images. */
   source: { dataUri: string; objects: number; candidates: number; listingHash: string; skipped: string[] };

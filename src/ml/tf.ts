@@ -12,12 +12,20 @@ export class NativeBackendError extends Error {
   override readonly name = 'NativeBackendError';
 }
 
-export function loadTf(): Tf {
-  if (loaded) return loaded;
-  // oneDNN crashes (SIGFPE) on some 1x1 convolutions on these CPUs; it must be decided before
-  // libtensorflow loads. Set TF_ENABLE_ONEDNN_OPTS=1 explicitly to opt back in.
+/**
+ * libtensorflow reads these once, when it loads: call this in the main thread before any thread
+ * loads it (a worker thread's process.env is its own copy and does not reach libtensorflow).
+ */
+export function configureTensorflowEnv(): void {
+  // oneDNN crashes (SIGFPE) on some 1x1 convolutions on these CPUs. Set TF_ENABLE_ONEDNN_OPTS=1
+  // explicitly to opt back in.
   process.env.TF_ENABLE_ONEDNN_OPTS ??= '0';
   process.env.TF_CPP_MIN_LOG_LEVEL ??= '2';
+}
+
+export function loadTf(): Tf {
+  if (loaded) return loaded;
+  configureTensorflowEnv();
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const tf = require('@tensorflow/tfjs-node') as Tf;
   if (tf.getBackend() !== 'tensorflow') {

@@ -34,14 +34,16 @@ export class LocalStore implements ObjectStore {
       } catch {
         return;
       }
-      for (const e of entries) {
-        const path = join(dir, e.name);
-        if (e.isDirectory()) await walk(path);
-        else if (e.isFile() && path.startsWith(prefix.replace(/\/$/, ''))) {
+      // Stats in parallel (libuv's pool): sequential awaits make a large folder slow to list.
+      await Promise.all(
+        entries.map(async (e) => {
+          const path = join(dir, e.name);
+          if (e.isDirectory()) return walk(path);
+          if (!e.isFile() || !path.startsWith(prefix.replace(/\/$/, ''))) return;
           const s = await stat(path);
           out.push({ key: path.slice(1), etag: `${s.size}-${s.mtimeMs}`, size: s.size });
-        }
-      }
+        }),
+      );
     };
     await walk(root);
     return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));

@@ -26,7 +26,7 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
   const config = loadConfig(process.env);
 
   before(async function () {
-    Runtime.install({ logger: new DefaultLogger('WARN') });
+    Runtime.install({ logger: new DefaultLogger('ERROR') });
     env = await TestWorkflowEnvironment.createLocal({
       server: {
         executable: { type: 'existing-path', path: join(ROOT, '.venv', 'bin', 'temporal') },

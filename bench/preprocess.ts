@@ -1,0 +1,121 @@
+/**
+ * `npm run bench:preprocess`: this project's preprocessing against the seed's Python loop, side by
+ * side on the same generated images (Kaggle split sizes at 224 px, then 4x as many), each run in a
+ * process of its own. Prints images/s, their ratio, and peak RSS at 1x and 4x; the last line is
+ * one JSON object with `ratio` (ours / seed's images/s at 1x) and `rssGrowth` (our peak RSS at
+ * 4x / at 1x).
+ */
+import { execFileSync } from 'node:child_process';
+import { freemem, totalmem } from 'node:os';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { scaledCounts, writeSyntheticDataset } from '../src/data/generate';
+import { LocalStore } from '../src/storage/object-store';
+
+const ROOT = resolve(__dirname, '..', '..');
+const OUT = join(ROOT, 'bench', 'out');
+const SIZE = 224;
+
+interface Measure {
+  images: number;
+  seconds: number;
+  maxRssMb: number;
+}
+
+async function dataset(scale: number): Promise<string> {
+  const dir = join(OUT, `data-${scale}x`);
+  const uri = pathToFileURL(dir).href;
+  if (!existsSync(join(dir, '.complete'))) {
+    process.stderr.write(`generating the ${scale}x dataset in ${dir}\n`);
+    await writeSyntheticDataset(new LocalStore(), { outUri: uri, counts: scaledCounts(scale), size: SIZE, seed: 2024, force: true });
+    await new LocalStore().put(pathToFileURL(join(dir, '.complete')).href, '');
+  }
+  return dir;
+}
+
+function ours(dir: string): Measure {
+  const out = mkdtempSync(join(OUT, 'ours-'));
+  try {
+    const stdout = execFileSync(
+      process.execPath,
+      [join(__dirname, 'preprocess-ours.js'), pathToFileURL(dir).href, pathToFileURL(out).href, String(SIZE)],
+      {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
+    return JSON.parse(stdout.trim().split('\n').at(-1)!) as Measure;
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+}
+
+function seed(dir: string): Measure {
+  const out = join(OUT, 'seed.pkl');
+  try {
+    const stdout = execFileSync(join(ROOT, '.venv', 'bin', 'python'), [join(ROOT, 'bench', 'seed_preprocess.py'), dir, out, String(SIZE)], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    return JSON.parse(stdout.trim().split('\n').at(-1)!) as Measure;
+  } finally {
+    rmSync(out, { force: true });
+  }
+}
+
+/** The seed's loop holds uint8 + float64 copies and pickles them: about 17 bytes per pixel value. */
+function seedFits(images: number): boolean {
+  const need = images * SIZE * SIZE * 3 * 17;
+  return need < 0.7 * Math.min(freemem(), totalmem());
+}
+
+const rate = (m: Measure): number => m.images / m.seconds;
+const fmt = (m: Measure | undefined): string =>
+  m
+    ? `${rate(m).toFixed(0).padStart(6)} img/s  ${m.maxRssMb.toFixed(0).padStart(6)} MB peak RSS  (${m.images} images in ${m.seconds.toFixed(1)} s)`
+    : 'not run';
+
+async function main(): Promise<void> {
+  const one = await dataset(1);
+  const four = await dataset(4);
+  const results: Record<string, { ours: Measure; seed?: Measure; seedNote?: string }> = {};
+  for (const [label, dir] of [
+    ['1x', one],
+    ['4x', four],
+  ] as const) {
+    const o = ours(dir);
+    const images = o.images;
+    let s: Measure | undefined;
+    let note: string | undefined;
+    if (seedFits(images)) s = seed(dir);
+    else
+      note = `not run: the seed's loop would need about ${((images * SIZE * SIZE * 3 * 17) / 2 ** 30).toFixed(0)} GiB of memory for ${images} images`;
+    results[label] = { ours: o, seed: s, seedNote: note };
+    console.log(`${label}  ours: ${fmt(o)}`);
+    console.log(`${label}  seed: ${s ? fmt(s) : note}`);
+    if (s) console.log(`${label}  ratio (ours / seed images/s): ${(rate(o) / rate(s)).toFixed(2)}`);
+  }
+  const ratio = rate(results['1x']!.ours) / rate(results['1x']!.seed!);
+  const rssGrowth = results['4x']!.ours.maxRssMb / results['1x']!.ours.maxRssMb;
+  console.log(`our peak RSS growth from 1x to 4x: ${rssGrowth.toFixed(2)}x`);
+  console.log(
+    JSON.stringify({
+      ratio: Number(ratio.toFixed(3)),
+      rssGrowth: Number(rssGrowth.toFixed(3)),
+      oursImagesPerSec1x: Number(rate(results['1x']!.ours).toFixed(1)),
+      seedImagesPerSec1x: Number(rate(results['1x']!.seed!).toFixed(1)),
+      oursPeakRssMb: { '1x': Math.round(results['1x']!.ours.maxRssMb), '4x': Math.round(results['4x']!.ours.maxRssMb) },
+      seedPeakRssMb: {
+        '1x': Math.round(results['1x']!.seed!.maxRssMb),
+        '4x': results['4x']!.seed ? Math.round(results['4x']!.seed.maxRssMb) : null,
+      },
+      ratio4x: results['4x']!.seed ? Number((rate(results['4x']!.ours) / rate(results['4x']!.seed)).toFixed(3)) : null,
+    }),
+  );
+}
+
+main().catch((err: Error) => {
+  console.error(`bench:preprocess: ${err.message}`);
+  process.exit(1);
+});

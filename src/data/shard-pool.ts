@@ -1,0 +1,141 @@
+/**
+ * A pool of child processes that build shards (fetch, decode, encode, write), so that decoding
+ * uses every core and no pixel crosses a process boundary. Each child loads its own native
+ * TensorFlow backend and builds its store from the environment (loadConfig(process.env)); one
+ * that dies fails only its current job and is replaced.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { availableParallelism } from 'node:os';
+import { extname, join } from 'node:path';
+import { configureTensorflowEnv } from '../ml/tf';
+import type { BuiltShard, ShardJob } from './shard-builder';
+
+interface Slot {
+  child: ChildProcess;
+  ready: Promise<void>;
+  /** Taken by a caller (set synchronously, before any await, so no two callers share a slot). */
+  busy: boolean;
+  job?: { resolve: (result: never) => void; reject: (err: Error) => void };
+}
+
+type Message = { ready: true } | { built: BuiltShard } | { maxRssMb: number } | { error: string };
+
+export class ShardPool {
+  private readonly slots: Slot[] = [];
+  private readonly waiting: (() => void)[] = [];
+  private closed = false;
+
+  constructor(readonly size = Math.max(1, availableParallelism())) {
+    configureTensorflowEnv();
+    for (let i = 0; i < size; i++) this.slots.push(this.spawn());
+  }
+
+  /** Resolves once every child has loaded its TensorFlow backend. */
+  async ready(): Promise<void> {
+    await Promise.all(this.slots.map((s) => s.ready));
+  }
+
+  /** Builds a shard on the next free child. */
+  async build(job: ShardJob): Promise<BuiltShard> {
+    return this.request(await this.acquire(), { job });
+  }
+
+  /** The peak RSS of each child so far, in MB (for benchmarks). */
+  async childPeakRssMb(): Promise<number[]> {
+    const out: number[] = [];
+    for (let i = 0; i < this.size; i++) out.push(await this.request<number>(await this.acquire(this.slots[i]), { stats: true }));
+    return out;
+  }
+
+  /** Takes a free slot (or `wanted` once it is free) and waits for its child to be ready. */
+  private async acquire(wanted?: Slot): Promise<Slot> {
+    if (this.closed) throw new Error('ShardPool is closed');
+    let slot: Slot | undefined;
+    while (!(slot = this.slots.find((s) => !s.busy && (!wanted || s === wanted)))) await new Promise<void>((r) => this.waiting.push(r));
+    slot.busy = true;
+    try {
+      await slot.ready;
+    } catch (err) {
+      this.release(slot);
+      throw err;
+    }
+    return slot;
+  }
+
+  private release(slot: Slot): void {
+    slot.busy = false;
+    slot.job = undefined;
+    slot.child.channel?.unref();
+    this.waiting.splice(0).forEach((wake) => wake());
+  }
+
+  private request<T>(slot: Slot, body: object): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      slot.job = { resolve: resolve as (r: never) => void, reject };
+      slot.child.channel?.ref();
+      slot.child.send(body);
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all(
+      this.slots.map(
+        (s) =>
+          new Promise<void>((resolve) => {
+            if (s.child.exitCode !== null || s.child.signalCode !== null) return resolve();
+            s.child.ref();
+            s.child.once('exit', () => resolve());
+            s.child.disconnect();
+          }),
+      ),
+    );
+  }
+
+  private spawn(): Slot {
+    // Compiled: shard-worker.js; under ts-node (tests): shard-worker.ts through its hook.
+    const ext = extname(__filename);
+    const child = fork(join(__dirname, `shard-worker${ext}`), [], {
+      serialization: 'advanced',
+      execArgv: ext === '.ts' ? ['-r', 'ts-node/register/transpile-only'] : [],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      // The SDK's notice about its future Node.js requirement, once per child, says nothing new.
+      env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...process.env },
+    });
+    let markReady: () => void = () => undefined;
+    let markFailed: (err: Error) => void = () => undefined;
+    const slot: Slot = {
+      child,
+      busy: false,
+      ready: new Promise<void>((resolve, reject) => {
+        markReady = resolve;
+        markFailed = reject;
+      }),
+    };
+    slot.ready.catch(() => undefined);
+    // Only a child that is starting or working keeps this process alive; idle ones never do.
+    child.unref();
+    child.channel?.ref();
+    child.on('message', (m: Message) => {
+      if ('ready' in m) {
+        child.channel?.unref();
+        return markReady();
+      }
+      const job = slot.job!;
+      this.release(slot);
+      if ('error' in m) job.reject(new Error(`shard builder: ${m.error}`));
+      else job.resolve(('built' in m ? m.built : m.maxRssMb) as never);
+    });
+    child.on('exit', (code, signal) => {
+      const err = new Error(`shard builder process exited (${signal ?? code})`);
+      markFailed(err);
+      slot.job?.reject(err);
+      if (this.closed) return;
+      // Replace it, so that the pool keeps its size.
+      const index = this.slots.indexOf(slot);
+      if (index >= 0) this.slots[index] = this.spawn();
+      this.waiting.splice(0).forEach((wake) => wake());
+    });
+    return slot;
+  }
+}

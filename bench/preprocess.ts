@@ -1,8 +1,8 @@
 /**
- * `npm run bench:preprocess`: this project's preprocessing against the seed's Python loop, side by
+ * `npm run bench:preprocess`: this project's preprocessing against the original pipeline's Python loop, side by
  * side on the same generated images (Kaggle split sizes at 224 px, then 4x as many), each run in a
  * process of its own. Prints images/s, their ratio, and peak RSS at 1x and 4x; the last line is
- * one JSON object with `ratio` (ours / seed's images/s at 1x) and `rssGrowth` (our peak RSS at
+ * one JSON object with `ratio` (ours / the original's images/s at 1x) and `rssGrowth` (our peak RSS at
  * 4x / at 1x).
  */
 import { execFileSync } from 'node:child_process';
@@ -51,21 +51,25 @@ function ours(dir: string): Measure {
   }
 }
 
-function seed(dir: string): Measure {
-  const out = join(OUT, 'seed.pkl');
+function original(dir: string): Measure {
+  const out = join(OUT, 'original.pkl');
   try {
-    const stdout = execFileSync(join(ROOT, '.venv', 'bin', 'python'), [join(ROOT, 'bench', 'seed_preprocess.py'), dir, out, String(SIZE)], {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const stdout = execFileSync(
+      join(ROOT, '.venv', 'bin', 'python'),
+      [join(ROOT, 'bench', 'original_preprocess.py'), dir, out, String(SIZE)],
+      {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
     return JSON.parse(stdout.trim().split('\n').at(-1)!) as Measure;
   } finally {
     rmSync(out, { force: true });
   }
 }
 
-/** The seed's loop holds uint8 + float64 copies and pickles them: about 17 bytes per pixel value. */
-function seedFits(images: number): boolean {
+/** The original pipeline's loop holds uint8 + float64 copies and pickles them: about 17 bytes per pixel value. */
+function originalFits(images: number): boolean {
   const need = images * SIZE * SIZE * 3 * 17;
   return need < 0.7 * Math.min(freemem(), totalmem());
 }
@@ -79,7 +83,7 @@ const fmt = (m: Measure | undefined): string =>
 async function main(): Promise<void> {
   const one = await dataset(1);
   const four = await dataset(4);
-  const results: Record<string, { ours: Measure; seed?: Measure; seedNote?: string }> = {};
+  const results: Record<string, { ours: Measure; original?: Measure; originalNote?: string }> = {};
   for (const [label, dir] of [
     ['1x', one],
     ['4x', four],
@@ -88,15 +92,15 @@ async function main(): Promise<void> {
     const images = o.images;
     let s: Measure | undefined;
     let note: string | undefined;
-    if (seedFits(images)) s = seed(dir);
+    if (originalFits(images)) s = original(dir);
     else
-      note = `not run: the seed's loop would need about ${((images * SIZE * SIZE * 3 * 17) / 2 ** 30).toFixed(0)} GiB of memory for ${images} images`;
-    results[label] = { ours: o, seed: s, seedNote: note };
+      note = `not run: the original pipeline's loop would need about ${((images * SIZE * SIZE * 3 * 17) / 2 ** 30).toFixed(0)} GiB of memory for ${images} images`;
+    results[label] = { ours: o, original: s, originalNote: note };
     console.log(`${label}  ours: ${fmt(o)}`);
-    console.log(`${label}  seed: ${s ? fmt(s) : note}`);
-    if (s) console.log(`${label}  ratio (ours / seed images/s): ${(rate(o) / rate(s)).toFixed(2)}`);
+    console.log(`${label}  original: ${s ? fmt(s) : note}`);
+    if (s) console.log(`${label}  ratio (ours / original images/s): ${(rate(o) / rate(s)).toFixed(2)}`);
   }
-  const ratio = rate(results['1x']!.ours) / rate(results['1x']!.seed!);
+  const ratio = rate(results['1x']!.ours) / rate(results['1x']!.original!);
   const rssGrowth = results['4x']!.ours.maxRssMb / results['1x']!.ours.maxRssMb;
   console.log(`our peak RSS growth from 1x to 4x: ${rssGrowth.toFixed(2)}x`);
   console.log(
@@ -104,13 +108,13 @@ async function main(): Promise<void> {
       ratio: Number(ratio.toFixed(3)),
       rssGrowth: Number(rssGrowth.toFixed(3)),
       oursImagesPerSec1x: Number(rate(results['1x']!.ours).toFixed(1)),
-      seedImagesPerSec1x: Number(rate(results['1x']!.seed!).toFixed(1)),
+      originalImagesPerSec1x: Number(rate(results['1x']!.original!).toFixed(1)),
       oursPeakRssMb: { '1x': Math.round(results['1x']!.ours.maxRssMb), '4x': Math.round(results['4x']!.ours.maxRssMb) },
-      seedPeakRssMb: {
-        '1x': Math.round(results['1x']!.seed!.maxRssMb),
-        '4x': results['4x']!.seed ? Math.round(results['4x']!.seed.maxRssMb) : null,
+      originalPeakRssMb: {
+        '1x': Math.round(results['1x']!.original!.maxRssMb),
+        '4x': results['4x']!.original ? Math.round(results['4x']!.original.maxRssMb) : null,
       },
-      ratio4x: results['4x']!.seed ? Number((rate(results['4x']!.ours) / rate(results['4x']!.seed)).toFixed(3)) : null,
+      ratio4x: results['4x']!.original ? Number((rate(results['4x']!.ours) / rate(results['4x']!.original)).toFixed(3)) : null,
     }),
   );
 }

@@ -153,7 +153,7 @@ async function predictOneTestImage(
   const model = (await (await fetch(`${url}/model`)).json()) as { imageSize: number };
   const size = model.imageSize;
   const pixels = decodeAndResize(await s3.getBytes(`s3://cnn-skin-cancer/${image!.key}`), size);
-  // The seed's request format: {"instances": [HxWx3 floats in [0, 1]]}.
+  // The original endpoint's request format: {"instances": [HxWx3 floats in [0, 1]]}.
   const instance = Array.from({ length: size }, (_, y) =>
     Array.from({ length: size }, (_, x) => [0, 1, 2].map((c) => pixels[(y * size + x) * 3 + c]! / 255)),
   );

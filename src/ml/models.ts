@@ -10,8 +10,8 @@ export interface ModelSpec {
 }
 
 /**
- * The seed's CNN: Conv64 -> MaxPool -> Conv64 -> Dropout .25 -> Conv64 -> MaxPool -> Dropout .25
- * -> Flatten -> Dense128 relu -> Dense softmax. Every layer has its own weights (the seed's two
+ * The original pipeline's CNN: Conv64 -> MaxPool -> Conv64 -> Dropout .25 -> Conv64 -> MaxPool -> Dropout .25
+ * -> Flatten -> Dense128 relu -> Dense softmax. Every layer has its own weights (the original's two
  * hidden convolutions accidentally shared one layer object).
  */
 export function buildBasicCnn({ imageSize, numClasses, seed }: ModelSpec): LayersModel {

@@ -1,5 +1,5 @@
 /**
- * The pipeline's input: defaults equal to the seed DAG's parameters, and a strict validator whose
+ * The pipeline's input: defaults equal to the original Airflow DAG's parameters, and a strict validator whose
  * errors name the offending field. Pure code, shared by the workflow and by clients.
  */
 import {

@@ -36,7 +36,7 @@ describe('inference server', () => {
     assert.equal(res.status, 200);
   });
 
-  it('predicts from the seed JSON body: a label and a probability per class', async () => {
+  it("predicts from the original endpoint's JSON body: a label and a probability per class", async () => {
     const res = await post(JSON.stringify({ instances: [instance(0.2), instance(0.9)] }));
     assert.equal(res.status, 200);
     const { predictions } = (await res.json()) as { predictions: { label: string; probabilities: Record<string, number> }[] };

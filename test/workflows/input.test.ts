@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import { DEFAULT_PARAMS, InvalidInputError, parsePipelineInput } from '../../src/workflows/input';
 
 describe('parsePipelineInput', () => {
-  it('fills the seed DAG parameters when given an empty object', () => {
+  it("fills the original Airflow DAG's parameters when given an empty object", () => {
     const p = parsePipelineInput({});
     assert.equal(p.numClasses, 2);
     assert.equal(p.imageSize, 224);

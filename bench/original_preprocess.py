@@ -1,7 +1,7 @@
-"""The seed pipeline's preprocessing loop, reimplemented as it was written: PIL decode of every
+"""The original Airflow pipeline's preprocessing loop, reimplemented as it was written: PIL decode of every
 image, numpy stacking, scaling to float64 in [0, 1], and one pickle of the whole dataset.
 
-usage: seed_preprocess.py DATA_DIR OUT_PICKLE SIZE
+usage: original_preprocess.py DATA_DIR OUT_PICKLE SIZE
 prints one JSON line: {"images": N, "seconds": S, "maxRssMb": M}
 """
 import json
@@ -39,7 +39,7 @@ def main():
             ys.extend([label] * len(images))
         x = np.array(xs, dtype="uint8")
         y = np.array(ys)
-        splits[split] = (x / 255.0, y)  # float64, as the seed did
+        splits[split] = (x / 255.0, y)  # float64, as the original did
         count += len(xs)
         del xs
     with open(out_path, "wb") as f:

@@ -10,6 +10,8 @@
 import { createHash } from 'node:crypto';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { dirname } from 'node:path';
+import { mapLimit } from '../common/map-limit';
+import type { PreprocessInput } from '../common/types';
 import type { ObjectStore } from '../storage/object-store';
 import { joinUri, parseS3Uri, s3Uri } from '../storage/s3';
 import { readLayout, type LabelledObject } from './layout';
@@ -17,15 +19,7 @@ import { ShardPool } from './shard-pool';
 import { MANIFEST_FORMAT, type DatasetManifest, type ManifestSplit, type ShardRecord } from './shards';
 import { shuffled, stratifiedSplit } from './split';
 
-export interface PreprocessParams {
-  dataUri: string;
-  imageSize: number;
-  numClasses: number;
-  validationSplit: number;
-  seed: number;
-  maxSkippedFraction: number;
-  outputUri?: string;
-}
+export type PreprocessParams = Omit<PreprocessInput, 'experimentName'>;
 
 export interface PreprocessOptions {
   store: ObjectStore;
@@ -191,17 +185,4 @@ function checkSkipped(skipped: string[], candidates: number, limit: number, base
     `${skipped.length} of ${candidates} files under ${base}/ are not decodable images (limit ${(limit * 100).toFixed(1)} %): ` +
       `${skipped.slice(0, 5).join(', ')}${skipped.length > 5 ? ', ...' : ''}`,
   );
-}
-
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!, i);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
 }

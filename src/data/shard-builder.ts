@@ -3,6 +3,7 @@
  * CPU-bound part of preprocessing; it runs in the ShardPool's processes.
  */
 import { createHash } from 'node:crypto';
+import { mapLimit } from '../common/map-limit';
 import type { ObjectStore } from '../storage/object-store';
 import { decodeAndResize } from './images';
 import { encodeShard } from './shards';
@@ -27,15 +28,7 @@ export interface BuiltShard {
 
 export async function buildShard(store: ObjectStore, job: ShardJob): Promise<BuiltShard> {
   const { images, labels, size } = job;
-  const bytes = new Array<Uint8Array>(images.length);
-  let next = 0;
-  const fetcher = async (): Promise<void> => {
-    while (next < images.length) {
-      const i = next++;
-      bytes[i] = await store.getBytes(images[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(job.concurrency, images.length) }, fetcher));
+  const bytes = await mapLimit(images, job.concurrency, (uri) => store.getBytes(uri));
 
   const px = size * size * 3;
   const pixels = new Uint8Array(images.length * px);

@@ -8,7 +8,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { extname, join, resolve } from 'node:path';
 import type { ModelVersionRef } from '../common/types';
-import { killGroup, tcpOpen } from '../stack/services';
+import { isProcessAlive, killGroup, tcpOpen } from '../stack/services';
 
 export interface EndpointState {
   name: string;
@@ -53,7 +53,7 @@ export class LocalEndpoints {
     progress: (what: string) => void = () => undefined,
   ): Promise<{ state: EndpointState; unchanged: boolean }> {
     const state = this.read(name);
-    if (state && isAlive(state.pid) && (await ping(state.url))) {
+    if (state && isProcessAlive(state.pid) && (await ping(state.url))) {
       const served = await getJson<{ version?: string; modelUri?: string }>(`${state.url}/model`);
       if (served.version === model.version && served.modelUri === model.modelUri) return { state, unchanged: true };
       progress(`swapping ${name} to v${model.version}`);
@@ -62,7 +62,7 @@ export class LocalEndpoints {
       this.write(next);
       return { state: next, unchanged: false };
     }
-    if (state && isAlive(state.pid)) await killGroup(state.pid);
+    if (state && isProcessAlive(state.pid)) await killGroup(state.pid);
     progress(`starting ${name} with v${model.version}`);
     const next = await this.start(name, model);
     return { state: next, unchanged: false };
@@ -70,7 +70,7 @@ export class LocalEndpoints {
 
   async stop(name: string): Promise<boolean> {
     const state = this.read(name);
-    if (!state || !isAlive(state.pid)) return false;
+    if (!state || !isProcessAlive(state.pid)) return false;
     await killGroup(state.pid);
     return true;
   }
@@ -109,7 +109,8 @@ export class LocalEndpoints {
     this.write(state);
     const deadline = Date.now() + 120_000;
     while (!(await ping(url))) {
-      if (!isAlive(child.pid!)) throw new EndpointError(`endpoint '${name}' exited during start-up; see ${logFile}:\n${tail(logFile)}`);
+      if (!isProcessAlive(child.pid!))
+        throw new EndpointError(`endpoint '${name}' exited during start-up; see ${logFile}:\n${tail(logFile)}`);
       if (Date.now() > deadline) throw new EndpointError(`endpoint '${name}' did not answer /ping within 120 s; see ${logFile}`);
       await new Promise((r) => setTimeout(r, 250));
     }
@@ -118,15 +119,6 @@ export class LocalEndpoints {
 
   private write(state: EndpointState): void {
     writeFileSync(this.statePath(state.name), JSON.stringify(state, null, 2));
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }
 

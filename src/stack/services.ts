@@ -140,7 +140,7 @@ function readPid(o: StackOptions, name: string): PidFile | undefined {
   }
 }
 
-function alive(pid: number): boolean {
+export function isProcessAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -162,7 +162,7 @@ export async function stackStatus(o: StackOptions): Promise<ServiceStatus[]> {
   return Promise.all(
     specs(o).map(async (s) => {
       const pid = readPid(o, s.name);
-      const ours = pid !== undefined && alive(pid.pid);
+      const ours = pid !== undefined && isProcessAlive(pid.pid);
       const healthy = await s.healthy();
       const state = ours ? (healthy ? 'running' : 'unhealthy') : (await tcpOpen(o.host, s.port)) ? 'foreign' : 'stopped';
       return {
@@ -183,7 +183,7 @@ export async function stackUp(o: StackOptions, log: (line: string) => void = () 
   const started: ServiceSpec[] = [];
   for (const s of specs(o)) {
     const pid = readPid(o, s.name);
-    if (pid && alive(pid.pid)) {
+    if (pid && isProcessAlive(pid.pid)) {
       log(`${s.name}: already running (pid ${pid.pid})`);
       started.push(s);
       continue;
@@ -216,7 +216,7 @@ async function waitHealthy(o: StackOptions, s: ServiceSpec, timeoutMs = 180_000)
   while (Date.now() < deadline) {
     if (await s.healthy()) return;
     const pid = readPid(o, s.name);
-    if (!pid || !alive(pid.pid)) {
+    if (!pid || !isProcessAlive(pid.pid)) {
       throw new Error(`${s.name} exited during start-up; see ${join(o.dir, 'logs', `${s.name}.log`)}`);
     }
     await sleep(500);
@@ -230,7 +230,7 @@ export async function stackDown(o: StackOptions, log: (line: string) => void = (
   const endpoints = join(o.dir, 'endpoints');
   for (const file of existsSync(endpoints) ? readdirSync(endpoints) : []) {
     const state = JSON.parse(readFileSync(join(endpoints, file), 'utf8')) as { name: string; pid: number };
-    if (alive(state.pid)) {
+    if (isProcessAlive(state.pid)) {
       await killGroup(state.pid);
       log(`endpoint ${state.name}: stopped (pid ${state.pid})`);
     }
@@ -238,7 +238,7 @@ export async function stackDown(o: StackOptions, log: (line: string) => void = (
   for (const s of specs(o).reverse()) {
     const pid = readPid(o, s.name);
     if (!pid) continue;
-    if (alive(pid.pid)) {
+    if (isProcessAlive(pid.pid)) {
       await killGroup(pid.pid);
       log(`${s.name}: stopped (pid ${pid.pid})`);
     }
@@ -260,9 +260,9 @@ export async function killGroup(pid: number, graceMs = 10_000): Promise<void> {
   };
   signal('SIGTERM');
   const deadline = Date.now() + graceMs;
-  while (alive(pid) && Date.now() < deadline) await sleep(100);
-  if (alive(pid)) signal('SIGKILL');
-  while (alive(pid)) await sleep(50);
+  while (isProcessAlive(pid) && Date.now() < deadline) await sleep(100);
+  if (isProcessAlive(pid)) signal('SIGKILL');
+  while (isProcessAlive(pid)) await sleep(50);
 }
 
 export function tcpOpen(host: string, port: number): Promise<boolean> {

@@ -16,7 +16,7 @@ die() { echo "[setup] ERROR: $*" >&2; exit 1; }
 # Pinned here and nowhere else.
 TF_WHEEL_VERSION=2.21.0
 PYTHON=${PYTHON:-python3}
-CACHE_DIR=${CNN_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cnn-skin-cancer}
+CACHE_DIR=${CNN_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/cnn-skin-cancer}
 TFJS_DIR=node_modules/@tensorflow/tfjs-node
 
 hash_of() { cat "$@" | sha256sum | cut -c1-16; }

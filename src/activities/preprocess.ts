@@ -19,11 +19,12 @@ export interface DataDeps {
   /** Images per shard: bounds the memory one shard needs. */
   shardSize?: number;
   concurrency?: number;
+  /** The shard-building processes; by default one pool, started at the first call and kept. */
+  pool?: ShardPool;
 }
 
-export function createDataActivities({ store, mlflow, shardSize, concurrency }: DataDeps) {
-  // Decoding threads live as long as the worker process: their start-up is paid once.
-  let pool: ShardPool | undefined;
+export function createDataActivities({ store, mlflow, shardSize, concurrency, pool }: DataDeps) {
+  // The decoding processes live as long as the worker process: their start-up is paid once.
   return {
     async preprocessDataset(input: PreprocessInput): Promise<PreparedDataset> {
       const ctx = Context.current();

@@ -13,8 +13,8 @@ export class NativeBackendError extends Error {
 }
 
 /**
- * libtensorflow reads these once, when it loads: call this in the main thread before any thread
- * loads it (a worker thread's process.env is its own copy and does not reach libtensorflow).
+ * libtensorflow reads these once, when it loads: call this before it loads, and before forking
+ * processes that should inherit them.
  */
 export function configureTensorflowEnv(): void {
   // oneDNN crashes (SIGFPE) on some 1x1 convolutions on these CPUs. Set TF_ENABLE_ONEDNN_OPTS=1

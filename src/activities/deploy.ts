@@ -4,7 +4,7 @@
  */
 import { Context } from '@temporalio/activity';
 import type { DeployInput, Deployment } from '../common/types';
-import { postJson, type LocalEndpoints } from '../serving/local-endpoints';
+import { getJson, postJson, type LocalEndpoints } from '../serving/local-endpoints';
 import type { Prediction } from '../serving/server';
 
 export interface DeployDeps {
@@ -16,9 +16,7 @@ export function createDeployActivities({ local }: DeployDeps) {
     async deployModel(input: DeployInput): Promise<Deployment> {
       const ctx = Context.current();
       const { state, unchanged } = await local.deploy(input.endpointName, input.model, (what) => ctx.heartbeat(what));
-      const served = await fetch(`${state.url}/model`).then(
-        (r) => r.json() as Promise<{ version?: string; imageSize: number; classes: string[] }>,
-      );
+      const served = await getJson<{ version?: string; imageSize: number; classes: string[] }>(`${state.url}/model`);
       if (served.version !== input.model.version) {
         throw new Error(`endpoint '${input.endpointName}' serves v${served.version} after deploying v${input.model.version}`);
       }

@@ -6,6 +6,7 @@
  * continues the same run, and a version already registered for that run is reused.
  */
 import { Context } from '@temporalio/activity';
+import type { LayersModel } from '@tensorflow/tfjs-node';
 import type { ModelClass } from '../common/constants';
 import type { ClassificationMetrics, TrainedModel, TrainModelInput } from '../common/types';
 import { loadSplit, subset, type LoadedSplit } from '../data/dataset';
@@ -15,7 +16,7 @@ import { evaluatePredictions, type Evaluation } from '../ml/metrics';
 import { saveModelToS3 } from '../ml/model-store';
 import { buildModel, compileModel } from '../ml/models';
 import { fitModel, predictProbabilities } from '../ml/trainer';
-import { joinUri, parseS3Uri, s3Uri, type S3Store } from '../storage/s3';
+import { parseS3Uri, s3Uri, type S3Store } from '../storage/s3';
 import type { MlflowClient } from '../tracking/mlflow';
 
 export interface TrainingDeps {
@@ -136,7 +137,7 @@ export function createTrainingActivities({ s3, mlflow }: TrainingDeps) {
           registeredModelName: input.registeredModelName,
           version,
           metrics: { validation: pick(valEval), test: pick(testEval) },
-          modelUri: joinUri(modelUri),
+          modelUri,
         };
       } catch (err) {
         // A retried attempt sets the run back to RUNNING; no run is left RUNNING by a failure.
@@ -147,11 +148,7 @@ export function createTrainingActivities({ s3, mlflow }: TrainingDeps) {
   };
 }
 
-type Train1 = (
-  data: LoadedSplit,
-  val: LoadedSplit | undefined,
-  prefix: string,
-) => Promise<{ dispose(): void } & Parameters<typeof predictProbabilities>[0]>;
+type Train1 = (data: LoadedSplit, val: LoadedSplit | undefined, prefix: string) => Promise<LayersModel>;
 
 /** k-fold cross-validation on the training split; logs each fold's score and their mean and std. */
 async function crossValidate(

@@ -1,4 +1,5 @@
 /** Writes the synthetic dataset in the ImageFolder layout <out>/{train,test}/{benign,malignant}/*.jpg. */
+import { mapLimit } from '../common/map-limit';
 import { joinUri } from '../storage/s3';
 import type { ObjectStore } from '../storage/object-store';
 import { encodeJpeg, SYNTHETIC_CLASSES, syntheticLesion, type LesionKind } from './synthetic';
@@ -42,15 +43,10 @@ export async function writeSyntheticDataset(store: ObjectStore, spec: DatasetSpe
       }
     }
   }
-  let next = 0;
   let done = 0;
-  const worker = async (): Promise<void> => {
-    while (next < jobs.length) {
-      const job = jobs[next++]!;
-      await store.put(job.uri, await encodeJpeg(syntheticLesion(job.kind, spec.size, job.seed), spec.size), 'image/jpeg');
-      spec.onProgress?.(++done, jobs.length);
-    }
-  };
-  await Promise.all(Array.from({ length: 8 }, worker));
+  await mapLimit(jobs, 8, async (job) => {
+    await store.put(job.uri, await encodeJpeg(syntheticLesion(job.kind, spec.size, job.seed), spec.size), 'image/jpeg');
+    spec.onProgress?.(++done, jobs.length);
+  });
   return { written: jobs.length };
 }

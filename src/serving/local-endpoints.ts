@@ -130,7 +130,7 @@ export async function ping(url: string): Promise<boolean> {
   }
 }
 
-async function getJson<T>(url: string): Promise<T> {
+export async function getJson<T>(url: string): Promise<T> {
   const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
   if (!res.ok) throw new EndpointError(`GET ${url} answered ${res.status}: ${await res.text()}`);
   return (await res.json()) as T;

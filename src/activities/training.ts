@@ -13,10 +13,10 @@ import { loadSplit, subset, type LoadedSplit } from '../data/dataset';
 import type { DatasetManifest } from '../data/shards';
 import { stratifiedFolds } from '../data/split';
 import { evaluatePredictions, type Evaluation } from '../ml/metrics';
-import { saveModelToS3 } from '../ml/model-store';
+import { MODEL_ARCHIVE, saveModelToS3 } from '../ml/model-store';
 import { buildModel, compileModel } from '../ml/models';
 import { fitModel, predictProbabilities } from '../ml/trainer';
-import { parseS3Uri, s3Uri, type S3Store } from '../storage/s3';
+import { joinUri, parseS3Uri, s3Uri, type S3Store } from '../storage/s3';
 import type { MlflowClient } from '../tracking/mlflow';
 
 export interface TrainingDeps {
@@ -138,6 +138,7 @@ export function createTrainingActivities({ s3, mlflow }: TrainingDeps) {
           version,
           metrics: { validation: pick(valEval), test: pick(testEval) },
           modelUri,
+          archiveUri: joinUri(modelUri, MODEL_ARCHIVE),
         };
       } catch (err) {
         // A retried attempt sets the run back to RUNNING; no run is left RUNNING by a failure.

@@ -75,6 +75,8 @@ export interface TrainedModel {
   metrics: { validation: ClassificationMetrics; test: ClassificationMetrics };
   /** S3 prefix of the saved tfjs model (model.json + weights). */
   modelUri: string;
+  /** The same model as SageMaker's model.tar.gz (ModelDataUrl). */
+  archiveUri: string;
 }
 
 export interface ModelVersionRef {

@@ -1,12 +1,17 @@
 /**
  * Saves and loads tfjs layers models under an S3 prefix: model.json + weights.bin (the standard
- * tfjs format) and metadata.json (class names and input size, for serving).
+ * tfjs format), metadata.json (class names and input size, for serving) and model.tar.gz (the
+ * same three files, as SageMaker's ModelDataUrl expects).
  */
 import type { LayersModel } from '@tensorflow/tfjs-node';
 import type { ModelArtifacts, SaveResult, WeightsManifestEntry } from '@tensorflow/tfjs-core/dist/io/types';
 
 import { joinUri, type S3Store } from '../storage/s3';
+import { packModelArchive } from './model-archive';
 import { loadTf } from './tf';
+
+/** SageMaker's model artifact, beside the tfjs files. */
+export const MODEL_ARCHIVE = 'model.tar.gz';
 
 export interface ModelMetadata {
   modelClass: string;
@@ -26,8 +31,6 @@ export async function saveModelToS3(s3: S3Store, model: LayersModel, prefixUri: 
           : Array.isArray(weights)
             ? Buffer.concat(weights.map((b) => new Uint8Array(b)))
             : new Uint8Array(weights);
-      await s3.put(joinUri(prefixUri, 'weights.bin'), bytes);
-      await s3.put(joinUri(prefixUri, 'metadata.json'), JSON.stringify(metadata, null, 2), 'application/json');
       const modelJson = {
         format: artifacts.format ?? 'layers-model',
         generatedBy: artifacts.generatedBy,
@@ -36,8 +39,16 @@ export async function saveModelToS3(s3: S3Store, model: LayersModel, prefixUri: 
         trainingConfig: artifacts.trainingConfig,
         weightsManifest: [{ paths: ['weights.bin'], weights: artifacts.weightSpecs ?? [] }],
       };
+      const files = [
+        { name: 'weights.bin', bytes },
+        { name: 'metadata.json', bytes: Buffer.from(JSON.stringify(metadata, null, 2)) },
+        { name: 'model.json', bytes: Buffer.from(JSON.stringify(modelJson)) },
+      ];
+      await s3.put(joinUri(prefixUri, 'weights.bin'), bytes);
+      await s3.put(joinUri(prefixUri, 'metadata.json'), files[1]!.bytes, 'application/json');
+      await s3.put(joinUri(prefixUri, MODEL_ARCHIVE), packModelArchive(files), 'application/gzip');
       // model.json last: a prefix with model.json is complete.
-      await s3.put(joinUri(prefixUri, 'model.json'), JSON.stringify(modelJson), 'application/json');
+      await s3.put(joinUri(prefixUri, 'model.json'), files[2]!.bytes, 'application/json');
       return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON', weightDataBytes: bytes.byteLength } };
     },
   });

@@ -23,6 +23,7 @@ const model = (
   version: modelClass === 'Basic' ? '1' : modelClass === 'ResNet50' ? '2' : '3',
   metrics: { validation, test },
   modelUri: `s3://b/${modelClass}`,
+  archiveUri: `s3://b/${modelClass}/model.tar.gz`,
 });
 
 describe('selectBestModel', () => {

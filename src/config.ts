@@ -16,6 +16,8 @@ export interface Config {
   /** Scratch space for checkpoints and local endpoint state. */
   stateDir: string;
   localEndpoint: { host: string; port: number };
+  /** oneDNN kernels in training processes (TRAINING_ONEDNN, default on; see README "Training speed"). */
+  training: { onednn: boolean };
 }
 
 export class ConfigError extends Error {
@@ -68,7 +70,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       host: env.LOCAL_ENDPOINT_HOST || '127.0.0.1',
       port: port('LOCAL_ENDPOINT_PORT', 8080),
     },
+    training: { onednn: (env.TRAINING_ONEDNN || 'on') === 'on' },
   };
+  if (env.TRAINING_ONEDNN && !['on', 'off'].includes(env.TRAINING_ONEDNN))
+    problems.push(`TRAINING_ONEDNN must be 'on' or 'off', got '${env.TRAINING_ONEDNN}'`);
   if (!/^[\w.-]+:\d+$/.test(config.temporal.address)) problems.push(`TEMPORAL_ADDRESS must be host:port, got '${config.temporal.address}'`);
   if (problems.length) throw new ConfigError(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
   return config;

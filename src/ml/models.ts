@@ -1,6 +1,8 @@
 /** Model architectures, built with tfjs layers. Each builder is deterministic given its seed. */
 import type { LayersModel } from '@tensorflow/tfjs-node';
 import type { ModelClass, OptimizerName } from '../common/constants';
+import { seededDropout } from './layers';
+import { installNativeGradients } from './native-ops';
 import { loadTf } from './tf';
 
 export interface ModelSpec {
@@ -13,22 +15,28 @@ export interface ModelSpec {
  * The original pipeline's CNN: Conv64 -> MaxPool -> Conv64 -> Dropout .25 -> Conv64 -> MaxPool -> Dropout .25
  * -> Flatten -> Dense128 relu -> Dense softmax. Every layer has its own weights (the original's two
  * hidden convolutions accidentally shared one layer object).
+ *
+ * Each convolution's ReLU is a layer of its own: the same function, but its gradient then runs as
+ * TensorFlow's ReluGrad (see native-ops.ts) instead of tfjs' fused-activation path.
  */
 export function buildBasicCnn({ imageSize, numClasses, seed }: ModelSpec): LayersModel {
   const tf = loadTf();
+  installNativeGradients(tf);
   const glorot = (i: number) => tf.initializers.glorotUniform({ seed: seed + i });
-  const conv = (i: number, extra: object = {}) =>
-    tf.layers.conv2d({ filters: 64, kernelSize: 3, padding: 'same', activation: 'relu', kernelInitializer: glorot(i), ...extra });
+  const conv = (i: number, extra: object = {}) => [
+    tf.layers.conv2d({ filters: 64, kernelSize: 3, padding: 'same', kernelInitializer: glorot(i), ...extra }),
+    tf.layers.activation({ activation: 'relu' }),
+  ];
   return tf.sequential({
     name: 'Basic',
     layers: [
-      conv(1, { inputShape: [imageSize, imageSize, 3] }),
+      ...conv(1, { inputShape: [imageSize, imageSize, 3] }),
       tf.layers.maxPooling2d({ poolSize: 2 }),
-      conv(2),
-      tf.layers.dropout({ rate: 0.25 }),
-      conv(4),
+      ...conv(2),
+      seededDropout(tf, { rate: 0.25, seed: seed + 3 }),
+      ...conv(4),
       tf.layers.maxPooling2d({ poolSize: 2 }),
-      tf.layers.dropout({ rate: 0.25 }),
+      seededDropout(tf, { rate: 0.25, seed: seed + 5 }),
       tf.layers.flatten(),
       tf.layers.dense({
         units: 128,
@@ -43,6 +51,7 @@ export function buildBasicCnn({ imageSize, numClasses, seed }: ModelSpec): Layer
 /** ResNet-50: bottleneck blocks [3, 4, 6, 3], batch norm, projection shortcuts, global average pooling. */
 export function buildResNet50({ imageSize, numClasses, seed }: ModelSpec): LayersModel {
   const tf = loadTf();
+  installNativeGradients(tf);
   let n = 0;
   const init = () => tf.initializers.heNormal({ seed: seed + n++ });
   type T = ReturnType<typeof tf.input>;

@@ -1,6 +1,16 @@
-/** The training loop and batched prediction, independent of Temporal. */
-import type { LayersModel, Tensor } from '@tensorflow/tfjs-node';
+/**
+ * The training loop and batched prediction, independent of Temporal.
+ *
+ * A loop of our own rather than `model.fit`: batches are normalised from the uint8 split on the fly
+ * (a float copy of a 224 px split would be 4x its size), the shuffle order of epoch e is a pure
+ * function of (seed, e) and dropout masks of (seed, step), so a run resumed at an epoch boundary
+ * replays exactly what an uninterrupted one would have done; and it yields to the event loop after
+ * every batch so heartbeats and cancellation flow.
+ */
+import type { LayersModel, Optimizer, Scalar, Tensor } from '@tensorflow/tfjs-node';
 import type { LoadedSplit } from '../data/dataset';
+import { seededRandom } from '../data/split';
+import { setDropoutStep } from './layers';
 import { loadTf } from './tf';
 
 export interface EpochLogs {
@@ -10,61 +20,135 @@ export interface EpochLogs {
   valAccuracy?: number;
 }
 
+/** Where a run stands: `batch` batches of epoch `epoch` (0-based) done, with their running sums. */
+export interface TrainPosition {
+  epoch: number;
+  batch: number;
+  lossSum: number;
+  correct: number;
+}
+
 export interface FitOptions {
   epochs: number;
   batchSize: number;
   numClasses: number;
+  seed: number;
+  /** Where to continue (restored from a checkpoint); default: the start. */
+  initial?: TrainPosition;
   validation?: LoadedSplit;
-  /** Called after each batch; the loop yields to the event loop first, so heartbeats and cancellation flow. */
-  onBatchEnd?: (epoch: number, batch: number) => void;
+  onEpochBegin?: (epoch: number) => void;
+  /** Called after each batch, once the loop has yielded to the event loop. */
+  onBatchEnd?: (epoch: number, batch: number, batches: number) => void;
+  /** Awaited at each epoch end (0-based epoch): the place to log and checkpoint. */
   onEpochEnd?: (epoch: number, logs: EpochLogs) => Promise<void> | void;
   /** Checked after every batch: training stops within one batch once it returns true. */
   shouldStop?: () => boolean;
 }
 
-/** Normalised float inputs [n, h, w, 3] in [0, 1] and one-hot labels. */
-export function toTensors(split: LoadedSplit, numClasses: number): { xs: Tensor; ys: Tensor } {
-  const tf = loadTf();
-  return tf.tidy(() => ({
-    xs: tf.tensor4d(split.pixels, [split.count, split.imageSize, split.imageSize, 3], 'int32').toFloat().div(255),
-    ys: tf.oneHot(tf.tensor1d(Array.from(split.labels), 'int32'), numClasses).toFloat(),
-  }));
+export interface FitResult {
+  /** Where training stopped: `{ epoch: epochs, batch: 0 }` once complete. */
+  position: TrainPosition;
+  stopped: boolean;
 }
 
-export async function fitModel(model: LayersModel, train: LoadedSplit, options: FitOptions): Promise<void> {
-  const tf = loadTf();
-  const { xs, ys } = toTensors(train, options.numClasses);
-  const val = options.validation ? toTensors(options.validation, options.numClasses) : undefined;
-  let currentEpoch = 0;
-  try {
-    await model.fit(xs, ys, {
-      epochs: options.epochs,
-      batchSize: options.batchSize,
-      shuffle: true,
-      validationData: val ? [val.xs, val.ys] : undefined,
-      verbose: 0,
-      callbacks: {
-        onBatchEnd: async (batch) => {
-          await new Promise((resolve) => setImmediate(resolve));
-          options.onBatchEnd?.(currentEpoch, batch);
-          if (options.shouldStop?.()) model.stopTraining = true;
-        },
-        onEpochBegin: async (epoch) => {
-          currentEpoch = epoch;
-        },
-        onEpochEnd: async (epoch, logs = {}) => {
-          await options.onEpochEnd?.(epoch, {
-            loss: logs.loss!,
-            accuracy: logs.acc ?? logs.accuracy!,
-            valLoss: logs.val_loss,
-            valAccuracy: logs.val_acc ?? logs.val_accuracy,
-          });
-        },
-      },
-    });
-  } finally {
-    tf.dispose([xs, ys, ...(val ? [val.xs, val.ys] : [])]);
+const EPSILON = 1e-7;
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/** The visiting order of epoch `epoch`: a seeded Fisher-Yates shuffle. */
+export function epochOrder(count: number, seed: number, epoch: number): Uint32Array {
+  const order = Uint32Array.from({ length: count }, (_, i) => i);
+  const rand = seededRandom((Math.imul(seed, 0x9e3779b1) ^ Math.imul(epoch + 1, 0x85ebca6b)) >>> 0);
+  for (let i = count - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    const t = order[i]!;
+    order[i] = order[j]!;
+    order[j] = t;
   }
+  return order;
+}
+
+/** Images `indices` of a split as a normalised float batch [n, h, w, 3] in [0, 1]. */
+export function batchInputs(split: LoadedSplit, indices: ArrayLike<number>): Tensor {
+  const tf = loadTf();
+  const px = split.imageSize * split.imageSize * 3;
+  const out = new Float32Array(indices.length * px);
+  for (let b = 0; b < indices.length; b++) {
+    const src = split.pixels.subarray(indices[b]! * px, (indices[b]! + 1) * px);
+    const base = b * px;
+    for (let i = 0; i < px; i++) out[base + i] = src[i]! / 255;
+  }
+  return tf.tensor4d(out, [indices.length, split.imageSize, split.imageSize, 3]);
+}
+
+/** Keras' categorical cross-entropy on probabilities: renormalise, clip to [eps, 1 - eps], mean over the batch. */
+function crossEntropy(ys: Tensor, probs: Tensor): Scalar {
+  const p = probs.div(probs.sum(-1, true)).clipByValue(EPSILON, 1 - EPSILON);
+  return ys.mul(p.log()).sum(-1).neg().mean() as Scalar;
+}
+
+export async function fitModel(model: LayersModel, optimizer: Optimizer, train: LoadedSplit, options: FitOptions): Promise<FitResult> {
+  const tf = loadTf();
+  const { batchSize, numClasses } = options;
+  const batches = Math.ceil(train.count / batchSize);
+  const at: TrainPosition = { ...(options.initial ?? { epoch: 0, batch: 0, lossSum: 0, correct: 0 }) };
+  setDropoutStep(model, at.epoch * batches + at.batch);
+  for (; at.epoch < options.epochs; at.epoch++, at.batch = 0, at.lossSum = 0, at.correct = 0) {
+    const order = epochOrder(train.count, options.seed, at.epoch);
+    if (at.batch === 0) options.onEpochBegin?.(at.epoch);
+    for (; at.batch < batches;) {
+      const idx = order.subarray(at.batch * batchSize, Math.min((at.batch + 1) * batchSize, train.count));
+      const xs = batchInputs(train, idx);
+      const labels = tf.tensor1d(
+        Array.from(idx, (i) => train.labels[i]!),
+        'int32',
+      );
+      const ys = tf.oneHot(labels, numClasses).toFloat();
+      let hits: Tensor | undefined;
+      const loss = optimizer.minimize(() => {
+        const probs = model.apply(xs, { training: true }) as Tensor;
+        hits = tf.keep(probs.argMax(-1).equal(labels).sum());
+        return crossEntropy(ys, probs);
+      }, true)!;
+      const [l, h] = await Promise.all([loss.data(), hits!.data()]);
+      at.lossSum += l[0]! * idx.length;
+      at.correct += h[0]!;
+      at.batch++;
+      tf.dispose([xs, labels, ys, loss, hits!]);
+      await yieldToEventLoop();
+      options.onBatchEnd?.(at.epoch, at.batch - 1, batches);
+      if (at.batch < batches && options.shouldStop?.()) return { position: { ...at }, stopped: true };
+    }
+    const logs: EpochLogs = { loss: at.lossSum / train.count, accuracy: at.correct / train.count };
+    if (options.validation) {
+      const probs = await predictProbabilities(model, options.validation, numClasses);
+      const v = scoreProbabilities(probs, options.validation.labels, numClasses);
+      logs.valLoss = v.loss;
+      logs.valAccuracy = v.accuracy;
+    }
+    await options.onEpochEnd?.(at.epoch, logs);
+    if (at.epoch + 1 < options.epochs && options.shouldStop?.())
+      return { position: { epoch: at.epoch + 1, batch: 0, lossSum: 0, correct: 0 }, stopped: true };
+  }
+  return { position: { ...at }, stopped: false };
+}
+
+/** Mean cross-entropy (as in training) and accuracy of predicted probabilities. */
+export function scoreProbabilities(probs: Float32Array, labels: ArrayLike<number>, numClasses: number): { loss: number; accuracy: number } {
+  let loss = 0;
+  let correct = 0;
+  for (let i = 0; i < labels.length; i++) {
+    const row = probs.subarray(i * numClasses, (i + 1) * numClasses);
+    let best = 0;
+    let sum = 0;
+    for (let c = 0; c < numClasses; c++) {
+      sum += row[c]!;
+      if (row[c]! > row[best]!) best = c;
+    }
+    const p = Math.min(Math.max(row[labels[i]!]! / sum, EPSILON), 1 - EPSILON);
+    loss -= Math.log(p);
+    if (best === labels[i]) correct++;
+  }
+  return { loss: loss / labels.length, accuracy: correct / labels.length };
 }
 
 /** Class probabilities, row-major [n, numClasses], predicted in batches. */
@@ -76,19 +160,16 @@ export async function predictProbabilities(
 ): Promise<Float32Array> {
   const tf = loadTf();
   const out = new Float32Array(split.count * numClasses);
-  const px = split.imageSize * split.imageSize * 3;
   for (let start = 0; start < split.count; start += batchSize) {
     const n = Math.min(batchSize, split.count - start);
-    const probs = tf.tidy(() => {
-      const xs = tf
-        .tensor4d(split.pixels.subarray(start * px, (start + n) * px), [n, split.imageSize, split.imageSize, 3], 'int32')
-        .toFloat()
-        .div(255);
-      return model.predict(xs) as Tensor;
-    });
+    const xs = batchInputs(
+      split,
+      Array.from({ length: n }, (_, i) => start + i),
+    );
+    const probs = tf.tidy(() => model.predict(xs) as Tensor);
     out.set(await probs.data(), start * numClasses);
-    probs.dispose();
-    await new Promise((resolve) => setImmediate(resolve));
+    tf.dispose([xs, probs]);
+    await yieldToEventLoop();
   }
   return out;
 }

@@ -1,6 +1,7 @@
 /** A narrow S3 facade over the AWS SDK v3 client: what the pipeline needs and nothing more. */
 import {
   CreateBucketCommand,
+  DeleteObjectCommand,
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
@@ -72,6 +73,12 @@ export class S3Store implements ObjectStore {
 
   async putJson(uri: string, value: unknown): Promise<void> {
     await this.put(uri, JSON.stringify(value, null, 2), 'application/json');
+  }
+
+  /** Deletes an object; deleting one that is not there is not an error (S3 semantics). */
+  async delete(uri: string): Promise<void> {
+    const { bucket, key } = parseS3Uri(uri);
+    await this.client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
   }
 
   async exists(uri: string): Promise<boolean> {

@@ -39,6 +39,7 @@ export interface RunInfo {
   experiment_id: string;
   status: RunStatus;
   run_name?: string;
+  artifact_uri?: string;
 }
 
 type Tags = Record<string, string>;
@@ -101,6 +102,24 @@ export class MlflowClient {
         tags: i === 0 ? tagList(batch.tags) : [],
       });
     }
+  }
+
+  /**
+   * Uploads one artifact file into a run, through the tracking server's artifact proxy (runs whose
+   * artifact URI is `mlflow-artifacts:/...`, the default of `mlflow server`). Overwrites, so retries are safe.
+   */
+  async logArtifact(runId: string, path: string, body: string | Uint8Array, contentType = 'application/json'): Promise<void> {
+    const root = (await this.getRun(runId)).info.artifact_uri ?? '';
+    const match = /^mlflow-artifacts:(?:\/\/[^/]*)?\/?(.*)$/.exec(root);
+    if (!match)
+      throw new MlflowError(
+        `run ${runId} stores artifacts at '${root}', which this client cannot write (start mlflow server with artifact serving)`,
+        0,
+      );
+    const url = `${this.base}/api/2.0/mlflow-artifacts/artifacts/${match[1]!.replace(/\/+$/, '')}/${path}`;
+    const res = await fetch(url, { method: 'PUT', headers: { 'content-type': contentType }, body, signal: AbortSignal.timeout(60_000) });
+    if (!res.ok)
+      throw new MlflowError(`MLflow artifact upload ${path} failed (${res.status}): ${(await res.text()).slice(0, 300)}`, res.status);
   }
 
   async setRunStatus(runId: string, status: RunStatus): Promise<void> {

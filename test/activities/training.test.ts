@@ -1,19 +1,32 @@
 import { strict as assert } from 'node:assert';
+import { randomUUID } from 'node:crypto';
+import { CancelledFailure } from '@temporalio/common';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { DefaultLogger } from '@temporalio/worker';
+import type { Info } from '@temporalio/activity';
 import { createDataActivities } from '../../src/activities/preprocess';
-import { createTrainingActivities } from '../../src/activities/training';
+import { createTrainingActivities, type TrainingHeartbeat } from '../../src/activities/training';
 import type { ModelClass } from '../../src/common/constants';
 import type { PreparedDataset, TrainModelInput } from '../../src/common/types';
 import { loadSplit } from '../../src/data/dataset';
 import type { DatasetManifest } from '../../src/data/shards';
+import { unpackModelArchive } from '../../src/ml/model-archive';
 import { evaluatePredictions } from '../../src/ml/metrics';
 import { loadModelFromS3 } from '../../src/ml/model-store';
 import { predictProbabilities } from '../../src/ml/trainer';
 import { runActivity, seededDataset, testMlflow, testS3 } from '../helpers/services';
 
-describe('trainModel activity (native TensorFlow, S3 on moto, real MLflow)', () => {
+/** A fresh activity identity per call, as Temporal gives each scheduled activity. */
+const fresh = (over: Partial<Info> = {}): Partial<Info> => ({
+  activityId: randomUUID(),
+  workflowExecution: { workflowId: 'wf-test', runId: randomUUID() },
+  ...over,
+});
+
+describe('trainModel activity (child training process, native TensorFlow, S3 on moto, real MLflow)', () => {
   const s3 = testS3();
   const mlflow = testMlflow();
-  const training = createTrainingActivities({ s3, mlflow });
+  const training = createTrainingActivities({ mlflow, onednn: false });
   let dataset: PreparedDataset;
 
   before(async () => {
@@ -33,7 +46,7 @@ describe('trainModel activity (native TensorFlow, S3 on moto, real MLflow)', () 
   });
 
   it('learns the classes (well above chance, both classes predicted), tracks the run and registers the model', async () => {
-    const trained = await runActivity(training.trainModel, [input('Basic')]);
+    const trained = await runActivity(training.trainModel, [input('Basic')], fresh());
     assert.equal(trained.modelClass, 'Basic');
     // Validation holds 25 images of each class: a constant predictor scores 0.5, and a random one
     // reaches 0.7 with probability 0.3 %.
@@ -48,11 +61,27 @@ describe('trainModel activity (native TensorFlow, S3 on moto, real MLflow)', () 
     assert.equal(params.classes, 'benign,malignant');
     const metrics = Object.fromEntries((run.data.metrics ?? []).map((m) => [m.key, m.value]));
     assert.equal(metrics.validation_accuracy, trained.metrics.validation.accuracy);
-    assert.ok('test_auc' in metrics && 'val_loss' in metrics);
+    for (const key of ['test_auc', 'test_f1', 'validation_precision', 'validation_recall', 'val_loss', 'val_accuracy'])
+      assert.ok(key in metrics, `${key} missing`);
+
+    // The confusion matrices are an artifact of the run.
+    const res = await fetch(
+      `${mlflow.trackingUri}/api/2.0/mlflow-artifacts/artifacts/${run.info.artifact_uri!.replace(/^mlflow-artifacts:\/?/, '')}/confusion_matrix.json`,
+    );
+    assert.equal(res.status, 200);
+    const confusion = (await res.json()) as { validation: number[][] };
+    assert.equal(
+      confusion.validation.flat().reduce((a, b) => a + b),
+      50,
+    );
 
     const mv = await mlflow.getModelVersion('test-skin-model', trained.version);
     assert.equal(mv?.source, trained.modelUri);
     assert.equal(mv?.run_id, trained.mlflowRunId);
+
+    // SageMaker's model.tar.gz holds the same model files.
+    const archived = unpackModelArchive(await s3.getBytes(trained.archiveUri)).map((f) => f.name);
+    assert.deepEqual(archived.sort(), ['metadata.json', 'model.json', 'weights.bin']);
 
     // The saved model reproduces the reported metrics and predicts both classes.
     const { model, metadata } = await loadModelFromS3(s3, trained.modelUri);
@@ -66,21 +95,61 @@ describe('trainModel activity (native TensorFlow, S3 on moto, real MLflow)', () 
   });
 
   it('applies the learning rate: the same run with a tiny one stays near chance', async () => {
-    const slow = await runActivity(training.trainModel, [input('Basic', { learningRate: 1e-9 })]);
+    const slow = await runActivity(training.trainModel, [input('Basic', { learningRate: 1e-9 })], fresh());
     assert.ok(slow.metrics.validation.accuracy < 0.7, `accuracy ${slow.metrics.validation.accuracy} with lr 1e-9`);
   });
 
-  it('CrossVal logs its fold scores and ships a final model; a retried attempt reuses its MLflow run', async () => {
-    const first = await runActivity(training.trainModel, [input('CrossVal', { epochs: 2 })]);
+  it('CrossVal logs its fold scores and ships a final model; a retried attempt reuses its MLflow run and version', async () => {
+    const info = fresh();
+    const first = await runActivity(training.trainModel, [input('CrossVal', { epochs: 2 })], info);
     const run = await mlflow.getRun(first.mlflowRunId);
     const keys = (run.data.metrics ?? []).map((m) => m.key);
     assert.ok(keys.includes('cv_accuracy_mean') && keys.includes('cv_accuracy_std') && keys.includes('fold2_loss'), keys.join(','));
 
-    const retried = await runActivity(training.trainModel, [input('CrossVal', { epochs: 2 })], {
-      attempt: 2,
-      heartbeatDetails: { mlflowRunId: first.mlflowRunId, epoch: 1, stage: 'training' },
-    });
+    // The same activity retried after its completion was lost: found by its tags, not retrained.
+    const retried = await runActivity(training.trainModel, [input('CrossVal', { epochs: 2 })], { ...info, attempt: 2 });
     assert.equal(retried.mlflowRunId, first.mlflowRunId);
     assert.equal(retried.version, first.version, 'the version registered for the run is reused');
+    assert.deepEqual(retried.metrics, first.metrics);
+  });
+
+  it('a cancelled training checkpoints and stops within a batch; the next attempt resumes from that checkpoint', async () => {
+    const beats: TrainingHeartbeat[] = [];
+    const env = new MockActivityEnvironment(fresh(), { logger: new DefaultLogger('ERROR') });
+    env.on('heartbeat', (d: TrainingHeartbeat) => {
+      beats.push(d);
+      // Mid-epoch 2: batch 3 of 8.
+      if (d.phase === 'final' && d.epoch === 1 && d.batch === 3) env.cancel();
+    });
+    await assert.rejects(env.run(training.trainModel, input('Basic', { epochs: 3, batchSize: 16 })), CancelledFailure);
+    const last = beats.at(-1)!;
+    assert.equal(last.epoch, 1);
+    assert.ok(last.batch! <= 4, `stopped at batch ${last.batch}, not within one batch of the request`);
+    const run = await mlflow.getRun(last.mlflowRunId);
+    assert.equal(run.info.status, 'KILLED');
+    const bucket = dataset.manifestUri.split('/')[2]!;
+    const checkpoints = await s3.list(`s3://${bucket}/checkpoints/test-skin-model/Basic/${last.mlflowRunId}/`);
+    assert.equal(checkpoints.length, 1, 'only the newest checkpoint is kept');
+    assert.match(checkpoints[0]!.key, /e0001-b00000[4-5]\.ckpt$/);
+
+    const logs: string[] = [];
+    const env2 = new MockActivityEnvironment(fresh({ attempt: 2, heartbeatDetails: last }), {
+      logger: new DefaultLogger('INFO', (entry) => logs.push(entry.message)),
+    });
+    const resumed = (await env2.run(training.trainModel, input('Basic', { epochs: 3, batchSize: 16 }))) as Awaited<
+      ReturnType<typeof training.trainModel>
+    >;
+    assert.equal(resumed.mlflowRunId, last.mlflowRunId);
+    assert.ok(
+      logs.some((m) => /resuming from .*e0001-b00000[4-5]\.ckpt/.test(m)),
+      logs.join('\n'),
+    );
+    assert.deepEqual(
+      logs.filter((m) => /epoch \d+\/3 started/.test(m)),
+      ['Basic final: epoch 3/3 started'],
+      'epoch 2 continues where it stopped; only epoch 3 starts afresh',
+    );
+    assert.equal((await mlflow.getRun(resumed.mlflowRunId)).info.status, 'FINISHED');
+    assert.equal((await s3.list(`s3://${bucket}/checkpoints/test-skin-model/Basic/${last.mlflowRunId}/`)).length, 0);
   });
 });

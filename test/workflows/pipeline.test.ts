@@ -57,7 +57,7 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
         },
       }),
       Worker.create({ connection, taskQueue: TASK_QUEUES.data, activities: createDataActivities({ store: s3 }) }),
-      Worker.create({ connection, taskQueue: TASK_QUEUES.training, activities: createTrainingActivities({ s3, mlflow }) }),
+      Worker.create({ connection, taskQueue: TASK_QUEUES.training, activities: createTrainingActivities({ mlflow, onednn: false }) }),
     ]);
     const main = fn();
     const [result] = await Promise.all([main, ...workers.map((w) => w.runUntil(main.catch(() => undefined)))]);

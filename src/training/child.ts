@@ -1,0 +1,36 @@
+/**
+ * Child-process entry of a training (see process.ts): runs one TrainingJob and reports progress,
+ * log lines and the result over IPC. It has its own libtensorflow (so a native crash, or oneDNN's
+ * setting, is its own) and builds its S3 and MLflow clients from the environment.
+ */
+import { loadConfig } from '../config';
+import { loadTf } from '../ml/tf';
+import { createS3Client, S3Store } from '../storage/s3';
+import { MlflowClient } from '../tracking/mlflow';
+import type { ChildMessage, ParentMessage } from './process';
+import { runTraining } from './run-training';
+
+let stopRequested = false;
+// No orphan outlives its parent (a killed worker takes its trainings with it).
+process.on('disconnect', () => process.exit(0));
+const send = (message: ChildMessage): void => {
+  if (process.connected) process.send!(message, undefined, undefined, () => undefined);
+};
+
+process.on('message', (message: ParentMessage) => {
+  if ('stop' in message) {
+    stopRequested = true;
+    return;
+  }
+  const config = loadConfig(process.env);
+  loadTf();
+  const deps = { s3: new S3Store(createS3Client(config)), mlflow: new MlflowClient(config.mlflow.trackingUri) };
+  runTraining(deps, message.job, {
+    progress: (progress) => send({ progress }),
+    log: (log) => send({ log }),
+    shouldStop: () => stopRequested,
+  }).then(
+    (result) => send({ result }),
+    (err: Error) => send({ error: { name: err.name, message: err.message, stack: err.stack } }),
+  );
+});

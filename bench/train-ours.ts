@@ -1,9 +1,14 @@
 /**
  * One side of `npm run bench:train`: trains a model with this project's loop on a bench data folder
  * and prints one JSON line: images/s over the timed epochs (all but the first, which warms up) and
- * the final validation accuracy. Usage: node train-ours.js <dataDir> <model> <epochs> <batchSize> <seed>
+ * the final validation accuracy; with `--folds K`, first K-fold cross-validation of the model on the
+ * training images (as CrossVal does) and the folds' mean accuracy.
+ * Usage: node train-ours.js <dataDir> <model> <epochs> <batchSize> <seed> [--folds K]
  */
 import type { ModelClass } from '../src/common/constants';
+import { subset, type LoadedSplit } from '../src/data/dataset';
+import { stratifiedFolds } from '../src/data/split';
+import { evaluatePredictions } from '../src/ml/metrics';
 import { buildModel, createOptimizer } from '../src/ml/models';
 import { fitModel, predictProbabilities, scoreProbabilities } from '../src/ml/trainer';
 import { loadTf } from '../src/ml/tf';
@@ -16,18 +21,33 @@ async function main(): Promise<void> {
   const seed = Number(seedArg);
   const tf = loadTf();
   const { train, validation } = readBenchData(dir!);
-  const model = buildModel(modelClass as ModelClass, { imageSize: train.imageSize, numClasses: 2, seed });
-  const optimizer = createOptimizer('adam', 1e-3);
+  const folds = process.argv.includes('--folds') ? Number(process.argv[process.argv.indexOf('--folds') + 1]) : 0;
+  const spec = { imageSize: train.imageSize, numClasses: 2, seed };
+  const fit = async (data: LoadedSplit, onEpochEnd?: () => void) => {
+    const model = buildModel(modelClass as ModelClass, spec);
+    const optimizer = createOptimizer('adam', 1e-3);
+    await fitModel(model, optimizer, data, { epochs, batchSize, numClasses: 2, seed, onEpochEnd });
+    optimizer.dispose();
+    return model;
+  };
+  let cvAccuracyMean: number | undefined;
+  if (folds) {
+    const all = [...Array(train.count).keys()];
+    const parts = stratifiedFolds(all, (i) => train.labels[i]!, folds, seed);
+    const scores: number[] = [];
+    for (const part of parts) {
+      const held = new Set(part);
+      const m = await fit(subset(train, all.filter((i) => !held.has(i))));
+      const heldOut = subset(train, part);
+      scores.push(evaluatePredictions(await predictProbabilities(m, heldOut, 2), heldOut.labels, 2).accuracy);
+      m.dispose();
+    }
+    cvAccuracyMean = scores.reduce((a, b) => a + b, 0) / folds;
+  }
   const epochEnds: number[] = [];
   const start = performance.now();
-  await fitModel(model, optimizer, train, {
-    epochs,
-    batchSize,
-    numClasses: 2,
-    seed,
-    onEpochEnd: () => {
-      epochEnds.push(performance.now());
-    },
+  const model = await fit(train, () => {
+    epochEnds.push(performance.now());
   });
   const timed = epochs > 1 ? (epochEnds.at(-1)! - epochEnds[0]!) / 1000 : (epochEnds[0]! - start) / 1000;
   const timedEpochs = epochs > 1 ? epochs - 1 : 1;
@@ -39,6 +59,7 @@ async function main(): Promise<void> {
       imagesPerSecond: (timedEpochs * train.count) / timed,
       firstEpochSeconds: (epochEnds[0]! - start) / 1000,
       valAccuracy: v.accuracy,
+      cvAccuracyMean,
       valLoss: v.loss,
       onednn: process.env.TF_ENABLE_ONEDNN_OPTS,
       tensorsLeft: tf.memory().numTensors,

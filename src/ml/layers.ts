@@ -1,11 +1,15 @@
 /**
- * Layers of our own. `SeededDropout` is Keras' inverted dropout with native, reproducible noise:
- * the mask of training step `s` is drawn from (seed, s), and the loop sets `step` when it resumes.
- * It serialises under the class name `Dropout` with the built-in layer's config, so a saved model
- * loads in any tfjs (and in ours, which registers this class for that name).
+ * Layers of our own, each the built-in layer of the same name with a faster `call` (see
+ * native-ops.ts). They serialise under the built-in class names with the built-in configs, so a
+ * saved model loads in any tfjs; in this process loading one uses these classes.
+ *
+ * - `SeededDropout` ('Dropout'): Keras' inverted dropout with native, reproducible noise: the mask of
+ *   training step `s` is drawn from (seed, s), and the loop sets `step` when it resumes.
+ * - 'Conv2D': convolution + bias as one native kernel with lazily computed gradients.
+ * - 'MaxPooling2D': oneDNN pooling whose gradient reuses the forward pass's workspace.
  */
 import type { LayersModel, Tensor } from '@tensorflow/tfjs-node';
-import { statelessUniform } from './native-ops';
+import { CONV_KERNEL, installNativeGradients, MAX_POOL_KERNEL, onednnEnabled, statelessUniform } from './native-ops';
 import type { Tf } from './tf';
 
 export interface SeededDropoutLayer {
@@ -60,13 +64,86 @@ function defineSeededDropout(tf: Tf): LayerClass {
 }
 
 export function seededDropout(tf: Tf, args: DropoutArgs) {
-  dropoutClass ??= defineSeededDropout(tf);
-  return new dropoutClass(args);
+  registerLayers(tf);
+  return new dropoutClass!(args);
 }
 
-/** Registers our layer classes, so models we saved load with them (call before loading one). */
+type Conv2DArgs = Parameters<Tf['layers']['conv2d']>[0];
+type Pool2DArgs = Parameters<Tf['layers']['maxPooling2d']>[0];
+type AnyLayer = InstanceType<Tf['layers']['Layer']>;
+let convClass: (new (args: Conv2DArgs) => AnyLayer) | undefined;
+let poolClass: (new (args: Pool2DArgs) => AnyLayer) | undefined;
+
+/** The fields of tfjs' own Conv2D / MaxPooling2D that the faster calls read. */
+interface ConvFields {
+  rank: number;
+  dataFormat: string;
+  dilationRate: number[];
+  strides: number[];
+  padding: string;
+  useBias: boolean;
+  kernel: { read(): Tensor };
+  bias: { read(): Tensor } | null;
+  activation: { apply(x: Tensor): Tensor };
+}
+interface PoolFields {
+  dataFormat: string;
+  poolSize: number[];
+  strides: number[];
+  padding: string;
+}
+
+function defineConv2D(tf: Tf) {
+  const Base = tf.layers.conv2d({ filters: 1, kernelSize: 1 }).constructor as new (args: Conv2DArgs) => AnyLayer;
+  class Conv2D extends Base {
+    static className = 'Conv2D';
+    override call(inputs: Tensor | Tensor[], kwargs: object): Tensor {
+      const f = this as unknown as ConvFields;
+      if (f.rank !== 2 || f.dataFormat !== 'channelsLast' || f.dilationRate.some((d) => d !== 1)) return super.call(inputs, kwargs) as Tensor;
+      return tf.tidy(() => {
+        const x = Array.isArray(inputs) ? inputs[0]! : inputs;
+        const conv = { x, filter: f.kernel.read(), ...(f.useBias && f.bias ? { bias: f.bias.read() } : {}) };
+        const y = tf.engine().runKernel(CONV_KERNEL, conv, { strides: f.strides, pad: f.padding.toUpperCase() }) as Tensor;
+        return f.activation.apply(y);
+      });
+    }
+  }
+  tf.serialization.registerClass(Conv2D as never);
+  return Conv2D;
+}
+
+function defineMaxPooling2D(tf: Tf) {
+  const Base = tf.layers.maxPooling2d({ poolSize: 2 }).constructor as new (args: Pool2DArgs) => AnyLayer;
+  class MaxPooling2D extends Base {
+    static className = 'MaxPooling2D';
+    override call(inputs: Tensor | Tensor[], kwargs: object): Tensor {
+      const f = this as unknown as PoolFields;
+      if (!onednnEnabled() || f.dataFormat !== 'channelsLast') return super.call(inputs, kwargs) as Tensor;
+      const x = Array.isArray(inputs) ? inputs[0]! : inputs;
+      const [y] = tf.engine().runKernel(MAX_POOL_KERNEL, { x }, { poolSize: f.poolSize, strides: f.strides, pad: f.padding.toUpperCase() }) as Tensor[];
+      return y!;
+    }
+  }
+  tf.serialization.registerClass(MaxPooling2D as never);
+  return MaxPooling2D;
+}
+
+export function conv2d(tf: Tf, args: Conv2DArgs): AnyLayer {
+  registerLayers(tf);
+  return new convClass!(args);
+}
+
+export function maxPooling2d(tf: Tf, args: Pool2DArgs): AnyLayer {
+  registerLayers(tf);
+  return new poolClass!(args);
+}
+
+/** Registers our kernels and layer classes, so models we saved load with them (call before loading one). */
 export function registerLayers(tf: Tf): void {
+  installNativeGradients(tf);
   dropoutClass ??= defineSeededDropout(tf);
+  convClass ??= defineConv2D(tf);
+  poolClass ??= defineMaxPooling2D(tf);
 }
 
 /** Sets every seeded dropout's step counter, so a resumed run draws the masks it would have. */

@@ -1,8 +1,7 @@
 /** Model architectures, built with tfjs layers. Each builder is deterministic given its seed. */
 import type { LayersModel } from '@tensorflow/tfjs-node';
 import type { ModelClass, OptimizerName } from '../common/constants';
-import { seededDropout } from './layers';
-import { installNativeGradients } from './native-ops';
+import { conv2d, maxPooling2d, registerLayers, seededDropout } from './layers';
 import { loadTf } from './tf';
 
 export interface ModelSpec {
@@ -16,26 +15,28 @@ export interface ModelSpec {
  * -> Flatten -> Dense128 relu -> Dense softmax. Every layer has its own weights (the original's two
  * hidden convolutions accidentally shared one layer object).
  *
- * Each convolution's ReLU is a layer of its own: the same function, but its gradient then runs as
- * TensorFlow's ReluGrad (see native-ops.ts) instead of tfjs' fused-activation path.
+ * Each convolution's ReLU is a layer of its own, and where max pooling follows, it comes after the
+ * pooling: max(relu(a), relu(b)) = relu(max(a, b)), so the function and its gradient are the same,
+ * on a quarter of the values. The gradient runs as TensorFlow's ReluGrad (see native-ops.ts).
  */
 export function buildBasicCnn({ imageSize, numClasses, seed }: ModelSpec): LayersModel {
   const tf = loadTf();
-  installNativeGradients(tf);
+  registerLayers(tf);
   const glorot = (i: number) => tf.initializers.glorotUniform({ seed: seed + i });
-  const conv = (i: number, extra: object = {}) => [
-    tf.layers.conv2d({ filters: 64, kernelSize: 3, padding: 'same', kernelInitializer: glorot(i), ...extra }),
-    tf.layers.activation({ activation: 'relu' }),
-  ];
+  const conv = (i: number, extra: object = {}) => conv2d(tf, { filters: 64, kernelSize: 3, padding: 'same', kernelInitializer: glorot(i), ...extra });
+  const relu = () => tf.layers.activation({ activation: 'relu' });
   return tf.sequential({
     name: 'Basic',
     layers: [
-      ...conv(1, { inputShape: [imageSize, imageSize, 3] }),
-      tf.layers.maxPooling2d({ poolSize: 2 }),
-      ...conv(2),
+      conv(1, { inputShape: [imageSize, imageSize, 3] }),
+      maxPooling2d(tf, { poolSize: 2 }),
+      relu(),
+      conv(2),
+      relu(),
       seededDropout(tf, { rate: 0.25, seed: seed + 3 }),
-      ...conv(4),
-      tf.layers.maxPooling2d({ poolSize: 2 }),
+      conv(4),
+      maxPooling2d(tf, { poolSize: 2 }),
+      relu(),
       seededDropout(tf, { rate: 0.25, seed: seed + 5 }),
       tf.layers.flatten(),
       tf.layers.dense({
@@ -51,12 +52,12 @@ export function buildBasicCnn({ imageSize, numClasses, seed }: ModelSpec): Layer
 /** ResNet-50: bottleneck blocks [3, 4, 6, 3], batch norm, projection shortcuts, global average pooling. */
 export function buildResNet50({ imageSize, numClasses, seed }: ModelSpec): LayersModel {
   const tf = loadTf();
-  installNativeGradients(tf);
+  registerLayers(tf);
   let n = 0;
   const init = () => tf.initializers.heNormal({ seed: seed + n++ });
   type T = ReturnType<typeof tf.input>;
   const conv = (x: T, filters: number, kernelSize: number, strides = 1, name?: string): T =>
-    tf.layers.conv2d({ filters, kernelSize, strides, padding: 'same', useBias: false, kernelInitializer: init(), name }).apply(x) as T;
+    conv2d(tf, { filters, kernelSize, strides, padding: 'same', useBias: false, kernelInitializer: init(), name }).apply(x) as T;
   const bn = (x: T): T => tf.layers.batchNormalization({ axis: 3, epsilon: 1.001e-5 }).apply(x) as T;
   const relu = (x: T): T => tf.layers.activation({ activation: 'relu' }).apply(x) as T;
 
@@ -70,7 +71,7 @@ export function buildResNet50({ imageSize, numClasses, seed }: ModelSpec): Layer
 
   const input = tf.input({ shape: [imageSize, imageSize, 3] });
   let x = relu(bn(conv(input, 64, 7, 2, 'conv1')));
-  x = tf.layers.maxPooling2d({ poolSize: 3, strides: 2, padding: 'same' }).apply(x) as T;
+  x = maxPooling2d(tf, { poolSize: 3, strides: 2, padding: 'same' }).apply(x) as T;
   const stages: [number, number, number][] = [
     [64, 3, 1],
     [128, 4, 2],

@@ -2,6 +2,14 @@
  * Training ops that stock tfjs-node runs slowly, done by TensorFlow's own kernels instead, through
  * the native backend's `executeSingleOutput` (the binding tfjs-node's kernels use themselves).
  *
+ * - Convolution + bias (`CnnConv2D`): one oneDNN kernel (`_MklNativeConv2DWithBias`) instead of a
+ *   convolution and a broadcast add over the whole activation; its gradients are TensorFlow's
+ *   Conv2DBackpropInput/Filter and BiasAddGrad, each computed only when needed (tfjs' fused
+ *   convolution computes the input gradient of the first layer too, which nothing uses).
+ * - Max pooling (`CnnMaxPool`): oneDNN's pooling keeps a workspace (where each max came from), so
+ *   its gradient is a scatter instead of TensorFlow's MaxPoolGrad, which searches every window again
+ *   (2x faster at 128 px, bit-identical results).
+ *
  * - ReLU's gradient: tfjs-node builds it from `step`, whose kernel fills JS-side `ones`/`fill`
  *   tensors of the activation's full size and selects between them; TensorFlow's `ReluGrad` is one
  *   multithreaded pass. At 224 px this alone was most of a Basic CNN's gradient step.
@@ -13,9 +21,24 @@
 import type { Tensor } from '@tensorflow/tfjs-node';
 import type { Tf } from './tf';
 
+interface Attr {
+  name: string;
+  type: number;
+  value: unknown;
+}
+
 interface NativeBackend {
-  binding: { TF_ATTR_TYPE: number; TF_FLOAT: number; TF_INT32: number };
-  executeSingleOutput(name: string, attrs: { name: string; type: number; value: unknown }[], inputs: Tensor[]): Tensor;
+  binding: { TF_ATTR_TYPE: number; TF_ATTR_INT: number; TF_ATTR_STRING: number; TF_ATTR_BOOL: number; TF_FLOAT: number; TF_INT32: number };
+  executeSingleOutput(name: string, attrs: Attr[], inputs: Tensor[]): Tensor;
+  executeMultipleOutputs(name: string, attrs: Attr[], inputs: Tensor[], count: number): Tensor[];
+}
+
+export const CONV_KERNEL = 'CnnConv2D';
+export const MAX_POOL_KERNEL = 'CnnMaxPool';
+
+/** oneDNN is on in this process (read once by libtensorflow when it loaded). */
+export function onednnEnabled(): boolean {
+  return process.env.TF_ENABLE_ONEDNN_OPTS === '1';
 }
 
 let installed = false;
@@ -24,10 +47,80 @@ function native(tf: Tf): NativeBackend {
   return tf.backend() as unknown as NativeBackend;
 }
 
-/** Registers the native gradients once per process (idempotent). */
+/** Registers the native kernels and gradients once per process (idempotent). */
 export function installNativeGradients(tf: Tf): void {
   if (installed) return;
   installed = true;
+  const b = native(tf).binding;
+  const T: Attr = { name: 'T', type: b.TF_ATTR_TYPE, value: b.TF_FLOAT };
+  const nhwc: Attr = { name: 'data_format', type: b.TF_ATTR_STRING, value: 'NHWC' };
+  // oneDNN's kernels under their registered label, as TensorFlow's graph rewrite would pick them.
+  const mkl: Attr = { name: '_kernel', type: b.TF_ATTR_STRING, value: 'MklNameChangeOp' };
+  const convAttrs = (a: { strides: [number, number]; pad: 'SAME' | 'VALID' }): Attr[] => [
+    T,
+    nhwc,
+    { name: 'strides', type: b.TF_ATTR_INT, value: [1, a.strides[0], a.strides[1], 1] },
+    { name: 'padding', type: b.TF_ATTR_STRING, value: a.pad },
+    { name: 'dilations', type: b.TF_ATTR_INT, value: [1, 1, 1, 1] },
+  ];
+  const poolAttrs = (a: { poolSize: [number, number]; strides: [number, number]; pad: 'SAME' | 'VALID' }): Attr[] => [
+    T,
+    nhwc,
+    { name: 'ksize', type: b.TF_ATTR_INT, value: [1, a.poolSize[0], a.poolSize[1], 1] },
+    { name: 'strides', type: b.TF_ATTR_INT, value: [1, a.strides[0], a.strides[1], 1] },
+    { name: 'padding', type: b.TF_ATTR_STRING, value: a.pad },
+    { name: 'workspace_enabled', type: b.TF_ATTR_BOOL, value: true },
+    mkl,
+  ];
+
+  tf.registerKernel({
+    kernelName: CONV_KERNEL,
+    backendName: 'tensorflow',
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const be = backend as unknown as NativeBackend;
+      const { x, filter, bias } = inputs as { x: Tensor; filter: Tensor; bias?: Tensor };
+      const a = convAttrs(attrs as never);
+      if (bias && onednnEnabled()) return be.executeSingleOutput('_MklNativeConv2DWithBias', [...a, mkl], [x, filter, bias]);
+      const y = be.executeSingleOutput('Conv2D', a, [x, filter]);
+      if (!bias) return y;
+      const out = be.executeSingleOutput('BiasAdd', [T, nhwc], [y, bias]);
+      y.dispose();
+      return out;
+    },
+  });
+  tf.registerGradient({
+    kernelName: CONV_KERNEL,
+    inputsToSave: ['x', 'filter'],
+    gradFunc: (dy, saved, attrs) => {
+      const be = native(tf);
+      const [x, filter] = saved as [Tensor, Tensor];
+      const a = convAttrs(attrs as never);
+      return {
+        x: () => be.executeSingleOutput('Conv2DBackpropInput', a, [tf.tensor1d(x.shape, 'int32'), filter, dy as Tensor]),
+        filter: () => be.executeSingleOutput('Conv2DBackpropFilter', a, [x, tf.tensor1d(filter.shape, 'int32'), dy as Tensor]),
+        bias: () => be.executeSingleOutput('BiasAddGrad', [T, nhwc], [dy as Tensor]),
+      };
+    },
+  });
+
+  tf.registerKernel({
+    kernelName: MAX_POOL_KERNEL,
+    backendName: 'tensorflow',
+    // Outputs: the pooled tensor and oneDNN's workspace (opaque; only the gradient reads it).
+    kernelFunc: ({ inputs, backend, attrs }) =>
+      (backend as unknown as NativeBackend).executeMultipleOutputs('_MklNativeMaxPool', poolAttrs(attrs as never), [inputs.x as Tensor], 2),
+  });
+  tf.registerGradient({
+    kernelName: MAX_POOL_KERNEL,
+    inputsToSave: ['x'],
+    outputsToSave: [true, true],
+    gradFunc: (dy, saved, attrs) => {
+      const [x, y, workspace] = saved as [Tensor, Tensor, Tensor];
+      const grad = Array.isArray(dy) ? dy[0]! : dy;
+      return { x: () => native(tf).executeSingleOutput('_MklNativeMaxPoolGrad', poolAttrs(attrs as never), [x, y, grad, workspace]) };
+    },
+  });
+
   tf.registerGradient({
     kernelName: 'Relu',
     inputsToSave: ['x'],

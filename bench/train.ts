@@ -1,0 +1,115 @@
+/**
+ * `npm run bench:train`: training speed and accuracy of this project's tfjs-node training against
+ * Keras on the same libtensorflow (the tensorflow-cpu wheel), side by side in one run, on the same
+ * generated images and hyper-parameters (Adam 1e-3, batch 32), each run in a process of its own.
+ *
+ * Speed: the Basic CNN at 64, 128 and 224 px, images/s over all epochs but the first (warm-up), ours
+ * with oneDNN on (the default) and off, and Keras as it comes (oneDNN on); ResNet50 at 64 px.
+ * Accuracy: Basic, CrossVal (3 folds) and ResNet50 trained to the end on both sides; the validation
+ * accuracies and their difference in points.
+ *
+ * The last line is one JSON object: ratio64, ratio128, ratio224 (our images/s / Keras'), the
+ * oneDNN-off ratios, ResNet50 images/s, and the accuracy parity figures.
+ * `--speed-only` skips the accuracy part.
+ */
+import { execFileSync } from 'node:child_process';
+import { join, resolve } from 'node:path';
+import { benchData } from './train-data';
+
+const ROOT = resolve(__dirname, '..', '..');
+const OUT = join(ROOT, 'bench', 'out');
+const PY = join(ROOT, '.venv-bench', 'bin', 'python');
+
+interface SideResult {
+  imagesPerSecond: number;
+  valAccuracy: number;
+  cvAccuracyMean?: number;
+}
+
+function run(side: 'ours' | 'keras', args: (string | number)[], env: Record<string, string> = {}): SideResult {
+  const [cmd, script] = side === 'ours' ? [process.execPath, join(__dirname, 'train-ours.js')] : [PY, join(ROOT, 'bench', 'keras_train.py')];
+  const stdout = execFileSync(cmd, [script, ...args.map(String)], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '2', ...env },
+    maxBuffer: 1 << 24,
+  });
+  return JSON.parse(stdout.trim().split('\n').at(-1)!) as SideResult;
+}
+
+const round = (x: number, digits = 2) => Math.round(x * 10 ** digits) / 10 ** digits;
+
+function speed(): Record<string, number> {
+  const out: Record<string, number> = {};
+  // Enough images for a few seconds per timed epoch at each size on two cores.
+  const plan: [number, number][] = [
+    [64, 1024],
+    [128, 512],
+    [224, 192],
+  ];
+  console.log('Basic CNN, batch 32, Adam: images/s (epochs 2-3 of 3)');
+  console.log('size   ours(oneDNN on)  ours(oneDNN off)  Keras    ratio  ratio(off)');
+  for (const [size, n] of plan) {
+    const data = benchData(OUT, size, n, 64);
+    const on = run('ours', [data.dir, 'Basic', 3, 32, 1], { TF_ENABLE_ONEDNN_OPTS: '1' });
+    const off = run('ours', [data.dir, 'Basic', 3, 32, 1], { TF_ENABLE_ONEDNN_OPTS: '0' });
+    const keras = run('keras', [data.dir, 'Basic', 3, 32, 1]);
+    out[`ours${size}`] = round(on.imagesPerSecond, 1);
+    out[`oursOnednnOff${size}`] = round(off.imagesPerSecond, 1);
+    out[`keras${size}`] = round(keras.imagesPerSecond, 1);
+    out[`ratio${size}`] = round(on.imagesPerSecond / keras.imagesPerSecond);
+    out[`ratioOnednnOff${size}`] = round(off.imagesPerSecond / keras.imagesPerSecond);
+    console.log(
+      `${String(size).padEnd(6)} ${on.imagesPerSecond.toFixed(1).padStart(15)}  ${off.imagesPerSecond.toFixed(1).padStart(16)}  ${keras.imagesPerSecond
+        .toFixed(1)
+        .padStart(6)}  ${(on.imagesPerSecond / keras.imagesPerSecond).toFixed(2).padStart(6)}  ${(off.imagesPerSecond / keras.imagesPerSecond).toFixed(2).padStart(10)}`,
+    );
+  }
+  const data = benchData(OUT, 64, 256, 64);
+  const rOn = run('ours', [data.dir, 'ResNet50', 2, 32, 1], { TF_ENABLE_ONEDNN_OPTS: '1' });
+  const rOff = run('ours', [data.dir, 'ResNet50', 2, 32, 1], { TF_ENABLE_ONEDNN_OPTS: '0' });
+  const rKeras = run('keras', [data.dir, 'ResNet50', 2, 32, 1]);
+  console.log(
+    `ResNet50 at 64 px, batch 32: ours ${rOn.imagesPerSecond.toFixed(1)} img/s (oneDNN off: ${rOff.imagesPerSecond.toFixed(1)}), Keras ${rKeras.imagesPerSecond.toFixed(1)}`,
+  );
+  Object.assign(out, {
+    resnet50Ours64: round(rOn.imagesPerSecond, 1),
+    resnet50OursOnednnOff64: round(rOff.imagesPerSecond, 1),
+    resnet50Keras64: round(rKeras.imagesPerSecond, 1),
+  });
+  return out;
+}
+
+function parity(): Record<string, number> {
+  const out: Record<string, number> = {};
+  console.log('\nValidation accuracy, same data / epochs / hyper-parameters (ours | Keras | difference in points)');
+  const cases: { model: string; size: number; train: number; val: number; epochs: number; folds?: number }[] = [
+    { model: 'Basic', size: 64, train: 1200, val: 400, epochs: 8 },
+    { model: 'CrossVal', size: 64, train: 1200, val: 400, epochs: 8, folds: 3 },
+    { model: 'ResNet50', size: 32, train: 1200, val: 400, epochs: 8 },
+  ];
+  for (const c of cases) {
+    const data = benchData(OUT, c.size, c.train, c.val, 11);
+    const folds = c.folds ? ['--folds', c.folds] : [];
+    const arch = c.model === 'CrossVal' ? 'Basic' : c.model;
+    const ours = run('ours', [data.dir, arch, c.epochs, 32, 1, ...folds]);
+    const keras = run('keras', [data.dir, arch, c.epochs, 32, 1, ...folds]);
+    const diff = (ours.valAccuracy - keras.valAccuracy) * 100;
+    out[`accuracy${c.model}`] = round(ours.valAccuracy, 4);
+    out[`kerasAccuracy${c.model}`] = round(keras.valAccuracy, 4);
+    out[`accuracyDiffPoints${c.model}`] = round(diff, 1);
+    const cv = c.folds ? ` (fold mean: ours ${ours.cvAccuracyMean?.toFixed(3)}, Keras ${keras.cvAccuracyMean?.toFixed(3)})` : '';
+    console.log(
+      `${c.model.padEnd(9)} ${c.size} px, ${c.epochs} epochs: ${ours.valAccuracy.toFixed(4)} | ${keras.valAccuracy.toFixed(4)} | ${diff.toFixed(1)}${cv}`,
+    );
+  }
+  return out;
+}
+
+function main(): void {
+  execFileSync('bash', [join(ROOT, 'scripts', 'bench-env.sh')], { stdio: 'inherit' });
+  const result = { ...speed(), ...(process.argv.includes('--speed-only') ? {} : parity()) };
+  console.log(JSON.stringify(result));
+}
+
+main();

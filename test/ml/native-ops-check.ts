@@ -1,0 +1,45 @@
+/**
+ * Run as a script (by native-ops.test.ts, once with oneDNN on and once off): the project's native
+ * convolution and pooling layers against tfjs' built-in layers with the same weights, forward and
+ * gradients. Prints one JSON line of the largest absolute differences.
+ */
+import type { Scalar, Tensor } from '@tensorflow/tfjs-node';
+import { conv2d, maxPooling2d } from '../../src/ml/layers';
+import { loadTf } from '../../src/ml/tf';
+
+const tf = loadTf();
+const diffs: Record<string, number> = {};
+const maxDiff = (a: Tensor, b: Tensor) => tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]!);
+
+function compare(name: string, ours: ReturnType<typeof conv2d>, theirs: ReturnType<typeof conv2d>, shape: number[]): void {
+  const x = tf.randomNormal(shape, 0, 1, 'float32', 7) as Tensor;
+  ours.apply(x);
+  theirs.apply(x);
+  theirs.setWeights(ours.getWeights());
+  const run = (layer: typeof ours) => {
+    const weights = layer.trainableWeights.map((w) => w.read());
+    const { value, grads } = weights.length
+      ? tf.variableGrads(() => (layer.apply(x) as Tensor).square().sum() as Scalar)
+      : { value: undefined, grads: {} as Record<string, Tensor> };
+    const gx = tf.grad((xi: Tensor) => (layer.apply(xi) as Tensor).square().sum())(x);
+    return { y: layer.apply(x) as Tensor, value, grads: weights.map((w) => grads[w.name]!), gx };
+  };
+  const a = run(ours);
+  const b = run(theirs);
+  diffs[`${name}.forward`] = maxDiff(a.y, b.y);
+  diffs[`${name}.dx`] = maxDiff(a.gx, b.gx);
+  a.grads.forEach((g, i) => (diffs[`${name}.dw${i}`] = maxDiff(g, b.grads[i]!)));
+}
+
+const convArgs = { filters: 8, kernelSize: 3, padding: 'same' as const, kernelInitializer: 'glorotUniform' as const, biasInitializer: 'randomNormal' as const };
+compare('conv3x3', conv2d(tf, convArgs), tf.layers.conv2d(convArgs), [2, 9, 9, 3]);
+const strided = { filters: 4, kernelSize: 7, strides: 2, padding: 'same' as const, useBias: false };
+compare('conv7x7s2', conv2d(tf, strided), tf.layers.conv2d(strided), [2, 15, 15, 3]);
+compare('pool2', maxPooling2d(tf, { poolSize: 2 }), tf.layers.maxPooling2d({ poolSize: 2 }), [2, 8, 8, 5]);
+compare(
+  'pool3s2same',
+  maxPooling2d(tf, { poolSize: 3, strides: 2, padding: 'same' }),
+  tf.layers.maxPooling2d({ poolSize: 3, strides: 2, padding: 'same' }),
+  [2, 9, 9, 5],
+);
+console.log(JSON.stringify({ onednn: process.env.TF_ENABLE_ONEDNN_OPTS, diffs }));

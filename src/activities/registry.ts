@@ -2,12 +2,12 @@
  * Registry activities (queue ml-pipeline): promotion and version lookup in the MLflow model
  * registry. Each call is idempotent: repeating it leaves the registry in the same state.
  */
+import { CHAMPION_ALIAS, PREVIOUS_CHAMPION_ALIAS } from '../common/constants';
 import { modelVersionNotFound } from '../common/errors';
 import type { ModelVersionRef } from '../common/types';
 import type { MlflowClient, ModelVersion } from '../tracking/mlflow';
 
-export const CHAMPION_ALIAS = 'champion';
-export const PREVIOUS_CHAMPION_ALIAS = 'previous-champion';
+export { CHAMPION_ALIAS, PREVIOUS_CHAMPION_ALIAS };
 
 export interface RegistryDeps {
   mlflow: MlflowClient;

@@ -40,6 +40,13 @@ export function createRegistryActivities({ mlflow }: RegistryDeps) {
       return { previousChampion };
     },
 
+    /** Sets tags on a version (such as the champion/challenger decision); repeating it changes nothing. */
+    async tagModelVersion(input: { registeredModelName: string; version: string; tags: Record<string, string> }): Promise<void> {
+      for (const [key, value] of Object.entries(input.tags)) {
+        await mlflow.setModelVersionTag(input.registeredModelName, input.version, key, value.slice(0, 5000));
+      }
+    },
+
     /** Resolves a version number or an alias to the model it names. */
     async resolveModelVersion(input: { registeredModelName: string; version?: string; alias?: string }): Promise<ModelVersionRef> {
       const name = input.registeredModelName;

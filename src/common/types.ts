@@ -118,3 +118,12 @@ export interface Deployment {
   /** SageMaker only: configs and models of earlier deployments that were removed. */
   removed?: string[];
 }
+
+/** The registry's champion scored on a new run's validation split (or why it could not be). */
+export interface ChampionEvaluation {
+  version: string;
+  modelUri: string;
+  comparable: boolean;
+  metrics?: ClassificationMetrics;
+  reason?: string;
+}

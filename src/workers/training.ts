@@ -1,4 +1,5 @@
-/** Worker for queue ml-training: model training. Runs on the t3_large node pool in Kubernetes. */
+/** Worker for queue ml-training: model training and champion evaluation. Runs on the t3_large node pool in Kubernetes. */
+import { createEvaluationActivities } from '../activities/evaluation';
 import { createTrainingActivities } from '../activities/training';
 import { TASK_QUEUES } from '../common/constants';
 import { loadTf } from '../ml/tf';
@@ -12,6 +13,9 @@ main(() => {
     taskQueue: TASK_QUEUES.training,
     // Trainings share the CPU; more in parallel than this only slows each down.
     maxConcurrentActivityTaskExecutions: Number(process.env.TRAINING_CONCURRENCY ?? 3),
-    activities: createTrainingActivities({ s3: new S3Store(createS3Client(config)), mlflow: new MlflowClient(config.mlflow.trackingUri) }),
+    activities: (() => {
+      const deps = { s3: new S3Store(createS3Client(config)), mlflow: new MlflowClient(config.mlflow.trackingUri) };
+      return { ...createTrainingActivities(deps), ...createEvaluationActivities(deps) };
+    })(),
   }));
 });

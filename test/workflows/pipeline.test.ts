@@ -1,10 +1,13 @@
 import { strict as assert } from 'node:assert';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
-import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { WorkflowFailedError, WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Runtime, Worker, type WorkflowBundle } from '@temporalio/worker';
 import { createDeployActivities } from '../../src/activities/deploy';
+import { createEvaluationActivities } from '../../src/activities/evaluation';
 import { createDataActivities } from '../../src/activities/preprocess';
 import { createRegistryActivities } from '../../src/activities/registry';
 import { createTrainingActivities } from '../../src/activities/training';
@@ -13,7 +16,7 @@ import { loadConfig } from '../../src/config';
 import { LocalEndpoints } from '../../src/serving/local-endpoints';
 import { cnnSkinCancerWorkflow } from '../../src/workflows';
 import type { PipelineInput } from '../../src/workflows/input';
-import { finishSignal, redeploySignal, statusQuery } from '../../src/workflows/messages';
+import { finishSignal, redeploySignal, redeployUpdate, statusQuery } from '../../src/workflows/messages';
 import { ROOT } from '../helpers/global';
 import { seededDataset, testMlflow, testS3 } from '../helpers/services';
 
@@ -57,7 +60,11 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
         },
       }),
       Worker.create({ connection, taskQueue: TASK_QUEUES.data, activities: createDataActivities({ store: s3 }) }),
-      Worker.create({ connection, taskQueue: TASK_QUEUES.training, activities: createTrainingActivities({ s3, mlflow }) }),
+      Worker.create({
+        connection,
+        taskQueue: TASK_QUEUES.training,
+        activities: { ...createTrainingActivities({ s3, mlflow }), ...createEvaluationActivities({ s3, mlflow }) },
+      }),
     ]);
     const main = fn();
     const [result] = await Promise.all([main, ...workers.map((w) => w.runUntil(main.catch(() => undefined)))]);
@@ -154,6 +161,97 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
       assert.match(status.redeploys[1]!.reason!, /positive integer/);
       const served = (await (await fetch(`${deployed.url}/model`)).json()) as { version: string };
       assert.equal(served.version, other.version);
+    });
+  });
+
+  const waitFor = async <T>(read: () => Promise<T>, done: (v: T) => boolean): Promise<T> => {
+    for (;;) {
+      const v = await read();
+      if (done(v)) return v;
+      await new Promise((r) => setTimeout(r, 300));
+    }
+  };
+  const servedVersion = async (url: string) => ((await (await fetch(`${url}/model`)).json()) as { version: string }).version;
+
+  it('keeps a champion the new best does not beat by minImprovement; promotes over an incomparable one; redeploys by update and by the temporal CLI', async () => {
+    const registeredModelName = 'cc-model';
+    const run = (workflowId: string, over: PipelineInput) =>
+      env.client.workflow.start(cnnSkinCancerWorkflow, {
+        taskQueue: TASK_QUEUES.pipeline,
+        workflowId,
+        args: [small({ models: ['Basic'], registeredModelName, ...over })],
+      });
+    await withWorkers(async () => {
+      const first = await (await run('cc-first', {})).result();
+      const firstStatus = await env.client.workflow.getHandle('cc-first').query(statusQuery);
+      assert.equal(firstStatus.selection?.champion?.outcome, 'promote');
+      assert.equal(firstStatus.selection?.champion?.reason, 'no champion yet');
+
+      // Same data, so the champion is scored on it; nothing beats it by 1.0.
+      const kept = await (await run('cc-kept', { minImprovement: 1 })).result();
+      const keptStatus = await env.client.workflow.getHandle('cc-kept').query(statusQuery);
+      const gate = keptStatus.selection!.champion!;
+      assert.equal(gate.outcome, 'keep-champion');
+      assert.equal(gate.championVersion, first.version);
+      assert.equal(typeof gate.championScore, 'number');
+      assert.equal(gate.challengerScore, keptStatus.models[0]!.validation!.accuracy);
+      assert.match(gate.reason, /< required 1\.0000/);
+      assert.equal(kept.version, first.version, 'the endpoint keeps serving the champion');
+      assert.equal((await mlflow.getModelVersionByAlias(registeredModelName, 'champion'))?.version, first.version);
+      const challenger = await mlflow.getModelVersion(registeredModelName, keptStatus.selection!.version);
+      assert.equal(challenger?.tags?.find((t) => t.key === 'selection_decision')?.value, 'keep-champion');
+
+      // Other image size: the champion cannot be scored on this data, so the new best is promoted.
+      const handle = await run('cc-serving', { imageSize: 12, lifetimeSeconds: 3600 });
+      let status = await waitFor(
+        () => handle.query(statusQuery),
+        (s) => s.stage === 'serving',
+      );
+      assert.equal(status.selection?.champion?.outcome, 'promote');
+      assert.match(status.selection!.champion!.reason, /champion not comparable: champion v\d+ takes 16 px images/);
+      const promoted = status.deployments[0]!;
+      assert.equal((await mlflow.getModelVersionByAlias(registeredModelName, 'previous-champion'))?.version, first.version);
+
+      // By update: the caller gets the deployment, or the reason it failed.
+      const viaUpdate = await handle.executeUpdate(redeployUpdate, { args: [{ version: keptStatus.selection!.version }] });
+      assert.equal(viaUpdate.version, keptStatus.selection!.version);
+      assert.equal(await servedVersion(promoted.url), viaUpdate.version);
+      await assert.rejects(
+        handle.executeUpdate(redeployUpdate, { args: [{ alias: 'champion', instanceType: 'ml.m5.large' }] }),
+        (err: unknown) =>
+          err instanceof WorkflowUpdateFailedError && /apply to deployTarget 'sagemaker' only/.test(String(err.cause?.message)),
+      );
+      await assert.rejects(
+        handle.executeUpdate(redeployUpdate, { args: [{ alias: 'nope' }] }),
+        (err: unknown) => err instanceof WorkflowUpdateFailedError && /has no alias 'nope'/.test(String(err.cause?.message)),
+      );
+
+      // By the CLI, as an operator rolls back.
+      await promisify(execFile)(join(ROOT, '.venv', 'bin', 'temporal'), [
+        ...['workflow', 'signal', '--address', env.address, '--workflow-id', 'cc-serving'],
+        ...['--name', 'redeploy', '--input', '{"alias":"previous-champion"}'],
+      ]);
+      status = await waitFor(
+        () => handle.query(statusQuery),
+        (s) => s.redeploys.length === 3,
+      );
+      assert.deepEqual(
+        status.redeploys.map((r) => [r.via, r.outcome]),
+        [
+          ['update', 'deployed'],
+          ['update', 'failed'],
+          ['signal', 'deployed'],
+        ],
+      );
+      await handle.signal(finishSignal);
+      const result = await handle.result();
+      assert.equal(result.deployment.version, first.version);
+      assert.equal(await servedVersion(promoted.url), first.version);
+      assert.deepEqual(
+        status.deployments.map((d) => d.version),
+        [promoted.version, viaUpdate.version, first.version],
+      );
+      await Worker.runReplayHistory({ workflowBundle: bundle }, await handle.fetchHistory(), 'cc-serving');
     });
   });
 });

@@ -1,16 +1,12 @@
 import { strict as assert } from 'node:assert';
 import { randomUUID } from 'node:crypto';
-import {
-  DescribeEndpointCommand,
-  ListEndpointConfigsCommand,
-  ListEndpointsCommand,
-  type DeploymentConfig,
-} from '@aws-sdk/client-sagemaker';
+import { DescribeEndpointCommand, ListEndpointConfigsCommand, ListEndpointsCommand } from '@aws-sdk/client-sagemaker';
 import { ApplicationFailure } from '@temporalio/common';
 import { createDeployActivities } from '../../src/activities/deploy';
 import type { DeployInput } from '../../src/common/types';
 import { loadConfig } from '../../src/config';
-import { createSageMakerClient, sageMakerApi, type EndpointInfo, type SageMakerApi } from '../../src/sagemaker/api';
+import { createSageMakerClient, sageMakerApi, type SageMakerApi } from '../../src/sagemaker/api';
+import { fakeUpdateEndpoint } from '../helpers/fake-sagemaker';
 import { LocalEndpoints } from '../../src/serving/local-endpoints';
 import { runActivity } from '../helpers/services';
 
@@ -40,35 +36,6 @@ const configsOf = async (name: string) =>
 
 const failsWith = (type: string, pattern: RegExp) => (err: unknown) =>
   err instanceof ApplicationFailure && err.type === type && err.nonRetryable && pattern.test(err.message);
-
-/**
- * Real moto for every call except UpdateEndpoint, which moto answers with HTTP 500: this stands in
- * for it and for the endpoint states SageMaker shows while (and after) it updates. `rollback`
- * makes the update end as an alarm-triggered auto-rollback does: InService on the old config.
- */
-function fakeUpdateEndpoint(real: SageMakerApi, { rollback = false } = {}) {
-  const updates: { configName: string; deployment?: DeploymentConfig }[] = [];
-  const overlay = new Map<string, { polls: number; from: string; to: string }>();
-  const api: SageMakerApi = {
-    ...real,
-    async updateEndpoint(name, configName, deployment) {
-      const current = await real.describeEndpoint(name);
-      assert.ok(current, `UpdateEndpoint on missing endpoint ${name}`);
-      updates.push({ configName, deployment });
-      overlay.set(name, { polls: 0, from: current.configName, to: configName });
-    },
-    async describeEndpoint(name): Promise<EndpointInfo | undefined> {
-      const base = await real.describeEndpoint(name);
-      const o = overlay.get(name);
-      if (!base || !o) return base;
-      if (o.polls++ < 2) return { ...base, status: 'Updating', configName: o.from };
-      return rollback
-        ? { ...base, status: 'InService', configName: o.from, failureReason: 'alarm 5xx-rate in ALARM; rolled back' }
-        : { ...base, status: 'InService', configName: o.to };
-    },
-  };
-  return { api, updates };
-}
 
 describe('deploy to SageMaker', () => {
   const unique = () => `ep-${randomUUID().slice(0, 8)}`;

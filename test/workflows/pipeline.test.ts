@@ -6,14 +6,16 @@ import { WorkflowFailedError, WorkflowUpdateFailedError, type WorkflowHandle } f
 import { ApplicationFailure } from '@temporalio/common';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Runtime, Worker, type WorkflowBundle } from '@temporalio/worker';
-import { createDeployActivities } from '../../src/activities/deploy';
+import { createDeployActivities, type DeployDeps } from '../../src/activities/deploy';
 import { createEvaluationActivities } from '../../src/activities/evaluation';
 import { createDataActivities } from '../../src/activities/preprocess';
 import { createRegistryActivities } from '../../src/activities/registry';
 import { createTrainingActivities } from '../../src/activities/training';
 import { SEARCH_ATTRIBUTES, TASK_QUEUES } from '../../src/common/constants';
 import { loadConfig } from '../../src/config';
+import { createSageMakerClient, sageMakerApi } from '../../src/sagemaker/api';
 import { LocalEndpoints } from '../../src/serving/local-endpoints';
+import { fakeUpdateEndpoint } from '../helpers/fake-sagemaker';
 import { cnnSkinCancerWorkflow } from '../../src/workflows';
 import type { PipelineInput } from '../../src/workflows/input';
 import { finishSignal, redeploySignal, redeployUpdate, statusQuery } from '../../src/workflows/messages';
@@ -45,7 +47,7 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
   });
 
   /** The three task queues' workers, with the real activities, for the duration of `fn`. */
-  async function withWorkers<T>(fn: () => Promise<T>): Promise<T> {
+  async function withWorkers<T>(fn: () => Promise<T>, sagemaker?: DeployDeps['sagemaker']): Promise<T> {
     const connection = env.nativeConnection;
     const workers = await Promise.all([
       Worker.create({
@@ -56,6 +58,7 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
           ...createRegistryActivities({ mlflow }),
           ...createDeployActivities({
             local: new LocalEndpoints({ stateDir: config.stateDir, ...config.localEndpoint, env: process.env }),
+            sagemaker,
           }),
         },
       }),
@@ -253,5 +256,51 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
       );
       await Worker.runReplayHistory({ workflowBundle: bundle }, await handle.fetchHistory(), 'cc-serving');
     });
+  });
+
+  it('deploys to SageMaker and re-sizes the endpoint by update (moto; fake SageMaker for UpdateEndpoint: moto answers it with HTTP 500)', async () => {
+    const { api, updates } = fakeUpdateEndpoint(sageMakerApi(createSageMakerClient(config)));
+    const sagemaker = {
+      api,
+      config: {
+        ...config.sagemaker,
+        imageUri: '123456789012.dkr.ecr.us-east-1.amazonaws.com/cnn-skin-cancer:1.0',
+        executionRoleArn: 'arn:aws:iam::123456789012:role/sagemaker-exec',
+      },
+      sleep: async () => undefined,
+    };
+    await withWorkers(async () => {
+      const handle = await env.client.workflow.start(cnnSkinCancerWorkflow, {
+        taskQueue: TASK_QUEUES.pipeline,
+        workflowId: 'pipeline-sagemaker',
+        args: [
+          small({
+            models: ['Basic'],
+            registeredModelName: 'sm-wf-model',
+            deployTarget: 'sagemaker',
+            endpointName: 'wf-sagemaker',
+            instanceType: 'ml.c5.large',
+            lifetimeSeconds: 3600,
+          }),
+        ],
+      });
+      const status = await waitFor(
+        () => handle.query(statusQuery),
+        (s) => s.stage === 'serving',
+      );
+      const first = status.deployments[0]!;
+      assert.match(first.arn!, /:endpoint\/wf-sagemaker$/);
+      assert.deepEqual([first.instanceType, first.instanceCount], ['ml.c5.large', 1]);
+
+      const resized = await handle.executeUpdate(redeployUpdate, { args: [{ instanceCount: 2 }] });
+      assert.deepEqual([resized.version, resized.instanceType, resized.instanceCount], [first.version, 'ml.c5.large', 2]);
+      assert.deepEqual(
+        updates.map((u) => u.configName),
+        [resized.endpointConfigName],
+      );
+      assert.deepEqual(resized.removed, [`endpoint config ${first.endpointConfigName}`, `model ${first.endpointConfigName}`]);
+      await handle.signal(finishSignal);
+      assert.equal((await handle.result()).deployment.endpointConfigName, resized.endpointConfigName);
+    }, sagemaker);
   });
 });

@@ -16,6 +16,11 @@ import type { Prediction } from '../serving/server';
 import { MODEL_ARCHIVE } from '../ml/model-store';
 import { joinUri } from '../storage/s3';
 
+interface DeployHeartbeat {
+  what: string;
+  updateIssued?: string;
+}
+
 export interface DeployDeps {
   local: LocalEndpoints;
   sagemaker?: { api: SageMakerApi; config: SageMakerConfig; sleep?: (ms: number) => Promise<void> };
@@ -81,6 +86,7 @@ async function deploySageMaker(deps: DeployDeps, input: DeployInput) {
   }
   const instanceType = input.instanceType ?? sm.config.instanceType;
   const instanceCount = input.instanceCount ?? sm.config.instanceCount;
+  let updateIssued = (ctx.info.heartbeatDetails as DeployHeartbeat | undefined)?.updateIssued;
   try {
     const out = await deployToSageMaker(
       sm.api,
@@ -94,8 +100,14 @@ async function deploySageMaker(deps: DeployDeps, input: DeployInput) {
         instanceCount,
       },
       {
-        progress: (what) => ctx.heartbeat(what),
+        // The heartbeat carries which update was sent, so a retried attempt can tell a rollback
+        // of it from a deploy that never got that far.
+        progress: (what, issued) => {
+          if (issued) updateIssued = issued;
+          ctx.heartbeat({ what, updateIssued } satisfies DeployHeartbeat);
+        },
         sleep: sm.sleep ?? ((ms) => ctx.sleep(ms)),
+        updateIssuedBefore: (ctx.info.heartbeatDetails as DeployHeartbeat | undefined)?.updateIssued,
       },
     );
     return {

@@ -73,8 +73,11 @@ export function deploymentConfig(cfg: SageMakerConfig): DeploymentConfig {
 }
 
 export interface DeployHooks {
-  progress: (what: string) => void;
+  /** Reports progress; `updateIssued` names the config an UpdateEndpoint was sent for. */
+  progress: (what: string, updateIssued?: string) => void;
   sleep: (ms: number) => Promise<void>;
+  /** The config an earlier attempt of this deploy had already sent an UpdateEndpoint for. */
+  updateIssuedBefore?: string;
 }
 
 export async function deployToSageMaker(
@@ -106,7 +109,12 @@ export async function deployToSageMaker(
   if (endpoint && TRANSITIONAL.has(endpoint.status)) endpoint = await waitSettled(api, req.endpointName, cfg, hooks);
 
   let action: SageMakerDeployResult['action'];
-  if (!endpoint) {
+  // An earlier attempt's update ended on another config: it was rolled back, so sending it again
+  // would only repeat the rollback.
+  const rolledBackBefore = endpoint && hooks.updateIssuedBefore === name && endpoint.configName !== name;
+  if (rolledBackBefore) {
+    action = 'updated';
+  } else if (!endpoint) {
     hooks.progress(`creating endpoint ${req.endpointName} with ${name}`);
     await api.createEndpoint(req.endpointName, name, tags);
     action = 'created';
@@ -121,10 +129,11 @@ export async function deployToSageMaker(
   } else {
     hooks.progress(`updating endpoint ${req.endpointName} from ${endpoint.configName} to ${name} (${cfg.trafficRouting})`);
     await api.updateEndpoint(req.endpointName, name, deploymentConfig(cfg));
+    hooks.progress(`update of ${req.endpointName} to ${name} sent`, name);
     action = 'updated';
   }
 
-  const settled = action === 'unchanged' ? endpoint! : await waitSettled(api, req.endpointName, cfg, hooks);
+  const settled = action === 'unchanged' || rolledBackBefore ? endpoint! : await waitSettled(api, req.endpointName, cfg, hooks);
   const removed = await removeUnused(api, req.endpointName, settled.configName, hooks);
   if (settled.configName !== name) {
     throw new SageMakerDeployError(

@@ -124,6 +124,24 @@ describe('deploy to SageMaker', () => {
     assert.deepEqual(await configsOf(name), [v1.endpointConfigName]);
   });
 
+  it('a retry after a crash while an update was rolling back reports the rollback instead of updating again (fake SageMaker: moto has no UpdateEndpoint)', async () => {
+    const name = unique();
+    const { api, updates } = fakeUpdateEndpoint(moto, { rollback: true });
+    const { deployModel } = activities(api);
+    await runActivity(deployModel, [input(name, '1')]);
+    const attempt1 = await runActivity(deployModel, [input(name, '2')]).then(
+      () => assert.fail('expected a rollback'),
+      (err: ApplicationFailure) => err,
+    );
+    const v2 = /instead of running (\S+)/.exec(attempt1.message)![1]!;
+    // The next attempt sees the first one's last heartbeat, which says the update was sent.
+    await assert.rejects(
+      runActivity(deployModel, [input(name, '2')], { heartbeatDetails: { what: 'waiting', updateIssued: v2 } }),
+      failsWith('EndpointRolledBackError', /rolled back/),
+    );
+    assert.equal(updates.length, 1, 'UpdateEndpoint was sent once');
+  });
+
   it('fails non-retryably on a Failed endpoint, saying how to recover (fake SageMaker: moto never fails an endpoint)', async () => {
     const name = unique();
     await runActivity(activities(moto).deployModel, [input(name, '1')]);

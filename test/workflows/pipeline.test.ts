@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { WorkflowFailedError, WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { bundleWorkflowCode, DefaultLogger, Runtime, Worker, type WorkflowBundle } from '@temporalio/worker';
+import { bundleWorkflowCode, DefaultLogger, Worker, type WorkflowBundle } from '@temporalio/worker';
 import { createDeployActivities, type DeployDeps } from '../../src/activities/deploy';
 import { createEvaluationActivities } from '../../src/activities/evaluation';
 import { createDataActivities } from '../../src/activities/preprocess';
@@ -20,6 +20,7 @@ import { cnnSkinCancerWorkflow } from '../../src/workflows';
 import type { PipelineInput } from '../../src/workflows/input';
 import { finishSignal, redeploySignal, redeployUpdate, statusQuery } from '../../src/workflows/messages';
 import { ROOT } from '../helpers/global';
+import { installQuietRuntime } from '../helpers/temporal';
 import { seededDataset, testMlflow, testS3 } from '../helpers/services';
 
 describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', function () {
@@ -31,7 +32,7 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
   const config = loadConfig(process.env);
 
   before(async function () {
-    Runtime.install({ logger: new DefaultLogger('ERROR') });
+    installQuietRuntime();
     env = await TestWorkflowEnvironment.createLocal({
       server: {
         executable: { type: 'existing-path', path: join(ROOT, '.venv', 'bin', 'temporal') },

@@ -23,7 +23,13 @@ interface DeployHeartbeat {
 
 export interface DeployDeps {
   local: LocalEndpoints;
-  sagemaker?: { api: SageMakerApi; config: SageMakerConfig; sleep?: (ms: number) => Promise<void> };
+  sagemaker?: {
+    api: SageMakerApi;
+    config: SageMakerConfig;
+    /** For the endpoint's invocation URL in the result. */
+    region?: string;
+    sleep?: (ms: number) => Promise<void>;
+  };
 }
 
 export function createDeployActivities(deps: DeployDeps) {
@@ -111,7 +117,7 @@ async function deploySageMaker(deps: DeployDeps, input: DeployInput) {
       },
     );
     return {
-      url: out.arn,
+      url: sm.region ? `https://runtime.sagemaker.${sm.region}.amazonaws.com/endpoints/${input.endpointName}/invocations` : out.arn,
       arn: out.arn,
       endpointConfigName: out.endpointConfigName,
       instanceType,

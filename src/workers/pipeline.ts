@@ -15,7 +15,7 @@ main(() =>
       ...createRegistryActivities({ mlflow: new MlflowClient(config.mlflow.trackingUri) }),
       ...createDeployActivities({
         local: new LocalEndpoints({ stateDir: config.stateDir, ...config.localEndpoint, env: process.env }),
-        sagemaker: { api: sageMakerApi(createSageMakerClient(config)), config: config.sagemaker },
+        sagemaker: { api: sageMakerApi(createSageMakerClient(config)), config: config.sagemaker, region: config.aws.region },
       }),
     },
   })),

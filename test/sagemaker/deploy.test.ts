@@ -27,7 +27,10 @@ const input = (endpointName: string, version: string, over: Partial<DeployInput>
 });
 
 const activities = (api: SageMakerApi, over: Partial<typeof config.sagemaker> = {}) =>
-  createDeployActivities({ local, sagemaker: { api, config: { ...config.sagemaker, ...over }, sleep: async () => undefined } });
+  createDeployActivities({
+    local,
+    sagemaker: { api, config: { ...config.sagemaker, ...over }, region: 'us-east-1', sleep: async () => undefined },
+  });
 
 const endpointsNamed = async (name: string) =>
   ((await client.send(new ListEndpointsCommand({ NameContains: name }))).Endpoints ?? []).map((e) => e.EndpointName);
@@ -46,6 +49,7 @@ describe('deploy to SageMaker', () => {
     const first = await runActivity(deployModel, [input(name, '1')]);
     assert.equal(first.unchanged, false);
     assert.match(first.arn!, new RegExp(`:endpoint/${name}$`));
+    assert.equal(first.url, `https://runtime.sagemaker.us-east-1.amazonaws.com/endpoints/${name}/invocations`);
     assert.match(first.endpointConfigName!, new RegExp(`^${name}-v1-[0-9a-f]{8}$`));
     assert.deepEqual([first.instanceType, first.instanceCount], ['ml.m5.large', 1]);
     const described = await client.send(new DescribeEndpointCommand({ EndpointName: name }));

@@ -16,5 +16,7 @@ COPY --from=build /app/dist ./dist
 COPY package.json ./
 USER node
 # Workers: `node dist/src/workers/<pipeline|data|training>.js`. SageMaker runs the image with `serve`.
+# SageMaker: `docker run <image> serve` -> GET /ping and POST /invocations on 8080, model from /opt/ml/model.
 COPY scripts/serve /usr/local/bin/serve
+EXPOSE 8080
 CMD ["node", "dist/src/workers/pipeline.js"]

@@ -37,7 +37,12 @@ async function main(): Promise<void> {
     const scores: number[] = [];
     for (const part of parts) {
       const held = new Set(part);
-      const m = await fit(subset(train, all.filter((i) => !held.has(i))));
+      const m = await fit(
+        subset(
+          train,
+          all.filter((i) => !held.has(i)),
+        ),
+      );
       const heldOut = subset(train, part);
       scores.push(evaluatePredictions(await predictProbabilities(m, heldOut, 2), heldOut.labels, 2).accuracy);
       m.dispose();

@@ -27,7 +27,8 @@ interface SideResult {
 }
 
 function run(side: 'ours' | 'keras', args: (string | number)[], env: Record<string, string> = {}): SideResult {
-  const [cmd, script] = side === 'ours' ? [process.execPath, join(__dirname, 'train-ours.js')] : [PY, join(ROOT, 'bench', 'keras_train.py')];
+  const [cmd, script] =
+    side === 'ours' ? [process.execPath, join(__dirname, 'train-ours.js')] : [PY, join(ROOT, 'bench', 'keras_train.py')];
   const stdout = execFileSync(cmd, [script, ...args.map(String)], {
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -62,7 +63,9 @@ function speed(): Record<string, number> {
     console.log(
       `${String(size).padEnd(6)} ${on.imagesPerSecond.toFixed(1).padStart(15)}  ${off.imagesPerSecond.toFixed(1).padStart(16)}  ${keras.imagesPerSecond
         .toFixed(1)
-        .padStart(6)}  ${(on.imagesPerSecond / keras.imagesPerSecond).toFixed(2).padStart(6)}  ${(off.imagesPerSecond / keras.imagesPerSecond).toFixed(2).padStart(10)}`,
+        .padStart(
+          6,
+        )}  ${(on.imagesPerSecond / keras.imagesPerSecond).toFixed(2).padStart(6)}  ${(off.imagesPerSecond / keras.imagesPerSecond).toFixed(2).padStart(10)}`,
     );
   }
   const data = benchData(OUT, 64, 256, 64);

@@ -100,8 +100,12 @@ async function main(): Promise<void> {
     };
 
     console.log('');
-    say(`chosen model: ${winner.modelClass} (registered ${deployment.registeredModelName} v${deployment.version})`);
+    say(
+      `chosen model: ${winner.modelClass} (registered ${deployment.registeredModelName} v${status.selection!.version}); serving v${deployment.version}`,
+    );
     say(`why: ${status.selection!.reason}`);
+    if (status.selection!.champion)
+      say(`champion/challenger: ${status.selection!.champion.outcome} (${status.selection!.champion.reason})`);
     for (const m of status.models) {
       const v = m.validation;
       say(

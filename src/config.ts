@@ -1,3 +1,5 @@
+import { INSTANCE_TYPE_PATTERN } from './common/constants';
+
 /**
  * All runtime configuration, read from an env object once and validated up front.
  * Every variable is documented in README.md and .env.example.
@@ -16,8 +18,33 @@ export interface Config {
   /** Scratch space for checkpoints and local endpoint state. */
   stateDir: string;
   localEndpoint: { host: string; port: number };
+  sagemaker: SageMakerConfig;
   /** oneDNN kernels in training processes (TRAINING_ONEDNN, default on; see README "Training speed"). */
   training: { onednn: boolean };
+}
+
+export const TRAFFIC_ROUTING = ['all-at-once', 'canary', 'linear'] as const;
+export type TrafficRouting = (typeof TRAFFIC_ROUTING)[number];
+
+/** Deploy target `sagemaker`. Image and role are only required when that target is used. */
+export interface SageMakerConfig {
+  /** ECR URI of this project's serving image (its `serve` entry point). */
+  imageUri?: string;
+  /** IAM role SageMaker assumes to pull the image and read model.tar.gz. */
+  executionRoleArn?: string;
+  instanceType: string;
+  instanceCount: number;
+  /** Blue/green traffic shifting: all at once (default), a canary share first, or linear steps. */
+  trafficRouting: TrafficRouting;
+  /** Canary size or linear step, in percent of instances. */
+  trafficPercent: number;
+  /** Bake time between traffic shifts (and before the old fleet is terminated). */
+  trafficWaitSeconds: number;
+  /** CloudWatch alarms that roll an update back automatically. */
+  rollbackAlarms: string[];
+  /** How long a deploy waits for InService before failing. */
+  maxWaitSeconds: number;
+  pollSeconds: number;
 }
 
 export class ConfigError extends Error {
@@ -42,6 +69,18 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     const n = Number(raw);
     if (!Number.isInteger(n) || n < 1 || n > 65535) problems.push(`${key} must be a port number (1-65535), got '${raw}'`);
     return n;
+  };
+  const int = (key: string, fallback: number, min: number, max: number): number => {
+    const raw = env[key];
+    if (raw === undefined || raw === '') return fallback;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < min || n > max) problems.push(`${key} must be an integer from ${min} to ${max}, got '${raw}'`);
+    return n;
+  };
+  const matching = (key: string, pattern: RegExp, hint: string, fallback?: string): string | undefined => {
+    const value = env[key] || fallback;
+    if (value !== undefined && !pattern.test(value)) problems.push(`${key} must be ${hint}, got '${value}'`);
+    return value;
   };
   const s3Endpoint = url('AWS_ENDPOINT_URL_S3', env.AWS_ENDPOINT_URL);
   const config: Config = {
@@ -71,6 +110,39 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       port: port('LOCAL_ENDPOINT_PORT', 8080),
     },
     training: { onednn: (env.TRAINING_ONEDNN || 'on') === 'on' },
+    sagemaker: {
+      imageUri: matching(
+        'SAGEMAKER_IMAGE_URI',
+        /^\S+\/\S+(:\S+|@sha256:[0-9a-f]{64})$/,
+        'an image URI such as 123456789012.dkr.ecr.us-east-1.amazonaws.com/cnn-skin-cancer:1.0',
+      ),
+      executionRoleArn: matching(
+        'SAGEMAKER_EXECUTION_ROLE_ARN',
+        /^arn:aws[\w-]*:iam::\d{12}:role\/\S+$/,
+        'an IAM role ARN such as arn:aws:iam::123456789012:role/sagemaker-exec',
+      ),
+      instanceType: matching(
+        'SAGEMAKER_INSTANCE_TYPE',
+        INSTANCE_TYPE_PATTERN,
+        'a SageMaker instance type such as ml.m5.large',
+        'ml.m5.large',
+      )!,
+      instanceCount: int('SAGEMAKER_INSTANCE_COUNT', 1, 1, 100),
+      trafficRouting: matching(
+        'SAGEMAKER_TRAFFIC_ROUTING',
+        new RegExp(`^(${TRAFFIC_ROUTING.join('|')})$`),
+        `one of ${TRAFFIC_ROUTING.join(', ')}`,
+        'all-at-once',
+      ) as TrafficRouting,
+      trafficPercent: int('SAGEMAKER_TRAFFIC_PERCENT', 10, 1, 99),
+      trafficWaitSeconds: int('SAGEMAKER_TRAFFIC_WAIT_SECONDS', 300, 0, 3600),
+      rollbackAlarms: (env.SAGEMAKER_ROLLBACK_ALARMS ?? '')
+        .split(',')
+        .map((a) => a.trim())
+        .filter(Boolean),
+      maxWaitSeconds: int('SAGEMAKER_MAX_WAIT_SECONDS', 3600, 1, 6 * 3600),
+      pollSeconds: int('SAGEMAKER_POLL_SECONDS', 15, 1, 300),
+    },
   };
   if (env.TRAINING_ONEDNN && !['on', 'off'].includes(env.TRAINING_ONEDNN))
     problems.push(`TRAINING_ONEDNN must be 'on' or 'off', got '${env.TRAINING_ONEDNN}'`);

@@ -1,41 +1,134 @@
 /**
- * Deploy activity (queue ml-pipeline). Target `local`: the inference server on localhost.
- * Success only after /ping answers and a real prediction comes back from the served version.
+ * Deploy activity (queue ml-pipeline).
+ * - `local`: the inference server on localhost; success only after /ping answers and a real
+ *   prediction comes back from the served version.
+ * - `sagemaker`: model, endpoint config and endpoint (created or updated blue/green); success only
+ *   once the endpoint is InService on the intended config. An auto-rollback is a failure.
  */
 import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
 import type { DeployInput, Deployment } from '../common/types';
+import type { SageMakerConfig } from '../config';
+import type { SageMakerApi } from '../sagemaker/api';
+import { deployToSageMaker, SageMakerDeployError } from '../sagemaker/deploy';
 import { getJson, postJson, type LocalEndpoints } from '../serving/local-endpoints';
 import type { Prediction } from '../serving/server';
+import { MODEL_ARCHIVE } from '../ml/model-store';
+import { joinUri } from '../storage/s3';
+
+interface DeployHeartbeat {
+  what: string;
+  updateIssued?: string;
+}
 
 export interface DeployDeps {
   local: LocalEndpoints;
+  sagemaker?: {
+    api: SageMakerApi;
+    config: SageMakerConfig;
+    /** For the endpoint's invocation URL in the result. */
+    region?: string;
+    sleep?: (ms: number) => Promise<void>;
+  };
 }
 
-export function createDeployActivities({ local }: DeployDeps) {
+export function createDeployActivities(deps: DeployDeps) {
   return {
     async deployModel(input: DeployInput): Promise<Deployment> {
-      const ctx = Context.current();
-      const { state, unchanged } = await local.deploy(input.endpointName, input.model, (what) => ctx.heartbeat(what));
-      const served = await getJson<{ version?: string; imageSize: number; classes: string[] }>(`${state.url}/model`);
-      if (served.version !== input.model.version) {
-        throw new Error(`endpoint '${input.endpointName}' serves v${served.version} after deploying v${input.model.version}`);
-      }
-      // A real prediction on a neutral image proves the model loads and answers.
-      const size = served.imageSize;
-      const instance = Array.from({ length: size }, () => Array.from({ length: size }, () => [0.5, 0.5, 0.5]));
-      const { predictions } = await postJson<{ predictions: Prediction[] }>(`${state.url}/invocations`, { instances: [instance] });
-      if (predictions?.length !== 1 || !served.classes.includes(predictions[0]!.label)) {
-        throw new Error(`endpoint '${input.endpointName}' answered an unexpected prediction: ${JSON.stringify(predictions)}`);
-      }
-      return {
+      const started = Date.now();
+      const done = (
+        fields: Omit<Deployment, 'target' | 'endpointName' | 'registeredModelName' | 'version' | 'deployedAt' | 'durationSeconds'>,
+      ) => ({
         target: input.target,
         endpointName: input.endpointName,
-        url: state.url,
         registeredModelName: input.model.registeredModelName,
         version: input.model.version,
         deployedAt: new Date().toISOString(),
-        unchanged,
-      };
+        durationSeconds: (Date.now() - started) / 1000,
+        ...fields,
+      });
+      if (input.target === 'sagemaker') return done(await deploySageMaker(deps, input));
+      if (input.instanceType !== undefined || input.instanceCount !== undefined) {
+        throw ApplicationFailure.nonRetryable('instanceType and instanceCount apply to the sagemaker target only', 'InvalidDeployRequest');
+      }
+      return done(await deployLocal(deps.local, input));
     },
   };
+}
+
+async function deployLocal(local: LocalEndpoints, input: DeployInput): Promise<{ url: string; unchanged: boolean }> {
+  const ctx = Context.current();
+  const { state, unchanged } = await local.deploy(input.endpointName, input.model, (what) => ctx.heartbeat(what));
+  const served = await getJson<{ version?: string; imageSize: number; classes: string[] }>(`${state.url}/model`);
+  if (served.version !== input.model.version) {
+    throw new Error(`endpoint '${input.endpointName}' serves v${served.version} after deploying v${input.model.version}`);
+  }
+  // A real prediction on a neutral image proves the model loads and answers.
+  const size = served.imageSize;
+  const instance = Array.from({ length: size }, () => Array.from({ length: size }, () => [0.5, 0.5, 0.5]));
+  const { predictions } = await postJson<{ predictions: Prediction[] }>(`${state.url}/invocations`, { instances: [instance] });
+  if (predictions?.length !== 1 || !served.classes.includes(predictions[0]!.label)) {
+    throw new Error(`endpoint '${input.endpointName}' answered an unexpected prediction: ${JSON.stringify(predictions)}`);
+  }
+  return { url: state.url, unchanged };
+}
+
+async function deploySageMaker(deps: DeployDeps, input: DeployInput) {
+  const ctx = Context.current();
+  const sm = deps.sagemaker;
+  if (!sm) throw ApplicationFailure.nonRetryable('this worker has no SageMaker client configured', 'SageMakerConfigError');
+  const { imageUri, executionRoleArn } = sm.config;
+  if (!imageUri || !executionRoleArn) {
+    throw ApplicationFailure.nonRetryable(
+      `deploying to SageMaker needs ${[!imageUri && 'SAGEMAKER_IMAGE_URI', !executionRoleArn && 'SAGEMAKER_EXECUTION_ROLE_ARN'].filter(Boolean).join(' and ')} set on the ml-pipeline worker`,
+      'SageMakerConfigError',
+    );
+  }
+  if (!input.model.modelUri.startsWith('s3://')) {
+    throw ApplicationFailure.nonRetryable(
+      `SageMaker needs the model in S3; version ${input.model.version} is at ${input.model.modelUri}`,
+      'SageMakerConfigError',
+    );
+  }
+  const instanceType = input.instanceType ?? sm.config.instanceType;
+  const instanceCount = input.instanceCount ?? sm.config.instanceCount;
+  let updateIssued = (ctx.info.heartbeatDetails as DeployHeartbeat | undefined)?.updateIssued;
+  try {
+    const out = await deployToSageMaker(
+      sm.api,
+      { ...sm.config, imageUri, executionRoleArn },
+      {
+        endpointName: input.endpointName,
+        registeredModelName: input.model.registeredModelName,
+        version: input.model.version,
+        modelDataUrl: joinUri(input.model.modelUri, MODEL_ARCHIVE),
+        instanceType,
+        instanceCount,
+      },
+      {
+        // The heartbeat carries which update was sent, so a retried attempt can tell a rollback
+        // of it from a deploy that never got that far.
+        progress: (what, issued) => {
+          if (issued) updateIssued = issued;
+          ctx.heartbeat({ what, updateIssued } satisfies DeployHeartbeat);
+        },
+        sleep: sm.sleep ?? ((ms) => ctx.sleep(ms)),
+        updateIssuedBefore: (ctx.info.heartbeatDetails as DeployHeartbeat | undefined)?.updateIssued,
+      },
+    );
+    return {
+      url: sm.region ? `https://runtime.sagemaker.${sm.region}.amazonaws.com/endpoints/${input.endpointName}/invocations` : out.arn,
+      arn: out.arn,
+      endpointConfigName: out.endpointConfigName,
+      instanceType,
+      instanceCount,
+      unchanged: out.action === 'unchanged',
+      removed: out.removed,
+    };
+  } catch (err) {
+    if (err instanceof SageMakerDeployError) {
+      throw ApplicationFailure.nonRetryable(err.message, err.rolledBack ? 'EndpointRolledBackError' : 'EndpointFailedError');
+    }
+    throw err;
+  }
 }

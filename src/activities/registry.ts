@@ -2,12 +2,12 @@
  * Registry activities (queue ml-pipeline): promotion and version lookup in the MLflow model
  * registry. Each call is idempotent: repeating it leaves the registry in the same state.
  */
+import { CHAMPION_ALIAS, PREVIOUS_CHAMPION_ALIAS } from '../common/constants';
 import { modelVersionNotFound } from '../common/errors';
 import type { ModelVersionRef } from '../common/types';
 import type { MlflowClient, ModelVersion } from '../tracking/mlflow';
 
-export const CHAMPION_ALIAS = 'champion';
-export const PREVIOUS_CHAMPION_ALIAS = 'previous-champion';
+export { CHAMPION_ALIAS, PREVIOUS_CHAMPION_ALIAS };
 
 export interface RegistryDeps {
   mlflow: MlflowClient;
@@ -38,6 +38,13 @@ export function createRegistryActivities({ mlflow }: RegistryDeps) {
       await mlflow.setAlias(name, CHAMPION_ALIAS, version);
       await mlflow.setModelVersionTag(name, version, 'promotion_reason', input.reason.slice(0, 5000));
       return { previousChampion };
+    },
+
+    /** Sets tags on a version (such as the champion/challenger decision); repeating it changes nothing. */
+    async tagModelVersion(input: { registeredModelName: string; version: string; tags: Record<string, string> }): Promise<void> {
+      for (const [key, value] of Object.entries(input.tags)) {
+        await mlflow.setModelVersionTag(input.registeredModelName, input.version, key, value.slice(0, 5000));
+      }
     },
 
     /** Resolves a version number or an alias to the model it names. */

@@ -34,8 +34,15 @@ export type SelectionMetric = (typeof SELECTION_METRICS)[number];
 export const OPTIMIZERS = ['adam', 'sgd', 'rmsprop'] as const;
 export type OptimizerName = (typeof OPTIMIZERS)[number];
 
-export const DEPLOY_TARGETS = ['local'] as const;
+export const DEPLOY_TARGETS = ['local', 'sagemaker'] as const;
 export type DeployTarget = (typeof DEPLOY_TARGETS)[number];
+
+/** SageMaker's instance type names (ml.<family>.<size>). */
+export const INSTANCE_TYPE_PATTERN = /^ml\.[a-z0-9-]+\.[a-z0-9]+$/;
+
+/** Registry aliases: the serving model, and the one before it for rollback. */
+export const CHAMPION_ALIAS = 'champion';
+export const PREVIOUS_CHAMPION_ALIAS = 'previous-champion';
 
 /** One live workflow per endpoint: its id is derived from the endpoint name. */
 export function workflowIdForEndpoint(endpointName: string): string {

@@ -87,7 +87,13 @@ export interface ModelVersionRef {
   modelClass?: string;
 }
 
-export interface DeployInput {
+/** Per-deployment sizing for the `sagemaker` target; unset fields come from the configuration. */
+export interface InstanceChoice {
+  instanceType?: string;
+  instanceCount?: number;
+}
+
+export interface DeployInput extends InstanceChoice {
   target: DeployTarget;
   endpointName: string;
   model: ModelVersionRef;
@@ -100,6 +106,24 @@ export interface Deployment {
   registeredModelName: string;
   version: string;
   deployedAt: string;
+  /** Wall time the deploy activity took, start to verified. */
+  durationSeconds: number;
   /** True when the endpoint already served this version and nothing had to change. */
   unchanged: boolean;
+  /** SageMaker only: the endpoint's ARN, its config and sizing. */
+  arn?: string;
+  endpointConfigName?: string;
+  instanceType?: string;
+  instanceCount?: number;
+  /** SageMaker only: configs and models of earlier deployments that were removed. */
+  removed?: string[];
+}
+
+/** The registry's champion scored on a new run's validation split (or why it could not be). */
+export interface ChampionEvaluation {
+  version: string;
+  modelUri: string;
+  comparable: boolean;
+  metrics?: ClassificationMetrics;
+  reason?: string;
 }

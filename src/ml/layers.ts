@@ -99,7 +99,8 @@ function defineConv2D(tf: Tf) {
     static className = 'Conv2D';
     override call(inputs: Tensor | Tensor[], kwargs: object): Tensor {
       const f = this as unknown as ConvFields;
-      if (f.rank !== 2 || f.dataFormat !== 'channelsLast' || f.dilationRate.some((d) => d !== 1)) return super.call(inputs, kwargs) as Tensor;
+      if (f.rank !== 2 || f.dataFormat !== 'channelsLast' || f.dilationRate.some((d) => d !== 1))
+        return super.call(inputs, kwargs) as Tensor;
       return tf.tidy(() => {
         const x = Array.isArray(inputs) ? inputs[0]! : inputs;
         const conv = { x, filter: f.kernel.read(), ...(f.useBias && f.bias ? { bias: f.bias.read() } : {}) };
@@ -120,7 +121,9 @@ function defineMaxPooling2D(tf: Tf) {
       const f = this as unknown as PoolFields;
       if (!onednnEnabled() || f.dataFormat !== 'channelsLast') return super.call(inputs, kwargs) as Tensor;
       const x = Array.isArray(inputs) ? inputs[0]! : inputs;
-      const [y] = tf.engine().runKernel(MAX_POOL_KERNEL, { x }, { poolSize: f.poolSize, strides: f.strides, pad: f.padding.toUpperCase() }) as Tensor[];
+      const [y] = tf
+        .engine()
+        .runKernel(MAX_POOL_KERNEL, { x }, { poolSize: f.poolSize, strides: f.strides, pad: f.padding.toUpperCase() }) as Tensor[];
       return y!;
     }
   }

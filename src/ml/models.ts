@@ -23,7 +23,8 @@ export function buildBasicCnn({ imageSize, numClasses, seed }: ModelSpec): Layer
   const tf = loadTf();
   registerLayers(tf);
   const glorot = (i: number) => tf.initializers.glorotUniform({ seed: seed + i });
-  const conv = (i: number, extra: object = {}) => conv2d(tf, { filters: 64, kernelSize: 3, padding: 'same', kernelInitializer: glorot(i), ...extra });
+  const conv = (i: number, extra: object = {}) =>
+    conv2d(tf, { filters: 64, kernelSize: 3, padding: 'same', kernelInitializer: glorot(i), ...extra });
   const relu = () => tf.layers.activation({ activation: 'relu' });
   return tf.sequential({
     name: 'Basic',

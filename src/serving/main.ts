@@ -2,7 +2,7 @@
  * `serve`: the model server process. In a SageMaker container it serves /opt/ml/model on 8080;
  * locally it is started by the deploy activity with --model-uri and --admin (hot swap).
  *
- *   node dist/src/serving/main.js [--model-uri s3://...|DIR] [--host H] [--port P] [--admin]
+ *   node dist/src/serving/main.js [--model-uri s3://...|DIR] [--host H] [--port P] [--admin] [--max-batch N]
  */
 import { parseArgs } from 'node:util';
 import { loadServedModel } from './load';
@@ -17,12 +17,15 @@ async function main(): Promise<void> {
       host: { type: 'string', default: '0.0.0.0' },
       port: { type: 'string', default: process.env.SAGEMAKER_BIND_TO_PORT ?? '8080' },
       admin: { type: 'boolean', default: false },
+      'max-batch': { type: 'string', default: process.env.MAX_BATCH ?? '32' },
     },
   });
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`--port must be a port number, got '${values.port}'`);
   const model = await loadServedModel({ modelUri: values['model-uri']!, name: values['model-name'], version: values['model-version'] });
-  const { server } = createInferenceServer(model, { loadModel: values.admin ? loadServedModel : undefined });
+  const maxBatch = Number(values['max-batch']);
+  if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new Error(`--max-batch must be a positive integer, got '${values['max-batch']}'`);
+  const { server } = createInferenceServer(model, { loadModel: values.admin ? loadServedModel : undefined, maxBatch });
   server.listen(port, values.host, () =>
     console.log(`serving ${model.info.name ?? ''} v${model.info.version ?? '?'} (${model.info.modelUri}) on http://${values.host}:${port}`),
   );

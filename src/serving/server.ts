@@ -19,6 +19,8 @@ export interface LoadedModel {
 export interface ServerOptions {
   maxBodyBytes?: number;
   maxInstances?: number;
+  /** Most instances one model call takes when concurrent requests are batched together. */
+  maxBatch?: number;
   /** Enables POST /admin/model (hot swap); local endpoints only. */
   loadModel?: (request: { modelUri: string; name?: string; version?: string }) => Promise<LoadedModel>;
 }
@@ -45,19 +47,29 @@ export function createInferenceServer(
   const maxInstances = options.maxInstances ?? 64;
   let current = initial;
 
-  const predict = (batch: Tensor): Prediction[] => {
+  const batcher = new Batcher(options.maxBatch ?? 32, (pixels, n) => {
     const tf = loadTf();
     const { model, metadata } = current!;
-    const probs = tf.tidy(() => model.predict(batch) as Tensor).arraySync() as number[][];
-    return probs.map((row) => {
-      const best = row.indexOf(Math.max(...row));
-      return { label: metadata.classes[best]!, probabilities: Object.fromEntries(metadata.classes.map((c, i) => [c, row[i]!])) };
-    });
-  };
+    const size = metadata.imageSize;
+    if (pixels.length !== n * size * size * 3)
+      throw new HttpError(503, 'the model was swapped for one with another input size; send the request again');
+    const probs = tf.tidy(() => model.predict(tf.tensor4d(pixels, [n, size, size, 3])) as Tensor);
+    try {
+      const rows = probs.arraySync() as number[][];
+      return {
+        version: current!.info.version,
+        predictions: rows.map((row) => {
+          const best = row.indexOf(Math.max(...row));
+          return { label: metadata.classes[best]!, probabilities: Object.fromEntries(metadata.classes.map((c, i) => [c, row[i]!])) };
+        }),
+      };
+    } finally {
+      probs.dispose();
+    }
+  });
 
-  const invocations = async (req: IncomingMessage): Promise<object> => {
+  const invocations = async (req: IncomingMessage): Promise<Batched> => {
     if (!current) throw new HttpError(503, 'no model loaded');
-    const tf = loadTf();
     const size = current.metadata.imageSize;
     const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
     const body = await readBody(req, maxBody);
@@ -68,12 +80,9 @@ export function createInferenceServer(
       } catch {
         throw new HttpError(400, `the body is not a decodable ${type} image`);
       }
-      const batch = tf.tidy(() => tf.tensor4d(pixels, [1, size, size, 3], 'int32').toFloat().div(255));
-      try {
-        return { predictions: predict(batch) };
-      } finally {
-        batch.dispose();
-      }
+      const floats = new Float32Array(pixels.length);
+      for (let i = 0; i < pixels.length; i++) floats[i] = pixels[i]! / 255;
+      return batcher.run(floats, 1);
     }
     if (type !== 'application/json')
       throw new HttpError(415, `unsupported content type '${type || '(none)'}'; send application/json, image/jpeg or image/png`);
@@ -89,12 +98,7 @@ export function createInferenceServer(
     if (instances.length > maxInstances) throw new HttpError(413, `at most ${maxInstances} instances per request, got ${instances.length}`);
     const flat = new Float32Array(instances.length * size * size * 3);
     instances.forEach((instance, i) => flattenInstance(instance, size, flat, i * size * size * 3, `instances[${i}]`));
-    const batch = tf.tensor4d(flat, [instances.length, size, size, 3]);
-    try {
-      return { predictions: predict(batch) };
-    } finally {
-      batch.dispose();
-    }
+    return batcher.run(flat, instances.length);
   };
 
   const adminLoad = async (req: IncomingMessage): Promise<object> => {
@@ -107,7 +111,7 @@ export function createInferenceServer(
     }
     if (typeof request.modelUri !== 'string') throw new HttpError(400, 'expected {"modelUri": "...", "version": "..."}');
     const next = await options.loadModel({ modelUri: request.modelUri, name: request.name, version: request.version });
-    // Predictions run synchronously, so no request is using the old model while we swap.
+    // Model calls run synchronously (see Batcher), so no request is using the old model while we swap.
     const previous = current;
     current = next;
     previous?.model.dispose();
@@ -116,7 +120,7 @@ export function createInferenceServer(
 
   const server = createServer((req, res) => {
     const route = `${req.method} ${(req.url ?? '').split('?')[0]}`;
-    const handle = async (): Promise<[number, object]> => {
+    const handle = async (): Promise<[number, object, Record<string, string>?]> => {
       switch (route) {
         case 'GET /ping':
           return current ? [200, { status: 'ok' }] : [503, { error: 'no model loaded' }];
@@ -131,8 +135,10 @@ export function createInferenceServer(
               modelClass: current.metadata.modelClass,
             },
           ];
-        case 'POST /invocations':
-          return [200, await invocations(req)];
+        case 'POST /invocations': {
+          const { version, predictions } = await invocations(req);
+          return [200, { predictions }, version ? { 'x-model-version': version } : {}];
+        }
         case 'POST /admin/model':
           return [200, await adminLoad(req)];
         default:
@@ -140,7 +146,7 @@ export function createInferenceServer(
       }
     };
     handle().then(
-      ([status, body]) => send(res, status, body),
+      ([status, body, headers]) => send(res, status, body, headers),
       (err: Error) =>
         send(res, err instanceof HttpError ? err.status : 500, {
           error: err instanceof HttpError ? err.message : `internal error: ${err.message}`,
@@ -188,9 +194,69 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   });
 }
 
-function send(res: ServerResponse, status: number, body: object): void {
+function send(res: ServerResponse, status: number, body: object, headers: Record<string, string> = {}): void {
   if (res.headersSent || res.destroyed) return;
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
   res.end(text);
+}
+
+interface Batched {
+  version?: string;
+  predictions: Prediction[];
+}
+
+/**
+ * Batches concurrent requests into one model call. A model call blocks the event loop; requests
+ * that arrive meanwhile queue up and go together in the next call, so a lone request waits for
+ * nothing and a busy server makes fewer, larger calls.
+ */
+class Batcher {
+  private queue: { pixels: Float32Array; n: number; resolve: (b: Batched) => void; reject: (e: Error) => void }[] = [];
+  private scheduled = false;
+
+  constructor(
+    private readonly maxBatch: number,
+    private readonly predict: (pixels: Float32Array, n: number) => Batched,
+  ) {}
+
+  run(pixels: Float32Array, n: number): Promise<Batched> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ pixels, n, resolve, reject });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  private flush(): void {
+    const take: typeof this.queue = [];
+    let n = 0;
+    while (this.queue.length && (take.length === 0 || n + this.queue[0]!.n <= this.maxBatch)) {
+      const item = this.queue.shift()!;
+      take.push(item);
+      n += item.n;
+    }
+    try {
+      const pixels = take.length === 1 ? take[0]!.pixels : new Float32Array(n * (take[0]!.pixels.length / take[0]!.n));
+      if (take.length > 1) {
+        let offset = 0;
+        for (const item of take) {
+          pixels.set(item.pixels, offset);
+          offset += item.pixels.length;
+        }
+      }
+      const out = this.predict(pixels, n);
+      let at = 0;
+      for (const item of take) {
+        item.resolve({ version: out.version, predictions: out.predictions.slice(at, at + item.n) });
+        at += item.n;
+      }
+    } catch (err) {
+      for (const item of take) item.reject(err as Error);
+    }
+    if (this.queue.length) setImmediate(() => this.flush());
+    else this.scheduled = false;
+  }
 }

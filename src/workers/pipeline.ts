@@ -2,6 +2,7 @@
 import { createDeployActivities } from '../activities/deploy';
 import { createRegistryActivities } from '../activities/registry';
 import { TASK_QUEUES } from '../common/constants';
+import { createSageMakerClient, sageMakerApi } from '../sagemaker/api';
 import { LocalEndpoints } from '../serving/local-endpoints';
 import { MlflowClient } from '../tracking/mlflow';
 import { main, runWorker } from './run';
@@ -12,7 +13,10 @@ main(() =>
     workflowsPath: require.resolve('../workflows'),
     activities: {
       ...createRegistryActivities({ mlflow: new MlflowClient(config.mlflow.trackingUri) }),
-      ...createDeployActivities({ local: new LocalEndpoints({ stateDir: config.stateDir, ...config.localEndpoint, env: process.env }) }),
+      ...createDeployActivities({
+        local: new LocalEndpoints({ stateDir: config.stateDir, ...config.localEndpoint, env: process.env }),
+        sagemaker: { api: sageMakerApi(createSageMakerClient(config)), config: config.sagemaker, region: config.aws.region },
+      }),
     },
   })),
 );

@@ -9,7 +9,21 @@ export function renderDetails(status: PipelineStatus): string {
   }
   if (status.selection)
     lines.push('', `**Selected:** ${status.selection.winner} v${status.selection.version} (${status.selection.reason})`);
+  const gate = status.selection?.champion;
+  if (gate) lines.push('', `**Champion/challenger:** ${gate.outcome} (${gate.reason})`);
   const serving = status.deployments.at(-1);
-  if (serving) lines.push('', `**Serving:** ${serving.registeredModelName} v${serving.version} at ${serving.url}`);
+  if (serving) {
+    const sizing = serving.instanceType ? ` on ${serving.instanceCount ?? 1} x ${serving.instanceType}` : '';
+    lines.push(
+      '',
+      `**Serving:** ${serving.registeredModelName} v${serving.version} at ${serving.url}${sizing} (since ${serving.deployedAt})`,
+    );
+  }
+  const last = status.redeploys.at(-1);
+  if (last)
+    lines.push(
+      '',
+      `**Last redeploy:** ${JSON.stringify(last.request)} by ${last.via}: ${last.outcome}${last.reason ? ` (${last.reason})` : ''}`,
+    );
   return lines.join('\n');
 }

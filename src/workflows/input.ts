@@ -4,6 +4,7 @@
  */
 import {
   DEPLOY_TARGETS,
+  INSTANCE_TYPE_PATTERN,
   MODEL_CLASSES,
   OPTIMIZERS,
   SELECTION_METRICS,
@@ -29,13 +30,20 @@ export interface PipelineParams {
   /** Share of undecodable files tolerated (skipped and listed) before preprocessing fails. */
   maxSkippedFraction: number;
   models: ModelClass[];
+  /** The run goes on to selection while at least this many trainings succeeded. */
+  minSuccessfulModels: number;
   crossValFolds: number;
   seed: number;
   selectionMetric: SelectionMetric;
+  /** How much the new best must beat the registry's champion (on the same validation data) by. */
+  minImprovement: number;
   experimentName: string;
   registeredModelName: string;
   deployTarget: DeployTarget;
   endpointName: string;
+  /** SageMaker sizing for this endpoint; unset means the worker's SAGEMAKER_INSTANCE_TYPE / _COUNT. */
+  instanceType?: string;
+  instanceCount?: number;
   /** How long the workflow stays alive after deploying, to serve `redeploy` signals. 0 ends at once. */
   lifetimeSeconds: number;
 }
@@ -53,9 +61,11 @@ export const DEFAULT_PARAMS: Readonly<PipelineParams> = Object.freeze({
   validationSplit: 0.2,
   maxSkippedFraction: 0.05,
   models: [...MODEL_CLASSES],
+  minSuccessfulModels: 1,
   crossValFolds: 3,
   seed: 42,
   selectionMetric: 'accuracy',
+  minImprovement: 0,
   experimentName: 'cnn_skin_cancer',
   registeredModelName: 'cnn-skin-cancer',
   deployTarget: 'local',
@@ -110,6 +120,11 @@ const oneOf =
     return v;
   };
 
+const optional =
+  (check: Check): Check =>
+  (v, f) =>
+    v === undefined ? undefined : check(v, f);
+
 const modelList: Check = (v, f) => {
   if (!Array.isArray(v) || v.length === 0) throw new InvalidInputError(f, `expected a non-empty list of model classes, got ${show(v)}`);
   v.forEach((m, i) => oneOf(MODEL_CLASSES)(m, `${f}[${i}]`));
@@ -128,14 +143,18 @@ const CHECKS: { [K in keyof PipelineParams]: Check } = {
   validationSplit: num(0.05, 0.5),
   maxSkippedFraction: num(0, 1),
   models: modelList,
+  minSuccessfulModels: int(1, MODEL_CLASSES.length),
   crossValFolds: int(2, 10),
   seed: int(0, 2 ** 31 - 1),
   selectionMetric: oneOf(SELECTION_METRICS),
+  minImprovement: num(0, 1),
   experimentName: str(/^[\w .\-/]{1,200}$/, 'expected 1-200 letters, digits, spaces or . _ - /'),
   registeredModelName: str(/^[\w.-]{1,200}$/, 'expected 1-200 letters, digits or . _ -'),
   deployTarget: oneOf(DEPLOY_TARGETS),
   // SageMaker's endpoint name rule, so the same name works on every target.
   endpointName: str(/^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$/, 'expected 1-63 letters, digits or inner hyphens'),
+  instanceType: optional(str(INSTANCE_TYPE_PATTERN, 'expected a SageMaker instance type such as ml.m5.large')),
+  instanceCount: optional(int(1, 100)),
   lifetimeSeconds: int(0, 365 * 24 * 3600),
 };
 
@@ -152,7 +171,17 @@ export function parsePipelineInput(raw: unknown): PipelineParams {
     const value = input[key] ?? DEFAULT_PARAMS[key as keyof PipelineParams];
     params[key] = check(value, key);
   }
-  return params as unknown as PipelineParams;
+  const p = params as unknown as PipelineParams;
+  if (p.minSuccessfulModels > p.models.length) {
+    throw new InvalidInputError('minSuccessfulModels', `is ${p.minSuccessfulModels} but only ${p.models.length} model(s) are requested`);
+  }
+  for (const field of ['instanceType', 'instanceCount'] as const) {
+    if (p[field] !== undefined && p.deployTarget !== 'sagemaker') {
+      throw new InvalidInputError(field, `applies to deployTarget 'sagemaker' only, not '${p.deployTarget}'`);
+    }
+    if (p[field] === undefined) delete p[field];
+  }
+  return p;
 }
 
 function show(v: unknown): string {

@@ -1,7 +1,7 @@
-/** Signals and queries of the pipeline workflow, shared with clients. */
-import { defineQuery, defineSignal } from '@temporalio/workflow';
+/** Signals, queries and updates of the pipeline workflow, shared with clients. */
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { Deployment, PreparedDataset, TrainedModel } from '../common/types';
-import type { SelectionDecision } from './selection';
+import type { ChampionDecision, SelectionDecision } from './selection';
 
 export type Stage =
   'preprocessing' | 'training' | 'selecting' | 'promoting' | 'deploying' | 'serving' | 'redeploying' | 'finished' | 'failed';
@@ -14,14 +14,20 @@ export interface ModelProgress {
   error?: string;
 }
 
-/** Which registered version to serve: a version number or an alias such as `champion`. */
+/**
+ * What to serve next: a registered version or an alias (`champion`, `previous-champion` rolls
+ * back), and/or new SageMaker sizing. Sizing alone re-deploys the version being served.
+ */
 export interface RedeployRequest {
   version?: string;
   alias?: string;
+  instanceType?: string;
+  instanceCount?: number;
 }
 
 export interface RedeployRecord {
   request: RedeployRequest;
+  via: 'signal' | 'update';
   outcome: 'deployed' | 'rejected' | 'failed';
   reason?: string;
   deployment?: Deployment;
@@ -31,11 +37,14 @@ export interface PipelineStatus {
   stage: Stage;
   dataset?: PreparedDataset;
   models: ModelProgress[];
-  selection?: Omit<SelectionDecision, 'winner'> & { winner: string; version: string };
+  selection?: Omit<SelectionDecision, 'winner'> & { winner: string; version: string; champion?: ChampionDecision };
+  /** Every deployment this workflow made, oldest first; the last one is serving. */
   deployments: Deployment[];
   redeploys: RedeployRecord[];
 }
 
 export const statusQuery = defineQuery<PipelineStatus>('status');
 export const redeploySignal = defineSignal<[RedeployRequest]>('redeploy');
+/** The same request as the signal, for callers who want the resulting deployment (or the reason it failed). */
+export const redeployUpdate = defineUpdate<Deployment, [RedeployRequest]>('redeploy');
 export const finishSignal = defineSignal('finish');

@@ -3,7 +3,7 @@
  * Only validation metrics are considered; the test split is reported, never used to choose.
  */
 import type { SelectionMetric } from '../common/constants';
-import type { TrainedModel } from '../common/types';
+import type { ChampionEvaluation, TrainedModel } from '../common/types';
 
 export interface SelectionDecision {
   metric: SelectionMetric;
@@ -33,3 +33,48 @@ export function selectBestModel(candidates: readonly TrainedModel[], metric: Sel
 }
 
 const fmt = (x: number): string => (Number.isFinite(x) ? x.toFixed(4) : String(x));
+
+/** The champion/challenger gate's verdict, with both scores. */
+export interface ChampionDecision {
+  outcome: 'promote' | 'keep-champion';
+  metric: SelectionMetric;
+  challengerVersion: string;
+  challengerScore: number;
+  championVersion?: string;
+  championScore?: number;
+  minImprovement: number;
+  reason: string;
+}
+
+/**
+ * The new best replaces the champion only if it scores at least `minImprovement` more on the same
+ * validation data. No champion, or one that cannot be scored on this data (other input size or
+ * classes, artifacts gone), lets the new best through; the reason says which.
+ */
+export function championGate(
+  challenger: TrainedModel,
+  champion: ChampionEvaluation | undefined,
+  metric: SelectionMetric,
+  minImprovement: number,
+): ChampionDecision {
+  const challengerScore = challenger.metrics.validation[metric];
+  const base = { metric, challengerVersion: challenger.version, challengerScore, minImprovement };
+  if (!champion) return { ...base, outcome: 'promote', reason: 'no champion yet' };
+  if (champion.version === challenger.version)
+    return { ...base, outcome: 'promote', championVersion: champion.version, reason: 'already the champion' };
+  if (!champion.comparable || !champion.metrics) {
+    return { ...base, outcome: 'promote', championVersion: champion.version, reason: `champion not comparable: ${champion.reason}` };
+  }
+  const championScore = champion.metrics[metric];
+  const gain = challengerScore - championScore;
+  const promote = gain >= minImprovement - 1e-9;
+  return {
+    ...base,
+    outcome: promote ? 'promote' : 'keep-champion',
+    championVersion: champion.version,
+    championScore,
+    reason:
+      `v${challenger.version} ${metric} ${fmt(challengerScore)} vs champion v${champion.version} ${fmt(championScore)}: ` +
+      `${gain >= 0 ? '+' : ''}${fmt(gain)} ${promote ? '>=' : '<'} required ${fmt(minImprovement)}`,
+  };
+}

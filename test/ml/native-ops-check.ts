@@ -17,7 +17,7 @@ function compare(name: string, ours: ReturnType<typeof conv2d>, theirs: ReturnTy
   theirs.apply(x);
   theirs.setWeights(ours.getWeights());
   const run = (layer: typeof ours) => {
-    const weights = layer.trainableWeights.map((w) => w.read());
+    const weights = layer.trainableWeights.map((w) => w.read() as Tensor & { name: string });
     const { value, grads } = weights.length
       ? tf.variableGrads(() => (layer.apply(x) as Tensor).square().sum() as Scalar)
       : { value: undefined, grads: {} as Record<string, Tensor> };
@@ -31,7 +31,13 @@ function compare(name: string, ours: ReturnType<typeof conv2d>, theirs: ReturnTy
   a.grads.forEach((g, i) => (diffs[`${name}.dw${i}`] = maxDiff(g, b.grads[i]!)));
 }
 
-const convArgs = { filters: 8, kernelSize: 3, padding: 'same' as const, kernelInitializer: 'glorotUniform' as const, biasInitializer: 'randomNormal' as const };
+const convArgs = {
+  filters: 8,
+  kernelSize: 3,
+  padding: 'same' as const,
+  kernelInitializer: 'glorotUniform' as const,
+  biasInitializer: 'randomNormal' as const,
+};
 compare('conv3x3', conv2d(tf, convArgs), tf.layers.conv2d(convArgs), [2, 9, 9, 3]);
 const strided = { filters: 4, kernelSize: 7, strides: 2, padding: 'same' as const, useBias: false };
 compare('conv7x7s2', conv2d(tf, strided), tf.layers.conv2d(strided), [2, 15, 15, 3]);

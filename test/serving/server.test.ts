@@ -93,4 +93,17 @@ describe('inference server', () => {
     assert.deepEqual([...new Set(statuses)], [200]);
     assert.equal(((await (await fetch(`${url}/model`)).json()) as { version: string }).version, '2');
   });
+
+  it('answers concurrent requests, batched into shared model calls, each with its own predictions', async () => {
+    const bodies = [0.1, 0.3, 0.5, 0.7, 0.9].map((v) => JSON.stringify({ instances: [instance(v), instance(1 - v)] }));
+    type P = { label: string; probabilities: Record<string, number> }[];
+    const one = async (body: string) => ((await (await post(body)).json()) as { predictions: P }).predictions;
+    const alone: P[] = [];
+    for (const body of bodies) alone.push(await one(body));
+    const together = await Promise.all(bodies.map(one));
+    // A batched call may round differently in the last float digits, nothing more.
+    const rounded = (ps: P[]) =>
+      ps.map((p) => p.map((x) => ({ ...x, probabilities: Object.values(x.probabilities).map((v) => v.toFixed(5)) })));
+    assert.deepEqual(rounded(together), rounded(alone));
+  });
 });

@@ -41,4 +41,16 @@ describe('parsePipelineInput', () => {
   it('rejects a non-S3 data URI', () => rejects({ dataUri: '/tmp/data' }, 'dataUri', /S3 URI/));
   it('rejects an endpoint name SageMaker would refuse', () => rejects({ endpointName: 'bad_name' }, 'endpointName', /hyphens/));
   it('rejects a non-object input', () => rejects([1], 'input', /JSON object/));
+  it('takes SageMaker sizing for the sagemaker target only', () => {
+    const p = parsePipelineInput({ deployTarget: 'sagemaker', instanceType: 'ml.c5.xlarge', instanceCount: 2 });
+    assert.deepEqual([p.instanceType, p.instanceCount], ['ml.c5.xlarge', 2]);
+    assert.equal('instanceType' in parsePipelineInput({}), false);
+    rejects({ instanceCount: 2 }, 'instanceCount', /applies to deployTarget 'sagemaker' only, not 'local'/);
+    rejects({ deployTarget: 'sagemaker', instanceType: 'm5.large' }, 'instanceType', /SageMaker instance type/);
+    rejects({ deployTarget: 'sagemaker', instanceCount: 0 }, 'instanceCount', /between 1 and 100/);
+  });
+  it('rejects a deploy target it does not know', () => rejects({ deployTarget: 'k8s' }, 'deployTarget', /'local', 'sagemaker'/));
+  it('rejects minSuccessfulModels above the number of models', () =>
+    rejects({ models: ['Basic'], minSuccessfulModels: 2 }, 'minSuccessfulModels', /only 1 model/));
+  it('rejects minImprovement outside [0, 1]', () => rejects({ minImprovement: -0.1 }, 'minImprovement', /at least 0/));
 });

@@ -1,20 +1,26 @@
 import { strict as assert } from 'node:assert';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
-import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { WorkflowFailedError, WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { bundleWorkflowCode, DefaultLogger, Runtime, Worker, type WorkflowBundle } from '@temporalio/worker';
-import { createDeployActivities } from '../../src/activities/deploy';
+import { bundleWorkflowCode, DefaultLogger, Worker, type WorkflowBundle } from '@temporalio/worker';
+import { createDeployActivities, type DeployDeps } from '../../src/activities/deploy';
+import { createEvaluationActivities } from '../../src/activities/evaluation';
 import { createDataActivities } from '../../src/activities/preprocess';
 import { createRegistryActivities } from '../../src/activities/registry';
 import { createTrainingActivities } from '../../src/activities/training';
 import { SEARCH_ATTRIBUTES, TASK_QUEUES } from '../../src/common/constants';
 import { loadConfig } from '../../src/config';
+import { createSageMakerClient, sageMakerApi } from '../../src/sagemaker/api';
 import { LocalEndpoints } from '../../src/serving/local-endpoints';
+import { fakeUpdateEndpoint } from '../helpers/fake-sagemaker';
 import { cnnSkinCancerWorkflow } from '../../src/workflows';
 import type { PipelineInput } from '../../src/workflows/input';
-import { finishSignal, redeploySignal, statusQuery } from '../../src/workflows/messages';
+import { finishSignal, redeploySignal, redeployUpdate, statusQuery } from '../../src/workflows/messages';
 import { ROOT } from '../helpers/global';
+import { installQuietRuntime } from '../helpers/temporal';
 import { seededDataset, testMlflow, testS3 } from '../helpers/services';
 
 describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', function () {
@@ -26,7 +32,7 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
   const config = loadConfig(process.env);
 
   before(async function () {
-    Runtime.install({ logger: new DefaultLogger('ERROR') });
+    installQuietRuntime();
     env = await TestWorkflowEnvironment.createLocal({
       server: {
         executable: { type: 'existing-path', path: join(ROOT, '.venv', 'bin', 'temporal') },
@@ -42,7 +48,7 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
   });
 
   /** The three task queues' workers, with the real activities, for the duration of `fn`. */
-  async function withWorkers<T>(fn: () => Promise<T>): Promise<T> {
+  async function withWorkers<T>(fn: () => Promise<T>, sagemaker?: DeployDeps['sagemaker']): Promise<T> {
     const connection = env.nativeConnection;
     const workers = await Promise.all([
       Worker.create({
@@ -53,11 +59,16 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
           ...createRegistryActivities({ mlflow }),
           ...createDeployActivities({
             local: new LocalEndpoints({ stateDir: config.stateDir, ...config.localEndpoint, env: process.env }),
+            sagemaker,
           }),
         },
       }),
       Worker.create({ connection, taskQueue: TASK_QUEUES.data, activities: createDataActivities({ store: s3 }) }),
-      Worker.create({ connection, taskQueue: TASK_QUEUES.training, activities: createTrainingActivities({ mlflow, onednn: false }) }),
+      Worker.create({
+        connection,
+        taskQueue: TASK_QUEUES.training,
+        activities: { ...createTrainingActivities({ mlflow, onednn: false }), ...createEvaluationActivities({ s3, mlflow }) },
+      }),
     ]);
     const main = fn();
     const [result] = await Promise.all([main, ...workers.map((w) => w.runUntil(main.catch(() => undefined)))]);
@@ -155,5 +166,142 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
       const served = (await (await fetch(`${deployed.url}/model`)).json()) as { version: string };
       assert.equal(served.version, other.version);
     });
+  });
+
+  const waitFor = async <T>(read: () => Promise<T>, done: (v: T) => boolean): Promise<T> => {
+    for (;;) {
+      const v = await read();
+      if (done(v)) return v;
+      await new Promise((r) => setTimeout(r, 300));
+    }
+  };
+  const servedVersion = async (url: string) => ((await (await fetch(`${url}/model`)).json()) as { version: string }).version;
+
+  it('keeps a champion the new best does not beat by minImprovement; promotes over an incomparable one; redeploys by update and by the temporal CLI', async () => {
+    const registeredModelName = 'cc-model';
+    const run = (workflowId: string, over: PipelineInput) =>
+      env.client.workflow.start(cnnSkinCancerWorkflow, {
+        taskQueue: TASK_QUEUES.pipeline,
+        workflowId,
+        args: [small({ models: ['Basic'], registeredModelName, ...over })],
+      });
+    await withWorkers(async () => {
+      const first = await (await run('cc-first', {})).result();
+      const firstStatus = await env.client.workflow.getHandle('cc-first').query(statusQuery);
+      assert.equal(firstStatus.selection?.champion?.outcome, 'promote');
+      assert.equal(firstStatus.selection?.champion?.reason, 'no champion yet');
+
+      // Same data, so the champion is scored on it; nothing beats it by 1.0.
+      const kept = await (await run('cc-kept', { minImprovement: 1 })).result();
+      const keptStatus = await env.client.workflow.getHandle('cc-kept').query(statusQuery);
+      const gate = keptStatus.selection!.champion!;
+      assert.equal(gate.outcome, 'keep-champion');
+      assert.equal(gate.championVersion, first.version);
+      assert.equal(typeof gate.championScore, 'number');
+      assert.equal(gate.challengerScore, keptStatus.models[0]!.validation!.accuracy);
+      assert.match(gate.reason, /< required 1\.0000/);
+      assert.equal(kept.version, first.version, 'the endpoint keeps serving the champion');
+      assert.equal((await mlflow.getModelVersionByAlias(registeredModelName, 'champion'))?.version, first.version);
+      const challenger = await mlflow.getModelVersion(registeredModelName, keptStatus.selection!.version);
+      assert.equal(challenger?.tags?.find((t) => t.key === 'selection_decision')?.value, 'keep-champion');
+
+      // Other image size: the champion cannot be scored on this data, so the new best is promoted.
+      const handle = await run('cc-serving', { imageSize: 12, lifetimeSeconds: 3600 });
+      let status = await waitFor(
+        () => handle.query(statusQuery),
+        (s) => s.stage === 'serving',
+      );
+      assert.equal(status.selection?.champion?.outcome, 'promote');
+      assert.match(status.selection!.champion!.reason, /champion not comparable: champion v\d+ takes 16 px images/);
+      const promoted = status.deployments[0]!;
+      assert.equal((await mlflow.getModelVersionByAlias(registeredModelName, 'previous-champion'))?.version, first.version);
+
+      // By update: the caller gets the deployment, or the reason it failed.
+      const viaUpdate = await handle.executeUpdate(redeployUpdate, { args: [{ version: keptStatus.selection!.version }] });
+      assert.equal(viaUpdate.version, keptStatus.selection!.version);
+      assert.equal(await servedVersion(promoted.url), viaUpdate.version);
+      await assert.rejects(
+        handle.executeUpdate(redeployUpdate, { args: [{ alias: 'champion', instanceType: 'ml.m5.large' }] }),
+        (err: unknown) =>
+          err instanceof WorkflowUpdateFailedError && /apply to deployTarget 'sagemaker' only/.test(String(err.cause?.message)),
+      );
+      await assert.rejects(
+        handle.executeUpdate(redeployUpdate, { args: [{ alias: 'nope' }] }),
+        (err: unknown) => err instanceof WorkflowUpdateFailedError && /has no alias 'nope'/.test(String(err.cause?.message)),
+      );
+
+      // By the CLI, as an operator rolls back.
+      await promisify(execFile)(join(ROOT, '.venv', 'bin', 'temporal'), [
+        ...['workflow', 'signal', '--address', env.address, '--workflow-id', 'cc-serving'],
+        ...['--name', 'redeploy', '--input', '{"alias":"previous-champion"}'],
+      ]);
+      status = await waitFor(
+        () => handle.query(statusQuery),
+        (s) => s.redeploys.length === 3,
+      );
+      assert.deepEqual(
+        status.redeploys.map((r) => [r.via, r.outcome]),
+        [
+          ['update', 'deployed'],
+          ['update', 'failed'],
+          ['signal', 'deployed'],
+        ],
+      );
+      await handle.signal(finishSignal);
+      const result = await handle.result();
+      assert.equal(result.deployment.version, first.version);
+      assert.equal(await servedVersion(promoted.url), first.version);
+      assert.deepEqual(
+        status.deployments.map((d) => d.version),
+        [promoted.version, viaUpdate.version, first.version],
+      );
+      await Worker.runReplayHistory({ workflowBundle: bundle }, await handle.fetchHistory(), 'cc-serving');
+    });
+  });
+
+  it('deploys to SageMaker and re-sizes the endpoint by update (moto; fake SageMaker for UpdateEndpoint: moto answers it with HTTP 500)', async () => {
+    const { api, updates } = fakeUpdateEndpoint(sageMakerApi(createSageMakerClient(config)));
+    const sagemaker = {
+      api,
+      config: {
+        ...config.sagemaker,
+        imageUri: '123456789012.dkr.ecr.us-east-1.amazonaws.com/cnn-skin-cancer:1.0',
+        executionRoleArn: 'arn:aws:iam::123456789012:role/sagemaker-exec',
+      },
+      sleep: async () => undefined,
+    };
+    await withWorkers(async () => {
+      const handle = await env.client.workflow.start(cnnSkinCancerWorkflow, {
+        taskQueue: TASK_QUEUES.pipeline,
+        workflowId: 'pipeline-sagemaker',
+        args: [
+          small({
+            models: ['Basic'],
+            registeredModelName: 'sm-wf-model',
+            deployTarget: 'sagemaker',
+            endpointName: 'wf-sagemaker',
+            instanceType: 'ml.c5.large',
+            lifetimeSeconds: 3600,
+          }),
+        ],
+      });
+      const status = await waitFor(
+        () => handle.query(statusQuery),
+        (s) => s.stage === 'serving',
+      );
+      const first = status.deployments[0]!;
+      assert.match(first.arn!, /:endpoint\/wf-sagemaker$/);
+      assert.deepEqual([first.instanceType, first.instanceCount], ['ml.c5.large', 1]);
+
+      const resized = await handle.executeUpdate(redeployUpdate, { args: [{ instanceCount: 2 }] });
+      assert.deepEqual([resized.version, resized.instanceType, resized.instanceCount], [first.version, 'ml.c5.large', 2]);
+      assert.deepEqual(
+        updates.map((u) => u.configName),
+        [resized.endpointConfigName],
+      );
+      assert.deepEqual(resized.removed, [`endpoint config ${first.endpointConfigName}`, `model ${first.endpointConfigName}`]);
+      await handle.signal(finishSignal);
+      assert.equal((await handle.result()).deployment.endpointConfigName, resized.endpointConfigName);
+    }, sagemaker);
   });
 });

@@ -1,6 +1,7 @@
 import { strict as assert } from 'node:assert';
 import type { ClassificationMetrics, TrainedModel } from '../../src/common/types';
-import { selectBestModel } from '../../src/workflows/selection';
+import { validateRedeploy } from '../../src/workflows/pipeline';
+import { championGate, selectBestModel } from '../../src/workflows/selection';
 
 const metrics = (accuracy: number, loss = 0.5, extra: Partial<ClassificationMetrics> = {}): ClassificationMetrics => ({
   loss,
@@ -57,5 +58,60 @@ describe('selectBestModel', () => {
 
   it('refuses an empty candidate list', () => {
     assert.throws(() => selectBestModel([], 'accuracy'), /no trained model/);
+  });
+});
+
+describe('championGate', () => {
+  const challenger = model('Basic', metrics(0.85));
+  const champion = (accuracy: number) => ({ version: '9', modelUri: 's3://b/9', comparable: true, metrics: metrics(accuracy) });
+
+  it('promotes when there is no champion', () => {
+    assert.deepEqual([championGate(challenger, undefined, 'accuracy', 0.1).outcome], ['promote']);
+  });
+
+  it('promotes only with at least minImprovement over the champion on the same data, recording both scores', () => {
+    const d = championGate(challenger, champion(0.8), 'accuracy', 0.05);
+    assert.deepEqual([d.outcome, d.challengerScore, d.championScore, d.championVersion], ['promote', 0.85, 0.8, '9']);
+    const kept = championGate(challenger, champion(0.8), 'accuracy', 0.06);
+    assert.equal(kept.outcome, 'keep-champion');
+    assert.match(kept.reason, /v1 accuracy 0\.8500 vs champion v9 0\.8000: \+0\.0500 < required 0\.0600/);
+    assert.equal(championGate(challenger, champion(0.85), 'accuracy', 0).outcome, 'promote', 'a tie passes a zero threshold');
+    assert.equal(championGate(challenger, champion(0.9), 'accuracy', 0).outcome, 'keep-champion');
+  });
+
+  it('uses the selection metric', () => {
+    const c = { ...champion(0.8), metrics: metrics(0.8, 0.5, { auc: 0.99 }) };
+    assert.equal(championGate(challenger, c, 'accuracy', 0).outcome, 'promote');
+    assert.equal(championGate(challenger, c, 'auc', 0).outcome, 'keep-champion');
+  });
+
+  it('promotes over a champion that cannot be scored on this data, saying why', () => {
+    const d = championGate(
+      challenger,
+      { version: '9', modelUri: 's3://b/9', comparable: false, reason: 'takes 64 px images' },
+      'accuracy',
+      0.5,
+    );
+    assert.equal(d.outcome, 'promote');
+    assert.match(d.reason, /not comparable: takes 64 px/);
+  });
+});
+
+describe('validateRedeploy', () => {
+  const local = { deployTarget: 'local' as const };
+  const sagemaker = { deployTarget: 'sagemaker' as const };
+  it('accepts a version, an alias, or sizing alone (sagemaker)', () => {
+    assert.equal(validateRedeploy({ version: '3' }, local), undefined);
+    assert.equal(validateRedeploy({ alias: 'previous-champion' }, local), undefined);
+    assert.equal(validateRedeploy({ instanceType: 'ml.c5.xlarge', instanceCount: 2 }, sagemaker), undefined);
+  });
+  it('names what is wrong', () => {
+    assert.match(validateRedeploy({}, local)!, /nothing to change/);
+    assert.match(validateRedeploy({ version: '1', alias: 'champion' }, local)!, /not both/);
+    assert.match(validateRedeploy({ version: 3 }, local)!, /positive integer string/);
+    assert.match(validateRedeploy({ model: 'x' }, local)!, /unknown field\(s\): model/);
+    assert.match(validateRedeploy({ instanceCount: 2 }, local)!, /sagemaker' only; this endpoint is 'local'/);
+    assert.match(validateRedeploy({ instanceCount: 0 }, sagemaker)!, /from 1 to 100/);
+    assert.match(validateRedeploy('v3', local)!, /expected an object/);
   });
 });

@@ -1,0 +1,185 @@
+/**
+ * Deploys a registered model version to a SageMaker endpoint: CreateModel, CreateEndpointConfig
+ * (named after the version and sizing), then CreateEndpoint or a blue/green UpdateEndpoint, and a
+ * wait until the endpoint is InService on that config.
+ *
+ * Safe to repeat after a crash at any point: every name is derived from the request, so a retry
+ * finds what the earlier attempt made instead of making it twice; an update already in progress is
+ * waited for, not restarted. Configs and models of this endpoint that it no longer uses are
+ * deleted after each deploy and listed in the result, so none is left behind unreported.
+ */
+import { createHash } from 'node:crypto';
+import type { DeploymentConfig } from '@aws-sdk/client-sagemaker';
+import type { SageMakerConfig } from '../config';
+import type { EndpointInfo, SageMakerApi } from './api';
+
+export interface SageMakerDeployRequest {
+  endpointName: string;
+  registeredModelName: string;
+  version: string;
+  /** s3://.../model.tar.gz */
+  modelDataUrl: string;
+  instanceType: string;
+  instanceCount: number;
+}
+
+export interface SageMakerDeployResult {
+  arn: string;
+  endpointConfigName: string;
+  action: 'created' | 'updated' | 'unchanged';
+  /** Earlier configs and models of this endpoint that were deleted. */
+  removed: string[];
+}
+
+/** A deploy that SageMaker refused or undid; `rolledBack` when an auto-rollback restored the old config. */
+export class SageMakerDeployError extends Error {
+  override readonly name = 'SageMakerDeployError';
+  constructor(
+    message: string,
+    readonly rolledBack: boolean,
+  ) {
+    super(message);
+  }
+}
+
+const TRANSITIONAL = new Set(['Creating', 'Updating', 'SystemUpdating', 'RollingBack', 'Deleting']);
+const OWNER_TAG = 'cnn-skin-cancer:endpoint';
+
+/** `<endpoint>-v<version>-<hash of image, artifact, role, sizing>`, at most 63 characters. */
+export function resourceName(endpointName: string, version: string, identity: unknown): string {
+  const hash = createHash('sha256').update(JSON.stringify(identity)).digest('hex').slice(0, 8);
+  const suffix = `-v${version}-${hash}`;
+  return endpointName.slice(0, 63 - suffix.length) + suffix;
+}
+
+/** Whether `name` is one of `endpointName`'s resources (as made by resourceName). */
+export function ownedBy(endpointName: string, name: string): boolean {
+  const m = /-v\d+-[0-9a-f]{8}$/.exec(name);
+  return m !== null && name.slice(0, m.index) === endpointName.slice(0, 63 - m[0].length);
+}
+
+export function deploymentConfig(cfg: SageMakerConfig): DeploymentConfig {
+  const step = { Type: 'CAPACITY_PERCENT' as const, Value: cfg.trafficPercent };
+  const routing =
+    cfg.trafficRouting === 'canary'
+      ? { Type: 'CANARY' as const, WaitIntervalInSeconds: cfg.trafficWaitSeconds, CanarySize: step }
+      : cfg.trafficRouting === 'linear'
+        ? { Type: 'LINEAR' as const, WaitIntervalInSeconds: cfg.trafficWaitSeconds, LinearStepSize: step }
+        : { Type: 'ALL_AT_ONCE' as const, WaitIntervalInSeconds: 0 };
+  return {
+    BlueGreenUpdatePolicy: { TrafficRoutingConfiguration: routing, TerminationWaitInSeconds: cfg.trafficWaitSeconds },
+    ...(cfg.rollbackAlarms.length ? { AutoRollbackConfiguration: { Alarms: cfg.rollbackAlarms.map((AlarmName) => ({ AlarmName })) } } : {}),
+  };
+}
+
+export interface DeployHooks {
+  /** Reports progress; `updateIssued` names the config an UpdateEndpoint was sent for. */
+  progress: (what: string, updateIssued?: string) => void;
+  sleep: (ms: number) => Promise<void>;
+  /** The config an earlier attempt of this deploy had already sent an UpdateEndpoint for. */
+  updateIssuedBefore?: string;
+}
+
+export async function deployToSageMaker(
+  api: SageMakerApi,
+  cfg: SageMakerConfig & { imageUri: string; executionRoleArn: string },
+  req: SageMakerDeployRequest,
+  hooks: DeployHooks,
+): Promise<SageMakerDeployResult> {
+  const name = resourceName(req.endpointName, req.version, {
+    image: cfg.imageUri,
+    data: req.modelDataUrl,
+    role: cfg.executionRoleArn,
+    type: req.instanceType,
+    count: req.instanceCount,
+  });
+  const tags = { [OWNER_TAG]: req.endpointName, 'mlflow.registered_model': req.registeredModelName, 'mlflow.version': req.version };
+
+  if (!(await api.modelExists(name))) {
+    hooks.progress(`creating model ${name}`);
+    await api.createModel({ name, image: cfg.imageUri, modelDataUrl: req.modelDataUrl, roleArn: cfg.executionRoleArn, tags });
+  }
+  if (!(await api.describeEndpointConfig(name))) {
+    hooks.progress(`creating endpoint config ${name}`);
+    await api.createEndpointConfig({ name, modelName: name, instanceType: req.instanceType, instanceCount: req.instanceCount, tags });
+  }
+
+  let endpoint = await api.describeEndpoint(req.endpointName);
+  // An earlier attempt's create or update may still be running: let it finish, then judge.
+  if (endpoint && TRANSITIONAL.has(endpoint.status)) endpoint = await waitSettled(api, req.endpointName, cfg, hooks);
+
+  let action: SageMakerDeployResult['action'];
+  // An earlier attempt's update ended on another config: it was rolled back, so sending it again
+  // would only repeat the rollback.
+  const rolledBackBefore = endpoint && hooks.updateIssuedBefore === name && endpoint.configName !== name;
+  if (rolledBackBefore) {
+    action = 'updated';
+  } else if (!endpoint) {
+    hooks.progress(`creating endpoint ${req.endpointName} with ${name}`);
+    await api.createEndpoint(req.endpointName, name, tags);
+    action = 'created';
+  } else if (endpoint.status === 'Failed') {
+    throw new SageMakerDeployError(
+      `endpoint '${req.endpointName}' is Failed (${endpoint.failureReason ?? 'no reason given'}); a failed endpoint cannot be updated: ` +
+        `delete it (aws sagemaker delete-endpoint --endpoint-name ${req.endpointName}) and deploy again`,
+      false,
+    );
+  } else if (endpoint.configName === name && endpoint.status === 'InService') {
+    action = 'unchanged';
+  } else {
+    hooks.progress(`updating endpoint ${req.endpointName} from ${endpoint.configName} to ${name} (${cfg.trafficRouting})`);
+    await api.updateEndpoint(req.endpointName, name, deploymentConfig(cfg));
+    hooks.progress(`update of ${req.endpointName} to ${name} sent`, name);
+    action = 'updated';
+  }
+
+  const settled = action === 'unchanged' || rolledBackBefore ? endpoint! : await waitSettled(api, req.endpointName, cfg, hooks);
+  const removed = await removeUnused(api, req.endpointName, settled.configName, hooks);
+  if (settled.configName !== name) {
+    throw new SageMakerDeployError(
+      `endpoint '${req.endpointName}' was rolled back to ${settled.configName} instead of running ${name}` +
+        ` (${settled.failureReason ?? 'no reason given'})` +
+        (removed.length ? `; removed the unused ${removed.join(', ')}` : ''),
+      true,
+    );
+  }
+  if (settled.status !== 'InService') {
+    throw new SageMakerDeployError(
+      `endpoint '${req.endpointName}' ended ${settled.status} on ${name} (${settled.failureReason ?? 'no reason given'})`,
+      false,
+    );
+  }
+  return { arn: settled.arn, endpointConfigName: name, action, removed };
+}
+
+async function waitSettled(api: SageMakerApi, endpointName: string, cfg: SageMakerConfig, hooks: DeployHooks): Promise<EndpointInfo> {
+  const deadline = Date.now() + cfg.maxWaitSeconds * 1000;
+  for (;;) {
+    const endpoint = await api.describeEndpoint(endpointName);
+    if (!endpoint) throw new Error(`endpoint '${endpointName}' disappeared while deploying`);
+    if (!TRANSITIONAL.has(endpoint.status)) return endpoint;
+    hooks.progress(`endpoint ${endpointName}: ${endpoint.status}`);
+    // Retryable: the next attempt picks up the same update where this one stopped waiting.
+    if (Date.now() > deadline) throw new Error(`endpoint '${endpointName}' still ${endpoint.status} after ${cfg.maxWaitSeconds} s`);
+    await hooks.sleep(cfg.pollSeconds * 1000);
+  }
+}
+
+/** Deletes this endpoint's configs and models that its current config does not use. */
+async function removeUnused(api: SageMakerApi, endpointName: string, inUse: string, hooks: DeployHooks): Promise<string[]> {
+  const keepModels = new Set((await api.describeEndpointConfig(inUse))?.modelNames ?? []);
+  const prefix = endpointName.slice(0, 40);
+  const configs = (await api.listEndpointConfigs(prefix)).filter((c) => c !== inUse && ownedBy(endpointName, c));
+  const models = (await api.listModels(prefix)).filter((m) => !keepModels.has(m) && ownedBy(endpointName, m));
+  const removed: string[] = [];
+  for (const c of configs.sort()) {
+    hooks.progress(`deleting unused endpoint config ${c}`);
+    await api.deleteEndpointConfig(c);
+    removed.push(`endpoint config ${c}`);
+  }
+  for (const m of models.sort()) {
+    await api.deleteModel(m);
+    removed.push(`model ${m}`);
+  }
+  return removed;
+}

@@ -1,0 +1,164 @@
+import { strict as assert } from 'node:assert';
+import { randomUUID } from 'node:crypto';
+import { DescribeEndpointCommand, ListEndpointConfigsCommand, ListEndpointsCommand } from '@aws-sdk/client-sagemaker';
+import { ApplicationFailure } from '@temporalio/common';
+import { createDeployActivities } from '../../src/activities/deploy';
+import type { DeployInput } from '../../src/common/types';
+import { loadConfig } from '../../src/config';
+import { createSageMakerClient, sageMakerApi, type SageMakerApi } from '../../src/sagemaker/api';
+import { fakeUpdateEndpoint } from '../helpers/fake-sagemaker';
+import { LocalEndpoints } from '../../src/serving/local-endpoints';
+import { runActivity } from '../helpers/services';
+
+const config = loadConfig({
+  ...process.env,
+  SAGEMAKER_IMAGE_URI: '123456789012.dkr.ecr.us-east-1.amazonaws.com/cnn-skin-cancer:1.0',
+  SAGEMAKER_EXECUTION_ROLE_ARN: 'arn:aws:iam::123456789012:role/sagemaker-exec',
+});
+const client = createSageMakerClient(config);
+const moto = sageMakerApi(client);
+const local = new LocalEndpoints({ stateDir: config.stateDir, ...config.localEndpoint, env: process.env });
+
+const input = (endpointName: string, version: string, over: Partial<DeployInput> = {}): DeployInput => ({
+  target: 'sagemaker',
+  endpointName,
+  model: { registeredModelName: 'sm-model', version, modelUri: `s3://models/sm-model/${version}`, mlflowRunId: `run-${version}` },
+  ...over,
+});
+
+const activities = (api: SageMakerApi, over: Partial<typeof config.sagemaker> = {}) =>
+  createDeployActivities({
+    local,
+    sagemaker: { api, config: { ...config.sagemaker, ...over }, region: 'us-east-1', sleep: async () => undefined },
+  });
+
+const endpointsNamed = async (name: string) =>
+  ((await client.send(new ListEndpointsCommand({ NameContains: name }))).Endpoints ?? []).map((e) => e.EndpointName);
+const configsOf = async (name: string) =>
+  ((await client.send(new ListEndpointConfigsCommand({ NameContains: name }))).EndpointConfigs ?? []).map((c) => c.EndpointConfigName!);
+
+const failsWith = (type: string, pattern: RegExp) => (err: unknown) =>
+  err instanceof ApplicationFailure && err.type === type && err.nonRetryable && pattern.test(err.message);
+
+describe('deploy to SageMaker', () => {
+  const unique = () => `ep-${randomUUID().slice(0, 8)}`;
+
+  it('creates model, endpoint config and endpoint on moto; a repeat changes nothing', async () => {
+    const name = unique();
+    const { deployModel } = activities(moto);
+    const first = await runActivity(deployModel, [input(name, '1')]);
+    assert.equal(first.unchanged, false);
+    assert.match(first.arn!, new RegExp(`:endpoint/${name}$`));
+    assert.equal(first.url, `https://runtime.sagemaker.us-east-1.amazonaws.com/endpoints/${name}/invocations`);
+    assert.match(first.endpointConfigName!, new RegExp(`^${name}-v1-[0-9a-f]{8}$`));
+    assert.deepEqual([first.instanceType, first.instanceCount], ['ml.m5.large', 1]);
+    const described = await client.send(new DescribeEndpointCommand({ EndpointName: name }));
+    assert.deepEqual([described.EndpointStatus, described.EndpointConfigName], ['InService', first.endpointConfigName]);
+
+    const again = await runActivity(deployModel, [input(name, '1')]);
+    assert.equal(again.unchanged, true);
+    assert.deepEqual(await endpointsNamed(name), [name]);
+    assert.deepEqual(await configsOf(name), [first.endpointConfigName]);
+  });
+
+  it('a retry after a crash just before CreateEndpoint reuses the model and config: one endpoint, one config', async () => {
+    const name = unique();
+    let crashes = 1;
+    const crashing: SageMakerApi = {
+      ...moto,
+      async createEndpoint(...args) {
+        if (crashes-- > 0) throw new Error('worker crashed');
+        return moto.createEndpoint(...args);
+      },
+    };
+    const { deployModel } = activities(crashing);
+    await assert.rejects(runActivity(deployModel, [input(name, '4')]), /worker crashed/);
+    const retried = await runActivity(deployModel, [input(name, '4')]);
+    assert.deepEqual(await endpointsNamed(name), [name]);
+    assert.deepEqual(await configsOf(name), [retried.endpointConfigName]);
+    assert.deepEqual(retried.removed, []);
+  });
+
+  it('refuses to start without an image and a role, naming the variables', async () => {
+    const { deployModel } = activities(moto, { imageUri: undefined, executionRoleArn: undefined });
+    await assert.rejects(
+      runActivity(deployModel, [input(unique(), '1')]),
+      failsWith('SageMakerConfigError', /SAGEMAKER_IMAGE_URI and SAGEMAKER_EXECUTION_ROLE_ARN/),
+    );
+  });
+
+  it('updates blue/green (canary, alarms) to a new version and removes the old config (fake SageMaker: moto has no UpdateEndpoint)', async () => {
+    const name = unique();
+    const { api, updates } = fakeUpdateEndpoint(moto);
+    const { deployModel } = activities(api, { trafficRouting: 'canary', trafficPercent: 20, rollbackAlarms: ['5xx-rate'] });
+    const v1 = await runActivity(deployModel, [input(name, '1')]);
+    const v2 = await runActivity(deployModel, [input(name, '2')]);
+    assert.equal(v2.unchanged, false);
+    assert.deepEqual(
+      updates.map((u) => u.configName),
+      [v2.endpointConfigName],
+    );
+    const policy = updates[0]!.deployment!;
+    assert.equal(policy.BlueGreenUpdatePolicy?.TrafficRoutingConfiguration?.Type, 'CANARY');
+    assert.equal(policy.BlueGreenUpdatePolicy?.TrafficRoutingConfiguration?.CanarySize?.Value, 20);
+    assert.deepEqual(policy.AutoRollbackConfiguration?.Alarms, [{ AlarmName: '5xx-rate' }]);
+    assert.deepEqual(v2.removed, [`endpoint config ${v1.endpointConfigName}`, `model ${v1.endpointConfigName}`]);
+    assert.deepEqual(await configsOf(name), [v2.endpointConfigName]);
+    assert.deepEqual(await endpointsNamed(name), [name]);
+
+    // The same version on other instances is a new config, deployed the same way.
+    const bigger = await runActivity(deployModel, [input(name, '2', { instanceType: 'ml.c5.xlarge', instanceCount: 2 })]);
+    assert.notEqual(bigger.endpointConfigName, v2.endpointConfigName);
+    assert.deepEqual([bigger.instanceType, bigger.instanceCount, bigger.version], ['ml.c5.xlarge', 2, '2']);
+    assert.deepEqual(await configsOf(name), [bigger.endpointConfigName]);
+  });
+
+  it('reports an auto-rollback as a failure and removes the unused new config (fake SageMaker: moto has no UpdateEndpoint)', async () => {
+    const name = unique();
+    const { api } = fakeUpdateEndpoint(moto, { rollback: true });
+    const { deployModel } = activities(api);
+    const v1 = await runActivity(deployModel, [input(name, '1')]);
+    await assert.rejects(
+      runActivity(deployModel, [input(name, '2')]),
+      failsWith(
+        'EndpointRolledBackError',
+        new RegExp(`rolled back to ${v1.endpointConfigName}.*5xx-rate.*removed the unused endpoint config ${name}-v2-`),
+      ),
+    );
+    assert.deepEqual(await configsOf(name), [v1.endpointConfigName]);
+  });
+
+  it('a retry after a crash while an update was rolling back reports the rollback instead of updating again (fake SageMaker: moto has no UpdateEndpoint)', async () => {
+    const name = unique();
+    const { api, updates } = fakeUpdateEndpoint(moto, { rollback: true });
+    const { deployModel } = activities(api);
+    await runActivity(deployModel, [input(name, '1')]);
+    const attempt1 = await runActivity(deployModel, [input(name, '2')]).then(
+      () => assert.fail('expected a rollback'),
+      (err: ApplicationFailure) => err,
+    );
+    const v2 = /instead of running (\S+)/.exec(attempt1.message)![1]!;
+    // The next attempt sees the first one's last heartbeat, which says the update was sent.
+    await assert.rejects(
+      runActivity(deployModel, [input(name, '2')], { heartbeatDetails: { what: 'waiting', updateIssued: v2 } }),
+      failsWith('EndpointRolledBackError', /rolled back/),
+    );
+    assert.equal(updates.length, 1, 'UpdateEndpoint was sent once');
+  });
+
+  it('fails non-retryably on a Failed endpoint, saying how to recover (fake SageMaker: moto never fails an endpoint)', async () => {
+    const name = unique();
+    await runActivity(activities(moto).deployModel, [input(name, '1')]);
+    const failed: SageMakerApi = {
+      ...moto,
+      describeEndpoint: async (n) => {
+        const base = await moto.describeEndpoint(n);
+        return base && { ...base, status: 'Failed', failureReason: 'image pull failed' };
+      },
+    };
+    await assert.rejects(
+      runActivity(activities(failed).deployModel, [input(name, '2')]),
+      failsWith('EndpointFailedError', /is Failed \(image pull failed\).*delete-endpoint --endpoint-name/),
+    );
+  });
+});

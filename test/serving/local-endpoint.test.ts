@@ -1,0 +1,83 @@
+import { strict as assert } from 'node:assert';
+import { createDeployActivities } from '../../src/activities/deploy';
+import type { DeployInput } from '../../src/common/types';
+import { loadConfig } from '../../src/config';
+import { saveModelToS3 } from '../../src/ml/model-store';
+import { buildBasicCnn } from '../../src/ml/models';
+import { LocalEndpoints } from '../../src/serving/local-endpoints';
+import { runActivity, testS3, uniqueBucket } from '../helpers/services';
+
+describe('local endpoint (a real server process, models from S3 on moto)', () => {
+  const config = loadConfig(process.env);
+  // A port of its own, so it never meets the endpoint the workflow tests start.
+  const local = new LocalEndpoints({ stateDir: config.stateDir, host: '127.0.0.1', port: config.localEndpoint.port + 1, env: process.env });
+  const { deployModel } = createDeployActivities({ local });
+  const s3 = testS3();
+  const size = 16;
+  const input = (version: string, modelUri: string): DeployInput => ({
+    target: 'local',
+    endpointName: 'swap-test',
+    model: { registeredModelName: 'swap-model', version, modelUri, mlflowRunId: `run-${version}` },
+  });
+
+  after(() => local.stop('swap-test'));
+
+  it('swaps to a new version under concurrent load with zero failed requests', async () => {
+    const bucket = uniqueBucket('models');
+    await s3.ensureBucket(bucket);
+    const uris: string[] = [];
+    for (const seed of [1, 2]) {
+      const uri = `s3://${bucket}/swap/${seed}`;
+      const model = buildBasicCnn({ imageSize: size, numClasses: 2, seed });
+      await saveModelToS3(s3, model, uri, { modelClass: 'Basic', classes: ['benign', 'malignant'], imageSize: size, inputScale: '0-1' });
+      model.dispose();
+      uris.push(uri);
+    }
+    const first = await runActivity(deployModel, [input('1', uris[0]!)]);
+    assert.equal(first.unchanged, false);
+
+    const pixel = (r: number, c: number): number[] => [((r * 7 + c) % 16) / 15, (r % 5) / 4, (c % 3) / 2];
+    const body = JSON.stringify({
+      instances: [Array.from({ length: size }, (_, r) => Array.from({ length: size }, (_, c) => pixel(r, c)))],
+    });
+    const seen: { status: number; version: string | null; answer: string }[] = [];
+    let stop = false;
+    const client = async (): Promise<void> => {
+      while (!stop) {
+        try {
+          const res = await fetch(`${first.url}/invocations`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+          seen.push({ status: res.status, version: res.headers.get('x-model-version'), answer: await res.text() });
+        } catch (err) {
+          seen.push({ status: 0, version: null, answer: (err as Error).message });
+        }
+      }
+    };
+    const clients = Array.from({ length: 6 }, client);
+    while (seen.length < 20) await new Promise((r) => setTimeout(r, 20));
+    const second = await runActivity(deployModel, [input('2', uris[1]!)]);
+    const atSwap = seen.length;
+    while (seen.length < atSwap + 20) await new Promise((r) => setTimeout(r, 20));
+    stop = true;
+    await Promise.all(clients);
+
+    assert.equal(second.url, first.url);
+    assert.deepEqual(
+      seen.filter((s) => s.status !== 200),
+      [],
+      'every request during the swap succeeded',
+    );
+    const versions = seen.map((s) => s.version);
+    assert.equal(versions[0], '1');
+    assert.equal(versions.at(-1), '2');
+    // Versions never interleave: once v2 answers, v1 never does again.
+    assert.equal(versions.lastIndexOf('1') < versions.indexOf('2'), true);
+    // The two versions are different models, and each answers with real probabilities.
+    const answerOf = (v: string) =>
+      JSON.parse(seen.find((s) => s.version === v)!.answer) as { predictions: { probabilities: Record<string, number> }[] };
+    assert.notDeepEqual(answerOf('1').predictions, answerOf('2').predictions);
+    for (const v of ['1', '2']) {
+      const p = answerOf(v).predictions[0]!.probabilities;
+      assert.ok(Math.abs(p.benign! + p.malignant! - 1) < 1e-5);
+    }
+  });
+});

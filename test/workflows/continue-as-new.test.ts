@@ -1,0 +1,107 @@
+import { strict as assert } from 'node:assert';
+import { join } from 'node:path';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { bundleWorkflowCode, DefaultLogger, Worker } from '@temporalio/worker';
+import { createDeployActivities } from '../../src/activities/deploy';
+import { createEvaluationActivities } from '../../src/activities/evaluation';
+import { createDataActivities } from '../../src/activities/preprocess';
+import { createRegistryActivities } from '../../src/activities/registry';
+import { createTrainingActivities } from '../../src/activities/training';
+import { SEARCH_ATTRIBUTES, TASK_QUEUES } from '../../src/common/constants';
+import { loadConfig } from '../../src/config';
+import { LocalEndpoints } from '../../src/serving/local-endpoints';
+import { cnnSkinCancerWorkflow } from '../../src/workflows';
+import { finishSignal, redeploySignal, redeployUpdate, statusQuery } from '../../src/workflows/messages';
+import { ROOT } from '../helpers/global';
+import { installQuietRuntime } from '../helpers/temporal';
+import { seededDataset, testMlflow, testS3 } from '../helpers/services';
+
+describe('cnnSkinCancerWorkflow continue-as-new (dev server suggesting it after 40 history events)', function () {
+  let env: TestWorkflowEnvironment;
+  const s3 = testS3();
+  const mlflow = testMlflow();
+  const config = loadConfig(process.env);
+
+  before(async () => {
+    installQuietRuntime();
+    env = await TestWorkflowEnvironment.createLocal({
+      server: {
+        executable: { type: 'existing-path', path: join(ROOT, '.venv', 'bin', 'temporal') },
+        searchAttributes: Object.values(SEARCH_ATTRIBUTES),
+        extraArgs: ['--dynamic-config-value', 'limit.historyCount.suggestContinueAsNew=40'],
+      },
+    });
+  });
+  after(async () => {
+    await env?.teardown();
+  });
+
+  it('carries its state, deployments and queued requests into the next run, and still answers updates', async () => {
+    const dataUri = await seededDataset(s3, { trainPerClass: 10, testPerClass: 4, size: 16 });
+    const bundle = await bundleWorkflowCode({ workflowsPath: require.resolve('../../src/workflows'), logger: new DefaultLogger('WARN') });
+    const connection = env.nativeConnection;
+    const workers = await Promise.all([
+      Worker.create({
+        connection,
+        taskQueue: TASK_QUEUES.pipeline,
+        workflowBundle: bundle,
+        activities: {
+          ...createRegistryActivities({ mlflow }),
+          ...createDeployActivities({
+            local: new LocalEndpoints({ stateDir: config.stateDir, ...config.localEndpoint, env: process.env }),
+          }),
+        },
+      }),
+      Worker.create({ connection, taskQueue: TASK_QUEUES.data, activities: createDataActivities({ store: s3 }) }),
+      Worker.create({
+        connection,
+        taskQueue: TASK_QUEUES.training,
+        activities: { ...createTrainingActivities({ mlflow, onednn: false }), ...createEvaluationActivities({ s3, mlflow }) },
+      }),
+    ]);
+    const test = async (): Promise<void> => {
+      const handle = await env.client.workflow.start(cnnSkinCancerWorkflow, {
+        taskQueue: TASK_QUEUES.pipeline,
+        workflowId: 'pipeline-can',
+        args: [
+          {
+            dataUri,
+            imageSize: 12,
+            epochs: 1,
+            batchSize: 8,
+            learningRate: 1e-3,
+            models: ['Basic'],
+            registeredModelName: 'can-model',
+            experimentName: 'can-test',
+            lifetimeSeconds: 3600,
+          },
+        ],
+      });
+      let status = await handle.query(statusQuery);
+      while (status.stage !== 'serving') {
+        await new Promise((r) => setTimeout(r, 300));
+        status = await handle.query(statusQuery);
+      }
+      const version = status.deployments[0]!.version;
+      for (let i = 0; i < 4; i++) await handle.signal(redeploySignal, { version });
+      const viaUpdate = await handle.executeUpdate(redeployUpdate, { args: [{ alias: 'champion' }] });
+      assert.equal(viaUpdate.version, version);
+      while ((status = await handle.query(statusQuery)).redeploys.length < 5) await new Promise((r) => setTimeout(r, 300));
+      await handle.signal(finishSignal);
+      const result = await handle.result();
+
+      assert.notEqual((await handle.describe()).runId, handle.firstExecutionRunId, 'the workflow continued as new');
+      assert.equal(result.stage, 'finished');
+      assert.equal(result.version, version);
+      status = await handle.query(statusQuery);
+      assert.deepEqual(
+        status.redeploys.map((r) => `${r.via}:${r.outcome}`),
+        ['signal:deployed', 'signal:deployed', 'signal:deployed', 'signal:deployed', 'update:deployed'],
+      );
+      assert.equal(status.deployments.length, 6, 'the first deployment and five redeploys, across runs');
+      assert.equal(status.models[0]?.state, 'trained');
+    };
+    const main = test();
+    await Promise.all([main, ...workers.map((w) => w.runUntil(main.catch(() => undefined)))]);
+  });
+});

@@ -19,7 +19,7 @@ export interface Config {
   stateDir: string;
   localEndpoint: { host: string; port: number };
   sagemaker: SageMakerConfig;
-  /** oneDNN kernels in training processes (TRAINING_ONEDNN, default on; see README "Training speed"). */
+  /** oneDNN kernels in training processes (TRAINING_ONEDNN, default on; see README "Training"). */
   training: { onednn: boolean };
 }
 

@@ -26,7 +26,7 @@ export interface TrainingHeartbeat extends Partial<TrainingProgress> {
 }
 
 /** Raised by the training for problems no retry can fix. */
-const PERMANENT = new Set(['InvalidTrainingDataError', 'CheckpointMismatchError', 'InvalidDatasetError']);
+const PERMANENT = new Set(['InvalidTrainingDataError', 'CheckpointMismatchError', 'InvalidDatasetError', 'InvalidInitialWeightsError']);
 
 export function createTrainingActivities({ mlflow, onednn, run = trainInChildProcess }: TrainingActivityDeps) {
   return {

@@ -64,6 +64,8 @@ export interface TrainModelInput {
   experimentName: string;
   registeredModelName: string;
   workflowId: string;
+  /** Initial weights (S3 prefix of a tfjs layers model of the same architecture); default: from scratch. */
+  initialWeightsUri?: string;
 }
 
 export interface TrainedModel {

@@ -6,7 +6,8 @@
  *
  * One object per checkpoint, written with a single PUT, so a reader sees all of it or nothing.
  */
-import type { LayersModel, Optimizer } from '@tensorflow/tfjs-node';
+import type { LayersModel } from '@tensorflow/tfjs-node';
+import type { TrainingOptimizer } from './native-adam';
 import { loadTf } from './tf';
 
 const MAGIC = 'CKPT1\n';
@@ -29,7 +30,7 @@ export class CheckpointMismatchError extends Error {
   override readonly name = 'CheckpointMismatchError';
 }
 
-export async function encodeCheckpoint(model: LayersModel, optimizer: Optimizer, info: CheckpointInfo): Promise<Buffer> {
+export async function encodeCheckpoint(model: LayersModel, optimizer: TrainingOptimizer, info: CheckpointInfo): Promise<Buffer> {
   const weights = model.getWeights();
   const slots = await optimizer.getWeights();
   const tensors = [...weights, ...slots.map((s) => s.tensor)];
@@ -40,7 +41,8 @@ export async function encodeCheckpoint(model: LayersModel, optimizer: Optimizer,
   };
   const headerBytes = Buffer.from(JSON.stringify(header));
   const data = await Promise.all(tensors.map((t) => t.data()));
-  for (const s of slots) if (s.name === 'iter') s.tensor.dispose(); // a fresh scalar, not the optimizer's own
+  // Fresh tensors (the iteration count, slots read out of TensorFlow variables) are ours to free; tfjs' own slot variables are not.
+  for (const s of slots) if (!(s.tensor instanceof loadTf().Variable)) s.tensor.dispose();
   const parts: Buffer[] = [Buffer.from(MAGIC), Buffer.alloc(4), headerBytes];
   parts[1]!.writeUInt32LE(headerBytes.length);
   for (const values of data) {
@@ -64,7 +66,7 @@ export function checkpointInfo(bytes: Uint8Array): CheckpointInfo {
 }
 
 /** Restores weights and optimizer state into a freshly built model of the same architecture. */
-export async function restoreCheckpoint(bytes: Uint8Array, model: LayersModel, optimizer: Optimizer): Promise<CheckpointInfo> {
+export async function restoreCheckpoint(bytes: Uint8Array, model: LayersModel, optimizer: TrainingOptimizer): Promise<CheckpointInfo> {
   const tf = loadTf();
   const { buf, header, dataOffset } = readHeader(bytes);
   let offset = dataOffset;

@@ -7,9 +7,10 @@
  *   training step `s` is drawn from (seed, s), and the loop sets `step` when it resumes.
  * - 'Conv2D': convolution + bias as one native kernel with lazily computed gradients.
  * - 'MaxPooling2D': oneDNN pooling whose gradient reuses the forward pass's workspace.
+ * - 'BatchNormalization': training-mode normalisation as one fused TensorFlow kernel (NHWC, last axis).
  */
 import type { LayersModel, Tensor } from '@tensorflow/tfjs-node';
-import { CONV_KERNEL, installNativeGradients, MAX_POOL_KERNEL, onednnEnabled, statelessUniform } from './native-ops';
+import { BATCH_NORM_KERNEL, CONV_KERNEL, installNativeGradients, MAX_POOL_KERNEL, onednnEnabled, statelessUniform } from './native-ops';
 import type { Tf } from './tf';
 
 export interface SeededDropoutLayer {
@@ -131,6 +132,55 @@ function defineMaxPooling2D(tf: Tf) {
   return MaxPooling2D;
 }
 
+type BatchNormArgs = Parameters<Tf['layers']['batchNormalization']>[0];
+let batchNormClass: (new (args: BatchNormArgs) => AnyLayer) | undefined;
+
+interface BatchNormFields {
+  axis: number;
+  momentum: number;
+  epsilon: number;
+  gamma: { read(): Tensor } | null;
+  beta: { read(): Tensor } | null;
+  movingMean: { read(): Tensor; write(t: Tensor): void };
+  movingVariance: { read(): Tensor; write(t: Tensor): void };
+}
+
+function defineBatchNormalization(tf: Tf) {
+  const Base = tf.layers.batchNormalization({}).constructor as new (args: BatchNormArgs) => AnyLayer;
+  class BatchNormalization extends Base {
+    static className = 'BatchNormalization';
+    override call(inputs: Tensor | Tensor[], kwargs: { training?: boolean }): Tensor {
+      const f = this as unknown as BatchNormFields;
+      const x = Array.isArray(inputs) ? inputs[0]! : inputs;
+      const lastAxis = f.axis === -1 || f.axis === x.rank - 1;
+      if (!kwargs.training || x.rank !== 4 || !lastAxis || !f.gamma || !f.beta) return super.call(inputs, kwargs) as Tensor;
+      return tf.tidy(() => {
+        const [y, mean, besselVariance] = tf
+          .engine()
+          .runKernel(BATCH_NORM_KERNEL, { x, scale: f.gamma!.read(), offset: f.beta!.read() }, { epsilon: f.epsilon }) as Tensor[];
+        // Keras' moving averages use the batch's plain (biased) variance, as tfjs' own layer does.
+        const n = x.size / x.shape[3]!;
+        const variance = besselVariance!.mul((n - 1) / n);
+        for (const [moving, batch] of [
+          [f.movingMean, mean!],
+          [f.movingVariance, variance],
+        ] as const) {
+          const old = moving.read();
+          moving.write(old.sub(old.sub(batch).mul(1 - f.momentum)));
+        }
+        return y!;
+      });
+    }
+  }
+  tf.serialization.registerClass(BatchNormalization as never);
+  return BatchNormalization;
+}
+
+export function batchNormalization(tf: Tf, args: BatchNormArgs): AnyLayer {
+  registerLayers(tf);
+  return new batchNormClass!(args);
+}
+
 export function conv2d(tf: Tf, args: Conv2DArgs): AnyLayer {
   registerLayers(tf);
   return new convClass!(args);
@@ -147,6 +197,7 @@ export function registerLayers(tf: Tf): void {
   dropoutClass ??= defineSeededDropout(tf);
   convClass ??= defineConv2D(tf);
   poolClass ??= defineMaxPooling2D(tf);
+  batchNormClass ??= defineBatchNormalization(tf);
 }
 
 /** Sets every seeded dropout's step counter, so a resumed run draws the masks it would have. */

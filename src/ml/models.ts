@@ -1,7 +1,8 @@
 /** Model architectures, built with tfjs layers. Each builder is deterministic given its seed. */
 import type { LayersModel } from '@tensorflow/tfjs-node';
 import type { ModelClass, OptimizerName } from '../common/constants';
-import { conv2d, maxPooling2d, registerLayers, seededDropout } from './layers';
+import { batchNormalization, conv2d, maxPooling2d, registerLayers, seededDropout } from './layers';
+import { NativeAdam, type TrainingOptimizer } from './native-adam';
 import { loadTf } from './tf';
 
 export interface ModelSpec {
@@ -59,7 +60,7 @@ export function buildResNet50({ imageSize, numClasses, seed }: ModelSpec): Layer
   type T = ReturnType<typeof tf.input>;
   const conv = (x: T, filters: number, kernelSize: number, strides = 1, name?: string): T =>
     conv2d(tf, { filters, kernelSize, strides, padding: 'same', useBias: false, kernelInitializer: init(), name }).apply(x) as T;
-  const bn = (x: T): T => tf.layers.batchNormalization({ axis: 3, epsilon: 1.001e-5 }).apply(x) as T;
+  const bn = (x: T): T => batchNormalization(tf, { axis: 3, epsilon: 1.001e-5 }).apply(x) as T;
   const relu = (x: T): T => tf.layers.activation({ activation: 'relu' }).apply(x) as T;
 
   const block = (x: T, filters: number, strides: number, project: boolean): T => {
@@ -94,18 +95,15 @@ export function buildModel(modelClass: ModelClass, spec: ModelSpec): LayersModel
   return modelClass === 'ResNet50' ? buildResNet50(spec) : buildBasicCnn(spec);
 }
 
-export function createOptimizer(name: OptimizerName, learningRate: number) {
+/** Adam runs as TensorFlow's fused kernel (see native-adam.ts); SGD and RMSProp are tfjs' own. */
+export function createOptimizer(name: OptimizerName, learningRate: number): TrainingOptimizer {
   const tf = loadTf();
   switch (name) {
     case 'adam':
-      return tf.train.adam(learningRate);
+      return new NativeAdam(tf, learningRate);
     case 'sgd':
-      return tf.train.sgd(learningRate);
+      return tf.train.sgd(learningRate) as unknown as TrainingOptimizer;
     case 'rmsprop':
-      return tf.train.rmsprop(learningRate);
+      return tf.train.rmsprop(learningRate) as unknown as TrainingOptimizer;
   }
-}
-
-export function compileModel(model: LayersModel, optimizer: OptimizerName, learningRate: number): void {
-  model.compile({ optimizer: createOptimizer(optimizer, learningRate), loss: 'categoricalCrossentropy', metrics: ['accuracy'] });
 }

@@ -7,7 +7,8 @@
  * replays exactly what an uninterrupted one would have done; and it yields to the event loop after
  * every batch so heartbeats and cancellation flow.
  */
-import type { LayersModel, Optimizer, Scalar, Tensor } from '@tensorflow/tfjs-node';
+import type { LayersModel, Scalar, Tensor } from '@tensorflow/tfjs-node';
+import type { TrainingOptimizer } from './native-adam';
 import type { LoadedSplit } from '../data/dataset';
 import { seededRandom } from '../data/split';
 import { setDropoutStep } from './layers';
@@ -86,7 +87,12 @@ function crossEntropy(ys: Tensor, probs: Tensor): Scalar {
   return ys.mul(p.log()).sum(-1).neg().mean() as Scalar;
 }
 
-export async function fitModel(model: LayersModel, optimizer: Optimizer, train: LoadedSplit, options: FitOptions): Promise<FitResult> {
+export async function fitModel(
+  model: LayersModel,
+  optimizer: TrainingOptimizer,
+  train: LoadedSplit,
+  options: FitOptions,
+): Promise<FitResult> {
   const tf = loadTf();
   const { batchSize, numClasses } = options;
   const batches = Math.ceil(train.count / batchSize);
@@ -102,7 +108,7 @@ export async function fitModel(model: LayersModel, optimizer: Optimizer, train: 
         Array.from(idx, (i) => train.labels[i]!),
         'int32',
       );
-      const ys = tf.oneHot(labels, numClasses).toFloat();
+      const ys = tf.tidy(() => tf.oneHot(labels, numClasses).toFloat());
       let hits: Tensor | undefined;
       const loss = optimizer.minimize(() => {
         const probs = model.apply(xs, { training: true }) as Tensor;

@@ -9,13 +9,15 @@
  * Independent of Temporal: the activity runs it in a child process (see process.ts) and relays
  * its progress as heartbeats.
  */
-import type { LayersModel, Optimizer } from '@tensorflow/tfjs-node';
+import type { LayersModel } from '@tensorflow/tfjs-node';
+import type { TrainingOptimizer } from '../ml/native-adam';
 import type { ModelClass } from '../common/constants';
 import type { ClassificationMetrics, TrainedModel, TrainModelInput } from '../common/types';
 import { loadSplit, subset, type LoadedSplit } from '../data/dataset';
 import type { DatasetManifest } from '../data/shards';
 import { stratifiedFolds } from '../data/split';
 import { checkpointInfo, encodeCheckpoint, restoreCheckpoint, type CheckpointInfo } from '../ml/checkpoint';
+import { loadInitialWeights } from '../ml/initial-weights';
 import { evaluatePredictions, type Evaluation } from '../ml/metrics';
 import { MODEL_ARCHIVE, saveModelToS3 } from '../ml/model-store';
 import { buildModel, createOptimizer } from '../ml/models';
@@ -115,6 +117,7 @@ export async function runTraining(
         test_size: manifest.splits.test.count,
         dataset_manifest: dataset.manifestUri,
         dataset_content_hash: dataset.contentHash,
+        initial_weights: input.initialWeightsUri ?? 'none (trained from scratch)',
         ...(modelClass === 'CrossVal' ? { cv_folds: hp.crossValFolds } : {}),
       },
     });
@@ -159,6 +162,11 @@ export async function runTraining(
           initial = info.position;
           latest = { ...latest, bytes: new Uint8Array() }; // no need to hold on to it
           hooks.log(`${modelClass} ${phase}: resuming from ${latest.uri} (epoch ${initial.epoch + 1}, batch ${initial.batch})`);
+        } else if (input.initialWeightsUri) {
+          const { loaded, kept } = await loadInitialWeights(s3, input.initialWeightsUri, model);
+          hooks.log(
+            `${modelClass} ${phase}: ${loaded} weight tensors from ${input.initialWeightsUri}${kept.length ? `; fresh head (${kept.join(', ')})` : ''}`,
+          );
         }
         await trainPhase(p, phase, model, optimizer, data, heldOut, initial, foldScores);
         if (isFold) {
@@ -202,7 +210,7 @@ export async function runTraining(
     p: number,
     phase: string,
     model: LayersModel,
-    optimizer: Optimizer,
+    optimizer: TrainingOptimizer,
     data: LoadedSplit,
     heldOut: LoadedSplit,
     initial: TrainPosition | undefined,

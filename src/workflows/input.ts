@@ -34,6 +34,8 @@ export interface PipelineParams {
   minSuccessfulModels: number;
   crossValFolds: number;
   seed: number;
+  /** Initial ResNet50 weights: an S3 prefix with a tfjs layers model (model.json + weights) of the same architecture. */
+  resnetWeightsUri?: string;
   selectionMetric: SelectionMetric;
   /** How much the new best must beat the registry's champion (on the same validation data) by. */
   minImprovement: number;
@@ -146,6 +148,9 @@ const CHECKS: { [K in keyof PipelineParams]: Check } = {
   minSuccessfulModels: int(1, MODEL_CLASSES.length),
   crossValFolds: int(2, 10),
   seed: int(0, 2 ** 31 - 1),
+  resnetWeightsUri: optional(
+    str(/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?$/, 'expected an S3 URI like s3://bucket/weights/resnet50'),
+  ),
   selectionMetric: oneOf(SELECTION_METRICS),
   minImprovement: num(0, 1),
   experimentName: str(/^[\w .\-/]{1,200}$/, 'expected 1-200 letters, digits, spaces or . _ - /'),
@@ -175,6 +180,8 @@ export function parsePipelineInput(raw: unknown): PipelineParams {
   if (p.minSuccessfulModels > p.models.length) {
     throw new InvalidInputError('minSuccessfulModels', `is ${p.minSuccessfulModels} but only ${p.models.length} model(s) are requested`);
   }
+  if (p.resnetWeightsUri === undefined) delete p.resnetWeightsUri;
+  else if (!p.models.includes('ResNet50')) throw new InvalidInputError('resnetWeightsUri', `is set but 'models' has no ResNet50`);
   for (const field of ['instanceType', 'instanceCount'] as const) {
     if (p[field] !== undefined && p.deployTarget !== 'sagemaker') {
       throw new InvalidInputError(field, `applies to deployTarget 'sagemaker' only, not '${p.deployTarget}'`);

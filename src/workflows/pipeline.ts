@@ -54,7 +54,7 @@ const training = proxyActivities<ReturnType<typeof createTrainingActivities>>({
   retry: {
     maximumAttempts: 5,
     initialInterval: '10s',
-    nonRetryableErrorTypes: ['InvalidDatasetError', 'InvalidTrainingDataError', 'CheckpointMismatchError'],
+    nonRetryableErrorTypes: ['InvalidDatasetError', 'InvalidTrainingDataError', 'CheckpointMismatchError', 'InvalidInitialWeightsError'],
   },
 });
 
@@ -239,6 +239,7 @@ async function runPipeline(params: PipelineParams, status: PipelineStatus, setSt
               experimentName: params.experimentName,
               registeredModelName: params.registeredModelName,
               workflowId,
+              ...(modelClass === 'ResNet50' && params.resnetWeightsUri ? { initialWeightsUri: params.resnetWeightsUri } : {}),
             },
           ],
         );

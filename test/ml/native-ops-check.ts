@@ -4,14 +4,20 @@
  * gradients. Prints one JSON line of the largest absolute differences.
  */
 import type { Scalar, Tensor } from '@tensorflow/tfjs-node';
-import { conv2d, maxPooling2d } from '../../src/ml/layers';
+import { batchNormalization, conv2d, maxPooling2d } from '../../src/ml/layers';
 import { loadTf } from '../../src/ml/tf';
 
 const tf = loadTf();
 const diffs: Record<string, number> = {};
 const maxDiff = (a: Tensor, b: Tensor) => tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]!);
 
-function compare(name: string, ours: ReturnType<typeof conv2d>, theirs: ReturnType<typeof conv2d>, shape: number[]): void {
+function compare(
+  name: string,
+  ours: ReturnType<typeof conv2d>,
+  theirs: ReturnType<typeof conv2d>,
+  shape: number[],
+  training = false,
+): void {
   const x = tf.randomNormal(shape, 0, 1, 'float32', 7) as Tensor;
   ours.apply(x);
   theirs.apply(x);
@@ -19,16 +25,18 @@ function compare(name: string, ours: ReturnType<typeof conv2d>, theirs: ReturnTy
   const run = (layer: typeof ours) => {
     const weights = layer.trainableWeights.map((w) => w.read() as Tensor & { name: string });
     const { value, grads } = weights.length
-      ? tf.variableGrads(() => (layer.apply(x) as Tensor).square().sum() as Scalar)
+      ? tf.variableGrads(() => (layer.apply(x, { training }) as Tensor).square().sum() as Scalar)
       : { value: undefined, grads: {} as Record<string, Tensor> };
-    const gx = tf.grad((xi: Tensor) => (layer.apply(xi) as Tensor).square().sum())(x);
-    return { y: layer.apply(x) as Tensor, value, grads: weights.map((w) => grads[w.name]!), gx };
+    const gx = tf.grad((xi: Tensor) => (layer.apply(xi, { training }) as Tensor).square().sum())(x);
+    return { y: layer.apply(x, { training }) as Tensor, value, grads: weights.map((w) => grads[w.name]!), gx, state: layer.getWeights() };
   };
   const a = run(ours);
   const b = run(theirs);
   diffs[`${name}.forward`] = maxDiff(a.y, b.y);
   diffs[`${name}.dx`] = maxDiff(a.gx, b.gx);
   a.grads.forEach((g, i) => (diffs[`${name}.dw${i}`] = maxDiff(g, b.grads[i]!)));
+  // Every weight after the calls above, e.g. batch norm's moving mean and variance.
+  a.state.forEach((w, i) => (diffs[`${name}.w${i}`] = maxDiff(w, b.state[i]!)));
 }
 
 const convArgs = {
@@ -48,4 +56,6 @@ compare(
   tf.layers.maxPooling2d({ poolSize: 3, strides: 2, padding: 'same' }),
   [2, 9, 9, 5],
 );
+const bnArgs = { axis: 3, epsilon: 1.001e-5, gammaInitializer: 'randomNormal' as const, betaInitializer: 'randomNormal' as const };
+compare('batchnorm', batchNormalization(tf, bnArgs), tf.layers.batchNormalization(bnArgs), [4, 5, 5, 6], true);
 console.log(JSON.stringify({ onednn: process.env.TF_ENABLE_ONEDNN_OPTS, diffs }));

@@ -53,4 +53,10 @@ describe('parsePipelineInput', () => {
   it('rejects minSuccessfulModels above the number of models', () =>
     rejects({ models: ['Basic'], minSuccessfulModels: 2 }, 'minSuccessfulModels', /only 1 model/));
   it('rejects minImprovement outside [0, 1]', () => rejects({ minImprovement: -0.1 }, 'minImprovement', /at least 0/));
+  it('takes initial ResNet50 weights as an S3 prefix, only when ResNet50 is trained', () => {
+    assert.equal(parsePipelineInput({ resnetWeightsUri: 's3://weights/resnet50' }).resnetWeightsUri, 's3://weights/resnet50');
+    assert.ok(!('resnetWeightsUri' in parsePipelineInput({})));
+    rejects({ resnetWeightsUri: '/tmp/resnet' }, 'resnetWeightsUri', /expected an S3 URI/);
+    rejects({ resnetWeightsUri: 's3://weights/r', models: ['Basic'] }, 'resnetWeightsUri', /has no ResNet50/);
+  });
 });

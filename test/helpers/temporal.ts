@@ -1,11 +1,56 @@
-/** The Temporal SDK runtime for the whole mocha process: installed once, logging errors only. */
-import { DefaultLogger, Runtime } from '@temporalio/worker';
+/** Temporal helpers for the tests. */
+import { DefaultLogger, Runtime, Worker, type NativeConnection, type WorkflowBundle } from '@temporalio/worker';
+import { createDeployActivities, type DeployDeps } from '../../src/activities/deploy';
+import { createEvaluationActivities } from '../../src/activities/evaluation';
+import { createDataActivities } from '../../src/activities/preprocess';
+import { createRegistryActivities } from '../../src/activities/registry';
+import { createTrainingActivities } from '../../src/activities/training';
+import { TASK_QUEUES } from '../../src/common/constants';
+import { loadConfig } from '../../src/config';
+import { LocalEndpoints } from '../../src/serving/local-endpoints';
+import { testMlflow, testS3 } from './services';
 
 let installed = false;
+
+/** The Temporal SDK runtime for the whole mocha process: installed once, logging errors only. */
 
 export function installQuietRuntime(): void {
   if (installed) return;
   // Only the first call in a process can install it; the first Worker or test server creates it otherwise.
   Runtime.install({ logger: new DefaultLogger('ERROR') });
   installed = true;
+}
+
+/**
+ * The three task queues' workers with the real activities (against the test MLflow and moto),
+ * as the worker entry points compose them.
+ */
+export function createPipelineWorkers(
+  connection: NativeConnection,
+  workflowBundle: WorkflowBundle,
+  sagemaker?: DeployDeps['sagemaker'],
+): Promise<Worker[]> {
+  const s3 = testS3();
+  const mlflow = testMlflow();
+  const config = loadConfig(process.env);
+  return Promise.all([
+    Worker.create({
+      connection,
+      taskQueue: TASK_QUEUES.pipeline,
+      workflowBundle,
+      activities: {
+        ...createRegistryActivities({ mlflow }),
+        ...createDeployActivities({
+          local: new LocalEndpoints({ stateDir: config.stateDir, ...config.localEndpoint, env: process.env }),
+          sagemaker,
+        }),
+      },
+    }),
+    Worker.create({ connection, taskQueue: TASK_QUEUES.data, activities: createDataActivities({ store: s3 }) }),
+    Worker.create({
+      connection,
+      taskQueue: TASK_QUEUES.training,
+      activities: { ...createTrainingActivities({ mlflow, onednn: false }), ...createEvaluationActivities({ s3, mlflow }) },
+    }),
+  ]);
 }

@@ -1,26 +1,17 @@
 import { strict as assert } from 'node:assert';
 import { join } from 'node:path';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { bundleWorkflowCode, DefaultLogger, Worker } from '@temporalio/worker';
-import { createDeployActivities } from '../../src/activities/deploy';
-import { createEvaluationActivities } from '../../src/activities/evaluation';
-import { createDataActivities } from '../../src/activities/preprocess';
-import { createRegistryActivities } from '../../src/activities/registry';
-import { createTrainingActivities } from '../../src/activities/training';
+import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
 import { SEARCH_ATTRIBUTES, TASK_QUEUES } from '../../src/common/constants';
-import { loadConfig } from '../../src/config';
-import { LocalEndpoints } from '../../src/serving/local-endpoints';
 import { cnnSkinCancerWorkflow } from '../../src/workflows';
 import { finishSignal, redeploySignal, redeployUpdate, statusQuery } from '../../src/workflows/messages';
 import { ROOT } from '../helpers/global';
-import { installQuietRuntime } from '../helpers/temporal';
-import { seededDataset, testMlflow, testS3 } from '../helpers/services';
+import { createPipelineWorkers, installQuietRuntime } from '../helpers/temporal';
+import { seededDataset, testS3 } from '../helpers/services';
 
 describe('cnnSkinCancerWorkflow continue-as-new (dev server suggesting it after 40 history events)', function () {
   let env: TestWorkflowEnvironment;
   const s3 = testS3();
-  const mlflow = testMlflow();
-  const config = loadConfig(process.env);
 
   before(async () => {
     installQuietRuntime();
@@ -39,26 +30,7 @@ describe('cnnSkinCancerWorkflow continue-as-new (dev server suggesting it after 
   it('carries its state, deployments and queued requests into the next run, and still answers updates', async () => {
     const dataUri = await seededDataset(s3, { trainPerClass: 10, testPerClass: 4, size: 16 });
     const bundle = await bundleWorkflowCode({ workflowsPath: require.resolve('../../src/workflows'), logger: new DefaultLogger('WARN') });
-    const connection = env.nativeConnection;
-    const workers = await Promise.all([
-      Worker.create({
-        connection,
-        taskQueue: TASK_QUEUES.pipeline,
-        workflowBundle: bundle,
-        activities: {
-          ...createRegistryActivities({ mlflow }),
-          ...createDeployActivities({
-            local: new LocalEndpoints({ stateDir: config.stateDir, ...config.localEndpoint, env: process.env }),
-          }),
-        },
-      }),
-      Worker.create({ connection, taskQueue: TASK_QUEUES.data, activities: createDataActivities({ store: s3 }) }),
-      Worker.create({
-        connection,
-        taskQueue: TASK_QUEUES.training,
-        activities: { ...createTrainingActivities({ mlflow, onednn: false }), ...createEvaluationActivities({ s3, mlflow }) },
-      }),
-    ]);
+    const workers = await createPipelineWorkers(env.nativeConnection, bundle);
     const test = async (): Promise<void> => {
       const handle = await env.client.workflow.start(cnnSkinCancerWorkflow, {
         taskQueue: TASK_QUEUES.pipeline,

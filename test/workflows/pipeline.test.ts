@@ -6,21 +6,16 @@ import { WorkflowFailedError, WorkflowUpdateFailedError, type WorkflowHandle } f
 import { ApplicationFailure } from '@temporalio/common';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Worker, type WorkflowBundle } from '@temporalio/worker';
-import { createDeployActivities, type DeployDeps } from '../../src/activities/deploy';
-import { createEvaluationActivities } from '../../src/activities/evaluation';
-import { createDataActivities } from '../../src/activities/preprocess';
-import { createRegistryActivities } from '../../src/activities/registry';
-import { createTrainingActivities } from '../../src/activities/training';
+import { type DeployDeps } from '../../src/activities/deploy';
 import { SEARCH_ATTRIBUTES, TASK_QUEUES } from '../../src/common/constants';
 import { loadConfig } from '../../src/config';
 import { createSageMakerClient, sageMakerApi } from '../../src/sagemaker/api';
-import { LocalEndpoints } from '../../src/serving/local-endpoints';
 import { fakeUpdateEndpoint } from '../helpers/fake-sagemaker';
 import { cnnSkinCancerWorkflow } from '../../src/workflows';
 import type { PipelineInput } from '../../src/workflows/input';
 import { finishSignal, redeploySignal, redeployUpdate, statusQuery } from '../../src/workflows/messages';
 import { ROOT } from '../helpers/global';
-import { installQuietRuntime } from '../helpers/temporal';
+import { createPipelineWorkers, installQuietRuntime } from '../helpers/temporal';
 import { seededDataset, testMlflow, testS3 } from '../helpers/services';
 
 describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', function () {
@@ -49,27 +44,7 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
 
   /** The three task queues' workers, with the real activities, for the duration of `fn`. */
   async function withWorkers<T>(fn: () => Promise<T>, sagemaker?: DeployDeps['sagemaker']): Promise<T> {
-    const connection = env.nativeConnection;
-    const workers = await Promise.all([
-      Worker.create({
-        connection,
-        taskQueue: TASK_QUEUES.pipeline,
-        workflowBundle: bundle,
-        activities: {
-          ...createRegistryActivities({ mlflow }),
-          ...createDeployActivities({
-            local: new LocalEndpoints({ stateDir: config.stateDir, ...config.localEndpoint, env: process.env }),
-            sagemaker,
-          }),
-        },
-      }),
-      Worker.create({ connection, taskQueue: TASK_QUEUES.data, activities: createDataActivities({ store: s3 }) }),
-      Worker.create({
-        connection,
-        taskQueue: TASK_QUEUES.training,
-        activities: { ...createTrainingActivities({ mlflow, onednn: false }), ...createEvaluationActivities({ s3, mlflow }) },
-      }),
-    ]);
+    const workers = await createPipelineWorkers(env.nativeConnection, bundle, sagemaker);
     const main = fn();
     const [result] = await Promise.all([main, ...workers.map((w) => w.runUntil(main.catch(() => undefined)))]);
     return result as T;

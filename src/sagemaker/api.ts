@@ -11,11 +11,11 @@ import {
   DescribeEndpointCommand,
   DescribeEndpointConfigCommand,
   DescribeModelCommand,
-  ListEndpointConfigsCommand,
-  ListModelsCommand,
   SageMakerClient,
   UpdateEndpointCommand,
   type DeploymentConfig,
+  paginateListEndpointConfigs,
+  paginateListModels,
 } from '@aws-sdk/client-sagemaker';
 import type { Config } from '../config';
 
@@ -152,22 +152,14 @@ export function sageMakerApi(client: SageMakerClient): SageMakerApi {
     },
     async listEndpointConfigs(nameContains) {
       const names: string[] = [];
-      let token: string | undefined;
-      do {
-        const page = await client.send(new ListEndpointConfigsCommand({ NameContains: nameContains, NextToken: token, MaxResults: 100 }));
+      for await (const page of paginateListEndpointConfigs({ client }, { NameContains: nameContains, MaxResults: 100 }))
         names.push(...(page.EndpointConfigs ?? []).map((c) => c.EndpointConfigName!));
-        token = page.NextToken;
-      } while (token);
       return names;
     },
     async listModels(nameContains) {
       const names: string[] = [];
-      let token: string | undefined;
-      do {
-        const page = await client.send(new ListModelsCommand({ NameContains: nameContains, NextToken: token, MaxResults: 100 }));
+      for await (const page of paginateListModels({ client }, { NameContains: nameContains, MaxResults: 100 }))
         names.push(...(page.Models ?? []).map((m) => m.ModelName!));
-        token = page.NextToken;
-      } while (token);
       return names;
     },
     deleteEndpointConfig: (name) => deleteOnce(client.send(new DeleteEndpointConfigCommand({ EndpointConfigName: name }))),

@@ -10,7 +10,7 @@ import { subset, type LoadedSplit } from '../src/data/dataset';
 import { stratifiedFolds } from '../src/data/split';
 import { evaluatePredictions } from '../src/ml/metrics';
 import { buildModel, createOptimizer } from '../src/ml/models';
-import { fitModel, predictProbabilities, scoreProbabilities } from '../src/ml/trainer';
+import { fitModel, predictProbabilities } from '../src/ml/trainer';
 import { loadTf } from '../src/ml/tf';
 import { readBenchData } from './train-data';
 
@@ -57,7 +57,7 @@ async function main(): Promise<void> {
   const timed = epochs > 1 ? (epochEnds.at(-1)! - epochEnds[0]!) / 1000 : (epochEnds[0]! - start) / 1000;
   const timedEpochs = epochs > 1 ? epochs - 1 : 1;
   const probs = await predictProbabilities(model, validation, 2);
-  const v = scoreProbabilities(probs, validation.labels, 2);
+  const v = evaluatePredictions(probs, validation.labels, 2);
   process.stdout.write(
     JSON.stringify({
       side: 'tfjs-node',

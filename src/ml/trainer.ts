@@ -12,6 +12,7 @@ import type { TrainingOptimizer } from './native-adam';
 import type { LoadedSplit } from '../data/dataset';
 import { seededRandom } from '../data/split';
 import { setDropoutStep } from './layers';
+import { evaluatePredictions } from './metrics';
 import { loadTf } from './tf';
 
 export interface EpochLogs {
@@ -127,7 +128,7 @@ export async function fitModel(
     const logs: EpochLogs = { loss: at.lossSum / train.count, accuracy: at.correct / train.count };
     if (options.validation) {
       const probs = await predictProbabilities(model, options.validation, numClasses);
-      const v = scoreProbabilities(probs, options.validation.labels, numClasses);
+      const v = evaluatePredictions(probs, options.validation.labels, numClasses);
       logs.valLoss = v.loss;
       logs.valAccuracy = v.accuracy;
     }
@@ -136,25 +137,6 @@ export async function fitModel(
       return { position: { epoch: at.epoch + 1, batch: 0, lossSum: 0, correct: 0 }, stopped: true };
   }
   return { position: { ...at }, stopped: false };
-}
-
-/** Mean cross-entropy (as in training) and accuracy of predicted probabilities. */
-export function scoreProbabilities(probs: Float32Array, labels: ArrayLike<number>, numClasses: number): { loss: number; accuracy: number } {
-  let loss = 0;
-  let correct = 0;
-  for (let i = 0; i < labels.length; i++) {
-    const row = probs.subarray(i * numClasses, (i + 1) * numClasses);
-    let best = 0;
-    let sum = 0;
-    for (let c = 0; c < numClasses; c++) {
-      sum += row[c]!;
-      if (row[c]! > row[best]!) best = c;
-    }
-    const p = Math.min(Math.max(row[labels[i]!]! / sum, EPSILON), 1 - EPSILON);
-    loss -= Math.log(p);
-    if (best === labels[i]) correct++;
-  }
-  return { loss: loss / labels.length, accuracy: correct / labels.length };
 }
 
 /** Class probabilities, row-major [n, numClasses], predicted in batches. */

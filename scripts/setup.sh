@@ -32,6 +32,13 @@ if [[ ! -f $npm_stamp ]]; then
 fi
 
 # --- native TensorFlow backend -----------------------------------------------------------
+# tfjs-node's binding is always built against the libtensorflow of the pinned tensorflow-cpu
+# wheel (its installer would download libtensorflow 2.9.1 from a host that may be unreachable):
+# the training ops library below is compiled against that wheel's headers and must load into the
+# same TensorFlow, and the training benchmark compares against Keras on that same libtensorflow.
+WHEEL_DIR=$CACHE_DIR/tensorflow-cpu-$TF_WHEEL_VERSION
+WHEEL_STAMP=$TFJS_DIR/deps/.tensorflow-cpu-$TF_WHEEL_VERSION
+
 tf_ok() {
   node -e '
     const tf = require("@tensorflow/tfjs-node");
@@ -40,26 +47,31 @@ tf_ok() {
   ' >/dev/null 2>&1
 }
 
+unpack_wheel() {
+  [[ -f $WHEEL_DIR/.complete-with-headers ]] && return
+  say "fetching libtensorflow and its headers from the tensorflow-cpu==$TF_WHEEL_VERSION wheel (pip cache)"
+  local dl
+  dl=$(mktemp -d)
+  "$PYTHON" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 \
+    "tensorflow-cpu==$TF_WHEEL_VERSION" -d "$dl" >&2 || die "pip could not download tensorflow-cpu==$TF_WHEEL_VERSION"
+  rm -rf "$WHEEL_DIR" && mkdir -p "$WHEEL_DIR"
+  (cd "$WHEEL_DIR" && unzip -q "$dl"/tensorflow_cpu-*.whl \
+    'tensorflow/libtensorflow_cc.so.2' 'tensorflow/libtensorflow_framework.so.2' 'tensorflow/include/*') ||
+    die "could not unpack the tensorflow-cpu wheel"
+  rm -rf "$dl"
+  touch "$WHEEL_DIR/.complete-with-headers"
+}
+
 place_libtensorflow_from_wheel() {
-  local extracted=$CACHE_DIR/tensorflow-cpu-$TF_WHEEL_VERSION
-  if [[ ! -f $extracted/.complete ]]; then
-    say "fetching libtensorflow from the tensorflow-cpu==$TF_WHEEL_VERSION wheel (pip cache)"
-    local dl
-    dl=$(mktemp -d)
-    "$PYTHON" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 \
-      "tensorflow-cpu==$TF_WHEEL_VERSION" -d "$dl" >&2 || die "pip could not download tensorflow-cpu==$TF_WHEEL_VERSION"
-    rm -rf "$extracted" && mkdir -p "$extracted"
-    (cd "$extracted" && unzip -q "$dl"/tensorflow_cpu-*.whl \
-      'tensorflow/libtensorflow_cc.so.2' 'tensorflow/libtensorflow_framework.so.2' \
-      'tensorflow/include/tensorflow/c/*' 'tensorflow/include/tensorflow/core/platform/*' \
-      'tensorflow/include/tsl/*' 'tensorflow/include/xla/tsl/*') || die "could not unpack the tensorflow-cpu wheel"
-    rm -rf "$dl"
-    touch "$extracted/.complete"
-  fi
   local deps=$TFJS_DIR/deps
-  rm -rf "$deps" && mkdir -p "$deps/lib" "$deps/include"
-  cp "$extracted/tensorflow/libtensorflow_cc.so.2" "$extracted/tensorflow/libtensorflow_framework.so.2" "$deps/lib/"
-  cp -r "$extracted/tensorflow/include/." "$deps/include/"
+  local inc=$WHEEL_DIR/tensorflow/include
+  rm -rf "$deps" && mkdir -p "$deps/lib" "$deps/include/tensorflow/core" "$deps/include/xla"
+  cp "$WHEEL_DIR/tensorflow/libtensorflow_cc.so.2" "$WHEEL_DIR/tensorflow/libtensorflow_framework.so.2" "$deps/lib/"
+  # The binding needs the C API's headers and what they include.
+  cp -r "$inc/tensorflow/c" "$deps/include/tensorflow/"
+  cp -r "$inc/tensorflow/core/platform" "$deps/include/tensorflow/core/"
+  cp -r "$inc/tsl" "$deps/include/"
+  cp -r "$inc/xla/tsl" "$deps/include/xla/"
   (cd "$deps/lib" &&
     ln -sf libtensorflow_cc.so.2 libtensorflow.so.2.9.1 &&
     ln -sf libtensorflow_cc.so.2 libtensorflow.so.2 &&
@@ -67,17 +79,32 @@ place_libtensorflow_from_wheel() {
     ln -sf libtensorflow_framework.so.2 libtensorflow_framework.so)
 }
 
-if ! tf_ok; then
-  say "building the native TensorFlow backend for @tensorflow/tfjs-node"
-  # The normal install first (downloads libtensorflow); where its host is unreachable,
-  # build the binding against the tensorflow-cpu wheel's C API instead.
-  if ! (cd "$TFJS_DIR" && timeout 120 node scripts/install.js >/dev/null 2>&1) || ! tf_ok; then
-    log "normal tfjs-node install unavailable; using the tensorflow-cpu wheel's libtensorflow"
-    place_libtensorflow_from_wheel
-    npm rebuild @tensorflow/tfjs-node --loglevel=error >&2 || die "npm rebuild @tensorflow/tfjs-node failed"
-  fi
+if [[ ! -f $WHEEL_STAMP ]] || ! tf_ok; then
+  say "building the native TensorFlow backend for @tensorflow/tfjs-node (libtensorflow $TF_WHEEL_VERSION)"
+  unpack_wheel
+  place_libtensorflow_from_wheel
+  npm rebuild @tensorflow/tfjs-node --loglevel=error >&2 || die "npm rebuild @tensorflow/tfjs-node failed"
   tf_ok || die "@tensorflow/tfjs-node does not run on the native 'tensorflow' backend; refusing to fall back to the pure-JS backend"
+  touch "$WHEEL_STAMP"
   say "native TensorFlow backend ready"
+fi
+
+# --- training ops library ----------------------------------------------------------------
+# Fused kernels (src/native/cnn_ops.cc) registered into that TensorFlow; src/ml/tf.ts loads them.
+OPS_LIB=dist/native/cnn_ops.node
+ops_stamp=dist/native/.cnn_ops-$( (cat src/native/cnn_ops.cc && echo "$TF_WHEEL_VERSION") | sha256sum | cut -c1-16)
+if [[ ! -f $ops_stamp || ! -f $OPS_LIB ]]; then
+  unpack_wheel
+  say "compiling the training ops library ($OPS_LIB)"
+  mkdir -p dist/native
+  command -v "${CXX:-g++}" >/dev/null || die "a C++ compiler (g++) is needed to build $OPS_LIB; install build-essential"
+  # The wheel's own compile flags (tf.sysconfig.get_compile_flags()).
+  "${CXX:-g++}" -shared -fPIC -O3 -std=c++17 -D_GLIBCXX_USE_CXX11_ABI=1 -DEIGEN_MAX_ALIGN_BYTES=64 \
+    -Wno-deprecated-declarations -isystem "$WHEEL_DIR/tensorflow/include" src/native/cnn_ops.cc -o "$OPS_LIB.tmp" \
+    -L"$TFJS_DIR/deps/lib" -l:libtensorflow_framework.so.2 -Wl,-rpath,"\$ORIGIN/../../$TFJS_DIR/deps/lib" ||
+    die "could not compile src/native/cnn_ops.cc"
+  mv "$OPS_LIB.tmp" "$OPS_LIB"
+  rm -f dist/native/.cnn_ops-* && touch "$ops_stamp"
 fi
 
 # --- Python environment: Temporal CLI, MLflow, moto ---------------------------------------

@@ -10,7 +10,7 @@
  * - 'BatchNormalization': training-mode normalisation as one fused TensorFlow kernel (NHWC, last axis).
  */
 import type { LayersModel, Tensor } from '@tensorflow/tfjs-node';
-import { BATCH_NORM_KERNEL, CONV_KERNEL, installNativeGradients, MAX_POOL_KERNEL, onednnEnabled, statelessUniform } from './native-ops';
+import { BATCH_NORM_KERNEL, CONV_KERNEL, DROPOUT_KERNEL, installNativeGradients, MAX_POOL_KERNEL, onednnEnabled } from './native-ops';
 import type { Tf } from './tf';
 
 export interface SeededDropoutLayer {
@@ -44,16 +44,12 @@ function defineSeededDropout(tf: Tf): LayerClass {
     override call(inputs: Tensor | Tensor[], kwargs: { training?: boolean }): Tensor {
       const x = Array.isArray(inputs) ? inputs[0]! : inputs;
       if (!kwargs.training || this.rate === 0) return x;
-      const keep = 1 - this.rate;
-      const noise = statelessUniform(tf, x.shape, [this.seed, this.step++]);
-      return tf.tidy(() =>
-        x.mul(
-          noise
-            .add(keep)
-            .floor()
-            .mul(1 / keep),
-        ),
-      );
+      const seed = tf.tensor1d([this.seed | 0, this.step++ | 0], 'int32');
+      try {
+        return tf.engine().runKernel(DROPOUT_KERNEL, { x, seed }, { rate: this.rate }) as Tensor;
+      } finally {
+        seed.dispose();
+      }
     }
 
     override getConfig() {

@@ -16,10 +16,11 @@
  * - ReLU's gradient: tfjs-node builds it from `step`, whose kernel fills JS-side `ones`/`fill`
  *   tensors of the activation's full size and selects between them; TensorFlow's `ReluGrad` is one
  *   multithreaded pass. At 224 px this alone was most of a Basic CNN's gradient step.
- * - Dropout noise: `tf.randomUniform` fills its buffer in a JS loop (25.7 M numbers per step for the
- *   Basic CNN's first dropout at 224 px, batch 32); `StatelessRandomUniform` is native and, seeded by
- *   (layer seed, step), makes every mask reproducible, so a run resumed from a checkpoint draws the
- *   same masks as one that never stopped.
+ * - Dropout (`CnnDropout`, from this project's ops library, src/native/cnn_ops.cc): one pass that
+ *   hashes (seed, step, element) into the keep decision and scales, instead of a Philox uniform
+ *   draw and four elementwise ops over the activation; its gradient is the same op on dy (the mask
+ *   is recomputed, never stored). Seeded by (layer seed, step), every mask is reproducible, so a run
+ *   resumed from a checkpoint draws the same masks as one that never stopped.
  */
 import type { Tensor } from '@tensorflow/tfjs-node';
 import type { Tf } from './tf';
@@ -47,6 +48,7 @@ interface NativeBackend {
 export const CONV_KERNEL = 'CnnConv2D';
 export const MAX_POOL_KERNEL = 'CnnMaxPool';
 export const BATCH_NORM_KERNEL = 'CnnBatchNorm';
+export const DROPOUT_KERNEL = 'CnnDropout';
 
 /** oneDNN is on in this process (read once by libtensorflow when it loaded). */
 export function onednnEnabled(): boolean {
@@ -173,6 +175,24 @@ export function installNativeGradients(tf: Tf): void {
     },
   });
 
+  const dropoutAttrs = (a: { rate: number }): Attr[] => [{ name: 'rate', type: b.TF_ATTR_FLOAT, value: a.rate }];
+  tf.registerKernel({
+    kernelName: DROPOUT_KERNEL,
+    backendName: 'tensorflow',
+    kernelFunc: ({ inputs, backend, attrs }) =>
+      (backend as unknown as NativeBackend).executeSingleOutput(DROPOUT_KERNEL, dropoutAttrs(attrs as never), [
+        inputs.x as Tensor,
+        inputs.seed as Tensor,
+      ]),
+  });
+  tf.registerGradient({
+    kernelName: DROPOUT_KERNEL,
+    inputsToSave: ['seed'],
+    gradFunc: (dy, saved, attrs) => ({
+      x: () => native(tf).executeSingleOutput(DROPOUT_KERNEL, dropoutAttrs(attrs as never), [dy as Tensor, saved[0]!]),
+    }),
+  });
+
   tf.registerGradient({
     kernelName: 'Relu',
     inputsToSave: ['x'],
@@ -184,25 +204,4 @@ export function installNativeGradients(tf: Tf): void {
       },
     }),
   });
-}
-
-/** Uniform [0, 1) floats of `shape`, a pure function of `seed` (two int32s). */
-export function statelessUniform(tf: Tf, shape: number[], seed: [number, number]): Tensor {
-  const backend = native(tf);
-  const { TF_ATTR_TYPE, TF_FLOAT, TF_INT32 } = backend.binding;
-  const shapeT = tf.tensor1d(shape, 'int32');
-  const seedT = tf.tensor1d([seed[0] | 0, seed[1] | 0], 'int32');
-  try {
-    return backend.executeSingleOutput(
-      'StatelessRandomUniform',
-      [
-        { name: 'dtype', type: TF_ATTR_TYPE, value: TF_FLOAT },
-        { name: 'T', type: TF_ATTR_TYPE, value: TF_INT32 },
-        { name: 'Tseed', type: TF_ATTR_TYPE, value: TF_INT32 },
-      ],
-      [shapeT, seedT],
-    );
-  } finally {
-    tf.dispose([shapeT, seedT]);
-  }
 }

@@ -3,6 +3,8 @@
  * fallback trains ~50x slower, so silently using it would turn a run into a stall.
  */
 import type * as TfNode from '@tensorflow/tfjs-node';
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 
 export type Tf = typeof TfNode;
 
@@ -33,6 +35,21 @@ export function loadTf(): Tf {
       `TensorFlow.js is on the '${tf.getBackend()}' backend, not the native 'tensorflow' one; run 'npm run setup'`,
     );
   }
+  loadOpsLibrary();
   loaded = tf;
   return tf;
+}
+
+/**
+ * The training ops library (src/native/cnn_ops.cc, compiled by `npm run setup` into
+ * dist/native/cnn_ops.node): loading it registers its kernels into the TensorFlow tfjs-node runs on.
+ */
+function loadOpsLibrary(): void {
+  // From dist/src/ml (built) or src/ml (ts-node).
+  const candidates = [resolve(__dirname, '..', '..', 'native'), resolve(__dirname, '..', '..', 'dist', 'native')].map((dir) =>
+    resolve(dir, 'cnn_ops.node'),
+  );
+  const path = candidates.find((p) => existsSync(p));
+  if (!path) throw new NativeBackendError(`the training ops library is missing (looked for ${candidates.join(', ')}); run 'npm run setup'`);
+  process.dlopen({ exports: {} }, path);
 }

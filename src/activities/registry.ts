@@ -68,5 +68,27 @@ export function createRegistryActivities({ mlflow }: RegistryDeps) {
         modelClass: mv.tags?.find((t) => t.key === 'model_class')?.value,
       };
     },
+    /**
+     * Marks FAILED the MLflow runs a training left RUNNING when it failed for good (its last
+     * attempt's process was killed, so nothing closed them): the runs of `modelClass` tagged with this
+     * workflow run. Returns their ids; repeating it finds none left.
+     */
+    async failAbandonedTrainingRuns(input: {
+      experimentName: string;
+      workflowRunId: string;
+      modelClass: string;
+      reason: string;
+    }): Promise<string[]> {
+      const experimentId = await mlflow.getOrCreateExperiment(input.experimentName);
+      const runs = await mlflow.searchRuns(
+        experimentId,
+        `tags."temporal.workflow_run_id" = '${input.workflowRunId}' and tags.model_class = '${input.modelClass}' and attributes.status = 'RUNNING'`,
+      );
+      for (const run of runs) {
+        await mlflow.logBatch(run.run_id, { tags: { 'training.failure': input.reason.slice(0, 5000) } });
+        await mlflow.setRunStatus(run.run_id, 'FAILED');
+      }
+      return runs.map((r) => r.run_id);
+    },
   };
 }

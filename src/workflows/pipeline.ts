@@ -9,7 +9,9 @@ import {
   ApplicationFailure,
   condition,
   continueAsNew,
+  isCancellation,
   log,
+  patched,
   proxyActivities,
   setCurrentDetails,
   setHandler,
@@ -249,6 +251,20 @@ async function runPipeline(params: PipelineParams, status: PipelineStatus, setSt
       } catch (err) {
         status.models[i] = { modelClass, state: 'failed', error: errorMessage(err) };
         setCurrentDetails(renderDetails(status));
+        // An attempt whose process was killed could not close its MLflow run: the training has
+        // failed for good, so its run is marked FAILED rather than left RUNNING.
+        if (!isCancellation(err) && patched('fail-abandoned-training-runs')) {
+          await registry
+            .failAbandonedTrainingRuns({
+              experimentName: params.experimentName,
+              workflowRunId: workflowInfo().runId,
+              modelClass,
+              reason: errorMessage(err),
+            })
+            .catch((closeErr: unknown) =>
+              log.warn('could not close the failed training run', { modelClass, error: errorMessage(closeErr) }),
+            );
+        }
         throw err;
       }
     }),

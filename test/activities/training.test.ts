@@ -1,4 +1,5 @@
 import { strict as assert } from 'node:assert';
+import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { CancelledFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
@@ -9,6 +10,7 @@ import { createTrainingActivities, type TrainingHeartbeat } from '../../src/acti
 import type { ModelClass } from '../../src/common/constants';
 import type { PreparedDataset, TrainModelInput } from '../../src/common/types';
 import { loadSplit } from '../../src/data/dataset';
+import { trainInChildProcess } from '../../src/training/process';
 import type { DatasetManifest } from '../../src/data/shards';
 import { unpackModelArchive } from '../../src/ml/model-archive';
 import { evaluatePredictions } from '../../src/ml/metrics';
@@ -151,5 +153,56 @@ describe('trainModel activity (child training process, native TensorFlow, S3 on 
     );
     assert.equal((await mlflow.getRun(resumed.mlflowRunId)).info.status, 'FINISHED');
     assert.equal((await s3.list(`s3://${bucket}/checkpoints/test-skin-model/Basic/${last.mlflowRunId}/`)).length, 0);
+  });
+
+  it('a training process that dies of SIGFPE under oneDNN resumes from its checkpoint without oneDNN (the test sends the SIGFPE)', async () => {
+    const envs: (Record<string, string> | undefined)[] = [];
+    let sent = false;
+    const withOnednn = createTrainingActivities({
+      mlflow,
+      onednn: true,
+      run: (job, options) => {
+        envs.push(options.env);
+        return trainInChildProcess(job, {
+          ...options,
+          onProgress: (p) => {
+            options.onProgress?.(p);
+            // Mid-epoch 2, after the epoch-1 checkpoint: the signal oneDNN's faulting kernels raise.
+            if (!sent && p.phase === 'final' && p.epoch === 1 && p.batch === 2) {
+              sent = true;
+              execFileSync('pkill', ['-FPE', '-P', String(process.pid), '-f', 'training/child']);
+            }
+          },
+        });
+      },
+    });
+    const logs: string[] = [];
+    const env = new MockActivityEnvironment(fresh(), { logger: new DefaultLogger('INFO', (entry) => logs.push(entry.message)) });
+    const trained = (await env.run(withOnednn.trainModel, input('Basic', { epochs: 3, batchSize: 16 }))) as Awaited<
+      ReturnType<typeof withOnednn.trainModel>
+    >;
+    assert.ok(sent, 'the SIGFPE was sent');
+    assert.deepEqual(
+      envs.map((e) => e?.TF_ENABLE_ONEDNN_OPTS),
+      ['1', '0'],
+    );
+    assert.ok(
+      logs.some((m) => /resuming from .*e0001-b000000\.ckpt/.test(m)),
+      logs.join('\n'),
+    );
+    assert.deepEqual(
+      logs.filter((m) => /epoch \d+\/3 started/.test(m)),
+      [
+        'Basic final: epoch 1/3 started',
+        'Basic final: epoch 2/3 started',
+        'Basic final: epoch 2/3 started',
+        'Basic final: epoch 3/3 started',
+      ],
+      'only epoch 2 runs twice',
+    );
+    const run = await mlflow.getRun(trained.mlflowRunId);
+    assert.equal(run.info.status, 'FINISHED');
+    const tags = Object.fromEntries((run.data.tags ?? []).map((t) => [t.key, t.value]));
+    assert.equal(tags['training.onednn_fallback'], 'SIGFPE');
   });
 });

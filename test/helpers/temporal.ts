@@ -29,6 +29,8 @@ export function createPipelineWorkers(
   connection: NativeConnection,
   workflowBundle: WorkflowBundle,
   sagemaker?: DeployDeps['sagemaker'],
+  /** Replaces training activities (for failures no real run can be made to produce on demand). */
+  trainingOverrides: Partial<ReturnType<typeof createTrainingActivities>> = {},
 ): Promise<Worker[]> {
   const s3 = testS3();
   const mlflow = testMlflow();
@@ -50,7 +52,11 @@ export function createPipelineWorkers(
     Worker.create({
       connection,
       taskQueue: TASK_QUEUES.training,
-      activities: { ...createTrainingActivities({ mlflow, onednn: false }), ...createEvaluationActivities({ s3, mlflow }) },
+      activities: {
+        ...createTrainingActivities({ mlflow, onednn: false }),
+        ...createEvaluationActivities({ s3, mlflow }),
+        ...trainingOverrides,
+      },
     }),
   ]);
 }

@@ -3,6 +3,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { WorkflowFailedError, WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
+import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Worker, type WorkflowBundle } from '@temporalio/worker';
@@ -13,6 +14,7 @@ import { createSageMakerClient, sageMakerApi } from '../../src/sagemaker/api';
 import { fakeUpdateEndpoint } from '../helpers/fake-sagemaker';
 import { cnnSkinCancerWorkflow } from '../../src/workflows';
 import type { PipelineInput } from '../../src/workflows/input';
+import type { TrainModelInput } from '../../src/common/types';
 import { finishSignal, redeploySignal, redeployUpdate, statusQuery } from '../../src/workflows/messages';
 import { ROOT } from '../helpers/global';
 import { createPipelineWorkers, installQuietRuntime } from '../helpers/temporal';
@@ -43,8 +45,12 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
   });
 
   /** The three task queues' workers, with the real activities, for the duration of `fn`. */
-  async function withWorkers<T>(fn: () => Promise<T>, sagemaker?: DeployDeps['sagemaker']): Promise<T> {
-    const workers = await createPipelineWorkers(env.nativeConnection, bundle, sagemaker);
+  async function withWorkers<T>(
+    fn: () => Promise<T>,
+    sagemaker?: DeployDeps['sagemaker'],
+    trainingOverrides?: Parameters<typeof createPipelineWorkers>[3],
+  ): Promise<T> {
+    const workers = await createPipelineWorkers(env.nativeConnection, bundle, sagemaker, trainingOverrides);
     const main = fn();
     const [result] = await Promise.all([main, ...workers.map((w) => w.runUntil(main.catch(() => undefined)))]);
     return result as T;
@@ -110,6 +116,46 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
     assert.equal(err.cause.nonRetryable, true);
     assert.match(err.cause.message, /invalid input 'imageSize': must be between 8 and 512, got 4/);
   }).timeout(60_000);
+
+  it('marks FAILED the MLflow run a training left RUNNING when it failed for good (training activity replaced by one that dies without closing its run, as a killed process does)', async () => {
+    let runId: string | undefined;
+    const dying = {
+      async trainModel(input: TrainModelInput): Promise<never> {
+        const info = Context.current().info;
+        const experimentId = await mlflow.getOrCreateExperiment(input.experimentName);
+        runId = (
+          await mlflow.createRun(experimentId, input.modelClass, {
+            model_class: input.modelClass,
+            'temporal.workflow_id': input.workflowId,
+            'temporal.workflow_run_id': info.workflowExecution?.runId ?? '',
+            'temporal.activity_id': info.activityId,
+          })
+        ).run_id;
+        throw ApplicationFailure.nonRetryable('the training process died (SIGKILL)', 'TrainingProcessDiedError');
+      },
+    };
+    const err = await withWorkers(
+      () =>
+        env.client.workflow
+          .execute(cnnSkinCancerWorkflow, {
+            taskQueue: TASK_QUEUES.pipeline,
+            workflowId: 'pipeline-abandoned-run',
+            args: [small({ models: ['Basic'], minSuccessfulModels: 1 })],
+          })
+          .then(
+            () => assert.fail('expected the workflow to fail'),
+            (e: unknown) => e,
+          ),
+      undefined,
+      dying,
+    );
+    assert.ok(err instanceof WorkflowFailedError);
+    assert.equal((err.cause as ApplicationFailure).type, 'AllTrainingsFailed');
+    const run = await mlflow.getRun(runId!);
+    assert.equal(run.info.status, 'FAILED');
+    const tags = Object.fromEntries((run.data.tags ?? []).map((t) => [t.key, t.value]));
+    assert.match(tags['training.failure'] ?? '', /the training process died \(SIGKILL\)/);
+  }).timeout(120_000);
 
   it('stays alive after deploying and redeploys a registered version on a signal; bad requests are recorded, not fatal', async () => {
     await withWorkers(async () => {

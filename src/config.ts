@@ -19,8 +19,12 @@ export interface Config {
   stateDir: string;
   localEndpoint: { host: string; port: number };
   sagemaker: SageMakerConfig;
-  /** oneDNN kernels in training processes (TRAINING_ONEDNN, default on; see README "Training"). */
-  training: { onednn: boolean };
+  /**
+   * oneDNN kernels in training processes (TRAINING_ONEDNN, default on; see README "Training"), and
+   * the memory a training pass may plan to use (TRAINING_MEMORY_MB; default: 85 % of the
+   * container's limit).
+   */
+  training: { onednn: boolean; memoryMb?: number };
 }
 
 export const TRAFFIC_ROUTING = ['all-at-once', 'canary', 'linear'] as const;
@@ -109,7 +113,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       host: env.LOCAL_ENDPOINT_HOST || '127.0.0.1',
       port: port('LOCAL_ENDPOINT_PORT', 8080),
     },
-    training: { onednn: (env.TRAINING_ONEDNN || 'on') === 'on' },
+    training: {
+      onednn: (env.TRAINING_ONEDNN || 'on') === 'on',
+      ...(env.TRAINING_MEMORY_MB ? { memoryMb: int('TRAINING_MEMORY_MB', 0, 256, 4_194_304) } : {}),
+    },
     sagemaker: {
       imageUri: matching(
         'SAGEMAKER_IMAGE_URI',

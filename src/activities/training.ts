@@ -17,6 +17,8 @@ export interface TrainingActivityDeps {
   mlflow: MlflowClient;
   /** Start training processes with oneDNN kernels (faster; one crashing is retried without them). */
   onednn: boolean;
+  /** Memory a training pass may plan to use; default: 85 % of the container's limit. */
+  memoryBudgetBytes?: number;
   /** How a training runs; default: in a child process. */
   run?: (job: TrainingJob, options: ChildOptions) => Promise<TrainedModel>;
 }
@@ -28,7 +30,7 @@ export interface TrainingHeartbeat extends Partial<TrainingProgress> {
 /** Raised by the training for problems no retry can fix. */
 const PERMANENT = new Set(['InvalidTrainingDataError', 'CheckpointMismatchError', 'InvalidDatasetError', 'InvalidInitialWeightsError']);
 
-export function createTrainingActivities({ mlflow, onednn, run = trainInChildProcess }: TrainingActivityDeps) {
+export function createTrainingActivities({ mlflow, onednn, memoryBudgetBytes, run = trainInChildProcess }: TrainingActivityDeps) {
   return {
     async trainModel(input: TrainModelInput): Promise<TrainedModel> {
       const ctx = Context.current();
@@ -56,7 +58,7 @@ export function createTrainingActivities({ mlflow, onednn, run = trainInChildPro
       for (;;) {
         try {
           return await run(
-            { input, runId },
+            { input, runId, ...(memoryBudgetBytes ? { memoryBudgetBytes } : {}) },
             {
               env: { TF_ENABLE_ONEDNN_OPTS: withOnednn ? '1' : '0' },
               signal: ctx.cancellationSignal,

@@ -16,6 +16,8 @@ import type { Tf } from './tf';
 /** The part of tfjs' Optimizer the training loop and checkpoints use. */
 export interface TrainingOptimizer {
   minimize(f: () => Scalar, returnCost: true): Scalar | null;
+  /** One update from gradients computed elsewhere (keyed by variable name); disposes nothing. */
+  applyGradients(grads: Record<string, Tensor>): void;
   getWeights(): Promise<NamedTensor[]>;
   setWeights(weights: NamedTensor[]): Promise<void>;
   dispose(): void;
@@ -79,8 +81,14 @@ export class NativeAdam implements TrainingOptimizer {
   }
 
   minimize(f: () => Scalar, returnCost: true): Scalar | null {
+    const { value, grads } = this.tf.variableGrads(f);
+    this.applyGradients(grads);
+    this.tf.dispose(Object.values(grads));
+    return returnCost ? value : (value.dispose(), null);
+  }
+
+  applyGradients(grads: Record<string, Tensor>): void {
     const tf = this.tf;
-    const { value, grads } = tf.variableGrads(f);
     const variables = Object.keys(grads).map((name) => tf.engine().registeredVariables[name]!);
     if (!this.slots.length) this.createSlots(variables);
     this.iterations++;
@@ -95,8 +103,7 @@ export class NativeAdam implements TrainingOptimizer {
       slot.variable.assign(updated);
       updated.dispose();
     }
-    tf.dispose([...scalars, ...Object.values(grads)]);
-    return returnCost ? value : (value.dispose(), null);
+    tf.dispose(scalars);
   }
 
   private createSlots(variables: Variable[]): void {

@@ -33,6 +33,12 @@ export interface TrainPosition {
 export interface FitOptions {
   epochs: number;
   batchSize: number;
+  /**
+   * Images per forward/backward pass (default: the whole batch). A smaller value splits each batch
+   * and sums the parts' gradients into one update of the whole batch, so memory follows the
+   * micro-batch; batch norm then normalises each micro-batch with its own statistics.
+   */
+  microBatchSize?: number;
   numClasses: number;
   seed: number;
   /** Where to continue (restored from a checkpoint); default: the start. */
@@ -88,39 +94,108 @@ function crossEntropy(ys: Tensor, probs: Tensor): Scalar {
   return ys.mul(p.log()).sum(-1).neg().mean() as Scalar;
 }
 
+function labelTensor(split: LoadedSplit, indices: ArrayLike<number>): Tensor {
+  return loadTf().tensor1d(
+    Array.from(indices, (i) => split.labels[i]!),
+    'int32',
+  );
+}
+
+/** One update on one pass; returns the batch's mean loss and its correct predictions. */
+async function trainStep(
+  model: LayersModel,
+  optimizer: TrainingOptimizer,
+  split: LoadedSplit,
+  idx: Uint32Array,
+  numClasses: number,
+): Promise<{ loss: number; correct: number }> {
+  const tf = loadTf();
+  const xs = batchInputs(split, idx);
+  const labels = labelTensor(split, idx);
+  const ys = tf.tidy(() => tf.oneHot(labels, numClasses).toFloat());
+  let hits: Tensor | undefined;
+  const loss = optimizer.minimize(() => {
+    const probs = model.apply(xs, { training: true }) as Tensor;
+    hits = tf.keep(probs.argMax(-1).equal(labels).sum());
+    return crossEntropy(ys, probs);
+  }, true)!;
+  const [l, h] = await Promise.all([loss.data(), hits!.data()]);
+  tf.dispose([xs, labels, ys, loss, hits!]);
+  return { loss: l[0]!, correct: h[0]! };
+}
+
+/**
+ * One update of the whole batch from micro-batches: each part's mean loss is weighted by its share
+ * of the batch, so the summed gradients are those of the batch's mean loss.
+ */
+async function trainStepInParts(
+  model: LayersModel,
+  optimizer: TrainingOptimizer,
+  split: LoadedSplit,
+  idx: Uint32Array,
+  micro: number,
+  numClasses: number,
+): Promise<{ loss: number; correct: number }> {
+  const tf = loadTf();
+  let sums: Record<string, Tensor> = {};
+  let loss = 0;
+  let correct = 0;
+  try {
+    for (let start = 0; start < idx.length; start += micro) {
+      const part = idx.subarray(start, Math.min(start + micro, idx.length));
+      const share = part.length / idx.length;
+      const xs = batchInputs(split, part);
+      const labels = labelTensor(split, part);
+      const ys = tf.tidy(() => tf.oneHot(labels, numClasses).toFloat());
+      let hits: Tensor | undefined;
+      const { value, grads } = tf.variableGrads(() => {
+        const probs = model.apply(xs, { training: true }) as Tensor;
+        hits = tf.keep(probs.argMax(-1).equal(labels).sum());
+        return crossEntropy(ys, probs).mul(share) as Scalar;
+      });
+      const next = tf.tidy(() =>
+        Object.fromEntries(Object.entries(grads).map(([name, g]) => [name, sums[name] ? sums[name].add(g) : g.clone()])),
+      );
+      tf.dispose([...Object.values(sums), ...Object.values(grads), xs, labels, ys]);
+      sums = next;
+      const [l, h] = await Promise.all([value.data(), hits!.data()]);
+      tf.dispose([value, hits!]);
+      loss += l[0]!;
+      correct += h[0]!;
+    }
+    optimizer.applyGradients(sums);
+  } finally {
+    tf.dispose(Object.values(sums));
+  }
+  return { loss, correct };
+}
+
 export async function fitModel(
   model: LayersModel,
   optimizer: TrainingOptimizer,
   train: LoadedSplit,
   options: FitOptions,
 ): Promise<FitResult> {
-  const tf = loadTf();
   const { batchSize, numClasses } = options;
   const batches = Math.ceil(train.count / batchSize);
+  const micro = Math.min(options.microBatchSize ?? batchSize, batchSize);
+  if (!(Number.isInteger(micro) && micro >= 1)) throw new RangeError(`microBatchSize must be a positive integer, got ${micro}`);
+  const passesPerBatch = Math.ceil(batchSize / micro);
   const at: TrainPosition = { ...(options.initial ?? { epoch: 0, batch: 0, lossSum: 0, correct: 0 }) };
-  setDropoutStep(model, at.epoch * batches + at.batch);
   for (; at.epoch < options.epochs; at.epoch++, at.batch = 0, at.lossSum = 0, at.correct = 0) {
     const order = epochOrder(train.count, options.seed, at.epoch);
     if (at.batch === 0) options.onEpochBegin?.(at.epoch);
     for (; at.batch < batches;) {
       const idx = order.subarray(at.batch * batchSize, Math.min((at.batch + 1) * batchSize, train.count));
-      const xs = batchInputs(train, idx);
-      const labels = tf.tensor1d(
-        Array.from(idx, (i) => train.labels[i]!),
-        'int32',
-      );
-      const ys = tf.tidy(() => tf.oneHot(labels, numClasses).toFloat());
-      let hits: Tensor | undefined;
-      const loss = optimizer.minimize(() => {
-        const probs = model.apply(xs, { training: true }) as Tensor;
-        hits = tf.keep(probs.argMax(-1).equal(labels).sum());
-        return crossEntropy(ys, probs);
-      }, true)!;
-      const [l, h] = await Promise.all([loss.data(), hits!.data()]);
-      at.lossSum += l[0]! * idx.length;
-      at.correct += h[0]!;
+      // Dropout masks are drawn per pass: step (batch, micro-batch) is a pure function of the position.
+      setDropoutStep(model, (at.epoch * batches + at.batch) * passesPerBatch);
+      const { loss: l, correct } =
+        micro >= idx.length
+          ? await trainStep(model, optimizer, train, idx, numClasses)
+          : await trainStepInParts(model, optimizer, train, idx, micro, numClasses);
+      at.lossSum += l * idx.length;
+      at.correct += correct;
       at.batch++;
-      tf.dispose([xs, labels, ys, loss, hits!]);
       await yieldToEventLoop();
       options.onBatchEnd?.(at.epoch, at.batch - 1, batches);
       if (at.batch < batches && options.shouldStop?.()) return { position: { ...at }, stopped: true };

@@ -21,6 +21,7 @@ import { loadInitialWeights } from '../ml/initial-weights';
 import { evaluatePredictions, type Evaluation } from '../ml/metrics';
 import { MODEL_ARCHIVE, saveModelToS3 } from '../ml/model-store';
 import { buildModel, createOptimizer } from '../ml/models';
+import { DEFAULT_BUDGET_SHARE, memoryLimitBytes, planMicroBatch } from '../ml/memory';
 import { fitModel, predictProbabilities, type EpochLogs, type TrainPosition } from '../ml/trainer';
 import { joinUri, parseS3Uri, s3Uri, type S3Store } from '../storage/s3';
 import type { MlflowClient, MlflowMetric } from '../tracking/mlflow';
@@ -29,6 +30,8 @@ export interface TrainingJob {
   input: TrainModelInput;
   /** The MLflow run this training logs to (created or found by the activity). */
   runId: string;
+  /** Memory a training pass may plan to use (TRAINING_MEMORY_MB); default: 85 % of the container's limit. */
+  memoryBudgetBytes?: number;
 }
 
 export interface TrainingProgress {
@@ -68,10 +71,11 @@ export interface TrainingDeps {
 }
 
 const pad = (n: number, width: number) => String(n).padStart(width, '0');
+const mb = (bytes: number) => Math.round(bytes / 2 ** 20);
 
 export async function runTraining(
   { s3, mlflow }: TrainingDeps,
-  { input, runId }: TrainingJob,
+  { input, runId, memoryBudgetBytes }: TrainingJob,
   hooks: TrainingHooks,
 ): Promise<TrainedModel> {
   const { modelClass, hyperparams: hp, dataset } = input;
@@ -228,9 +232,24 @@ export async function runTraining(
       checkpoint = uri;
     };
     const batches = Math.ceil(data.count / hp.batchSize);
+    const budgetBytes = memoryBudgetBytes ?? DEFAULT_BUDGET_SHARE * memoryLimitBytes();
+    const plan = planMicroBatch({
+      modelClass,
+      imageSize: data.imageSize,
+      batchSize: hp.batchSize,
+      budgetBytes,
+      inUseBytes: process.memoryUsage().rss,
+    });
+    if (plan.microBatchSize < hp.batchSize || !plan.fits)
+      hooks.log(
+        `${modelClass} ${phase}: batches of ${hp.batchSize} run as passes of ${plan.microBatchSize} images (~${mb(plan.perImageBytes)} MB each, ` +
+          `budget ${mb(budgetBytes)} MB${plan.fits ? '' : '; even one image per pass may not fit'})`,
+      );
+    await mlflow.logBatch(runId, { tags: { [`training.${prefix}micro_batch_size`]: String(plan.microBatchSize) } });
     const result = await fitModel(model, optimizer, data, {
       epochs: hp.epochs,
       batchSize: hp.batchSize,
+      microBatchSize: plan.microBatchSize,
       numClasses,
       seed: hp.seed + p,
       initial,

@@ -19,7 +19,11 @@ main(() => {
     activities: (() => {
       const mlflow = new MlflowClient(config.mlflow.trackingUri);
       return {
-        ...createTrainingActivities({ mlflow, onednn: config.training.onednn }),
+        ...createTrainingActivities({
+          mlflow,
+          onednn: config.training.onednn,
+          memoryBudgetBytes: config.training.memoryMb && config.training.memoryMb * 2 ** 20,
+        }),
         ...createEvaluationActivities({ s3: new S3Store(createS3Client(config)), mlflow }),
       };
     })(),

@@ -205,4 +205,20 @@ describe('trainModel activity (child training process, native TensorFlow, S3 on 
     const tags = Object.fromEntries((run.data.tags ?? []).map((t) => [t.key, t.value]));
     assert.equal(tags['training.onednn_fallback'], 'SIGFPE');
   });
+
+  it('splits batches into passes that fit the memory budget, and still learns', async () => {
+    // A budget below what the process already uses: one image per pass.
+    const tight = createTrainingActivities({ mlflow, onednn: false, memoryBudgetBytes: 1 });
+    const logs: string[] = [];
+    const env = new MockActivityEnvironment(fresh(), { logger: new DefaultLogger('INFO', (entry) => logs.push(entry.message)) });
+    const trained = (await env.run(tight.trainModel, input('Basic', { epochs: 6 }))) as Awaited<ReturnType<typeof tight.trainModel>>;
+    assert.ok(
+      logs.some((m) => /batches of 16 run as passes of 1 images .*even one image per pass may not fit/.test(m)),
+      logs.join('\n'),
+    );
+    const run = await mlflow.getRun(trained.mlflowRunId);
+    const tags = Object.fromEntries((run.data.tags ?? []).map((t) => [t.key, t.value]));
+    assert.equal(tags['training.micro_batch_size'], '1');
+    assert.ok(trained.metrics.validation.accuracy >= 0.7, `validation accuracy ${trained.metrics.validation.accuracy}`);
+  });
 });

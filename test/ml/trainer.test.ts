@@ -1,0 +1,122 @@
+import { strict as assert } from 'node:assert';
+import type { LayersModel } from '@tensorflow/tfjs-node';
+import type { LoadedSplit } from '../../src/data/dataset';
+import { seededRandom } from '../../src/data/split';
+import { batchNormalization, conv2d } from '../../src/ml/layers';
+import { createOptimizer } from '../../src/ml/models';
+import { planMicroBatch } from '../../src/ml/memory';
+import { fitModel } from '../../src/ml/trainer';
+import { loadTf } from '../../src/ml/tf';
+
+describe('training loop: micro-batches', () => {
+  const tf = loadTf();
+  const size = 8;
+  const count = 40;
+  const rand = seededRandom(3);
+  const split: LoadedSplit = {
+    count,
+    imageSize: size,
+    pixels: Uint8Array.from({ length: count * size * size * 3 }, () => Math.floor(rand() * 256)),
+    labels: Uint16Array.from({ length: count }, (_, i) => i % 2),
+  };
+
+  const model = (withBatchNorm: boolean): LayersModel => {
+    const layers = [
+      conv2d(tf, {
+        filters: 4,
+        kernelSize: 3,
+        padding: 'same',
+        inputShape: [size, size, 3],
+        kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }),
+      }),
+      ...(withBatchNorm ? [batchNormalization(tf, { axis: 3 })] : []),
+      tf.layers.activation({ activation: 'relu' }),
+      tf.layers.flatten(),
+      tf.layers.dense({ units: 2, activation: 'softmax', kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) }),
+    ];
+    return tf.sequential({ layers });
+  };
+
+  const train = async (withBatchNorm: boolean, microBatchSize?: number, optimizerName: 'adam' | 'sgd' = 'adam') => {
+    const m = model(withBatchNorm);
+    const optimizer = createOptimizer(optimizerName, 1e-2);
+    const logs: number[] = [];
+    await fitModel(m, optimizer, split, {
+      epochs: 2,
+      batchSize: 16,
+      microBatchSize,
+      numClasses: 2,
+      seed: 5,
+      onEpochEnd: (_, l) => void logs.push(l.loss, l.accuracy),
+    });
+    const weights = m.getWeights().map((w) => Array.from(w.dataSync()));
+    optimizer.dispose();
+    m.dispose();
+    return { weights, logs };
+  };
+
+  for (const optimizerName of ['sgd', 'adam'] as const)
+    it(`splitting a batch into micro-batches gives the same update as the whole batch (no batch norm, ${optimizerName})`, async () => {
+      const before = tf.memory().numTensors;
+      const whole = await train(false, undefined, optimizerName);
+      // 16 = 5 + 5 + 5 + 1, and the last batch of each epoch (8 images) = 5 + 3: uneven parts are weighted by size.
+      const parts = await train(false, 5, optimizerName);
+      assert.equal(tf.memory().numTensors, before, 'no tensor is left behind');
+      for (let l = 0; l < whole.weights.length; l++)
+        for (let i = 0; i < whole.weights[l]!.length; i++)
+          assert.ok(
+            Math.abs(whole.weights[l]![i]! - parts.weights[l]![i]!) < 1e-5,
+            `weight ${l}[${i}]: ${whole.weights[l]![i]} vs ${parts.weights[l]![i]}`,
+          );
+      whole.logs.forEach((v, i) => assert.ok(Math.abs(v - parts.logs[i]!) < 1e-5, `epoch logs differ: ${whole.logs} vs ${parts.logs}`));
+    });
+
+  it('with batch norm, micro-batches normalise with their own statistics (a different, still finite, update)', async () => {
+    const whole = await train(true);
+    const parts = await train(true, 4);
+    const flat = (w: number[][]) => w.flat();
+    assert.ok(flat(parts.weights).every(Number.isFinite));
+    assert.ok(
+      flat(whole.weights).some((v, i) => Math.abs(v - flat(parts.weights)[i]!) > 1e-4),
+      'batch norm saw the whole batch either way',
+    );
+  });
+
+  it('refuses a micro-batch size that is not a positive integer', async () => {
+    const m = model(false);
+    await assert.rejects(
+      fitModel(m, createOptimizer('adam', 1e-3), split, { epochs: 1, batchSize: 16, microBatchSize: 0, numClasses: 2, seed: 1 }),
+      /microBatchSize must be a positive integer, got 0/,
+    );
+    m.dispose();
+  });
+});
+
+describe('micro-batch plan from the memory budget', () => {
+  const GB = 2 ** 30;
+  it('keeps whole batches when they fit, and splits ResNet50 at 224 px to fit a t3.large pod', () => {
+    assert.equal(
+      planMicroBatch({ modelClass: 'Basic', imageSize: 64, batchSize: 32, budgetBytes: 20 * GB, inUseBytes: GB }).microBatchSize,
+      32,
+    );
+    const plan = planMicroBatch({
+      modelClass: 'ResNet50',
+      imageSize: 224,
+      batchSize: 64,
+      budgetBytes: 0.85 * 7 * GB,
+      inUseBytes: 1.5 * GB,
+    });
+    assert.ok(plan.microBatchSize >= 8 && plan.microBatchSize < 64, `micro-batch ${plan.microBatchSize}`);
+    assert.ok(plan.fits);
+    assert.ok(plan.microBatchSize * plan.perImageBytes <= 0.85 * 7 * GB - 1.5 * GB);
+  });
+  it('falls back to one image per pass, saying it may not fit, when nothing fits', () => {
+    assert.deepEqual(
+      {
+        ...planMicroBatch({ modelClass: 'ResNet50', imageSize: 224, batchSize: 64, budgetBytes: GB, inUseBytes: 2 * GB }),
+        perImageBytes: 0,
+      },
+      { microBatchSize: 1, perImageBytes: 0, fits: false },
+    );
+  });
+});

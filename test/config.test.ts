@@ -51,3 +51,16 @@ describe('loadConfig: SageMaker', () => {
     );
   });
 });
+
+describe('loadConfig: training', () => {
+  it('defaults to oneDNN on and no fixed memory budget', () => {
+    assert.deepEqual(loadConfig({}).training, { onednn: true });
+  });
+  it('reads TRAINING_ONEDNN and TRAINING_MEMORY_MB', () => {
+    assert.deepEqual(loadConfig({ TRAINING_ONEDNN: 'off', TRAINING_MEMORY_MB: '6000' }).training, { onednn: false, memoryMb: 6000 });
+  });
+  it('refuses a memory budget that is not a whole number of MB from 256', () => {
+    assert.throws(() => loadConfig({ TRAINING_MEMORY_MB: '6GB' }), /TRAINING_MEMORY_MB must be an integer from 256 to 4194304, got '6GB'/);
+    assert.throws(() => loadConfig({ TRAINING_MEMORY_MB: '100' }), /TRAINING_MEMORY_MB must be an integer/);
+  });
+});

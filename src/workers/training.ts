@@ -5,6 +5,7 @@
 import { createEvaluationActivities } from '../activities/evaluation';
 import { createTrainingActivities } from '../activities/training';
 import { TASK_QUEUES } from '../common/constants';
+import { DEFAULT_BUDGET_SHARE, memoryLimitBytes } from '../ml/memory';
 import { loadTf } from '../ml/tf';
 import { createS3Client, S3Store } from '../storage/s3';
 import { MlflowClient } from '../tracking/mlflow';
@@ -12,17 +13,21 @@ import { main, runWorker } from './run';
 
 main(() => {
   loadTf();
+  // Trainings share the CPU; more in parallel than this only slows each down.
+  const concurrency = Number(process.env.TRAINING_CONCURRENCY ?? 3);
   return runWorker((config) => ({
     taskQueue: TASK_QUEUES.training,
-    // Trainings share the CPU; more in parallel than this only slows each down.
-    maxConcurrentActivityTaskExecutions: Number(process.env.TRAINING_CONCURRENCY ?? 3),
+    maxConcurrentActivityTaskExecutions: concurrency,
     activities: (() => {
       const mlflow = new MlflowClient(config.mlflow.trackingUri);
       return {
         ...createTrainingActivities({
           mlflow,
           onednn: config.training.onednn,
-          memoryBudgetBytes: config.training.memoryMb && config.training.memoryMb * 2 ** 20,
+          // Each of the concurrent trainings gets its share of the container's memory.
+          memoryBudgetBytes: config.training.memoryMb
+            ? config.training.memoryMb * 2 ** 20
+            : (DEFAULT_BUDGET_SHARE * memoryLimitBytes()) / Math.max(1, concurrency),
         }),
         ...createEvaluationActivities({ s3: new S3Store(createS3Client(config)), mlflow }),
       };

@@ -51,12 +51,18 @@ export function buildBasicCnn({ imageSize, numClasses, seed }: ModelSpec): Layer
   });
 }
 
+/** The standard deviation of a unit normal truncated to [-2, 2]. */
+const TRUNCATED_NORMAL_STD = 0.87962566103423978;
+
 /** ResNet-50: bottleneck blocks [3, 4, 6, 3], batch norm, projection shortcuts, global average pooling. */
 export function buildResNet50({ imageSize, numClasses, seed }: ModelSpec): LayersModel {
   const tf = loadTf();
   registerLayers(tf);
   let n = 0;
-  const init = () => tf.initializers.heNormal({ seed: seed + n++ });
+  // He normal as Keras draws it: a normal truncated at two standard deviations whose spread is
+  // corrected to sqrt(2 / fan_in). tfjs' heNormal truncates without the correction, 12 % narrower.
+  const init = () =>
+    tf.initializers.varianceScaling({ scale: 2 / TRUNCATED_NORMAL_STD ** 2, mode: 'fanIn', distribution: 'normal', seed: seed + n++ });
   type T = ReturnType<typeof tf.input>;
   const conv = (x: T, filters: number, kernelSize: number, strides = 1, name?: string): T =>
     conv2d(tf, { filters, kernelSize, strides, padding: 'same', useBias: false, kernelInitializer: init(), name }).apply(x) as T;

@@ -88,10 +88,39 @@ export function batchInputs(split: LoadedSplit, indices: ArrayLike<number>): Ten
   return tf.tensor4d(out, [indices.length, split.imageSize, split.imageSize, 3]);
 }
 
-/** Keras' categorical cross-entropy on probabilities: renormalise, clip to [eps, 1 - eps], mean over the batch. */
+/** Keras' categorical cross-entropy on probabilities (outputs other than softmax): renormalise, clip to [eps, 1 - eps], mean over the batch. */
 function crossEntropy(ys: Tensor, probs: Tensor): Scalar {
   const p = probs.div(probs.sum(-1, true)).clipByValue(EPSILON, 1 - EPSILON);
   return ys.mul(p.log()).sum(-1).neg().mean() as Scalar;
+}
+
+interface ActivationFn {
+  getClassName(): string;
+}
+let linearActivation: ActivationFn | undefined;
+
+/**
+ * The training loss of one pass, and the batch's correct predictions. For a softmax output it is
+ * computed from the logits, as Keras does (its softmax output carries its logits to the loss): on
+ * probabilities, clipped to [1e-7, 1 - 1e-7], a confidently wrong prediction has no gradient and
+ * is never corrected. ResNet50's early logits are extreme enough for that to stall its training.
+ */
+function lossAndHits(model: LayersModel, xs: Tensor, ys: Tensor, labels: Tensor): { loss: Scalar; hits: Tensor } {
+  const tf = loadTf();
+  const last = model.layers.at(-1) as unknown as { activation?: ActivationFn } | undefined;
+  const softmax = last?.activation?.getClassName() === 'softmax' ? last.activation : undefined;
+  if (softmax) {
+    linearActivation ??= (tf.layers.dense({ units: 1, activation: 'linear' }) as unknown as { activation: ActivationFn }).activation;
+    last!.activation = linearActivation;
+  }
+  let output: Tensor;
+  try {
+    output = model.apply(xs, { training: true }) as Tensor;
+  } finally {
+    if (softmax) last!.activation = softmax;
+  }
+  const hits = tf.keep(output.argMax(-1).equal(labels).sum());
+  return { loss: softmax ? (tf.losses.softmaxCrossEntropy(ys, output) as Scalar) : crossEntropy(ys, output), hits };
 }
 
 function labelTensor(split: LoadedSplit, indices: ArrayLike<number>): Tensor {
@@ -115,9 +144,9 @@ async function trainStep(
   const ys = tf.tidy(() => tf.oneHot(labels, numClasses).toFloat());
   let hits: Tensor | undefined;
   const loss = optimizer.minimize(() => {
-    const probs = model.apply(xs, { training: true }) as Tensor;
-    hits = tf.keep(probs.argMax(-1).equal(labels).sum());
-    return crossEntropy(ys, probs);
+    const step = lossAndHits(model, xs, ys, labels);
+    hits = step.hits;
+    return step.loss;
   }, true)!;
   const [l, h] = await Promise.all([loss.data(), hits!.data()]);
   tf.dispose([xs, labels, ys, loss, hits!]);
@@ -149,9 +178,9 @@ async function trainStepInParts(
       const ys = tf.tidy(() => tf.oneHot(labels, numClasses).toFloat());
       let hits: Tensor | undefined;
       const { value, grads } = tf.variableGrads(() => {
-        const probs = model.apply(xs, { training: true }) as Tensor;
-        hits = tf.keep(probs.argMax(-1).equal(labels).sum());
-        return crossEntropy(ys, probs).mul(share) as Scalar;
+        const step = lossAndHits(model, xs, ys, labels);
+        hits = step.hits;
+        return step.loss.mul(share) as Scalar;
       });
       const next = tf.tidy(() =>
         Object.fromEntries(Object.entries(grads).map(([name, g]) => [name, sums[name] ? sums[name].add(g) : g.clone()])),

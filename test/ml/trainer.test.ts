@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import type { LayersModel } from '@tensorflow/tfjs-node';
+import type { LayersModel, Tensor } from '@tensorflow/tfjs-node';
 import type { LoadedSplit } from '../../src/data/dataset';
 import { seededRandom } from '../../src/data/split';
 import { batchNormalization, conv2d } from '../../src/ml/layers';
@@ -118,5 +118,44 @@ describe('micro-batch plan from the memory budget', () => {
       },
       { microBatchSize: 1, perImageBytes: 0, fits: false },
     );
+  });
+});
+
+describe('training loss', () => {
+  it('is computed from the logits of a softmax output, so a confidently wrong prediction still has a gradient (as in Keras)', async () => {
+    const tf = loadTf();
+    const size = 4;
+    const split: LoadedSplit = {
+      count: 8,
+      imageSize: size,
+      pixels: new Uint8Array(8 * size * size * 3).fill(128),
+      labels: new Uint16Array(8).fill(1),
+    };
+    const model = tf.sequential({
+      layers: [
+        tf.layers.flatten({ inputShape: [size, size, 3] }),
+        tf.layers.dense({ units: 2, activation: 'softmax', kernelInitializer: 'zeros' }),
+      ],
+    });
+    // Every image is predicted class 0 with probability 1 - e^-100: clipped probabilities would give
+    // a loss of -log(1e-7) = 16.1 and no gradient at all.
+    model.layers[1]!.setWeights([tf.zeros([size * size * 3, 2]), tf.tensor1d([50, -50])]);
+    const losses: number[] = [];
+    const optimizer = createOptimizer('sgd', 0.1);
+    await fitModel(model, optimizer, split, {
+      epochs: 1,
+      batchSize: 8,
+      numClasses: 2,
+      seed: 1,
+      onEpochEnd: (_, l) => void losses.push(l.loss),
+    });
+    assert.ok(Math.abs(losses[0]! - 100) < 0.01, `loss ${losses[0]}`);
+    const bias = model.layers[1]!.getWeights()[1]!.dataSync();
+    // One SGD step on (softmax - onehot) = (1, -1): the bias moves by 0.1 towards class 1.
+    assert.ok(Math.abs(bias[0]! - 49.9) < 1e-4 && Math.abs(bias[1]! + 49.9) < 1e-4, `bias ${bias}`);
+    // The model still outputs probabilities afterwards.
+    const p = (model.predict(tf.ones([1, size, size, 3])) as Tensor).dataSync();
+    assert.ok(Math.abs(p[0]! + p[1]! - 1) < 1e-6);
+    model.dispose();
   });
 });

@@ -49,6 +49,8 @@ export interface FitOptions {
   onBatchEnd?: (epoch: number, batch: number, batches: number) => void;
   /** Awaited at each epoch end (0-based epoch): the place to log and checkpoint. */
   onEpochEnd?: (epoch: number, logs: EpochLogs) => Promise<void> | void;
+  /** Called for a batch whose gradient was not finite: its update was skipped. */
+  onSkippedStep?: (epoch: number, batch: number) => void;
   /** Checked after every batch: training stops within one batch once it returns true. */
   shouldStop?: () => boolean;
 }
@@ -137,20 +139,37 @@ async function trainStep(
   split: LoadedSplit,
   idx: Uint32Array,
   numClasses: number,
-): Promise<{ loss: number; correct: number }> {
+): Promise<{ loss: number; correct: number; applied: boolean }> {
   const tf = loadTf();
   const xs = batchInputs(split, idx);
   const labels = labelTensor(split, idx);
   const ys = tf.tidy(() => tf.oneHot(labels, numClasses).toFloat());
   let hits: Tensor | undefined;
-  const loss = optimizer.minimize(() => {
+  const { value, grads } = tf.variableGrads(() => {
     const step = lossAndHits(model, xs, ys, labels);
     hits = step.hits;
     return step.loss;
-  }, true)!;
-  const [l, h] = await Promise.all([loss.data(), hits!.data()]);
-  tf.dispose([xs, labels, ys, loss, hits!]);
-  return { loss: l[0]!, correct: h[0]! };
+  });
+  const applied = await applyIfFinite(optimizer, grads);
+  const [l, h] = await Promise.all([value.data(), hits!.data()]);
+  tf.dispose([xs, labels, ys, value, hits!, ...Object.values(grads)]);
+  return { loss: l[0]!, correct: h[0]!, applied };
+}
+
+/**
+ * Applies the update unless a gradient holds a NaN or an infinity, or squares to one (as
+ * mixed-precision training skips such steps): one such step would turn every weight into NaN. It happens when batch norm
+ * sees a tiny last batch (its 1 / sqrt(variance + eps) multiplies the gradient at every layer).
+ */
+async function applyIfFinite(optimizer: TrainingOptimizer, grads: Record<string, Tensor>): Promise<boolean> {
+  const tf = loadTf();
+  // The squared global norm: finite only if every gradient is, and its squares (which Adam's
+  // second moment accumulates) do not overflow.
+  const total = tf.tidy(() => tf.addN(Object.values(grads).map((g) => g.square().sum())));
+  const finite = Number.isFinite((await total.data())[0]);
+  total.dispose();
+  if (finite) optimizer.applyGradients(grads);
+  return finite;
 }
 
 /**
@@ -164,7 +183,7 @@ async function trainStepInParts(
   idx: Uint32Array,
   micro: number,
   numClasses: number,
-): Promise<{ loss: number; correct: number }> {
+): Promise<{ loss: number; correct: number; applied: boolean }> {
   const tf = loadTf();
   let sums: Record<string, Tensor> = {};
   let loss = 0;
@@ -192,11 +211,11 @@ async function trainStepInParts(
       loss += l[0]!;
       correct += h[0]!;
     }
-    optimizer.applyGradients(sums);
+    const applied = await applyIfFinite(optimizer, sums);
+    return { loss, correct, applied };
   } finally {
     tf.dispose(Object.values(sums));
   }
-  return { loss, correct };
 }
 
 export async function fitModel(
@@ -218,10 +237,14 @@ export async function fitModel(
       const idx = order.subarray(at.batch * batchSize, Math.min((at.batch + 1) * batchSize, train.count));
       // Dropout masks are drawn per pass: step (batch, micro-batch) is a pure function of the position.
       setDropoutStep(model, (at.epoch * batches + at.batch) * passesPerBatch);
-      const { loss: l, correct } =
-        micro >= idx.length
-          ? await trainStep(model, optimizer, train, idx, numClasses)
-          : await trainStepInParts(model, optimizer, train, idx, micro, numClasses);
+      const {
+        loss: l,
+        correct,
+        applied,
+      } = micro >= idx.length
+        ? await trainStep(model, optimizer, train, idx, numClasses)
+        : await trainStepInParts(model, optimizer, train, idx, micro, numClasses);
+      if (!applied) options.onSkippedStep?.(at.epoch, at.batch);
       at.lossSum += l * idx.length;
       at.correct += correct;
       at.batch++;

@@ -255,6 +255,8 @@ export async function runTraining(
       initial,
       validation: heldOut,
       onEpochBegin: (epoch) => hooks.log(`${modelClass} ${phase}: epoch ${epoch + 1}/${hp.epochs} started`),
+      onSkippedStep: (epoch, batch) =>
+        hooks.log(`${modelClass} ${phase}: epoch ${epoch + 1}, batch ${batch + 1}: the gradient was not finite; update skipped`),
       onBatchEnd: (epoch, batch) => hooks.progress({ phase, epoch, epochs: hp.epochs, batch: batch + 1, batches, checkpoint }),
       onEpochEnd: async (epoch, logs) => {
         await mlflow.logBatch(runId, { metrics: epochMetrics(prefix, epoch, logs) });

@@ -159,3 +159,43 @@ describe('training loss', () => {
     model.dispose();
   });
 });
+
+describe('non-finite gradients', () => {
+  it('skip the update and report it, instead of turning every weight into NaN', async () => {
+    const tf = loadTf();
+    const size = 4;
+    const split: LoadedSplit = {
+      count: 8,
+      imageSize: size,
+      pixels: new Uint8Array(8 * size * size * 3).fill(128),
+      labels: new Uint16Array(8).fill(1),
+    };
+    const model = tf.sequential({
+      layers: [tf.layers.flatten({ inputShape: [size, size, 3] }), tf.layers.dense({ units: 2, activation: 'softmax' })],
+    });
+    // Logits overflow to +-Infinity: the loss and every gradient are NaN.
+    const kernel = tf.tensor2d(
+      Array.from({ length: size * size * 3 }, () => [1e38, -1e38]),
+      [size * size * 3, 2],
+    );
+    model.layers[1]!.setWeights([kernel, tf.tensor1d([0, 0])]);
+    const before = model.layers[1]!.getWeights().map((w) => Array.from(w.dataSync()));
+    const skipped: [number, number][] = [];
+    await fitModel(model, createOptimizer('adam', 1e-3), split, {
+      epochs: 1,
+      batchSize: 4,
+      numClasses: 2,
+      seed: 1,
+      onSkippedStep: (epoch, batch) => void skipped.push([epoch, batch]),
+    });
+    assert.deepEqual(skipped, [
+      [0, 0],
+      [0, 1],
+    ]);
+    assert.deepEqual(
+      model.layers[1]!.getWeights().map((w) => Array.from(w.dataSync())),
+      before,
+    );
+    model.dispose();
+  });
+});

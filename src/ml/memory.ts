@@ -18,8 +18,13 @@ import type { ModelClass } from '../common/constants';
  */
 const BYTES_PER_IMAGE_PIXEL: Record<ModelClass, number> = { Basic: 1400, CrossVal: 1400, ResNet50: 7000 };
 
-/** Share of the memory limit a training process plans to use; the rest is headroom. */
-export const DEFAULT_BUDGET_SHARE = 0.85;
+/** Share of the memory limit trainings plan to use; the rest is headroom. */
+const DEFAULT_BUDGET_SHARE = 0.85;
+
+/** The default budget of each of `concurrent` trainings: their share of 85 % of the memory limit. */
+export function defaultBudgetBytes(concurrent = 1): number {
+  return (DEFAULT_BUDGET_SHARE * memoryLimitBytes()) / Math.max(1, concurrent);
+}
 
 /** The container's memory limit (cgroup v2 or v1) where there is one, else the machine's memory. */
 export function memoryLimitBytes(): number {

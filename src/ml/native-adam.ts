@@ -9,14 +9,13 @@
  * (the model reads those). Resource variables live outside tfjs' memory accounting: dispose()
  * destroys them.
  */
-import type { Scalar, Tensor, Variable } from '@tensorflow/tfjs-core';
+import type { Tensor, Variable } from '@tensorflow/tfjs-core';
 import type { NamedTensor } from '@tensorflow/tfjs-core/dist/tensor_types';
 import type { Tf } from './tf';
 
 /** The part of tfjs' Optimizer the training loop and checkpoints use. */
 export interface TrainingOptimizer {
-  minimize(f: () => Scalar, returnCost: true): Scalar | null;
-  /** One update from gradients computed elsewhere (keyed by variable name); disposes nothing. */
+  /** One update from gradients keyed by variable name; disposes nothing. */
   applyGradients(grads: Record<string, Tensor>): void;
   getWeights(): Promise<NamedTensor[]>;
   setWeights(weights: NamedTensor[]): Promise<void>;
@@ -78,13 +77,6 @@ export class NativeAdam implements TrainingOptimizer {
 
   private read(handle: Tensor): Tensor {
     return this.backend.executeSingleOutput('ReadVariableOp', [this.attr('dtype', 'type', 0)], [handle]);
-  }
-
-  minimize(f: () => Scalar, returnCost: true): Scalar | null {
-    const { value, grads } = this.tf.variableGrads(f);
-    this.applyGradients(grads);
-    this.tf.dispose(Object.values(grads));
-    return returnCost ? value : (value.dispose(), null);
   }
 
   applyGradients(grads: Record<string, Tensor>): void {

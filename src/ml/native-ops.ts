@@ -39,7 +39,6 @@ interface NativeBackend {
     TF_ATTR_STRING: number;
     TF_ATTR_BOOL: number;
     TF_FLOAT: number;
-    TF_INT32: number;
   };
   executeSingleOutput(name: string, attrs: Attr[], inputs: Tensor[]): Tensor;
   executeMultipleOutputs(name: string, attrs: Attr[], inputs: Tensor[], count: number): Tensor[];

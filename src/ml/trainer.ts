@@ -132,34 +132,38 @@ function labelTensor(split: LoadedSplit, indices: ArrayLike<number>): Tensor {
   );
 }
 
-/** One update on one pass; returns the batch's mean loss and its correct predictions. */
-async function trainStep(
+/**
+ * One forward and backward pass over the images `part`, its mean loss weighted by `share` (its
+ * part of the batch). Returns the gradients (the caller disposes them), the weighted loss and the
+ * correct predictions.
+ */
+async function pass(
   model: LayersModel,
-  optimizer: TrainingOptimizer,
   split: LoadedSplit,
-  idx: Uint32Array,
+  part: Uint32Array,
+  share: number,
   numClasses: number,
-): Promise<{ loss: number; correct: number; applied: boolean }> {
+): Promise<{ grads: Record<string, Tensor>; loss: number; correct: number }> {
   const tf = loadTf();
-  const xs = batchInputs(split, idx);
-  const labels = labelTensor(split, idx);
+  const xs = batchInputs(split, part);
+  const labels = labelTensor(split, part);
   const ys = tf.tidy(() => tf.oneHot(labels, numClasses).toFloat());
   let hits: Tensor | undefined;
   const { value, grads } = tf.variableGrads(() => {
     const step = lossAndHits(model, xs, ys, labels);
     hits = step.hits;
-    return step.loss;
+    return share === 1 ? step.loss : (step.loss.mul(share) as Scalar);
   });
-  const applied = await applyIfFinite(optimizer, grads);
   const [l, h] = await Promise.all([value.data(), hits!.data()]);
-  tf.dispose([xs, labels, ys, value, hits!, ...Object.values(grads)]);
-  return { loss: l[0]!, correct: h[0]!, applied };
+  tf.dispose([xs, labels, ys, value, hits!]);
+  return { grads, loss: l[0]!, correct: h[0]! };
 }
 
 /**
  * Applies the update unless a gradient holds a NaN or an infinity, or squares to one (as
- * mixed-precision training skips such steps): one such step would turn every weight into NaN. It happens when batch norm
- * sees a tiny last batch (its 1 / sqrt(variance + eps) multiplies the gradient at every layer).
+ * mixed-precision training skips such steps): one such step would turn every weight into NaN. It
+ * happens when batch norm sees a tiny last batch (its 1 / sqrt(variance + eps) multiplies the
+ * gradient at every layer).
  */
 async function applyIfFinite(optimizer: TrainingOptimizer, grads: Record<string, Tensor>): Promise<boolean> {
   const tf = loadTf();
@@ -173,10 +177,11 @@ async function applyIfFinite(optimizer: TrainingOptimizer, grads: Record<string,
 }
 
 /**
- * One update of the whole batch from micro-batches: each part's mean loss is weighted by its share
- * of the batch, so the summed gradients are those of the batch's mean loss.
+ * One update of the batch `idx`, in passes of at most `micro` images: each part's mean loss is
+ * weighted by its share of the batch, so the summed gradients are those of the batch's mean loss.
+ * Returns the batch's mean loss, its correct predictions, and whether the update was applied.
  */
-async function trainStepInParts(
+async function trainStep(
   model: LayersModel,
   optimizer: TrainingOptimizer,
   split: LoadedSplit,
@@ -185,36 +190,27 @@ async function trainStepInParts(
   numClasses: number,
 ): Promise<{ loss: number; correct: number; applied: boolean }> {
   const tf = loadTf();
-  let sums: Record<string, Tensor> = {};
+  let sums: Record<string, Tensor> | undefined;
   let loss = 0;
   let correct = 0;
   try {
     for (let start = 0; start < idx.length; start += micro) {
       const part = idx.subarray(start, Math.min(start + micro, idx.length));
-      const share = part.length / idx.length;
-      const xs = batchInputs(split, part);
-      const labels = labelTensor(split, part);
-      const ys = tf.tidy(() => tf.oneHot(labels, numClasses).toFloat());
-      let hits: Tensor | undefined;
-      const { value, grads } = tf.variableGrads(() => {
-        const step = lossAndHits(model, xs, ys, labels);
-        hits = step.hits;
-        return step.loss.mul(share) as Scalar;
-      });
-      const next = tf.tidy(() =>
-        Object.fromEntries(Object.entries(grads).map(([name, g]) => [name, sums[name] ? sums[name].add(g) : g.clone()])),
-      );
-      tf.dispose([...Object.values(sums), ...Object.values(grads), xs, labels, ys]);
-      sums = next;
-      const [l, h] = await Promise.all([value.data(), hits!.data()]);
-      tf.dispose([value, hits!]);
-      loss += l[0]!;
-      correct += h[0]!;
+      const p = await pass(model, split, part, part.length / idx.length, numClasses);
+      loss += p.loss;
+      correct += p.correct;
+      if (!sums) {
+        sums = p.grads;
+        continue;
+      }
+      const total = sums;
+      sums = tf.tidy(() => Object.fromEntries(Object.entries(p.grads).map(([name, g]) => [name, total[name]!.add(g)])));
+      tf.dispose([...Object.values(total), ...Object.values(p.grads)]);
     }
-    const applied = await applyIfFinite(optimizer, sums);
+    const applied = await applyIfFinite(optimizer, sums!);
     return { loss, correct, applied };
   } finally {
-    tf.dispose(Object.values(sums));
+    if (sums) tf.dispose(Object.values(sums));
   }
 }
 
@@ -237,13 +233,7 @@ export async function fitModel(
       const idx = order.subarray(at.batch * batchSize, Math.min((at.batch + 1) * batchSize, train.count));
       // Dropout masks are drawn per pass: step (batch, micro-batch) is a pure function of the position.
       setDropoutStep(model, (at.epoch * batches + at.batch) * passesPerBatch);
-      const {
-        loss: l,
-        correct,
-        applied,
-      } = micro >= idx.length
-        ? await trainStep(model, optimizer, train, idx, numClasses)
-        : await trainStepInParts(model, optimizer, train, idx, micro, numClasses);
+      const { loss: l, correct, applied } = await trainStep(model, optimizer, train, idx, micro, numClasses);
       if (!applied) options.onSkippedStep?.(at.epoch, at.batch);
       at.lossSum += l * idx.length;
       at.correct += correct;

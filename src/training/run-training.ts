@@ -21,7 +21,7 @@ import { loadInitialWeights } from '../ml/initial-weights';
 import { evaluatePredictions, type Evaluation } from '../ml/metrics';
 import { MODEL_ARCHIVE, saveModelToS3 } from '../ml/model-store';
 import { buildModel, createOptimizer } from '../ml/models';
-import { DEFAULT_BUDGET_SHARE, memoryLimitBytes, planMicroBatch } from '../ml/memory';
+import { defaultBudgetBytes, planMicroBatch } from '../ml/memory';
 import { fitModel, predictProbabilities, type EpochLogs, type TrainPosition } from '../ml/trainer';
 import { joinUri, parseS3Uri, s3Uri, type S3Store } from '../storage/s3';
 import type { MlflowClient, MlflowMetric } from '../tracking/mlflow';
@@ -232,7 +232,7 @@ export async function runTraining(
       checkpoint = uri;
     };
     const batches = Math.ceil(data.count / hp.batchSize);
-    const budgetBytes = memoryBudgetBytes ?? DEFAULT_BUDGET_SHARE * memoryLimitBytes();
+    const budgetBytes = memoryBudgetBytes ?? defaultBudgetBytes();
     const plan = planMicroBatch({
       modelClass,
       imageSize: data.imageSize,

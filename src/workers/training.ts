@@ -5,7 +5,7 @@
 import { createEvaluationActivities } from '../activities/evaluation';
 import { createTrainingActivities } from '../activities/training';
 import { TASK_QUEUES } from '../common/constants';
-import { DEFAULT_BUDGET_SHARE, memoryLimitBytes } from '../ml/memory';
+import { defaultBudgetBytes } from '../ml/memory';
 import { loadTf } from '../ml/tf';
 import { createS3Client, S3Store } from '../storage/s3';
 import { MlflowClient } from '../tracking/mlflow';
@@ -25,9 +25,7 @@ main(() => {
           mlflow,
           onednn: config.training.onednn,
           // Each of the concurrent trainings gets its share of the container's memory.
-          memoryBudgetBytes: config.training.memoryMb
-            ? config.training.memoryMb * 2 ** 20
-            : (DEFAULT_BUDGET_SHARE * memoryLimitBytes()) / Math.max(1, concurrency),
+          memoryBudgetBytes: config.training.memoryMb ? config.training.memoryMb * 2 ** 20 : defaultBudgetBytes(concurrency),
         }),
         ...createEvaluationActivities({ s3: new S3Store(createS3Client(config)), mlflow }),
       };

@@ -121,25 +121,32 @@ describe('micro-batch plan from the memory budget', () => {
   });
 });
 
+/**
+ * Eight identical grey 4 px images of class 1 and a softmax layer on their pixels with the given
+ * weights: outputs whose gradients are known in closed form.
+ */
+function softmaxProbe(kernel: (tf: ReturnType<typeof loadTf>, inputs: number) => Tensor, bias: [number, number]) {
+  const tf = loadTf();
+  const size = 4;
+  const split: LoadedSplit = {
+    count: 8,
+    imageSize: size,
+    pixels: new Uint8Array(8 * size * size * 3).fill(128),
+    labels: new Uint16Array(8).fill(1),
+  };
+  const model = tf.sequential({
+    layers: [tf.layers.flatten({ inputShape: [size, size, 3] }), tf.layers.dense({ units: 2, activation: 'softmax' })],
+  });
+  model.layers[1]!.setWeights([kernel(tf, size * size * 3), tf.tensor1d(bias)]);
+  return { model, split, size };
+}
+
 describe('training loss', () => {
   it('is computed from the logits of a softmax output, so a confidently wrong prediction still has a gradient (as in Keras)', async () => {
     const tf = loadTf();
-    const size = 4;
-    const split: LoadedSplit = {
-      count: 8,
-      imageSize: size,
-      pixels: new Uint8Array(8 * size * size * 3).fill(128),
-      labels: new Uint16Array(8).fill(1),
-    };
-    const model = tf.sequential({
-      layers: [
-        tf.layers.flatten({ inputShape: [size, size, 3] }),
-        tf.layers.dense({ units: 2, activation: 'softmax', kernelInitializer: 'zeros' }),
-      ],
-    });
     // Every image is predicted class 0 with probability 1 - e^-100: clipped probabilities would give
     // a loss of -log(1e-7) = 16.1 and no gradient at all.
-    model.layers[1]!.setWeights([tf.zeros([size * size * 3, 2]), tf.tensor1d([50, -50])]);
+    const { model, split, size } = softmaxProbe((t, inputs) => t.zeros([inputs, 2]), [50, -50]);
     const losses: number[] = [];
     const optimizer = createOptimizer('sgd', 0.1);
     await fitModel(model, optimizer, split, {
@@ -162,23 +169,15 @@ describe('training loss', () => {
 
 describe('non-finite gradients', () => {
   it('skip the update and report it, instead of turning every weight into NaN', async () => {
-    const tf = loadTf();
-    const size = 4;
-    const split: LoadedSplit = {
-      count: 8,
-      imageSize: size,
-      pixels: new Uint8Array(8 * size * size * 3).fill(128),
-      labels: new Uint16Array(8).fill(1),
-    };
-    const model = tf.sequential({
-      layers: [tf.layers.flatten({ inputShape: [size, size, 3] }), tf.layers.dense({ units: 2, activation: 'softmax' })],
-    });
     // Logits overflow to +-Infinity: the loss and every gradient are NaN.
-    const kernel = tf.tensor2d(
-      Array.from({ length: size * size * 3 }, () => [1e38, -1e38]),
-      [size * size * 3, 2],
+    const { model, split } = softmaxProbe(
+      (t, inputs) =>
+        t.tensor2d(
+          Array.from({ length: inputs }, () => [1e38, -1e38]),
+          [inputs, 2],
+        ),
+      [0, 0],
     );
-    model.layers[1]!.setWeights([kernel, tf.tensor1d([0, 0])]);
     const before = model.layers[1]!.getWeights().map((w) => Array.from(w.dataSync()));
     const skipped: [number, number][] = [];
     await fitModel(model, createOptimizer('adam', 1e-3), split, {

@@ -81,7 +81,7 @@ interface ConvFields {
   useBias: boolean;
   kernel: { read(): Tensor };
   bias: { read(): Tensor } | null;
-  activation: { apply(x: Tensor): Tensor };
+  activation: { apply(x: Tensor): Tensor; getClassName(): string };
 }
 interface PoolFields {
   dataFormat: string;
@@ -100,9 +100,13 @@ function defineConv2D(tf: Tf) {
         return super.call(inputs, kwargs) as Tensor;
       return tf.tidy(() => {
         const x = Array.isArray(inputs) ? inputs[0]! : inputs;
-        const conv = { x, filter: f.kernel.read(), ...(f.useBias && f.bias ? { bias: f.bias.read() } : {}) };
-        const y = tf.engine().runKernel(CONV_KERNEL, conv, { strides: f.strides, pad: f.padding.toUpperCase() }) as Tensor;
-        return f.activation.apply(y);
+        const hasBias = f.useBias && f.bias !== null;
+        const conv = { x, filter: f.kernel.read(), ...(hasBias ? { bias: f.bias!.read() } : {}) };
+        // A ReLU runs in the kernel, so its gradient and the bias' take one pass (CnnReluBiasGrad).
+        const relu = f.activation.getClassName() === 'relu';
+        const attrs = { strides: f.strides, pad: f.padding.toUpperCase(), relu, hasBias };
+        const y = tf.engine().runKernel(CONV_KERNEL, conv, attrs) as Tensor;
+        return relu ? y : f.activation.apply(y);
       });
     }
   }

@@ -18,7 +18,9 @@ export interface ModelSpec {
  *
  * Each convolution's ReLU is a layer of its own, and where max pooling follows, it comes after the
  * pooling: max(relu(a), relu(b)) = relu(max(a, b)), so the function and its gradient are the same,
- * on a quarter of the values. The gradient runs as TensorFlow's ReluGrad (see native-ops.ts).
+ * on a quarter of the values. The gradient runs as TensorFlow's ReluGrad (see native-ops.ts). The
+ * middle convolution, with no pooling after it, has its ReLU inside, so its gradient and the bias'
+ * take one pass.
  */
 export function buildBasicCnn({ imageSize, numClasses, seed }: ModelSpec): LayersModel {
   const tf = loadTf();
@@ -33,8 +35,7 @@ export function buildBasicCnn({ imageSize, numClasses, seed }: ModelSpec): Layer
       conv(1, { inputShape: [imageSize, imageSize, 3] }),
       maxPooling2d(tf, { poolSize: 2 }),
       relu(),
-      conv(2),
-      relu(),
+      conv(2, { activation: 'relu' }),
       seededDropout(tf, { rate: 0.25, seed: seed + 3 }),
       conv(4),
       maxPooling2d(tf, { poolSize: 2 }),

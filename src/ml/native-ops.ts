@@ -56,6 +56,21 @@ export function onednnEnabled(): boolean {
 
 let installed = false;
 
+/** Returns `next`, freeing `previous` (an intermediate no one else holds). */
+function consume(previous: Tensor, next: Tensor): Tensor {
+  previous.dispose();
+  return next;
+}
+
+/**
+ * The sum of the squares of every value of `tensors`, accumulated in double (CnnSquaredNorm, one
+ * read pass, no temporaries); inf when it passes float's range, NaN when any value is.
+ */
+export function squaredNorm(tf: Tf, tensors: Tensor[]): Tensor {
+  const be = native(tf);
+  return be.executeSingleOutput('CnnSquaredNorm', [{ name: 'N', type: be.binding.TF_ATTR_INT, value: tensors.length }], tensors);
+}
+
 function native(tf: Tf): NativeBackend {
   return tf.backend() as unknown as NativeBackend;
 }
@@ -93,25 +108,34 @@ export function installNativeGradients(tf: Tf): void {
       const be = backend as unknown as NativeBackend;
       const { x, filter, bias } = inputs as { x: Tensor; filter: Tensor; bias?: Tensor };
       const a = convAttrs(attrs as never);
-      if (bias && onednnEnabled()) return be.executeSingleOutput('_MklNativeConv2DWithBias', [...a, mkl], [x, filter, bias]);
-      const y = be.executeSingleOutput('Conv2D', a, [x, filter]);
-      if (!bias) return y;
-      const out = be.executeSingleOutput('BiasAdd', [T, nhwc], [y, bias]);
-      y.dispose();
-      return out;
+      let y: Tensor;
+      if (bias && onednnEnabled()) y = be.executeSingleOutput('_MklNativeConv2DWithBias', [...a, mkl], [x, filter, bias]);
+      else {
+        y = be.executeSingleOutput('Conv2D', a, [x, filter]);
+        if (bias) y = consume(y, be.executeSingleOutput('BiasAdd', [T, nhwc], [y, bias]));
+      }
+      return (attrs as { relu?: boolean }).relu ? consume(y, be.executeSingleOutput('Relu', [T], [y])) : y;
     },
   });
   tf.registerGradient({
     kernelName: CONV_KERNEL,
     inputsToSave: ['x', 'filter'],
+    outputsToSave: [true],
     gradFunc: (dy, saved, attrs) => {
       const be = native(tf);
-      const [x, filter] = saved as [Tensor, Tensor];
+      const [x, filter, y] = saved as [Tensor, Tensor, Tensor];
       const a = convAttrs(attrs as never);
+      const { relu, hasBias } = attrs as { relu?: boolean; hasBias?: boolean };
+      // Through the ReLU and the bias in one pass (CnnReluBiasGrad); as with batch norm, computed
+      // here in the gradient pass's scope, not in a thunk, so the thunks can share it.
+      let dz = dy as Tensor;
+      let db: Tensor | undefined;
+      if (relu && hasBias) [dz, db] = be.executeMultipleOutputs('CnnReluBiasGrad', [], [dz, y], 2) as [Tensor, Tensor];
+      else if (relu) dz = be.executeSingleOutput('ReluGrad', [T], [dz, y]);
       return {
-        x: () => be.executeSingleOutput('Conv2DBackpropInput', a, [tf.tensor1d(x.shape, 'int32'), filter, dy as Tensor]),
-        filter: () => be.executeSingleOutput('Conv2DBackpropFilter', a, [x, tf.tensor1d(filter.shape, 'int32'), dy as Tensor]),
-        bias: () => be.executeSingleOutput('BiasAddGrad', [T, nhwc], [dy as Tensor]),
+        x: () => be.executeSingleOutput('Conv2DBackpropInput', a, [tf.tensor1d(x.shape, 'int32'), filter, dz]),
+        filter: () => be.executeSingleOutput('Conv2DBackpropFilter', a, [x, tf.tensor1d(filter.shape, 'int32'), dz]),
+        bias: () => db ?? be.executeSingleOutput('BiasAddGrad', [T, nhwc], [dz]),
       };
     },
   });

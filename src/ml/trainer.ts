@@ -12,6 +12,7 @@ import type { TrainingOptimizer } from './native-adam';
 import type { LoadedSplit } from '../data/dataset';
 import { seededRandom } from '../data/split';
 import { setDropoutStep } from './layers';
+import { squaredNorm } from './native-ops';
 import { evaluatePredictions } from './metrics';
 import { loadTf } from './tf';
 
@@ -169,7 +170,7 @@ async function applyIfFinite(optimizer: TrainingOptimizer, grads: Record<string,
   const tf = loadTf();
   // The squared global norm: finite only if every gradient is, and its squares (which Adam's
   // second moment accumulates) do not overflow.
-  const total = tf.tidy(() => tf.addN(Object.values(grads).map((g) => g.square().sum())));
+  const total = squaredNorm(tf, Object.values(grads));
   const finite = Number.isFinite((await total.data())[0]);
   total.dispose();
   if (finite) optimizer.applyGradients(grads);

@@ -22,12 +22,14 @@ function compare(
   ours.apply(x);
   theirs.apply(x);
   theirs.setWeights(ours.getWeights());
+  // Away from 0, so a gradient is non-zero also where a ReLU's output is 0 (it must be masked there).
+  const loss = (y: Tensor) => y.sub(0.5).square().sum() as Scalar;
   const run = (layer: typeof ours) => {
     const weights = layer.trainableWeights.map((w) => w.read() as Tensor & { name: string });
     const { value, grads } = weights.length
-      ? tf.variableGrads(() => (layer.apply(x, { training }) as Tensor).square().sum() as Scalar)
+      ? tf.variableGrads(() => loss(layer.apply(x, { training }) as Tensor))
       : { value: undefined, grads: {} as Record<string, Tensor> };
-    const gx = tf.grad((xi: Tensor) => (layer.apply(xi, { training }) as Tensor).square().sum())(x);
+    const gx = tf.grad((xi: Tensor) => loss(layer.apply(xi, { training }) as Tensor))(x);
     return { y: layer.apply(x, { training }) as Tensor, value, grads: weights.map((w) => grads[w.name]!), gx, state: layer.getWeights() };
   };
   const a = run(ours);
@@ -47,6 +49,10 @@ const convArgs = {
   biasInitializer: 'randomNormal' as const,
 };
 compare('conv3x3', conv2d(tf, convArgs), tf.layers.conv2d(convArgs), [2, 9, 9, 3]);
+const reluArgs = { ...convArgs, activation: 'relu' as const };
+compare('conv3x3relu', conv2d(tf, reluArgs), tf.layers.conv2d(reluArgs), [2, 9, 9, 3]);
+const reluNoBias = { filters: 6, kernelSize: 1, activation: 'relu' as const, useBias: false };
+compare('conv1x1relu', conv2d(tf, reluNoBias), tf.layers.conv2d(reluNoBias), [2, 5, 5, 4]);
 const strided = { filters: 4, kernelSize: 7, strides: 2, padding: 'same' as const, useBias: false };
 compare('conv7x7s2', conv2d(tf, strided), tf.layers.conv2d(strided), [2, 15, 15, 3]);
 compare('pool2', maxPooling2d(tf, { poolSize: 2 }), tf.layers.maxPooling2d({ poolSize: 2 }), [2, 8, 8, 5]);

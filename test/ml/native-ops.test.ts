@@ -3,6 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import type { Tensor } from '@tensorflow/tfjs-node';
 import { seededDropout } from '../../src/ml/layers';
+import { squaredNorm } from '../../src/ml/native-ops';
 import { loadTf } from '../../src/ml/tf';
 
 describe('native convolution, pooling and batch-norm layers (against tfjs built-ins, same weights)', () => {
@@ -15,7 +16,7 @@ describe('native convolution, pooling and batch-norm layers (against tfjs built-
         stdio: ['ignore', 'pipe', 'ignore'],
       });
       const { diffs } = JSON.parse(out.trim().split('\n').at(-1)!) as { diffs: Record<string, number> };
-      assert.equal(Object.keys(diffs).length, 22, JSON.stringify(diffs));
+      assert.equal(Object.keys(diffs).length, 32, JSON.stringify(diffs));
       for (const [name, d] of Object.entries(diffs)) assert.ok(d < 1e-4, `${name} differs by ${d}`);
     });
   }
@@ -104,5 +105,35 @@ describe('native dropout (CnnDropout, from the training ops library)', () => {
     const y = layer.apply(x, { training: false }) as Tensor;
     assert.deepEqual(y.dataSync(), x.dataSync());
     tf.dispose([x, y]);
+  });
+});
+
+describe('squared gradient norm (CnnSquaredNorm, from the training ops library)', () => {
+  const tf = loadTf();
+
+  it('sums the squares of every value of every tensor, in double', () => {
+    // Odd sizes, so the vector loop's tail counts too; one large tensor, so it is sharded.
+    const tensors = [
+      tf.randomNormal([3, 5, 7], 0, 1, 'float32', 1),
+      tf.randomNormal([1], 0, 3, 'float32', 2),
+      tf.randomNormal([1001, 301], 0, 0.1, 'float32', 3),
+    ];
+    let expected = 0;
+    for (const t of tensors) for (const v of t.dataSync()) expected += v * v;
+    const total = squaredNorm(tf, tensors);
+    assert.deepEqual(total.shape, []);
+    const got = total.dataSync()[0]!;
+    assert.ok(Math.abs(got - expected) <= 1e-6 * expected, `${got} vs ${expected}`);
+    tf.dispose([...tensors, total]);
+  });
+
+  it('is inf when the squares pass float range and NaN when a value is NaN', () => {
+    const big = tf.tensor1d([1e20, 1]);
+    const nan = tf.tensor1d([1, NaN, 2]);
+    const small = tf.tensor1d([3]);
+    const [a, b] = [squaredNorm(tf, [small, big]), squaredNorm(tf, [small, nan])];
+    assert.equal(a.dataSync()[0], Infinity);
+    assert.ok(Number.isNaN(b.dataSync()[0]));
+    tf.dispose([big, nan, small, a, b]);
   });
 });

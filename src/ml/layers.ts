@@ -10,7 +10,7 @@
  * - 'BatchNormalization': training-mode normalisation as one fused TensorFlow kernel (NHWC, last axis).
  */
 import type { LayersModel, Tensor } from '@tensorflow/tfjs-node';
-import { BATCH_NORM_KERNEL, CONV_KERNEL, DROPOUT_KERNEL, installNativeGradients, MAX_POOL_KERNEL, onednnEnabled } from './native-ops';
+import { BATCH_NORM_KERNEL, CONV_KERNEL, DROPOUT_KERNEL, installNativeGradients, maxPool, onednnEnabled } from './native-ops';
 import type { Tf } from './tf';
 
 export interface SeededDropoutLayer {
@@ -122,10 +122,7 @@ function defineMaxPooling2D(tf: Tf) {
       const f = this as unknown as PoolFields;
       if (!onednnEnabled() || f.dataFormat !== 'channelsLast') return super.call(inputs, kwargs) as Tensor;
       const x = Array.isArray(inputs) ? inputs[0]! : inputs;
-      const [y] = tf
-        .engine()
-        .runKernel(MAX_POOL_KERNEL, { x }, { poolSize: f.poolSize, strides: f.strides, pad: f.padding.toUpperCase() }) as Tensor[];
-      return y!;
+      return maxPool(tf, x, { poolSize: f.poolSize, strides: f.strides, pad: f.padding.toUpperCase() });
     }
   }
   tf.serialization.registerClass(MaxPooling2D as never);

@@ -56,6 +56,42 @@ export function onednnEnabled(): boolean {
 
 let installed = false;
 
+export interface PoolAttrs {
+  poolSize: number[];
+  strides: number[];
+  pad: string;
+}
+/**
+ * Max pooling's input gradient scatters each pooled gradient to one position (where its max came
+ * from, adding where windows overlap), so per channel both sum to the same: a bias gradient
+ * below a max pool is summed from the pooled gradient, a quarter of the values (or fewer).
+ */
+const scatteredFrom = new WeakMap<Tensor, Tensor>();
+/** The tensor whose per-channel sums equal `dy`'s: itself, or the pooled gradient it was scattered from. */
+function channelSumSource(dy: Tensor): Tensor {
+  const pooled = scatteredFrom.get(dy);
+  return pooled && !pooled.isDisposed ? pooled : dy;
+}
+let poolGrad: ((x: Tensor, y: Tensor, dy: Tensor, workspace: Tensor, attrs: PoolAttrs) => Tensor) | undefined;
+
+/** Max pooling by oneDNN (CnnMaxPool), its gradient a scatter through the saved workspace. */
+export function maxPool(tf: Tf, x: Tensor, attrs: PoolAttrs): Tensor {
+  installNativeGradients(tf);
+  const run = tf.customGrad(((input: Tensor, save: (tensors: Tensor[]) => void) => {
+    const [y, workspace] = tf.engine().runKernel(MAX_POOL_KERNEL, { x: input }, attrs as never) as [Tensor, Tensor];
+    save([input, y, workspace]);
+    return {
+      value: y,
+      gradFunc: (dy: Tensor, saved: Tensor[]) => {
+        const dx = poolGrad!(saved[0]!, saved[1]!, dy, saved[2]!, attrs);
+        scatteredFrom.set(dx, dy);
+        return [dx];
+      },
+    };
+  }) as never) as (input: Tensor) => Tensor;
+  return run(x);
+}
+
 /** Returns `next`, freeing `previous` (an intermediate no one else holds). */
 function consume(previous: Tensor, next: Tensor): Tensor {
   previous.dispose();
@@ -135,7 +171,7 @@ export function installNativeGradients(tf: Tf): void {
       return {
         x: () => be.executeSingleOutput('Conv2DBackpropInput', a, [tf.tensor1d(x.shape, 'int32'), filter, dz]),
         filter: () => be.executeSingleOutput('Conv2DBackpropFilter', a, [x, tf.tensor1d(filter.shape, 'int32'), dz]),
-        bias: () => db ?? be.executeSingleOutput('BiasAddGrad', [T, nhwc], [dz]),
+        bias: () => db ?? be.executeSingleOutput('BiasAddGrad', [T, nhwc], [channelSumSource(dz)]),
       };
     },
   });
@@ -187,16 +223,11 @@ export function installNativeGradients(tf: Tf): void {
     kernelFunc: ({ inputs, backend, attrs }) =>
       (backend as unknown as NativeBackend).executeMultipleOutputs('_MklNativeMaxPool', poolAttrs(attrs as never), [inputs.x as Tensor], 2),
   });
-  tf.registerGradient({
-    kernelName: MAX_POOL_KERNEL,
-    inputsToSave: ['x'],
-    outputsToSave: [true, true],
-    gradFunc: (dy, saved, attrs) => {
-      const [x, y, workspace] = saved as [Tensor, Tensor, Tensor];
-      const grad = Array.isArray(dy) ? dy[0]! : dy;
-      return { x: () => native(tf).executeSingleOutput('_MklNativeMaxPoolGrad', poolAttrs(attrs as never), [x, y, grad, workspace]) };
-    },
-  });
+  // Its gradient is taken through customGrad (maxPool below), which records the pooled tensor as
+  // the only output: the engine fills a zero gradient for every output nothing differentiates, and
+  // the workspace is as large as the pooled tensor (8 MB per step of 64 px images, in JavaScript).
+  poolGrad = (x, y, dy, workspace, attrs) =>
+    native(tf).executeSingleOutput('_MklNativeMaxPoolGrad', poolAttrs(attrs as never), [x, y, dy, workspace]);
 
   const dropoutAttrs = (a: { rate: number }): Attr[] => [{ name: 'rate', type: b.TF_ATTR_FLOAT, value: a.rate }];
   tf.registerKernel({

@@ -62,6 +62,23 @@ compare(
   tf.layers.maxPooling2d({ poolSize: 3, strides: 2, padding: 'same' }),
   [2, 9, 9, 5],
 );
+// A convolution's bias gradient below a max pool is summed from the pooled gradient.
+for (const [name, pool] of [
+  ['conv+pool2', { poolSize: 2 }],
+  ['conv+pool3s2same', { poolSize: 3, strides: 2, padding: 'same' as const }],
+] as const) {
+  const stack = (c: typeof conv2d, p: typeof maxPooling2d) =>
+    tf.sequential({ layers: [c(tf, { ...convArgs, inputShape: [9, 9, 3] }), p(tf, pool)] });
+  compare(
+    name,
+    stack(conv2d, maxPooling2d) as never,
+    stack(
+      (_, a) => tf.layers.conv2d(a),
+      (_, a) => tf.layers.maxPooling2d(a),
+    ) as never,
+    [2, 9, 9, 3],
+  );
+}
 const bnArgs = { axis: 3, epsilon: 1.001e-5, gammaInitializer: 'randomNormal' as const, betaInitializer: 'randomNormal' as const };
 compare('batchnorm', batchNormalization(tf, bnArgs), tf.layers.batchNormalization(bnArgs), [4, 5, 5, 6], true);
 console.log(JSON.stringify({ onednn: process.env.TF_ENABLE_ONEDNN_OPTS, diffs }));

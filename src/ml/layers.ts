@@ -10,7 +10,15 @@
  * - 'BatchNormalization': training-mode normalisation as one fused TensorFlow kernel (NHWC, last axis).
  */
 import type { LayersModel, Tensor } from '@tensorflow/tfjs-node';
-import { BATCH_NORM_KERNEL, CONV_KERNEL, DROPOUT_KERNEL, installNativeGradients, maxPool, onednnEnabled } from './native-ops';
+import {
+  BATCH_NORM_KERNEL,
+  CONV_KERNEL,
+  DROPOUT_KERNEL,
+  installNativeGradients,
+  maxPool,
+  movingAverages,
+  onednnEnabled,
+} from './native-ops';
 import type { Tf } from './tf';
 
 export interface SeededDropoutLayer {
@@ -157,14 +165,12 @@ function defineBatchNormalization(tf: Tf) {
           .runKernel(BATCH_NORM_KERNEL, { x, scale: f.gamma!.read(), offset: f.beta!.read() }, { epsilon: f.epsilon }) as Tensor[];
         // Keras' moving averages use the batch's plain (biased) variance, as tfjs' own layer does.
         const n = x.size / x.shape[3]!;
-        const variance = besselVariance!.mul((n - 1) / n);
-        for (const [moving, batch] of [
-          [f.movingMean, mean!],
-          [f.movingVariance, variance],
-        ] as const) {
-          const old = moving.read();
-          moving.write(old.sub(old.sub(batch).mul(1 - f.momentum)));
-        }
+        const [movedMean, movedVariance] = movingAverages(tf, [f.movingMean.read(), f.movingVariance.read(), mean!, besselVariance!], {
+          rate: 1 - f.momentum,
+          varianceScale: (n - 1) / n,
+        });
+        f.movingMean.write(movedMean);
+        f.movingVariance.write(movedVariance);
         return y!;
       });
     }

@@ -99,6 +99,25 @@ function consume(previous: Tensor, next: Tensor): Tensor {
 }
 
 /**
+ * Batch norm's moving mean and variance moved towards a batch's mean and Bessel-corrected variance
+ * (CnnMovingAverages): `avg - (avg - batch) * rate`, the variance first scaled by `varianceScale`.
+ * Not differentiated.
+ */
+export function movingAverages(
+  tf: Tf,
+  stats: [Tensor, Tensor, Tensor, Tensor],
+  a: { rate: number; varianceScale: number },
+): [Tensor, Tensor] {
+  const be = native(tf);
+  const f = be.binding.TF_ATTR_FLOAT;
+  const attrs = [
+    { name: 'rate', type: f, value: a.rate },
+    { name: 'variance_scale', type: f, value: a.varianceScale },
+  ];
+  return be.executeMultipleOutputs('CnnMovingAverages', attrs, stats, 2) as [Tensor, Tensor];
+}
+
+/**
  * The sum of the squares of every value of `tensors`, accumulated in double (CnnSquaredNorm, one
  * read pass, no temporaries); inf when it passes float's range, NaN when any value is.
  */

@@ -11,6 +11,11 @@
 // dy: dz = dy where y > 0 (else 0), db = dz summed over all but the last (channel) axis. y is the
 // ReLU's output, so nothing but the layer's output is kept for it.
 //
+// CnnMovingAverages(mean_avg, var_avg, mean, bessel_var) -> both averages moved towards the batch's
+// statistics as Keras moves them, avg - (avg - batch) * rate with rate = 1 - momentum, the variance
+// scaled back from Bessel's correction to the plain one: one op per batch-norm layer and step
+// instead of seven.
+//
 // CnnSquaredNorm(x_1..x_N) -> sum of all squares (folded in double), one read pass, no temporaries:
 // the trainer skips an update whose gradient norm is not finite.
 #include <algorithm>
@@ -195,6 +200,37 @@ class CnnSquaredNormOp : public OpKernel {
   }
 };
 
+class CnnMovingAveragesOp : public OpKernel {
+ public:
+  explicit CnnMovingAveragesOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("rate", &rate_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("variance_scale", &variance_scale_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const int64_t n = ctx->input(0).NumElements();
+    for (int i = 1; i < 4; ++i)
+      OP_REQUIRES(ctx, ctx->input(i).NumElements() == n,
+                  tensorflow::errors::InvalidArgument("input ", i, " has ", ctx->input(i).NumElements(),
+                                                      " values, expected ", n));
+    const float* stats[4];
+    for (int i = 0; i < 4; ++i) stats[i] = ctx->input(i).flat<float>().data();
+    for (int out = 0; out < 2; ++out) {
+      Tensor* y = nullptr;
+      OP_REQUIRES_OK(ctx, ctx->allocate_output(out, ctx->input(out).shape(), &y));
+      float* avg = y->flat<float>().data();
+      const float* old = stats[out];
+      const float* batch = stats[out + 2];
+      const float scale = out == 0 ? 1.0f : variance_scale_;
+      for (int64_t i = 0; i < n; ++i) avg[i] = old[i] - (old[i] - batch[i] * scale) * rate_;
+    }
+  }
+
+ private:
+  float rate_;
+  float variance_scale_;
+};
+
 }  // namespace
 
 REGISTER_OP("CnnReluBiasGrad")
@@ -209,6 +245,23 @@ REGISTER_OP("CnnReluBiasGrad")
     });
 
 REGISTER_KERNEL_BUILDER(Name("CnnReluBiasGrad").Device(tensorflow::DEVICE_CPU), CnnReluBiasGradOp);
+
+REGISTER_OP("CnnMovingAverages")
+    .Input("mean_avg: float")
+    .Input("var_avg: float")
+    .Input("mean: float")
+    .Input("variance: float")
+    .Output("new_mean_avg: float")
+    .Output("new_var_avg: float")
+    .Attr("rate: float")
+    .Attr("variance_scale: float")
+    .SetShapeFn([](tensorflow::shape_inference::InferenceContext* c) {
+      c->set_output(0, c->input(0));
+      c->set_output(1, c->input(1));
+      return tensorflow::OkStatus();
+    });
+
+REGISTER_KERNEL_BUILDER(Name("CnnMovingAverages").Device(tensorflow::DEVICE_CPU), CnnMovingAveragesOp);
 
 REGISTER_OP("CnnSquaredNorm")
     .Input("x: N * float")

@@ -79,6 +79,12 @@ for (const [name, pool] of [
     [2, 9, 9, 3],
   );
 }
-const bnArgs = { axis: 3, epsilon: 1.001e-5, gammaInitializer: 'randomNormal' as const, betaInitializer: 'randomNormal' as const };
+const bnArgs = {
+  axis: 3,
+  epsilon: 1.001e-5,
+  momentum: 0.5,
+  gammaInitializer: 'randomNormal' as const,
+  betaInitializer: 'randomNormal' as const,
+};
 compare('batchnorm', batchNormalization(tf, bnArgs), tf.layers.batchNormalization(bnArgs), [4, 5, 5, 6], true);
 console.log(JSON.stringify({ onednn: process.env.TF_ENABLE_ONEDNN_OPTS, diffs }));

@@ -28,7 +28,13 @@ export interface TrainingHeartbeat extends Partial<TrainingProgress> {
 }
 
 /** Raised by the training for problems no retry can fix. */
-const PERMANENT = new Set(['InvalidTrainingDataError', 'CheckpointMismatchError', 'InvalidDatasetError', 'InvalidInitialWeightsError']);
+const PERMANENT = new Set([
+  'InvalidTrainingDataError',
+  'CheckpointMismatchError',
+  'InvalidDatasetError',
+  'InvalidInitialWeightsError',
+  'TrainingDivergedError',
+]);
 
 export function createTrainingActivities({ mlflow, onednn, memoryBudgetBytes, run = trainInChildProcess }: TrainingActivityDeps) {
   return {

@@ -31,6 +31,13 @@ export async function loadInitialWeights(s3: S3Store, uri: string, model: Layers
         `initial weights at ${uri} hold ${source.length} tensors; ${model.name} has ${target.length}: is it the same architecture?`,
       );
     }
+    source.forEach((t, i) => {
+      const bad = t.dtype === 'float32' ? countNonFinite(t.dataSync() as Float32Array) : 0;
+      if (bad)
+        throw new InvalidInitialWeightsError(
+          `initial weights at ${uri}: tensor ${i} (${specs[i]!.name}) holds ${bad} value(s) that are NaN or infinite; the weights are corrupt`,
+        );
+    });
     const current = model.getWeights();
     const kept: string[] = [];
     const head = new Set(model.layers.at(-1)!.weights.map((w) => w.originalName));
@@ -51,4 +58,10 @@ export async function loadInitialWeights(s3: S3Store, uri: string, model: Layers
   } finally {
     tf.dispose(Object.values(named));
   }
+}
+
+function countNonFinite(values: Float32Array): number {
+  let n = 0;
+  for (const v of values) if (!Number.isFinite(v)) n++;
+  return n;
 }

@@ -20,6 +20,8 @@ export interface EpochLogs {
   loss: number;
   accuracy: number;
   valLoss?: number;
+  /** Whether every validation prediction was a finite number (false: the model's outputs overflowed to NaN or infinity). */
+  valFinite?: boolean;
   valAccuracy?: number;
 }
 
@@ -248,6 +250,7 @@ export async function fitModel(
       const probs = await predictProbabilities(model, options.validation, numClasses);
       const v = evaluatePredictions(probs, options.validation.labels, numClasses);
       logs.valLoss = v.loss;
+      logs.valFinite = probs.every(Number.isFinite);
       logs.valAccuracy = v.accuracy;
     }
     await options.onEpochEnd?.(at.epoch, logs);

@@ -191,8 +191,16 @@ export async function runTraining(
     const model = finalModel!;
     try {
       hooks.progress({ phase: 'evaluating', epoch: hp.epochs, epochs: hp.epochs, batch: 0, batches: 0 });
-      const valEval = evaluatePredictions(await predictProbabilities(model, validation, numClasses), validation.labels, numClasses);
-      const testEval = evaluatePredictions(await predictProbabilities(model, test, numClasses), test.labels, numClasses);
+      const [valProbs, testProbs] = [
+        await predictProbabilities(model, validation, numClasses),
+        await predictProbabilities(model, test, numClasses),
+      ];
+      if (!valProbs.every(Number.isFinite) || !testProbs.every(Number.isFinite))
+        throw new TrainingDivergedError(
+          `${modelClass}: the trained model's predictions are NaN or infinite; ${DIVERGED_HINT(hp.learningRate)}`,
+        );
+      const valEval = evaluatePredictions(valProbs, validation.labels, numClasses);
+      const testEval = evaluatePredictions(testProbs, test.labels, numClasses);
       await mlflow.logBatch(runId, { metrics: [...metricList('validation_', valEval), ...metricList('test_', testEval)] });
       await mlflow.logArtifact(
         runId,
@@ -246,6 +254,7 @@ export async function runTraining(
           `budget ${mb(budgetBytes)} MB${plan.fits ? '' : '; even one image per pass may not fit'})`,
       );
     await mlflow.logBatch(runId, { tags: { [`training.${prefix}micro_batch_size`]: String(plan.microBatchSize) } });
+    let skipped = 0;
     const result = await fitModel(model, optimizer, data, {
       epochs: hp.epochs,
       batchSize: hp.batchSize,
@@ -255,11 +264,19 @@ export async function runTraining(
       initial,
       validation: heldOut,
       onEpochBegin: (epoch) => hooks.log(`${modelClass} ${phase}: epoch ${epoch + 1}/${hp.epochs} started`),
-      onSkippedStep: (epoch, batch) =>
-        hooks.log(`${modelClass} ${phase}: epoch ${epoch + 1}, batch ${batch + 1}: the gradient was not finite; update skipped`),
+      onSkippedStep: (epoch, batch) => {
+        skipped++;
+        hooks.log(`${modelClass} ${phase}: epoch ${epoch + 1}, batch ${batch + 1}: the gradient was not finite; update skipped`);
+      },
       onBatchEnd: (epoch, batch) => hooks.progress({ phase, epoch, epochs: hp.epochs, batch: batch + 1, batches, checkpoint }),
       onEpochEnd: async (epoch, logs) => {
         await mlflow.logBatch(runId, { metrics: epochMetrics(prefix, epoch, logs) });
+        // Its updates are skipped while its outputs overflow, so such a model would never recover.
+        if (logs.valFinite === false)
+          throw new TrainingDivergedError(
+            `${modelClass} ${phase}: after epoch ${epoch + 1} the model's predictions are NaN or infinite ` +
+              `(${skipped} update(s) skipped for non-finite gradients so far); ${DIVERGED_HINT(hp.learningRate)}`,
+          );
         await save({ epoch: epoch + 1, batch: 0, lossSum: 0, correct: 0 });
         hooks.progress({ phase, epoch: epoch + 1, epochs: hp.epochs, batch: 0, batches, checkpoint });
       },
@@ -312,6 +329,14 @@ function assertBothClassesPresent(train: LoadedSplit, classes: string[]): void {
 export class InvalidTrainingDataError extends Error {
   override readonly name = 'InvalidTrainingDataError';
 }
+
+/** Training produced a model whose outputs are not finite: retrying the same run would reproduce it. */
+export class TrainingDivergedError extends Error {
+  override readonly name = 'TrainingDivergedError';
+}
+
+const DIVERGED_HINT = (learningRate: number) =>
+  `training diverged: try a lower learningRate (this run used ${learningRate}) or check the initial weights`;
 
 function epochMetrics(prefix: string, epoch: number, logs: EpochLogs): MlflowMetric[] {
   return Object.entries({ loss: logs.loss, accuracy: logs.accuracy, val_loss: logs.valLoss, val_accuracy: logs.valAccuracy })

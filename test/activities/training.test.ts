@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { CancelledFailure } from '@temporalio/common';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import type { Info } from '@temporalio/activity';
@@ -14,7 +14,9 @@ import { trainInChildProcess } from '../../src/training/process';
 import type { DatasetManifest } from '../../src/data/shards';
 import { unpackModelArchive } from '../../src/ml/model-archive';
 import { evaluatePredictions } from '../../src/ml/metrics';
-import { loadModelFromS3 } from '../../src/ml/model-store';
+import { loadModelFromS3, saveModelToS3 } from '../../src/ml/model-store';
+import { buildBasicCnn } from '../../src/ml/models';
+import { loadTf } from '../../src/ml/tf';
 import { predictProbabilities } from '../../src/ml/trainer';
 import { runActivity, seededDataset, testMlflow, testS3 } from '../helpers/services';
 
@@ -153,6 +155,44 @@ describe('trainModel activity (child training process, native TensorFlow, S3 on 
     );
     assert.equal((await mlflow.getRun(resumed.mlflowRunId)).info.status, 'FINISHED');
     assert.equal((await s3.list(`s3://${bucket}/checkpoints/test-skin-model/Basic/${last.mlflowRunId}/`)).length, 0);
+  });
+
+  it('fails for good, registering nothing, when the model diverges to non-finite outputs', async () => {
+    // Finite initial weights whose hidden dense layer overflows float (to +inf; the output layer's
+    // mixed signs then make NaN): every output is NaN from the first batch on, so every update is
+    // skipped and the run could never recover.
+    const tf = loadTf();
+    const bucket = dataset.manifestUri.split('/')[2]!;
+    const weightsUri = `s3://${bucket}/initial/overflowing-basic`;
+    const source = buildBasicCnn({ imageSize: 24, numClasses: 2, seed: 1 });
+    assert.deepEqual(source.weights[6]!.shape, [6 * 6 * 64, 128], 'the hidden dense kernel');
+    source.setWeights(source.getWeights().map((w, i) => (i === 6 ? tf.fill(w.shape, 3e38) : w)));
+    await saveModelToS3(s3, source, weightsUri, {
+      modelClass: 'Basic',
+      classes: ['benign', 'malignant'],
+      imageSize: 24,
+      inputScale: '0-1',
+    });
+    source.dispose();
+
+    const beats: TrainingHeartbeat[] = [];
+    const env = new MockActivityEnvironment(fresh(), { logger: new DefaultLogger('ERROR') });
+    env.on('heartbeat', (d: TrainingHeartbeat) => beats.push(d));
+    const diverging = { ...input('Basic', { epochs: 3 }), initialWeightsUri: weightsUri };
+    await assert.rejects(env.run(training.trainModel, diverging), (e: ApplicationFailure) => {
+      assert.ok(e instanceof ApplicationFailure, String(e));
+      assert.equal(e.type, 'TrainingDivergedError');
+      assert.equal(e.nonRetryable, true);
+      // Every update of epoch 1 was skipped.
+      const batches = Math.ceil(dataset.splits.train.count / 16);
+      assert.match(e.message, new RegExp(`after epoch 1 the model's predictions are NaN or infinite \\(${batches} update\\(s\\) skipped`));
+      assert.match(e.message, /lower learningRate \(this run used 0\.001\)/);
+      return true;
+    });
+    const runId = beats.at(-1)!.mlflowRunId;
+    assert.equal((await mlflow.getRun(runId)).info.status, 'FAILED');
+    assert.deepEqual(await mlflow.searchModelVersions(`name='test-skin-model' and run_id='${runId}'`), []);
+    assert.deepEqual(await s3.list(`s3://${bucket}/models/test-skin-model/Basic/${runId}/`), [], 'no model saved');
   });
 
   it('a training process that dies of SIGFPE under oneDNN resumes from its checkpoint without oneDNN (the test sends the SIGFPE)', async () => {

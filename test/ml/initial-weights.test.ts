@@ -43,6 +43,25 @@ describe('initial weights from S3 (moto)', () => {
     basic.dispose();
   });
 
+  it('refuses weights holding NaN or infinity, saying which tensor', async () => {
+    const tf = loadTf();
+    const corrupt = buildBasicCnn({ imageSize: 16, numClasses: 2, seed: 1 });
+    const weights = corrupt.getWeights();
+    corrupt.setWeights(
+      weights.map((w, i) => (i === 2 ? tf.tidy(() => w.where(tf.range(0, w.size).reshape(w.shape).notEqual(5), NaN)) : w)),
+    );
+    const at = `s3://${bucket}/corrupt`;
+    await saveModelToS3(s3, corrupt, at, { modelClass: 'Basic', classes: ['a', 'b'], imageSize: 16, inputScale: '0-1' });
+    const target = buildBasicCnn({ imageSize: 16, numClasses: 2, seed: 2 });
+    await assert.rejects(
+      loadInitialWeights(s3, at, target),
+      (e: Error) =>
+        e instanceof InvalidInitialWeightsError && /tensor 2 \(.*\) holds 1 value\(s\) that are NaN or infinite/.test(e.message),
+    );
+    corrupt.dispose();
+    target.dispose();
+  });
+
   it('says so when the prefix holds no model', async () => {
     const model = buildResNet50({ imageSize: 32, numClasses: 2, seed: 1 });
     await assert.rejects(loadInitialWeights(s3, `s3://${bucket}/nothing`, model), /nothing\/model\.json does not exist/);

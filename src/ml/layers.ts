@@ -23,6 +23,8 @@ import type { Tf } from './tf';
 
 export interface SeededDropoutLayer {
   step: number;
+  /** Where the next input starts in its batch, in images (a micro-batch's first image). */
+  imageOffset: number;
 }
 
 interface DropoutArgs {
@@ -40,6 +42,7 @@ function defineSeededDropout(tf: Tf): LayerClass {
     readonly rate: number;
     readonly seed: number;
     step = 0;
+    imageOffset = 0;
 
     constructor(args: DropoutArgs & { name?: string; inputShape?: number[] }) {
       super(args);
@@ -52,7 +55,9 @@ function defineSeededDropout(tf: Tf): LayerClass {
     override call(inputs: Tensor | Tensor[], kwargs: { training?: boolean }): Tensor {
       const x = Array.isArray(inputs) ? inputs[0]! : inputs;
       if (!kwargs.training || this.rate === 0) return x;
-      const seed = tf.tensor1d([this.seed | 0, this.step++ | 0], 'int32');
+      // Element indices count from the batch's start, so a micro-batch draws its part of the whole batch's mask.
+      const elementOffset = this.imageOffset * (x.size / x.shape[0]!);
+      const seed = tf.tensor1d([this.seed | 0, this.step++ | 0, elementOffset | 0], 'int32');
       try {
         return tf.engine().runKernel(DROPOUT_KERNEL, { x, seed }, { rate: this.rate }) as Tensor;
       } finally {
@@ -203,8 +208,11 @@ export function registerLayers(tf: Tf): void {
   batchNormClass ??= defineBatchNormalization(tf);
 }
 
-/** Sets every seeded dropout's step counter, so a resumed run draws the masks it would have. */
-export function setDropoutStep(model: LayersModel, step: number): void {
+/**
+ * Sets every seeded dropout's position: the step (one per batch) and the first image of the next
+ * pass within its batch. A resumed run draws the masks it would have, however its batches are split.
+ */
+export function setDropoutPosition(model: LayersModel, step: number, imageOffset = 0): void {
   for (const layer of model.layers)
-    if ('step' in layer && layer.getClassName() === 'Dropout') (layer as unknown as SeededDropoutLayer).step = step;
+    if ('step' in layer && layer.getClassName() === 'Dropout') Object.assign(layer as unknown as SeededDropoutLayer, { step, imageOffset });
 }

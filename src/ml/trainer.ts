@@ -11,7 +11,7 @@ import type { LayersModel, Scalar, Tensor } from '@tensorflow/tfjs-node';
 import type { TrainingOptimizer } from './native-adam';
 import type { LoadedSplit } from '../data/dataset';
 import { seededRandom } from '../data/split';
-import { setDropoutStep } from './layers';
+import { setDropoutPosition } from './layers';
 import { squaredNorm } from './native-ops';
 import { evaluatePredictions } from './metrics';
 import { loadTf } from './tf';
@@ -191,6 +191,7 @@ async function trainStep(
   idx: Uint32Array,
   micro: number,
   numClasses: number,
+  step: number,
 ): Promise<{ loss: number; correct: number; applied: boolean }> {
   const tf = loadTf();
   let sums: Record<string, Tensor> | undefined;
@@ -199,6 +200,7 @@ async function trainStep(
   try {
     for (let start = 0; start < idx.length; start += micro) {
       const part = idx.subarray(start, Math.min(start + micro, idx.length));
+      setDropoutPosition(model, step, start);
       const p = await pass(model, split, part, part.length / idx.length, numClasses);
       loss += p.loss;
       correct += p.correct;
@@ -227,16 +229,15 @@ export async function fitModel(
   const batches = Math.ceil(train.count / batchSize);
   const micro = Math.min(options.microBatchSize ?? batchSize, batchSize);
   if (!(Number.isInteger(micro) && micro >= 1)) throw new RangeError(`microBatchSize must be a positive integer, got ${micro}`);
-  const passesPerBatch = Math.ceil(batchSize / micro);
   const at: TrainPosition = { ...(options.initial ?? { epoch: 0, batch: 0, lossSum: 0, correct: 0 }) };
   for (; at.epoch < options.epochs; at.epoch++, at.batch = 0, at.lossSum = 0, at.correct = 0) {
     const order = epochOrder(train.count, options.seed, at.epoch);
     if (at.batch === 0) options.onEpochBegin?.(at.epoch);
     for (; at.batch < batches;) {
       const idx = order.subarray(at.batch * batchSize, Math.min((at.batch + 1) * batchSize, train.count));
-      // Dropout masks are drawn per pass: step (batch, micro-batch) is a pure function of the position.
-      setDropoutStep(model, (at.epoch * batches + at.batch) * passesPerBatch);
-      const { loss: l, correct, applied } = await trainStep(model, optimizer, train, idx, micro, numClasses);
+      // Each batch is one dropout step, its masks the same however it is split into passes.
+      const step = at.epoch * batches + at.batch;
+      const { loss: l, correct, applied } = await trainStep(model, optimizer, train, idx, micro, numClasses, step);
       if (!applied) options.onSkippedStep?.(at.epoch, at.batch);
       at.lossSum += l * idx.length;
       at.correct += correct;

@@ -2,10 +2,11 @@
 // runs on. Loading this library (src/ml/native-library.ts) runs the registrations below; tfjs-node's
 // binding then executes the ops by name, like any built-in op.
 //
-// CnnDropout(x, seed[2]) -> x * mask / (1 - rate), in one pass. The mask is a pure function of
-// (seed, element index): a counter-based hash, so the gradient is the same op on dy with the same
-// seed (the mask is recomputed, never stored) and a resumed run draws the masks an uninterrupted
-// one would have.
+// CnnDropout(x, seed[2 or 3]) -> x * mask / (1 - rate), in one pass. The mask is a pure function of
+// (seed[0], seed[1], element index + seed[2]): a counter-based hash, so the gradient is the same op
+// on dy with the same seed (the mask is recomputed, never stored) and a resumed run draws the
+// masks an uninterrupted one would have. seed[2] (default 0) is where x starts within a larger
+// batch: a micro-batch draws exactly its part of the whole batch's mask.
 //
 // CnnReluBiasGrad(dy, y) -> (dz, db): the gradient through a ReLU and a bias add, in one pass over
 // dy: dz = dy where y > 0 (else 0), db = dz summed over all but the last (channel) axis. y is the
@@ -46,10 +47,10 @@ inline uint32_t Mix32(uint32_t x) {
 
 // One shard of the dropout: vectorised for the CPU it runs on (the hash is 32-bit multiplies).
 __attribute__((target_clones("avx512f", "avx2", "default"))) void DropoutShard(
-    const float* in, float* out, int64_t begin, int64_t end, uint32_t k1, uint32_t k2, uint32_t threshold,
-    float scale) {
+    const float* in, float* out, int64_t begin, int64_t end, uint32_t offset, uint32_t k1, uint32_t k2,
+    uint32_t threshold, float scale) {
   for (int64_t i = begin; i < end; ++i) {
-    const uint32_t h = Mix32(Mix32(static_cast<uint32_t>(i) ^ k1) + k2);
+    const uint32_t h = Mix32(Mix32((static_cast<uint32_t>(i) + offset) ^ k1) + k2);
     out[i] = h >= threshold ? in[i] * scale : 0.0f;
   }
 }
@@ -69,11 +70,12 @@ class CnnDropoutOp : public OpKernel {
   void Compute(OpKernelContext* ctx) override {
     const Tensor& x = ctx->input(0);
     const Tensor& seed = ctx->input(1);
-    OP_REQUIRES(ctx, seed.NumElements() == 2,
-                tensorflow::errors::InvalidArgument("seed must have 2 elements, got ", seed.NumElements()));
-    OP_REQUIRES(ctx, x.NumElements() <= 0xffffffffLL,
-                tensorflow::errors::InvalidArgument("tensor too large for CnnDropout"));
+    OP_REQUIRES(ctx, seed.NumElements() == 2 || seed.NumElements() == 3,
+                tensorflow::errors::InvalidArgument("seed must have 2 or 3 elements, got ", seed.NumElements()));
     const auto s = seed.flat<int32_t>();
+    const uint32_t offset = seed.NumElements() == 3 ? static_cast<uint32_t>(s(2)) : 0;
+    OP_REQUIRES(ctx, static_cast<uint64_t>(offset) + static_cast<uint64_t>(x.NumElements()) <= 0x100000000ULL,
+                tensorflow::errors::InvalidArgument("element offset + size past 2^32 in CnnDropout"));
     const uint32_t k1 = Mix32(static_cast<uint32_t>(s(0)) ^ 0x9e3779b9U);
     const uint32_t k2 = Mix32(static_cast<uint32_t>(s(1)) + k1);
     Tensor* y = nullptr;
@@ -82,7 +84,7 @@ class CnnDropoutOp : public OpKernel {
     float* out = y->flat<float>().data();
     const uint32_t threshold = threshold_;
     const float scale = scale_;
-    auto work = [=](int64_t begin, int64_t end) { DropoutShard(in, out, begin, end, k1, k2, threshold, scale); };
+    auto work = [=](int64_t begin, int64_t end) { DropoutShard(in, out, begin, end, offset, k1, k2, threshold, scale); };
     auto* threads = ctx->device()->tensorflow_cpu_worker_threads();
     tensorflow::Shard(threads->num_threads, threads->workers, x.NumElements(), 8, work);
   }

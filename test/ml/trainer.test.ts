@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import type { LayersModel, Tensor } from '@tensorflow/tfjs-node';
 import type { LoadedSplit } from '../../src/data/dataset';
 import { seededRandom } from '../../src/data/split';
-import { batchNormalization, conv2d } from '../../src/ml/layers';
+import { batchNormalization, conv2d, seededDropout } from '../../src/ml/layers';
 import { createOptimizer } from '../../src/ml/models';
 import { planMicroBatch } from '../../src/ml/memory';
 import { fitModel } from '../../src/ml/trainer';
@@ -31,6 +31,7 @@ describe('training loop: micro-batches', () => {
       }),
       ...(withBatchNorm ? [batchNormalization(tf, { axis: 3 })] : []),
       tf.layers.activation({ activation: 'relu' }),
+      seededDropout(tf, { rate: 0.5, seed: 9 }),
       tf.layers.flatten(),
       tf.layers.dense({ units: 2, activation: 'softmax', kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) }),
     ];
@@ -56,7 +57,7 @@ describe('training loop: micro-batches', () => {
   };
 
   for (const optimizerName of ['sgd', 'adam'] as const)
-    it(`splitting a batch into micro-batches gives the same update as the whole batch (no batch norm, ${optimizerName})`, async () => {
+    it(`splitting a batch into micro-batches gives the same update as the whole batch, dropout masks included (no batch norm, ${optimizerName})`, async () => {
       const before = tf.memory().numTensors;
       const whole = await train(false, undefined, optimizerName);
       // 16 = 5 + 5 + 5 + 1, and the last batch of each epoch (8 images) = 5 + 3: uneven parts are weighted by size.

@@ -12,7 +12,8 @@
  *
  * The last line is one JSON object: ratio64, ratio128, ratio224 (our images/s / Keras'), the
  * oneDNN-off ratios, ResNet50 images/s, and the accuracy parity figures.
- * `--speed-only` skips the accuracy part, `--parity-only` the speed part.
+ * `--speed-only` skips the accuracy part, `--parity-only` the speed part; `--rounds N` sets the
+ * rounds (default 5), `--sizes 64,128` times only those sizes (and skips ResNet50).
  */
 import { execFileSync } from 'node:child_process';
 import { join, resolve } from 'node:path';
@@ -42,16 +43,28 @@ function run(side: 'ours' | 'keras', args: (string | number)[], env: Record<stri
 
 const round = (x: number, digits = 2) => Math.round(x * 10 ** digits) / 10 ** digits;
 
-const ROUNDS = 5;
+/** `--name value` from the command line. */
+function flag(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+const ROUNDS = Number(flag('rounds') ?? 5);
+if (!(Number.isInteger(ROUNDS) && ROUNDS >= 1)) throw new Error(`--rounds must be a positive integer, got ${flag('rounds')}`);
+/** The Basic sizes to time (all by default); ResNet50 runs only with all of them. */
+const SIZES = flag('sizes')?.split(',').map(Number);
+if (SIZES?.some((s) => ![64, 128, 224].includes(s))) throw new Error(`--sizes takes a list of 64, 128, 224; got ${flag('sizes')}`);
 
 function speed(): Record<string, number> {
   const out: Record<string, number> = { rounds: ROUNDS };
   // Enough images for a few seconds per timed epoch at each size on two cores.
-  const plan: [number, number][] = [
-    [64, 1024],
-    [128, 512],
-    [224, 192],
-  ];
+  const plan = (
+    [
+      [64, 1024],
+      [128, 512],
+      [224, 192],
+    ] as [number, number][]
+  ).filter(([size]) => !SIZES || SIZES.includes(size));
   console.log(`Basic CNN, batch 32, Adam: images/s (epochs 2-3 of 3), best of ${ROUNDS} alternating rounds`);
   console.log('size   ours(oneDNN on)  Keras   ratio  ours(oneDNN off)  ratio(off)  rounds ours | Keras');
   for (const [size, n] of plan) {
@@ -76,6 +89,7 @@ function speed(): Record<string, number> {
         .padStart(16)}  ${(off / k).toFixed(2).padStart(10)}  ${list(ours)} | ${list(keras)}`,
     );
   }
+  if (SIZES) return out;
   const data = benchData(OUT, 64, 256, 64);
   const resOurs: number[] = [];
   const resKeras: number[] = [];

@@ -5,13 +5,16 @@
  * - Convolution + bias (`CnnConv2D`): one oneDNN kernel (`_MklNativeConv2DWithBias`) instead of a
  *   convolution and a broadcast add over the whole activation; its gradients are TensorFlow's
  *   Conv2DBackpropInput/Filter and BiasAddGrad, each computed only when needed (tfjs' fused
- *   convolution computes the input gradient of the first layer too, which nothing uses).
+ *   convolution computes the input gradient of the first layer too, which nothing uses). With a
+ *   ReLU inside, the ReLU's gradient and the bias' take one pass (`CnnReluBiasGrad`, from the ops
+ *   library); below a max pool, the bias gradient is summed from the pooled gradient.
  * - Batch normalisation in training (`CnnBatchNorm`): TensorFlow's FusedBatchNormV3 and its
  *   gradient, two kernels instead of about twenty tfjs ops, which also kept every intermediate
  *   for their gradients (ResNet50 at 224 px, batch 32, ran out of 24 GiB that way).
  * - Max pooling (`CnnMaxPool`): oneDNN's pooling keeps a workspace (where each max came from), so
  *   its gradient is a scatter instead of TensorFlow's MaxPoolGrad, which searches every window again
- *   (2x faster at 128 px, bit-identical results).
+ *   (2x faster at 128 px, bit-identical results). Taken through customGrad, so the engine does not
+ *   fill a zero gradient for the workspace output at every step.
  *
  * - ReLU's gradient: tfjs-node builds it from `step`, whose kernel fills JS-side `ones`/`fill`
  *   tensors of the activation's full size and selects between them; TensorFlow's `ReluGrad` is one
@@ -21,6 +24,8 @@
  *   draw and four elementwise ops over the activation; its gradient is the same op on dy (the mask
  *   is recomputed, never stored). Seeded by (layer seed, step), every mask is reproducible, so a run
  *   resumed from a checkpoint draws the same masks as one that never stopped.
+ * - Batch norm's moving averages (`CnnMovingAverages`) in one op per layer and step, and the squared
+ *   gradient norm for the trainer's finite check (`CnnSquaredNorm`) in one read of the gradients.
  */
 import type { Tensor } from '@tensorflow/tfjs-node';
 import type { Tf } from './tf';

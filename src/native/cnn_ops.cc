@@ -1,5 +1,5 @@
 // Fused kernels for training, registered into the TensorFlow runtime that @tensorflow/tfjs-node
-// runs on. Loading this library (src/ml/native-library.ts) runs the registrations below; tfjs-node's
+// runs on. Loading this library (loadTf() in src/ml/tf.ts) runs the registrations below; tfjs-node's
 // binding then executes the ops by name, like any built-in op.
 //
 // CnnDropout(x, seed[2 or 3]) -> x * mask / (1 - rate), in one pass. The mask is a pure function of

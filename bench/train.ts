@@ -55,6 +55,23 @@ if (!(Number.isInteger(ROUNDS) && ROUNDS >= 1)) throw new Error(`--rounds must b
 const SIZES = flag('sizes')?.split(',').map(Number);
 if (SIZES?.some((s) => ![64, 128, 224].includes(s))) throw new Error(`--sizes takes a list of 64, 128, 224; got ${flag('sizes')}`);
 
+const list = (xs: number[]) => xs.map((x) => x.toFixed(1)).join(' ');
+
+/**
+ * ROUNDS alternating rounds of ours (oneDNN on) and Keras on the same arguments, each side's best
+ * counting, then ours with oneDNN off once.
+ */
+function bestOfRounds(args: (string | number)[]): { ours: number[]; keras: number[]; on: number; k: number; off: number } {
+  const ours: number[] = [];
+  const keras: number[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    ours.push(run('ours', args, { TF_ENABLE_ONEDNN_OPTS: '1' }).imagesPerSecond);
+    keras.push(run('keras', args).imagesPerSecond);
+  }
+  const off = run('ours', args, { TF_ENABLE_ONEDNN_OPTS: '0' }).imagesPerSecond;
+  return { ours, keras, on: Math.max(...ours), k: Math.max(...keras), off };
+}
+
 function speed(): Record<string, number> {
   const out: Record<string, number> = { rounds: ROUNDS };
   // Enough images for a few seconds per timed epoch at each size on two cores.
@@ -69,20 +86,12 @@ function speed(): Record<string, number> {
   console.log('size   ours(oneDNN on)  Keras   ratio  ours(oneDNN off)  ratio(off)  rounds ours | Keras');
   for (const [size, n] of plan) {
     const data = benchData(OUT, size, n, 64);
-    const ours: number[] = [];
-    const keras: number[] = [];
-    for (let r = 0; r < ROUNDS; r++) {
-      ours.push(run('ours', [data.dir, 'Basic', 3, 32, 1], { TF_ENABLE_ONEDNN_OPTS: '1' }).imagesPerSecond);
-      keras.push(run('keras', [data.dir, 'Basic', 3, 32, 1]).imagesPerSecond);
-    }
-    const off = run('ours', [data.dir, 'Basic', 3, 32, 1], { TF_ENABLE_ONEDNN_OPTS: '0' }).imagesPerSecond;
-    const [on, k] = [Math.max(...ours), Math.max(...keras)];
+    const { ours, keras, on, k, off } = bestOfRounds([data.dir, 'Basic', 3, 32, 1]);
     out[`ours${size}`] = round(on, 1);
     out[`keras${size}`] = round(k, 1);
     out[`ratio${size}`] = round(on / k);
     out[`oursOnednnOff${size}`] = round(off, 1);
     out[`ratioOnednnOff${size}`] = round(off / k);
-    const list = (xs: number[]) => xs.map((x) => x.toFixed(1)).join(' ');
     console.log(
       `${String(size).padEnd(6)} ${on.toFixed(1).padStart(15)}  ${k.toFixed(1).padStart(5)}  ${(on / k).toFixed(2).padStart(5)}  ${off
         .toFixed(1)
@@ -91,15 +100,7 @@ function speed(): Record<string, number> {
   }
   if (SIZES) return out;
   const data = benchData(OUT, 64, 256, 64);
-  const resOurs: number[] = [];
-  const resKeras: number[] = [];
-  for (let r = 0; r < ROUNDS; r++) {
-    resOurs.push(run('ours', [data.dir, 'ResNet50', 2, 32, 1], { TF_ENABLE_ONEDNN_OPTS: '1' }).imagesPerSecond);
-    resKeras.push(run('keras', [data.dir, 'ResNet50', 2, 32, 1]).imagesPerSecond);
-  }
-  const rOff = run('ours', [data.dir, 'ResNet50', 2, 32, 1], { TF_ENABLE_ONEDNN_OPTS: '0' }).imagesPerSecond;
-  const [rOn, rKeras] = [Math.max(...resOurs), Math.max(...resKeras)];
-  const list = (xs: number[]) => xs.map((x) => x.toFixed(1)).join(' ');
+  const { ours: resOurs, keras: resKeras, on: rOn, k: rKeras, off: rOff } = bestOfRounds([data.dir, 'ResNet50', 2, 32, 1]);
   console.log(
     `ResNet50 at 64 px, batch 32, best of ${ROUNDS}: ours ${rOn.toFixed(1)} img/s (oneDNN off: ${rOff.toFixed(1)}), Keras ${rKeras.toFixed(1)}, ` +
       `ratio ${(rOn / rKeras).toFixed(2)}; rounds ${list(resOurs)} | ${list(resKeras)}`,

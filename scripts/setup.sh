@@ -36,8 +36,11 @@ fi
 # wheel (its installer would download libtensorflow 2.9.1 from a host that may be unreachable):
 # the training ops library below is compiled against that wheel's headers and must load into the
 # same TensorFlow, and the training benchmark compares against Keras on that same libtensorflow.
+# The binding is patched first (scripts/patches/tfjs-node-list-attrs.patch) so that it can pass
+# list(string) and list(type) attributes: oneDNN's fused convolution + bias + ReLU takes them.
 WHEEL_DIR=$CACHE_DIR/tensorflow-cpu-$TF_WHEEL_VERSION
-WHEEL_STAMP=$TFJS_DIR/deps/.tensorflow-cpu-$TF_WHEEL_VERSION
+BINDING_PATCH=scripts/patches/tfjs-node-list-attrs.patch
+WHEEL_STAMP=$TFJS_DIR/deps/.tensorflow-cpu-$TF_WHEEL_VERSION-$(hash_of "$BINDING_PATCH")
 
 tf_ok() {
   node -e '
@@ -83,6 +86,11 @@ if [[ ! -f $WHEEL_STAMP ]] || ! tf_ok; then
   say "building the native TensorFlow backend for @tensorflow/tfjs-node (libtensorflow $TF_WHEEL_VERSION)"
   unpack_wheel
   place_libtensorflow_from_wheel
+  if ! grep -q TFE_OpSetAttrStringList "$TFJS_DIR/binding/tfjs_backend.cc"; then
+    patch --quiet -p1 -d "$TFJS_DIR" <"$BINDING_PATCH" >&2 || die "could not apply $BINDING_PATCH to $TFJS_DIR"
+  fi
+  # An addon already there would be kept as it is: build it again, from the patched source.
+  rm -rf "$TFJS_DIR"/lib/napi-v* "$TFJS_DIR"/build-tmp-napi-v*
   npm rebuild @tensorflow/tfjs-node --loglevel=error >&2 || die "npm rebuild @tensorflow/tfjs-node failed"
   tf_ok || die "@tensorflow/tfjs-node does not run on the native 'tensorflow' backend; refusing to fall back to the pure-JS backend"
   touch "$WHEEL_STAMP"

@@ -6,19 +6,11 @@
  * - `SeededDropout` ('Dropout'): Keras' inverted dropout with native, reproducible noise: the mask of
  *   training step `s` is drawn from (seed, s), and the loop sets `step` when it resumes.
  * - 'Conv2D': convolution + bias as one native kernel with lazily computed gradients.
- * - 'MaxPooling2D': oneDNN pooling whose gradient reuses the forward pass's workspace.
+ * - 'MaxPooling2D': pooling that keeps where each max came from, so its gradient is one scatter.
  * - 'BatchNormalization': training-mode normalisation as one fused TensorFlow kernel (NHWC, last axis).
  */
 import type { LayersModel, Tensor } from '@tensorflow/tfjs-node';
-import {
-  BATCH_NORM_KERNEL,
-  CONV_KERNEL,
-  DROPOUT_KERNEL,
-  installNativeGradients,
-  maxPool,
-  movingAverages,
-  onednnEnabled,
-} from './native-ops';
+import { BATCH_NORM_KERNEL, CONV_KERNEL, DROPOUT_KERNEL, installNativeGradients, maxPool, movingAverages } from './native-ops';
 import type { Tf } from './tf';
 
 export interface SeededDropoutLayer {
@@ -133,7 +125,7 @@ function defineMaxPooling2D(tf: Tf) {
     static className = 'MaxPooling2D';
     override call(inputs: Tensor | Tensor[], kwargs: object): Tensor {
       const f = this as unknown as PoolFields;
-      if (!onednnEnabled() || f.dataFormat !== 'channelsLast') return super.call(inputs, kwargs) as Tensor;
+      if (f.dataFormat !== 'channelsLast') return super.call(inputs, kwargs) as Tensor;
       const x = Array.isArray(inputs) ? inputs[0]! : inputs;
       return maxPool(tf, x, { poolSize: f.poolSize, strides: f.strides, pad: f.padding.toUpperCase() });
     }

@@ -16,11 +16,10 @@ export interface ModelSpec {
  * -> Flatten -> Dense128 relu -> Dense softmax. Every layer has its own weights (the original's two
  * hidden convolutions accidentally shared one layer object).
  *
- * Each convolution's ReLU is a layer of its own, and where max pooling follows, it comes after the
- * pooling: max(relu(a), relu(b)) = relu(max(a, b)), so the function and its gradient are the same,
- * on a quarter of the values. The gradient runs as TensorFlow's ReluGrad (see native-ops.ts). The
- * middle convolution, with no pooling after it, has its ReLU inside, so its gradient and the bias'
- * take one pass.
+ * Each convolution has its ReLU inside, as in Keras: one oneDNN kernel computes convolution, bias and
+ * ReLU. Where max pooling follows, the pooling's gradient is already the ReLU's input gradient and
+ * brings the bias' with it (see CnnMaxPool in native-ops.ts); the middle convolution's ReLU and bias
+ * gradients take one pass.
  */
 export function buildBasicCnn({ imageSize, numClasses, seed }: ModelSpec): LayersModel {
   const tf = loadTf();
@@ -28,18 +27,15 @@ export function buildBasicCnn({ imageSize, numClasses, seed }: ModelSpec): Layer
   const glorot = (i: number) => tf.initializers.glorotUniform({ seed: seed + i });
   const conv = (i: number, extra: object = {}) =>
     conv2d(tf, { filters: 64, kernelSize: 3, padding: 'same', kernelInitializer: glorot(i), ...extra });
-  const relu = () => tf.layers.activation({ activation: 'relu' });
   return tf.sequential({
     name: 'Basic',
     layers: [
-      conv(1, { inputShape: [imageSize, imageSize, 3] }),
+      conv(1, { inputShape: [imageSize, imageSize, 3], activation: 'relu' }),
       maxPooling2d(tf, { poolSize: 2 }),
-      relu(),
       conv(2, { activation: 'relu' }),
       seededDropout(tf, { rate: 0.25, seed: seed + 3 }),
-      conv(4),
+      conv(4, { activation: 'relu' }),
       maxPooling2d(tf, { poolSize: 2 }),
-      relu(),
       seededDropout(tf, { rate: 0.25, seed: seed + 5 }),
       tf.layers.flatten(),
       tf.layers.dense({

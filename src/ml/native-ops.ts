@@ -2,28 +2,30 @@
  * Training ops that stock tfjs-node runs slowly, done by TensorFlow's own kernels instead, through
  * the native backend's `executeSingleOutput` (the binding tfjs-node's kernels use themselves).
  *
- * - Convolution + bias (`CnnConv2D`): one oneDNN kernel (`_MklNativeConv2DWithBias`) instead of a
+ * - Convolution + bias (`CnnConv2D`): one oneDNN kernel (`_MklNativeConv2DWithBias`, or with a ReLU
+ *   inside `_MklNativeFusedConv2D`, as TensorFlow's graph rewrite fuses them for Keras) instead of a
  *   convolution and a broadcast add over the whole activation; its gradients are TensorFlow's
  *   Conv2DBackpropInput/Filter and BiasAddGrad, each computed only when needed (tfjs' fused
  *   convolution computes the input gradient of the first layer too, which nothing uses). With a
- *   ReLU inside, the ReLU's gradient and the bias' take one pass (`CnnReluBiasGrad`, from the ops
- *   library); below a max pool, the bias gradient is summed from the pooled gradient.
+ *   ReLU inside, the ReLU's gradient and the bias' take one pass (`CnnReluBiasGrad`), or none when
+ *   the layer above already went through them (see throughRelu).
  * - Batch normalisation in training (`CnnBatchNorm`): TensorFlow's FusedBatchNormV3 and its
  *   gradient, two kernels instead of about twenty tfjs ops, which also kept every intermediate
  *   for their gradients (ResNet50 at 224 px, batch 32, ran out of 24 GiB that way).
- * - Max pooling (`CnnMaxPool`): oneDNN's pooling keeps a workspace (where each max came from), so
- *   its gradient is a scatter instead of TensorFlow's MaxPoolGrad, which searches every window again
- *   (2x faster at 128 px, bit-identical results). Taken through customGrad, so the engine does not
- *   fill a zero gradient for the workspace output at every step.
- *
+ * - Max pooling (`CnnMaxPool`, from the ops library): keeps where each max came from, one byte per
+ *   value, so its gradient is one pass that writes each value once, instead of TensorFlow's
+ *   MaxPoolGrad, which searches every window again; the gradient also gives the bias' gradient
+ *   below it, and over a ReLU's output the ReLU's. Taken through customGrad, so the engine does not
+ *   fill a zero gradient for the positions output at every step.
  * - ReLU's gradient: tfjs-node builds it from `step`, whose kernel fills JS-side `ones`/`fill`
  *   tensors of the activation's full size and selects between them; TensorFlow's `ReluGrad` is one
  *   multithreaded pass. At 224 px this alone was most of a Basic CNN's gradient step.
  * - Dropout (`CnnDropout`, from this project's ops library, src/native/cnn_ops.cc): one pass that
  *   hashes (seed, step, element) into the keep decision and scales, instead of a Philox uniform
  *   draw and four elementwise ops over the activation; its gradient is the same op on dy (the mask
- *   is recomputed, never stored). Seeded by (layer seed, step), every mask is reproducible, so a run
- *   resumed from a checkpoint draws the same masks as one that never stopped.
+ *   is recomputed, never stored), or over a ReLU's output `CnnDropoutReluGrad`, through the ReLU
+ *   and with the bias' gradient too. Seeded by (layer seed, step), every mask is reproducible, so a
+ *   run resumed from a checkpoint draws the same masks as one that never stopped.
  * - Batch norm's moving averages (`CnnMovingAverages`) in one op per layer and step, and the squared
  *   gradient norm for the trainer's finite check (`CnnSquaredNorm`) in one read of the gradients.
  */
@@ -65,31 +67,47 @@ export interface PoolAttrs {
   poolSize: number[];
   strides: number[];
   pad: string;
+  /** The input is a ReLU's output (see throughRelu). */
+  reluInput?: boolean;
 }
 /**
- * Max pooling's input gradient scatters each pooled gradient to one position (where its max came
- * from, adding where windows overlap), so per channel both sum to the same: a bias gradient
- * below a max pool is summed from the pooled gradient, a quarter of the values (or fewer).
+ * Per-channel sums of a gradient, given by the op that made it: a bias added below that layer takes
+ * them as its gradient. Max pooling's input gradient puts each pooled gradient in one place (where
+ * its max came from, adding where windows overlap), so per channel both sum to the same, and its
+ * gradient op sums the pooled one; CnnDropoutReluGrad sums as it writes.
  */
-const scatteredFrom = new WeakMap<Tensor, Tensor>();
-/** The tensor whose per-channel sums equal `dy`'s: itself, or the pooled gradient it was scattered from. */
-function channelSumSource(dy: Tensor): Tensor {
-  const pooled = scatteredFrom.get(dy);
-  return pooled && !pooled.isDisposed ? pooled : dy;
+const channelSums = new WeakMap<Tensor, Tensor>();
+/**
+ * Gradients already through the ReLU below: a max pool over a ReLU's output sends nothing to a
+ * window whose max is 0, which is where the ReLU's gradient is 0 (the max is where it is not); a
+ * dropout over one masks where the ReLU's output is 0 as it applies its own mask.
+ */
+const throughRelu = new WeakSet<Tensor>();
+/** Outputs of convolutions with their ReLU inside, by data (the engine wraps outputs in new tensors). */
+const reluOutputs = new WeakSet<object>();
+function isReluOutput(x: Tensor): boolean {
+  return reluOutputs.has(x.dataId as object);
 }
-let poolGrad: ((x: Tensor, y: Tensor, dy: Tensor, workspace: Tensor, attrs: PoolAttrs) => Tensor) | undefined;
+/** `dy`'s per-channel sums, when the op that made `dy` gave them. */
+function knownChannelSums(dy: Tensor): Tensor | undefined {
+  const sums = channelSums.get(dy);
+  return sums && !sums.isDisposed ? sums : undefined;
+}
+let poolGrad: ((dy: Tensor, positions: Tensor, inputShape: number[], attrs: PoolAttrs) => [Tensor, Tensor]) | undefined;
 
-/** Max pooling by oneDNN (CnnMaxPool), its gradient a scatter through the saved workspace. */
-export function maxPool(tf: Tf, x: Tensor, attrs: PoolAttrs): Tensor {
+/** Max pooling by this project's CnnMaxPool, its gradient a scatter to the positions it kept. */
+export function maxPool(tf: Tf, x: Tensor, pool: PoolAttrs): Tensor {
   installNativeGradients(tf);
+  const attrs = { ...pool, reluInput: isReluOutput(x) };
   const run = tf.customGrad(((input: Tensor, save: (tensors: Tensor[]) => void) => {
-    const [y, workspace] = tf.engine().runKernel(MAX_POOL_KERNEL, { x: input }, attrs as never) as [Tensor, Tensor];
-    save([input, y, workspace]);
+    const [y, positions] = tf.engine().runKernel(MAX_POOL_KERNEL, { x: input }, attrs as never) as [Tensor, Tensor];
+    save([positions]);
     return {
       value: y,
       gradFunc: (dy: Tensor, saved: Tensor[]) => {
-        const dx = poolGrad!(saved[0]!, saved[1]!, dy, saved[2]!, attrs);
-        scatteredFrom.set(dx, dy);
+        const [dx, sums] = poolGrad!(dy, saved[0]!, input.shape, attrs);
+        channelSums.set(dx, sums);
+        if (attrs.reluInput) throughRelu.add(dx);
         return [dx];
       },
     };
@@ -151,14 +169,25 @@ export function installNativeGradients(tf: Tf): void {
     { name: 'padding', type: b.TF_ATTR_STRING, value: a.pad },
     { name: 'dilations', type: b.TF_ATTR_INT, value: [1, 1, 1, 1] },
   ];
+  // Convolution, bias and ReLU in one oneDNN kernel (its ReLU a post-op on the output in cache), as
+  // TensorFlow's graph rewrite fuses them for Keras. `_FusedConv2D`'s attributes, every one given:
+  // the eager runtime does not fill in defaults for these internal ops.
+  const fusedBiasRelu: Attr[] = [
+    { name: 'TArgs', type: b.TF_ATTR_TYPE, value: [b.TF_FLOAT] },
+    { name: 'num_args', type: b.TF_ATTR_INT, value: 1 },
+    { name: 'num_host_args', type: b.TF_ATTR_INT, value: 0 },
+    { name: 'fused_ops', type: b.TF_ATTR_STRING, value: ['BiasAdd', 'Relu'] },
+    { name: 'is_filter_const', type: b.TF_ATTR_BOOL, value: false },
+    { name: 'explicit_paddings', type: b.TF_ATTR_INT, value: [] },
+    { name: 'filter_format', type: b.TF_ATTR_STRING, value: 'HWIO' },
+    { name: 'use_cudnn_on_gpu', type: b.TF_ATTR_BOOL, value: true },
+    { name: 'epsilon', type: b.TF_ATTR_FLOAT, value: 0.0001 },
+    { name: 'leakyrelu_alpha', type: b.TF_ATTR_FLOAT, value: 0.2 },
+  ];
   const poolAttrs = (a: { poolSize: [number, number]; strides: [number, number]; pad: 'SAME' | 'VALID' }): Attr[] => [
-    T,
-    nhwc,
-    { name: 'ksize', type: b.TF_ATTR_INT, value: [1, a.poolSize[0], a.poolSize[1], 1] },
-    { name: 'strides', type: b.TF_ATTR_INT, value: [1, a.strides[0], a.strides[1], 1] },
+    { name: 'ksize', type: b.TF_ATTR_INT, value: a.poolSize },
+    { name: 'strides', type: b.TF_ATTR_INT, value: a.strides },
     { name: 'padding', type: b.TF_ATTR_STRING, value: a.pad },
-    { name: 'workspace_enabled', type: b.TF_ATTR_BOOL, value: true },
-    mkl,
   ];
 
   tf.registerKernel({
@@ -168,13 +197,20 @@ export function installNativeGradients(tf: Tf): void {
       const be = backend as unknown as NativeBackend;
       const { x, filter, bias } = inputs as { x: Tensor; filter: Tensor; bias?: Tensor };
       const a = convAttrs(attrs as never);
+      const relu = (attrs as { relu?: boolean }).relu === true;
       let y: Tensor;
-      if (bias && onednnEnabled()) y = be.executeSingleOutput('_MklNativeConv2DWithBias', [...a, mkl], [x, filter, bias]);
+      if (bias && relu && onednnEnabled())
+        y = be.executeSingleOutput('_MklNativeFusedConv2D', [...a, ...fusedBiasRelu, mkl], [x, filter, bias]);
       else {
-        y = be.executeSingleOutput('Conv2D', a, [x, filter]);
-        if (bias) y = consume(y, be.executeSingleOutput('BiasAdd', [T, nhwc], [y, bias]));
+        if (bias && onednnEnabled()) y = be.executeSingleOutput('_MklNativeConv2DWithBias', [...a, mkl], [x, filter, bias]);
+        else {
+          y = be.executeSingleOutput('Conv2D', a, [x, filter]);
+          if (bias) y = consume(y, be.executeSingleOutput('BiasAdd', [T, nhwc], [y, bias]));
+        }
+        if (relu) y = consume(y, be.executeSingleOutput('Relu', [T], [y]));
       }
-      return (attrs as { relu?: boolean }).relu ? consume(y, be.executeSingleOutput('Relu', [T], [y])) : y;
+      if (relu) reluOutputs.add(y.dataId as object);
+      return y;
     },
   });
   tf.registerGradient({
@@ -190,12 +226,13 @@ export function installNativeGradients(tf: Tf): void {
       // here in the gradient pass's scope, not in a thunk, so the thunks can share it.
       let dz = dy as Tensor;
       let db: Tensor | undefined;
-      if (relu && hasBias) [dz, db] = be.executeMultipleOutputs('CnnReluBiasGrad', [], [dz, y], 2) as [Tensor, Tensor];
+      if (relu && throughRelu.has(dz)) db = hasBias ? knownChannelSums(dz) : undefined;
+      else if (relu && hasBias) [dz, db] = be.executeMultipleOutputs('CnnReluBiasGrad', [], [dz, y], 2) as [Tensor, Tensor];
       else if (relu) dz = be.executeSingleOutput('ReluGrad', [T], [dz, y]);
       return {
         x: () => be.executeSingleOutput('Conv2DBackpropInput', a, [tf.tensor1d(x.shape, 'int32'), filter, dz]),
         filter: () => be.executeSingleOutput('Conv2DBackpropFilter', a, [x, tf.tensor1d(filter.shape, 'int32'), dz]),
-        bias: () => db ?? be.executeSingleOutput('BiasAddGrad', [T, nhwc], [channelSumSource(dz)]),
+        bias: () => db ?? knownChannelSums(dz) ?? be.executeSingleOutput('BiasAddGrad', [T, nhwc], [dz]),
       };
     },
   });
@@ -243,15 +280,28 @@ export function installNativeGradients(tf: Tf): void {
   tf.registerKernel({
     kernelName: MAX_POOL_KERNEL,
     backendName: 'tensorflow',
-    // Outputs: the pooled tensor and oneDNN's workspace (opaque; only the gradient reads it).
+    // Outputs: the pooled tensor and where each value came from (opaque; only the gradient reads it).
     kernelFunc: ({ inputs, backend, attrs }) =>
-      (backend as unknown as NativeBackend).executeMultipleOutputs('_MklNativeMaxPool', poolAttrs(attrs as never), [inputs.x as Tensor], 2),
+      (backend as unknown as NativeBackend).executeMultipleOutputs(
+        'CnnMaxPool',
+        [
+          ...poolAttrs(attrs as never),
+          { name: 'relu_input', type: b.TF_ATTR_BOOL, value: (attrs as unknown as PoolAttrs).reluInput === true },
+        ],
+        [inputs.x as Tensor],
+        2,
+      ),
   });
-  // Its gradient is taken through customGrad (maxPool below), which records the pooled tensor as
-  // the only output: the engine fills a zero gradient for every output nothing differentiates, and
-  // the workspace is as large as the pooled tensor (8 MB per step of 64 px images, in JavaScript).
-  poolGrad = (x, y, dy, workspace, attrs) =>
-    native(tf).executeSingleOutput('_MklNativeMaxPoolGrad', poolAttrs(attrs as never), [x, y, dy, workspace]);
+  // Its gradient is taken through customGrad (maxPool above), which records the pooled tensor as
+  // the only output: the engine fills a zero gradient for every output nothing differentiates.
+  poolGrad = (dy, positions, inputShape, attrs) => {
+    const shape = tf.tensor1d(inputShape, 'int32');
+    try {
+      return native(tf).executeMultipleOutputs('CnnMaxPoolGrad', poolAttrs(attrs as never), [dy, positions, shape], 2) as [Tensor, Tensor];
+    } finally {
+      shape.dispose();
+    }
+  };
 
   const dropoutAttrs = (a: { rate: number }): Attr[] => [{ name: 'rate', type: b.TF_ATTR_FLOAT, value: a.rate }];
   tf.registerKernel({
@@ -265,10 +315,22 @@ export function installNativeGradients(tf: Tf): void {
   });
   tf.registerGradient({
     kernelName: DROPOUT_KERNEL,
-    inputsToSave: ['seed'],
-    gradFunc: (dy, saved, attrs) => ({
-      x: () => native(tf).executeSingleOutput(DROPOUT_KERNEL, dropoutAttrs(attrs as never), [dy as Tensor, saved[0]!]),
-    }),
+    inputsToSave: ['seed', 'x'],
+    gradFunc: (dy, saved, attrs) => {
+      const [seed, x] = saved as [Tensor, Tensor];
+      if (!isReluOutput(x))
+        return { x: () => native(tf).executeSingleOutput(DROPOUT_KERNEL, dropoutAttrs(attrs as never), [dy as Tensor, seed]) };
+      // Below a convolution's ReLU: through the ReLU too, with the bias' gradient (see throughRelu).
+      const [dx, sums] = native(tf).executeMultipleOutputs(
+        'CnnDropoutReluGrad',
+        dropoutAttrs(attrs as never),
+        [dy as Tensor, seed, x],
+        2,
+      ) as [Tensor, Tensor];
+      channelSums.set(dx, sums);
+      throughRelu.add(dx);
+      return { x: () => dx };
+    },
   });
 
   tf.registerGradient({

@@ -8,6 +8,10 @@
 // masks an uninterrupted one would have. seed[2] (default 0) is where x starts within a larger
 // batch: a micro-batch draws exactly its part of the whole batch's mask.
 //
+// CnnDropoutReluGrad(dy, seed, y) -> (dx, sums): CnnDropout's gradient when its input y is a
+// ReLU's output, through the ReLU as well, with dx's per-channel sums (a bias' gradient): one pass
+// instead of the dropout's gradient and then CnnReluBiasGrad.
+//
 // CnnReluBiasGrad(dy, y) -> (dz, db): the gradient through a ReLU and a bias add, in one pass over
 // dy: dz = dy where y > 0 (else 0), db = dz summed over all but the last (channel) axis. y is the
 // ReLU's output, so nothing but the layer's output is kept for it.
@@ -17,10 +21,20 @@
 // scaled back from Bessel's correction to the plain one: one op per batch-norm layer and step
 // instead of seven.
 //
+// CnnMaxPool(x) -> (y, positions) and CnnMaxPoolGrad(dy, positions, input_shape) -> (dx, sums): max
+// pooling (NHWC, VALID or SAME) that keeps where each maximum was, one byte per pooled value, so the
+// gradient is one pass that writes each dx value once (non-overlapping windows) and also gives dx's
+// per-channel sums (a bias' gradient below the pooling). With relu_input, the input is a ReLU's
+// output and windows whose maximum is 0 keep no position: the ReLU's gradient is 0 there, so the
+// pooling's gradient is already the ReLU's input gradient.
+//
 // CnnSquaredNorm(x_1..x_N) -> sum of all squares (folded in double), one read pass, no temporaries:
 // the trainer skips an update whose gradient norm is not finite.
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "tensorflow/core/framework/op.h"
@@ -45,13 +59,51 @@ inline uint32_t Mix32(uint32_t x) {
   return x;
 }
 
+// The dropout mask's keys, from the seed input: (layer seed, step[, element offset]).
+struct DropoutKeys {
+  uint32_t offset, k1, k2;
+};
+
+tensorflow::Status ReadDropoutSeed(const Tensor& seed, int64_t elements, DropoutKeys* keys) {
+  if (seed.NumElements() != 2 && seed.NumElements() != 3)
+    return tensorflow::errors::InvalidArgument("seed must have 2 or 3 elements, got ", seed.NumElements());
+  const auto s = seed.flat<int32_t>();
+  keys->offset = seed.NumElements() == 3 ? static_cast<uint32_t>(s(2)) : 0;
+  if (static_cast<uint64_t>(keys->offset) + static_cast<uint64_t>(elements) > 0x100000000ULL)
+    return tensorflow::errors::InvalidArgument("element offset + size past 2^32 in CnnDropout");
+  keys->k1 = Mix32(static_cast<uint32_t>(s(0)) ^ 0x9e3779b9U);
+  keys->k2 = Mix32(static_cast<uint32_t>(s(1)) + keys->k1);
+  return tensorflow::OkStatus();
+}
+
+// Whether element i is kept: its 32-bit hash is >= rate * 2^32.
+inline bool Kept(int64_t i, const DropoutKeys& k, uint32_t threshold) {
+  return Mix32(Mix32((static_cast<uint32_t>(i) + k.offset) ^ k.k1) + k.k2) >= threshold;
+}
+
 // One shard of the dropout: vectorised for the CPU it runs on (the hash is 32-bit multiplies).
 __attribute__((target_clones("avx512f", "avx2", "default"))) void DropoutShard(
-    const float* in, float* out, int64_t begin, int64_t end, uint32_t offset, uint32_t k1, uint32_t k2,
-    uint32_t threshold, float scale) {
-  for (int64_t i = begin; i < end; ++i) {
-    const uint32_t h = Mix32(Mix32((static_cast<uint32_t>(i) + offset) ^ k1) + k2);
-    out[i] = h >= threshold ? in[i] * scale : 0.0f;
+    const float* in, float* out, int64_t begin, int64_t end, DropoutKeys keys, uint32_t threshold, float scale) {
+  for (int64_t i = begin; i < end; ++i) out[i] = Kept(i, keys, threshold) ? in[i] * scale : 0.0f;
+}
+
+// Rows [begin, end) of a [rows, channels] dropout gradient below a ReLU: dx = dy * scale where the
+// element was kept and the ReLU's output y > 0, else 0; adds dx's rows to `acc`.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void DropoutReluGradRows(
+    const float* __restrict__ dy, const float* __restrict__ y, float* __restrict__ dx, float* __restrict__ acc,
+    int64_t begin, int64_t end, int64_t channels, DropoutKeys keys, uint32_t threshold, float scale) {
+  for (int64_t r = begin; r < end; ++r) {
+    const float* g = dy + r * channels;
+    const float* f = y + r * channels;
+    float* o = dx + r * channels;
+    const uint32_t first = static_cast<uint32_t>(r * channels);
+    for (int64_t c = 0; c < channels; ++c) {
+      // Both conditions evaluated (no short circuit), so the loop vectorises.
+      const bool keep = Kept(first + static_cast<uint32_t>(c), keys, threshold) & (f[c] > 0.0f);
+      const float v = keep ? g[c] * scale : 0.0f;
+      o[c] = v;
+      acc[c] += v;
+    }
   }
 }
 
@@ -69,24 +121,74 @@ class CnnDropoutOp : public OpKernel {
 
   void Compute(OpKernelContext* ctx) override {
     const Tensor& x = ctx->input(0);
-    const Tensor& seed = ctx->input(1);
-    OP_REQUIRES(ctx, seed.NumElements() == 2 || seed.NumElements() == 3,
-                tensorflow::errors::InvalidArgument("seed must have 2 or 3 elements, got ", seed.NumElements()));
-    const auto s = seed.flat<int32_t>();
-    const uint32_t offset = seed.NumElements() == 3 ? static_cast<uint32_t>(s(2)) : 0;
-    OP_REQUIRES(ctx, static_cast<uint64_t>(offset) + static_cast<uint64_t>(x.NumElements()) <= 0x100000000ULL,
-                tensorflow::errors::InvalidArgument("element offset + size past 2^32 in CnnDropout"));
-    const uint32_t k1 = Mix32(static_cast<uint32_t>(s(0)) ^ 0x9e3779b9U);
-    const uint32_t k2 = Mix32(static_cast<uint32_t>(s(1)) + k1);
+    DropoutKeys keys;
+    OP_REQUIRES_OK(ctx, ReadDropoutSeed(ctx->input(1), x.NumElements(), &keys));
     Tensor* y = nullptr;
     OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({0}, 0, x.shape(), &y));
     const float* in = x.flat<float>().data();
     float* out = y->flat<float>().data();
     const uint32_t threshold = threshold_;
     const float scale = scale_;
-    auto work = [=](int64_t begin, int64_t end) { DropoutShard(in, out, begin, end, offset, k1, k2, threshold, scale); };
+    auto work = [=](int64_t begin, int64_t end) { DropoutShard(in, out, begin, end, keys, threshold, scale); };
     auto* threads = ctx->device()->tensorflow_cpu_worker_threads();
     tensorflow::Shard(threads->num_threads, threads->workers, x.NumElements(), 8, work);
+  }
+
+ private:
+  uint32_t threshold_;
+  float scale_;
+};
+
+// CnnDropoutReluGrad(dy, seed, y) -> (dx, sums): the gradient of a dropout (same rate and seed)
+// whose input y is a ReLU's output, through that ReLU too, and dx summed per channel (the gradient
+// of a bias before the ReLU), in one pass.
+class CnnDropoutReluGradOp : public OpKernel {
+ public:
+  explicit CnnDropoutReluGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    float rate;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("rate", &rate));
+    OP_REQUIRES(ctx, rate >= 0.0f && rate < 1.0f,
+                tensorflow::errors::InvalidArgument("rate must be in [0, 1), got ", rate));
+    threshold_ = static_cast<uint32_t>(static_cast<double>(rate) * 4294967296.0);
+    scale_ = 1.0f / (1.0f - rate);
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& dy = ctx->input(0);
+    const Tensor& y = ctx->input(2);
+    OP_REQUIRES(ctx, dy.shape() == y.shape(),
+                tensorflow::errors::InvalidArgument("dy and y must have the same shape, got ",
+                                                    dy.shape().DebugString(), " and ", y.shape().DebugString()));
+    OP_REQUIRES(ctx, dy.dims() >= 1, tensorflow::errors::InvalidArgument("dy must have a channel axis"));
+    DropoutKeys keys;
+    OP_REQUIRES_OK(ctx, ReadDropoutSeed(ctx->input(1), dy.NumElements(), &keys));
+    const int64_t channels = dy.dim_size(dy.dims() - 1);
+    Tensor* dx = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({0}, 0, dy.shape(), &dx));
+    Tensor* sums_out = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, tensorflow::TensorShape({channels}), &sums_out));
+    float* sums = sums_out->flat<float>().data();
+    std::fill(sums, sums + channels, 0.0f);
+    if (channels == 0 || dy.NumElements() == 0) return;
+    const int64_t rows = dy.NumElements() / channels;
+    const float* g = dy.flat<float>().data();
+    const float* f = y.flat<float>().data();
+    float* o = dx->flat<float>().data();
+    // Fixed blocks of rows with their own partial sums, as in CnnReluBiasGrad.
+    const int64_t blocks = std::min<int64_t>(rows, 64);
+    std::vector<float> partial(blocks * channels, 0.0f);
+    float* parts = partial.data();
+    const uint32_t threshold = threshold_;
+    const float scale = scale_;
+    auto work = [=](int64_t first, int64_t last) {
+      for (int64_t b = first; b < last; ++b)
+        DropoutReluGradRows(g, f, o, parts + b * channels, rows * b / blocks, rows * (b + 1) / blocks, channels, keys,
+                            threshold, scale);
+    };
+    auto* threads = ctx->device()->tensorflow_cpu_worker_threads();
+    tensorflow::Shard(threads->num_threads, threads->workers, blocks, (rows / blocks + 1) * channels * 8, work);
+    for (int64_t b = 0; b < blocks; ++b)
+      for (int64_t c = 0; c < channels; ++c) sums[c] += parts[b * channels + c];
   }
 
  private:
@@ -233,7 +335,397 @@ class CnnMovingAveragesOp : public OpKernel {
   float variance_scale_;
 };
 
+// Max pooling's geometry, as TensorFlow computes it for NHWC, VALID or SAME.
+struct PoolGeometry {
+  int64_t n, h, w, c;      // input
+  int64_t kh, kw, sh, sw;  // window and strides
+  int64_t ho, wo;          // output
+  int64_t pt, pl;          // padding before the first row / column
+  bool overlapping() const { return sh < kh || sw < kw; }
+};
+
+tensorflow::Status ReadPoolAttrs(OpKernelConstruction* ctx, std::vector<int32_t>* ksize, std::vector<int32_t>* strides,
+                                 std::string* padding) {
+  TF_RETURN_IF_ERROR(ctx->GetAttr("ksize", ksize));
+  TF_RETURN_IF_ERROR(ctx->GetAttr("strides", strides));
+  TF_RETURN_IF_ERROR(ctx->GetAttr("padding", padding));
+  if (ksize->size() != 2 || strides->size() != 2)
+    return tensorflow::errors::InvalidArgument("ksize and strides must have 2 values (rows, columns)");
+  if ((*ksize)[0] < 1 || (*ksize)[1] < 1 || (*strides)[0] < 1 || (*strides)[1] < 1)
+    return tensorflow::errors::InvalidArgument("ksize and strides must be positive");
+  // A window position is stored in one byte; 255 is never a position.
+  if (static_cast<int64_t>((*ksize)[0]) * (*ksize)[1] > 255)
+    return tensorflow::errors::InvalidArgument("a pooling window may hold at most 255 values");
+  return tensorflow::OkStatus();
+}
+
+tensorflow::Status MakePoolGeometry(const std::vector<int32_t>& ksize, const std::vector<int32_t>& strides,
+                                    const std::string& padding, const int64_t* shape, PoolGeometry* g) {
+  *g = {shape[0], shape[1], shape[2], shape[3], ksize[0], ksize[1], strides[0], strides[1], 0, 0, 0, 0};
+  if (padding == "VALID") {
+    if (g->h < g->kh || g->w < g->kw) return tensorflow::errors::InvalidArgument("the pooling window is larger than the input");
+    g->ho = (g->h - g->kh) / g->sh + 1;
+    g->wo = (g->w - g->kw) / g->sw + 1;
+  } else if (padding == "SAME") {
+    g->ho = (g->h + g->sh - 1) / g->sh;
+    g->wo = (g->w + g->sw - 1) / g->sw;
+    g->pt = std::max<int64_t>((g->ho - 1) * g->sh + g->kh - g->h, 0) / 2;
+    g->pl = std::max<int64_t>((g->wo - 1) * g->sw + g->kw - g->w, 0) / 2;
+  } else {
+    return tensorflow::errors::InvalidArgument("padding must be VALID or SAME, got ", padding);
+  }
+  return tensorflow::OkStatus();
+}
+
+// A window position that no gradient goes to.
+constexpr int32_t kNoPosition = 255;
+
+// Output rows [begin, end) of the flattened (image, row) range: each output value is its window's
+// first maximum (row-major order, as TensorFlow's MaxPoolGrad picks it), and `pos` gets the
+// maximum's place in the window, one byte per value. With `relu_input`, a window whose maximum is
+// not positive gets kNoPosition: the ReLU before the pooling passes no gradient there.
+__attribute__((target_clones("avx2", "default"))) void MaxPoolRows(
+    const float* __restrict__ x, float* __restrict__ y, uint8_t* __restrict__ pos, int64_t stride, bool relu_input,
+    const PoolGeometry& g, int64_t begin, int64_t end) {
+  const int64_t C = g.c;
+  for (int64_t row = begin; row < end; ++row) {
+    const int64_t n = row / g.ho, oh = row % g.ho;
+    const int64_t h0 = oh * g.sh - g.pt;
+    const int64_t dh0 = std::max<int64_t>(0, -h0), dh1 = std::min(g.kh, g.h - h0);
+    for (int64_t ow = 0; ow < g.wo; ++ow) {
+      const int64_t w0 = ow * g.sw - g.pl;
+      const int64_t dw0 = std::max<int64_t>(0, -w0), dw1 = std::min(g.kw, g.w - w0);
+      float* best = y + (row * g.wo + ow) * C;
+      uint8_t* out = pos + (row * g.wo + ow) * stride;
+      const float* first = x + ((n * g.h + h0 + dh0) * g.w + w0 + dw0) * C;
+      for (int64_t c = 0; c < C; ++c) {
+        best[c] = first[c];
+        out[c] = static_cast<uint8_t>(dh0 * g.kw + dw0);
+      }
+      for (int64_t dh = dh0; dh < dh1; ++dh)
+        for (int64_t dw = dh == dh0 ? dw0 + 1 : dw0; dw < dw1; ++dw) {
+          const float* p = x + ((n * g.h + h0 + dh) * g.w + w0 + dw) * C;
+          const uint8_t k = static_cast<uint8_t>(dh * g.kw + dw);
+          for (int64_t c = 0; c < C; ++c) {
+            const bool greater = p[c] > best[c];
+            best[c] = greater ? p[c] : best[c];
+            out[c] = greater ? k : out[c];
+          }
+        }
+      if (relu_input)
+        for (int64_t c = 0; c < C; ++c) out[c] = best[c] > 0.0f ? out[c] : kNoPosition;
+      for (int64_t c = C; c < stride; ++c) out[c] = 0;
+    }
+  }
+}
+
+// The same with AVX-512: V x 16 channels at a time through the whole window, in registers (channels
+// a multiple of 16 V).
+template <int V>
+__attribute__((target("avx512f"))) void MaxPoolRowsAvx512(const float* __restrict__ x, float* __restrict__ y,
+                                                          uint8_t* __restrict__ pos, bool relu_input,
+                                                          const PoolGeometry& g, int64_t begin, int64_t end) {
+  const int64_t C = g.c;
+  const __m512i none = _mm512_set1_epi32(kNoPosition);
+  const __m512 zero = _mm512_setzero_ps();
+  for (int64_t row = begin; row < end; ++row) {
+    const int64_t n = row / g.ho, oh = row % g.ho;
+    const int64_t h0 = oh * g.sh - g.pt;
+    const int64_t dh0 = std::max<int64_t>(0, -h0), dh1 = std::min(g.kh, g.h - h0);
+    for (int64_t ow = 0; ow < g.wo; ++ow) {
+      const int64_t w0 = ow * g.sw - g.pl;
+      const int64_t dw0 = std::max<int64_t>(0, -w0), dw1 = std::min(g.kw, g.w - w0);
+      const float* first = x + ((n * g.h + h0 + dh0) * g.w + w0 + dw0) * C;
+      for (int64_t c = 0; c < C; c += 16 * V) {
+        __m512 best[V];
+        __m512i code[V];
+        for (int v = 0; v < V; ++v) {
+          best[v] = _mm512_loadu_ps(first + c + 16 * v);
+          code[v] = _mm512_set1_epi32(static_cast<int32_t>(dh0 * g.kw + dw0));
+        }
+        for (int64_t dh = dh0; dh < dh1; ++dh)
+          for (int64_t dw = dh == dh0 ? dw0 + 1 : dw0; dw < dw1; ++dw) {
+            const float* p = x + ((n * g.h + h0 + dh) * g.w + w0 + dw) * C + c;
+            const __m512i k = _mm512_set1_epi32(static_cast<int32_t>(dh * g.kw + dw));
+            for (int v = 0; v < V; ++v) {
+              const __m512 value = _mm512_loadu_ps(p + 16 * v);
+              const __mmask16 greater = _mm512_cmp_ps_mask(value, best[v], _CMP_GT_OQ);
+              best[v] = _mm512_mask_mov_ps(best[v], greater, value);
+              code[v] = _mm512_mask_mov_epi32(code[v], greater, k);
+            }
+          }
+        for (int v = 0; v < V; ++v) {
+          if (relu_input) code[v] = _mm512_mask_mov_epi32(none, _mm512_cmp_ps_mask(best[v], zero, _CMP_GT_OQ), code[v]);
+          const int64_t at = (row * g.wo + ow) * C + c + 16 * v;
+          _mm512_storeu_ps(y + at, best[v]);
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(pos + at), _mm512_cvtepi32_epi8(code[v]));
+        }
+      }
+    }
+  }
+}
+
+// The window positions' tensor: one byte per pooled value, in int32 words (tfjs has no uint8).
+tensorflow::TensorShape PositionsShape(const PoolGeometry& g) {
+  return tensorflow::TensorShape({g.n, g.ho, g.wo, (g.c + 3) / 4});
+}
+
+class CnnMaxPoolOp : public OpKernel {
+ public:
+  explicit CnnMaxPoolOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ReadPoolAttrs(ctx, &ksize_, &strides_, &padding_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("relu_input", &relu_input_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& x = ctx->input(0);
+    OP_REQUIRES(ctx, x.dims() == 4, tensorflow::errors::InvalidArgument("x must be NHWC, got shape ", x.shape().DebugString()));
+    const int64_t shape[4] = {x.dim_size(0), x.dim_size(1), x.dim_size(2), x.dim_size(3)};
+    PoolGeometry g;
+    OP_REQUIRES_OK(ctx, MakePoolGeometry(ksize_, strides_, padding_, shape, &g));
+    Tensor* y = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, tensorflow::TensorShape({g.n, g.ho, g.wo, g.c}), &y));
+    Tensor* positions = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, PositionsShape(g), &positions));
+    const int64_t rows = g.n * g.ho;
+    if (rows == 0 || g.wo == 0 || g.c == 0) return;
+    const float* in = x.flat<float>().data();
+    float* out = y->flat<float>().data();
+    // Each pooled value's bytes are padded to whole words when channels are not a multiple of 4.
+    const int64_t stride = (g.c + 3) / 4 * 4;
+    uint8_t* pos = reinterpret_cast<uint8_t*>(positions->flat<int32_t>().data());
+    const PoolGeometry geometry = g;
+    const bool relu_input = relu_input_;
+    const bool avx512 = g.c % 16 == 0 && __builtin_cpu_supports("avx512f");
+    auto work = [=](int64_t begin, int64_t end) {
+      if (avx512 && geometry.c % 64 == 0)
+        MaxPoolRowsAvx512<4>(in, out, pos, relu_input, geometry, begin, end);
+      else if (avx512)
+        MaxPoolRowsAvx512<1>(in, out, pos, relu_input, geometry, begin, end);
+      else
+        MaxPoolRows(in, out, pos, stride, relu_input, geometry, begin, end);
+    };
+    auto* threads = ctx->device()->tensorflow_cpu_worker_threads();
+    tensorflow::Shard(threads->num_threads, threads->workers, rows, g.wo * g.kh * g.kw * g.c * 2, work);
+  }
+
+ private:
+  std::vector<int32_t> ksize_, strides_;
+  std::string padding_;
+  bool relu_input_;
+};
+
+// Non-overlapping windows: output rows [begin, end) own the input rows from their window's first
+// row to the next window's (to the input's end for an image's last row), so every dx value is
+// written exactly once: dy where the maximum was, 0 elsewhere. Adds each row's dy to `sums`
+// (except where no position was kept).
+__attribute__((target_clones("avx512f", "avx2", "default"))) void MaxPoolGradRows(
+    const float* __restrict__ dy, const uint8_t* __restrict__ pos, int64_t stride, float* __restrict__ dx,
+    float* __restrict__ sums, const PoolGeometry& g, int64_t begin, int64_t end) {
+  const int64_t C = g.c;
+  for (int64_t row = begin; row < end; ++row) {
+    const int64_t n = row / g.ho, oh = row % g.ho;
+    const int64_t h0 = oh * g.sh - g.pt;
+    const int64_t first = oh == 0 ? 0 : h0;
+    const int64_t last = oh + 1 == g.ho ? g.h : std::min(h0 + g.sh, g.h);
+    for (int64_t ow = 0; ow < g.wo; ++ow) {
+      const float* d = dy + (row * g.wo + ow) * C;
+      const uint8_t* p = pos + (row * g.wo + ow) * stride;
+      for (int64_t c = 0; c < C; ++c) sums[c] += p[c] == kNoPosition ? 0.0f : d[c];
+    }
+    for (int64_t ih = std::max<int64_t>(first, 0); ih < last; ++ih) {
+      const int64_t dh = ih - h0;
+      float* out = dx + (n * g.h + ih) * g.w * C;
+      if (dh >= g.kh) {
+        std::fill(out, out + g.w * C, 0.0f);
+        continue;
+      }
+      // Windows left to right; the columns between and after them get 0.
+      int64_t iw = 0;
+      for (int64_t ow = 0; ow < g.wo && iw < g.w; ++ow) {
+        const float* d = dy + (row * g.wo + ow) * C;
+        const uint8_t* p = pos + (row * g.wo + ow) * stride;
+        const int64_t w0 = ow * g.sw - g.pl;
+        const int64_t stop = ow + 1 == g.wo ? g.w : std::min(w0 + g.sw, g.w);
+        for (; iw < stop; ++iw) {
+          const int64_t dw = iw - w0;
+          float* o = out + iw * C;
+          if (dw >= g.kw) {
+            std::fill(o, o + C, 0.0f);
+            continue;
+          }
+          const uint8_t k = static_cast<uint8_t>(dh * g.kw + dw);
+          for (int64_t c = 0; c < C; ++c) o[c] = p[c] == k ? d[c] : 0.0f;
+        }
+      }
+    }
+  }
+}
+
+// Sixteen window positions, widened to 32 bits.
+__attribute__((target("avx512f"))) inline __m512i PositionsAt(const uint8_t* p) {
+  return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+// The same with AVX-512 (channels a multiple of 16, so positions are not padded).
+__attribute__((target("avx512f"))) void MaxPoolGradRowsAvx512(const float* __restrict__ dy,
+                                                              const uint8_t* __restrict__ pos, float* __restrict__ dx,
+                                                              float* __restrict__ sums, const PoolGeometry& g,
+                                                              int64_t begin, int64_t end) {
+  const int64_t C = g.c;
+  const __m512i none = _mm512_set1_epi32(kNoPosition);
+  for (int64_t row = begin; row < end; ++row) {
+    const int64_t n = row / g.ho, oh = row % g.ho;
+    const int64_t h0 = oh * g.sh - g.pt;
+    const int64_t first = oh == 0 ? 0 : h0;
+    const int64_t last = oh + 1 == g.ho ? g.h : std::min(h0 + g.sh, g.h);
+    for (int64_t ow = 0; ow < g.wo; ++ow)
+      for (int64_t c = 0; c < C; c += 16) {
+        const int64_t at = (row * g.wo + ow) * C + c;
+        const __mmask16 kept = _mm512_cmpneq_epi32_mask(PositionsAt(pos + at), none);
+        _mm512_storeu_ps(sums + c, _mm512_mask_add_ps(_mm512_loadu_ps(sums + c), kept, _mm512_loadu_ps(sums + c),
+                                                      _mm512_loadu_ps(dy + at)));
+      }
+    for (int64_t ih = std::max<int64_t>(first, 0); ih < last; ++ih) {
+      const int64_t dh = ih - h0;
+      float* out = dx + (n * g.h + ih) * g.w * C;
+      if (dh >= g.kh) {
+        std::fill(out, out + g.w * C, 0.0f);
+        continue;
+      }
+      int64_t iw = 0;
+      for (int64_t ow = 0; ow < g.wo && iw < g.w; ++ow) {
+        const int64_t w0 = ow * g.sw - g.pl;
+        const int64_t stop = ow + 1 == g.wo ? g.w : std::min(w0 + g.sw, g.w);
+        for (; iw < stop; ++iw) {
+          const int64_t dw = iw - w0;
+          float* o = out + iw * C;
+          if (dw >= g.kw) {
+            std::fill(o, o + C, 0.0f);
+            continue;
+          }
+          const __m512i k = _mm512_set1_epi32(static_cast<int32_t>(dh * g.kw + dw));
+          for (int64_t c = 0; c < C; c += 16) {
+            const int64_t at = (row * g.wo + ow) * C + c;
+            const __mmask16 here = _mm512_cmpeq_epi32_mask(PositionsAt(pos + at), k);
+            _mm512_storeu_ps(o + c, _mm512_maskz_mov_ps(here, _mm512_loadu_ps(dy + at)));
+          }
+        }
+      }
+    }
+  }
+}
+
+// CnnMaxPoolGrad(dy, positions, input_shape) -> (dx, sums): each pooled gradient goes to where its
+// window's maximum was (added up where windows overlap), or nowhere (kNoPosition); `sums` is dx
+// summed per channel, from dy: the gradient of a bias added before the pooling.
+class CnnMaxPoolGradOp : public OpKernel {
+ public:
+  explicit CnnMaxPoolGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ReadPoolAttrs(ctx, &ksize_, &strides_, &padding_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& dy = ctx->input(0);
+    const Tensor& positions = ctx->input(1);
+    const Tensor& input_shape = ctx->input(2);
+    OP_REQUIRES(ctx, input_shape.NumElements() == 4,
+                tensorflow::errors::InvalidArgument("input_shape must have 4 values, got ", input_shape.NumElements()));
+    const auto s = input_shape.flat<int32_t>();
+    const int64_t shape[4] = {s(0), s(1), s(2), s(3)};
+    for (int64_t v : shape) OP_REQUIRES(ctx, v >= 0, tensorflow::errors::InvalidArgument("negative input_shape"));
+    PoolGeometry g;
+    OP_REQUIRES_OK(ctx, MakePoolGeometry(ksize_, strides_, padding_, shape, &g));
+    const tensorflow::TensorShape pooled({g.n, g.ho, g.wo, g.c});
+    OP_REQUIRES(ctx, dy.shape() == pooled,
+                tensorflow::errors::InvalidArgument("dy has shape ", dy.shape().DebugString(), ", the pooling gives ",
+                                                    pooled.DebugString()));
+    OP_REQUIRES(ctx, positions.shape() == PositionsShape(g),
+                tensorflow::errors::InvalidArgument("positions has shape ", positions.shape().DebugString(), ", expected ",
+                                                    PositionsShape(g).DebugString()));
+    Tensor* dx = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, tensorflow::TensorShape({g.n, g.h, g.w, g.c}), &dx));
+    Tensor* sums_out = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, tensorflow::TensorShape({g.c}), &sums_out));
+    float* sums = sums_out->flat<float>().data();
+    std::fill(sums, sums + g.c, 0.0f);
+    float* out = dx->flat<float>().data();
+    if (dx->NumElements() == 0) return;
+    std::fill(out, out + (g.ho == 0 || g.wo == 0 ? dx->NumElements() : 0), 0.0f);
+    const int64_t rows = g.n * g.ho;
+    if (rows == 0 || g.wo == 0 || g.c == 0) return;
+    const float* d = dy.flat<float>().data();
+    const uint8_t* pos = reinterpret_cast<const uint8_t*>(positions.flat<int32_t>().data());
+    const int64_t stride = (g.c + 3) / 4 * 4;
+    const PoolGeometry geometry = g;
+    // Fixed blocks, each with its own partial sums: the result does not depend on scheduling. Where
+    // windows overlap, a block is one image, so no two blocks add into the same dx value.
+    const bool overlapping = g.overlapping();
+    const bool avx512 = g.c % 16 == 0 && __builtin_cpu_supports("avx512f");
+    const int64_t blocks = overlapping ? g.n : std::min<int64_t>(rows, 64);
+    std::vector<float> partial(blocks * g.c, 0.0f);
+    float* parts = partial.data();
+    auto work = [=](int64_t first, int64_t last) {
+      for (int64_t b = first; b < last; ++b) {
+        float* acc = parts + b * geometry.c;
+        if (!overlapping) {
+          if (avx512)
+            MaxPoolGradRowsAvx512(d, pos, out, acc, geometry, rows * b / blocks, rows * (b + 1) / blocks);
+          else
+            MaxPoolGradRows(d, pos, stride, out, acc, geometry, rows * b / blocks, rows * (b + 1) / blocks);
+          continue;
+        }
+        float* image = out + b * geometry.h * geometry.w * geometry.c;
+        std::fill(image, image + geometry.h * geometry.w * geometry.c, 0.0f);
+        for (int64_t oh = 0; oh < geometry.ho; ++oh)
+          for (int64_t ow = 0; ow < geometry.wo; ++ow) {
+            const int64_t at = (b * geometry.ho + oh) * geometry.wo + ow;
+            for (int64_t c = 0; c < geometry.c; ++c) {
+              const int64_t k = pos[at * stride + c];
+              if (k == kNoPosition) continue;
+              const int64_t ih = oh * geometry.sh - geometry.pt + k / geometry.kw;
+              const int64_t iw = ow * geometry.sw - geometry.pl + k % geometry.kw;
+              image[(ih * geometry.w + iw) * geometry.c + c] += d[at * geometry.c + c];
+              acc[c] += d[at * geometry.c + c];
+            }
+          }
+      }
+    };
+    auto* threads = ctx->device()->tensorflow_cpu_worker_threads();
+    tensorflow::Shard(threads->num_threads, threads->workers, blocks, dx->NumElements() / blocks * 4, work);
+    for (int64_t b = 0; b < blocks; ++b)
+      for (int64_t c = 0; c < g.c; ++c) sums[c] += parts[b * g.c + c];
+  }
+
+ private:
+  std::vector<int32_t> ksize_, strides_;
+  std::string padding_;
+};
+
 }  // namespace
+
+REGISTER_OP("CnnMaxPool")
+    .Input("x: float")
+    .Output("y: float")
+    .Output("positions: int32")
+    .Attr("ksize: list(int)")
+    .Attr("strides: list(int)")
+    .Attr("padding: string")
+    .Attr("relu_input: bool = false");
+
+REGISTER_KERNEL_BUILDER(Name("CnnMaxPool").Device(tensorflow::DEVICE_CPU), CnnMaxPoolOp);
+
+REGISTER_OP("CnnMaxPoolGrad")
+    .Input("dy: float")
+    .Input("positions: int32")
+    .Input("input_shape: int32")
+    .Output("dx: float")
+    .Output("sums: float")
+    .Attr("ksize: list(int)")
+    .Attr("strides: list(int)")
+    .Attr("padding: string");
+
+REGISTER_KERNEL_BUILDER(Name("CnnMaxPoolGrad").Device(tensorflow::DEVICE_CPU), CnnMaxPoolGradOp);
 
 REGISTER_OP("CnnReluBiasGrad")
     .Input("dy: float")
@@ -281,6 +773,21 @@ REGISTER_OP("CnnDropout")
     .SetShapeFn(tensorflow::shape_inference::UnchangedShape);
 
 REGISTER_KERNEL_BUILDER(Name("CnnDropout").Device(tensorflow::DEVICE_CPU), CnnDropoutOp);
+
+REGISTER_OP("CnnDropoutReluGrad")
+    .Input("dy: float")
+    .Input("seed: int32")
+    .Input("y: float")
+    .Output("dx: float")
+    .Output("sums: float")
+    .Attr("rate: float")
+    .SetShapeFn([](tensorflow::shape_inference::InferenceContext* c) {
+      c->set_output(0, c->input(0));
+      c->set_output(1, c->Vector(c->Dim(c->input(0), -1)));
+      return tensorflow::OkStatus();
+    });
+
+REGISTER_KERNEL_BUILDER(Name("CnnDropoutReluGrad").Device(tensorflow::DEVICE_CPU), CnnDropoutReluGradOp);
 
 // Loaded with process.dlopen: Node looks for this well-known N-API entry point and is content with
 // a module that exports nothing.

@@ -4,7 +4,7 @@
  * gradients. Prints one JSON line of the largest absolute differences.
  */
 import type { Scalar, Tensor } from '@tensorflow/tfjs-node';
-import { batchNormalization, conv2d, maxPooling2d } from '../../src/ml/layers';
+import { batchNormalization, conv2d, maxPooling2d, seededDropout } from '../../src/ml/layers';
 import { loadTf } from '../../src/ml/tf';
 
 const tf = loadTf();
@@ -17,8 +17,9 @@ function compare(
   theirs: ReturnType<typeof conv2d>,
   shape: number[],
   training = false,
+  transform: (x: Tensor) => Tensor = (x) => x,
 ): void {
-  const x = tf.randomNormal(shape, 0, 1, 'float32', 7) as Tensor;
+  const x = transform(tf.randomNormal(shape, 0, 1, 'float32', 7) as Tensor);
   ours.apply(x);
   theirs.apply(x);
   theirs.setWeights(ours.getWeights());
@@ -62,23 +63,52 @@ compare(
   tf.layers.maxPooling2d({ poolSize: 3, strides: 2, padding: 'same' }),
   [2, 9, 9, 5],
 );
-// A convolution's bias gradient below a max pool is summed from the pooled gradient.
+// Ties (values rounded to halves, many windows holding their max twice) go to the first maximum
+// in row-major order, as TensorFlow's MaxPoolGrad sends them; so do windows of zeros, as after a ReLU.
+compare('pool2ties', maxPooling2d(tf, { poolSize: 2 }), tf.layers.maxPooling2d({ poolSize: 2 }), [2, 8, 8, 4], false, (x) =>
+  tf.relu(tf.round(x.mul(2)).div(2)),
+);
+// Windows with gaps between them (stride > size) and leftover rows and columns: those get 0.
+compare('pool2s3', maxPooling2d(tf, { poolSize: 2, strides: 3 }), tf.layers.maxPooling2d({ poolSize: 2, strides: 3 }), [2, 10, 11, 3]);
+// Rectangular windows and strides, SAME padding.
+compare(
+  'pool3x2same',
+  maxPooling2d(tf, { poolSize: [3, 2], strides: [3, 2], padding: 'same' }),
+  tf.layers.maxPooling2d({ poolSize: [3, 2], strides: [3, 2], padding: 'same' }),
+  [2, 10, 7, 6],
+);
+// A convolution's bias gradient below a max pool is summed from the pooled gradient; with the ReLU
+// inside the convolution, the pooling sends nothing to windows the ReLU zeroed, and the convolution
+// takes that as its ReLU's gradient.
 for (const [name, pool] of [
   ['conv+pool2', { poolSize: 2 }],
   ['conv+pool3s2same', { poolSize: 3, strides: 2, padding: 'same' as const }],
 ] as const) {
-  const stack = (c: typeof conv2d, p: typeof maxPooling2d) =>
-    tf.sequential({ layers: [c(tf, { ...convArgs, inputShape: [9, 9, 3] }), p(tf, pool)] });
-  compare(
-    name,
-    stack(conv2d, maxPooling2d) as never,
-    stack(
-      (_, a) => tf.layers.conv2d(a),
-      (_, a) => tf.layers.maxPooling2d(a),
-    ) as never,
-    [2, 9, 9, 3],
-  );
+  for (const activation of ['linear', 'relu'] as const) {
+    const stack = (c: typeof conv2d, p: typeof maxPooling2d) =>
+      tf.sequential({ layers: [c(tf, { ...convArgs, activation, inputShape: [9, 9, 3] }), p(tf, pool)] });
+    compare(
+      activation === 'relu' ? name.replace('conv', 'convrelu') : name,
+      stack(conv2d, maxPooling2d) as never,
+      stack(
+        (_, a) => tf.layers.conv2d(a),
+        (_, a) => tf.layers.maxPooling2d(a),
+      ) as never,
+      [2, 9, 9, 3],
+    );
+  }
 }
+// A dropout below a convolution's ReLU takes the ReLU's and the bias' gradients with its own, in one
+// pass: the same as with the ReLU as a layer of its own (same seed, so the same masks).
+const dropoutStack = (reluInside: boolean) =>
+  tf.sequential({
+    layers: [
+      conv2d(tf, { ...convArgs, activation: reluInside ? 'relu' : 'linear', inputShape: [9, 9, 3] }),
+      ...(reluInside ? [] : [tf.layers.activation({ activation: 'relu' })]),
+      seededDropout(tf, { rate: 0.5, seed: 5 }),
+    ],
+  });
+compare('convrelu+dropout', dropoutStack(true) as never, dropoutStack(false) as never, [2, 9, 9, 3], true);
 const bnArgs = {
   axis: 3,
   epsilon: 1.001e-5,

@@ -100,14 +100,17 @@ fi
 # --- training ops library ----------------------------------------------------------------
 # Fused kernels (src/native/cnn_ops.cc) registered into that TensorFlow; src/ml/tf.ts loads them.
 OPS_LIB=dist/native/cnn_ops.node
-ops_stamp=dist/native/.cnn_ops-$( (cat src/native/cnn_ops.cc && echo "$TF_WHEEL_VERSION") | sha256sum | cut -c1-16)
+# The wheel's own compile flags (tf.sysconfig.get_compile_flags()); no floating-point contraction
+# (a * b + c stays two roundings), so the kernels round as TensorFlow's do.
+OPS_FLAGS="-shared -fPIC -O3 -ffp-contract=off -std=c++17 -D_GLIBCXX_USE_CXX11_ABI=1 -DEIGEN_MAX_ALIGN_BYTES=64"
+ops_stamp=dist/native/.cnn_ops-$( (cat src/native/cnn_ops.cc && echo "$TF_WHEEL_VERSION $OPS_FLAGS") | sha256sum | cut -c1-16)
 if [[ ! -f $ops_stamp || ! -f $OPS_LIB ]]; then
   unpack_wheel
   say "compiling the training ops library ($OPS_LIB)"
   mkdir -p dist/native
   command -v "${CXX:-g++}" >/dev/null || die "a C++ compiler (g++) is needed to build $OPS_LIB; install build-essential"
-  # The wheel's own compile flags (tf.sysconfig.get_compile_flags()).
-  "${CXX:-g++}" -shared -fPIC -O3 -std=c++17 -D_GLIBCXX_USE_CXX11_ABI=1 -DEIGEN_MAX_ALIGN_BYTES=64 \
+  # shellcheck disable=SC2086 # OPS_FLAGS is a list of flags
+  "${CXX:-g++}" $OPS_FLAGS \
     -Wno-deprecated-declarations -isystem "$WHEEL_DIR/tensorflow/include" src/native/cnn_ops.cc -o "$OPS_LIB.tmp" \
     -L"$TFJS_DIR/deps/lib" -l:libtensorflow_framework.so.2 -Wl,-rpath,"\$ORIGIN/../../$TFJS_DIR/deps/lib" ||
     die "could not compile src/native/cnn_ops.cc"

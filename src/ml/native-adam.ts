@@ -1,13 +1,14 @@
 /**
- * Adam as TensorFlow's fused `ResourceApplyAdam` kernel: one multithreaded pass per weight instead
- * of tfjs' fourteen elementwise ops (at 224 px the Basic CNN's dense layer has 25.7 M weights, and
- * tfjs' Adam spent longer on them than the whole backward pass of the layer). The update is Keras'
- * (and TensorFlow's): alpha = lr * sqrt(1 - b2^t) / (1 - b1^t); w -= alpha * m / (sqrt(v) + eps).
+ * Adam as one op of our own for all the weights (`CnnAdam`, src/native/cnn_ops.cc): TensorFlow's
+ * ApplyAdam update, bit for bit, in one multithreaded pass, instead of tfjs' fourteen elementwise ops
+ * per weight (at 224 px the Basic CNN's dense layer has 25.7 M weights, and tfjs' Adam spent longer
+ * on them than the whole backward pass of the layer). The update is Keras' (and TensorFlow's):
+ * alpha = lr * sqrt(1 - b2^t) / (1 - b1^t); w -= alpha * m / (sqrt(v) + eps).
  *
- * Each weight has a TensorFlow resource variable (with its `m` and `v`), created on the first
- * update from the model's tfjs variable; after each update the tfjs variable takes the new value
- * (the model reads those). Resource variables live outside tfjs' memory accounting: dispose()
- * destroys them.
+ * The op writes each weight's new value, m and v into new buffers; the tfjs variable takes the new
+ * value (the model reads those). TensorFlow's ResourceApplyAdam updates in place, but only after
+ * copying a buffer anything else holds, which the tfjs variable always did: a copy of every weight
+ * at every step.
  */
 import type { Tensor, Variable } from '@tensorflow/tfjs-core';
 import type { NamedTensor } from '@tensorflow/tfjs-core/dist/tensor_types';
@@ -24,21 +25,19 @@ export interface TrainingOptimizer {
 
 interface Slot {
   variable: Variable;
-  handles: [Tensor, Tensor, Tensor]; // weight, m, v
+  m: Tensor;
+  v: Tensor;
 }
 
 interface Backend {
   binding: Record<string, number>;
-  executeSingleOutput(name: string, attrs: object[], inputs: Tensor[]): Tensor;
   executeMultipleOutputs(name: string, attrs: object[], inputs: Tensor[], count: number): Tensor[];
 }
-
-let uid = 0;
 
 export class NativeAdam implements TrainingOptimizer {
   private slots: Slot[] = [];
   private iterations = 0;
-  /** Slot values restored from a checkpoint before the first update created the variables. */
+  /** Slot values restored from a checkpoint before the first update created the slots. */
   private pending?: { m: Tensor[]; v: Tensor[] };
 
   constructor(
@@ -49,73 +48,55 @@ export class NativeAdam implements TrainingOptimizer {
     private readonly epsilon = 1e-7,
   ) {}
 
-  private get backend(): Backend {
-    return this.tf.backend() as unknown as Backend;
-  }
-
-  private attr(name: string, kind: 'type' | 'bool' | 'shape' | 'string', value: unknown) {
-    const b = this.backend.binding;
-    const type = { type: b.TF_ATTR_TYPE, bool: b.TF_ATTR_BOOL, shape: b.TF_ATTR_SHAPE, string: b.TF_ATTR_STRING }[kind];
-    return { name, type, value: kind === 'type' ? b.TF_FLOAT : value };
-  }
-
-  private resourceVariable(initial: Tensor): Tensor {
-    const be = this.backend;
-    const handle = be.executeSingleOutput(
-      'VarHandleOp',
-      [
-        this.attr('dtype', 'type', 0),
-        this.attr('shape', 'shape', initial.shape),
-        this.attr('container', 'string', ''),
-        this.attr('shared_name', 'string', `cnn_adam_${process.pid}_${uid++}`),
-      ],
-      [],
-    );
-    be.executeMultipleOutputs('AssignVariableOp', [this.attr('dtype', 'type', 0)], [handle, initial], 0);
-    return handle;
-  }
-
-  private read(handle: Tensor): Tensor {
-    return this.backend.executeSingleOutput('ReadVariableOp', [this.attr('dtype', 'type', 0)], [handle]);
-  }
-
   applyGradients(grads: Record<string, Tensor>): void {
     const tf = this.tf;
-    const variables = Object.keys(grads).map((name) => tf.engine().registeredVariables[name]!);
-    if (!this.slots.length) this.createSlots(variables);
+    if (!this.slots.length) this.createSlots(Object.keys(grads).map((name) => tf.engine().registeredVariables[name]!));
+    const slots = this.slots.filter((s) => grads[s.variable.name]);
+    if (!slots.length) return;
     this.iterations++;
     const t = this.iterations;
-    const scalars = [this.beta1 ** t, this.beta2 ** t, this.learningRate, this.beta1, this.beta2, this.epsilon].map((x) => tf.scalar(x));
-    const attrs = [this.attr('T', 'type', 0), this.attr('use_locking', 'bool', false), this.attr('use_nesterov', 'bool', false)];
-    for (const slot of this.slots) {
-      const grad = grads[slot.variable.name];
-      if (!grad) continue;
-      this.backend.executeMultipleOutputs('ResourceApplyAdam', attrs, [...slot.handles, ...scalars, grad], 0);
-      const updated = this.read(slot.handles[0]);
-      slot.variable.assign(updated);
-      updated.dispose();
-    }
-    tf.dispose(scalars);
+    const be = tf.backend() as unknown as Backend;
+    const f = be.binding.TF_ATTR_FLOAT!;
+    const attrs = [
+      { name: 'N', type: be.binding.TF_ATTR_INT, value: slots.length },
+      { name: 'lr', type: f, value: this.learningRate },
+      { name: 'beta1', type: f, value: this.beta1 },
+      { name: 'beta2', type: f, value: this.beta2 },
+      { name: 'epsilon', type: f, value: this.epsilon },
+    ];
+    const powers = tf.tensor1d([this.beta1 ** t, this.beta2 ** t]);
+    const inputs = [
+      ...slots.map((s) => s.variable),
+      ...slots.map((s) => s.m),
+      ...slots.map((s) => s.v),
+      ...slots.map((s) => grads[s.variable.name]!),
+    ];
+    const out = be.executeMultipleOutputs('CnnAdam', attrs, [...inputs, powers], 3 * slots.length);
+    powers.dispose();
+    const n = slots.length;
+    slots.forEach((slot, i) => {
+      slot.variable.assign(out[i]!);
+      out[i]!.dispose();
+      tf.dispose([slot.m, slot.v]);
+      slot.m = tf.keep(out[n + i]!);
+      slot.v = tf.keep(out[2 * n + i]!);
+    });
   }
 
   private createSlots(variables: Variable[]): void {
     const tf = this.tf;
-    this.slots = variables.map((variable, i) => {
-      const zeros = tf.zerosLike(variable);
-      const m = this.pending?.m[i] ?? zeros;
-      const v = this.pending?.v[i] ?? zeros;
-      const handles: Slot['handles'] = [this.resourceVariable(variable), this.resourceVariable(m), this.resourceVariable(v)];
-      zeros.dispose();
-      return { variable, handles };
-    });
-    if (this.pending) tf.dispose([...this.pending.m, ...this.pending.v]);
+    this.slots = variables.map((variable, i) => ({
+      variable,
+      m: tf.keep(this.pending?.m[i] ?? tf.zerosLike(variable)),
+      v: tf.keep(this.pending?.v[i] ?? tf.zerosLike(variable)),
+    }));
     this.pending = undefined;
   }
 
   /** tfjs' layout for Adam: the iteration count, then every first moment, then every second moment. */
   async getWeights(): Promise<NamedTensor[]> {
-    const m = this.slots.map((s) => ({ name: `${s.variable.name}/m`, tensor: this.read(s.handles[1]) }));
-    const v = this.slots.map((s) => ({ name: `${s.variable.name}/v`, tensor: this.read(s.handles[2]) }));
+    const m = this.slots.map((s) => ({ name: `${s.variable.name}/m`, tensor: s.m.clone() }));
+    const v = this.slots.map((s) => ({ name: `${s.variable.name}/v`, tensor: s.v.clone() }));
     return [{ name: 'iter', tensor: this.tf.scalar(this.iterations, 'int32') }, ...m, ...v];
   }
 
@@ -132,13 +113,9 @@ export class NativeAdam implements TrainingOptimizer {
   }
 
   dispose(): void {
-    const be = this.backend;
-    for (const slot of this.slots)
-      for (const handle of slot.handles) {
-        be.executeMultipleOutputs('DestroyResourceOp', [this.attr('ignore_lookup_error', 'bool', true)], [handle], 0);
-        handle.dispose();
-      }
+    this.tf.dispose(this.slots.flatMap((s) => [s.m, s.v]));
     this.slots = [];
     if (this.pending) this.tf.dispose([...this.pending.m, ...this.pending.v]);
+    this.pending = undefined;
   }
 }

@@ -28,11 +28,17 @@
 // output and windows whose maximum is 0 keep no position: the ReLU's gradient is 0 there, so the
 // pooling's gradient is already the ReLU's input gradient.
 //
+// CnnAdam(var, m, v, grad for N weights, [beta1^t, beta2^t]) -> every weight's new value, m and v:
+// TensorFlow's ApplyAdam, bit for bit, for all the weights in one op, into new buffers. The
+// resource-variable kernel (ResourceApplyAdam) first copies a weight whose buffer is shared, and
+// tfjs' copy of each weight shares it, so every step paid a copy of every weight.
+//
 // CnnSquaredNorm(x_1..x_N) -> sum of all squares (folded in double), one read pass, no temporaries:
 // the trainer skips an update whose gradient norm is not finite.
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -702,7 +708,105 @@ class CnnMaxPoolGradOp : public OpKernel {
   std::string padding_;
 };
 
+// Elements [begin, end) of one weight's Adam update, into new buffers. The same operations in the
+// same order as TensorFlow's ApplyAdam (the library is built without floating-point contraction, so
+// the results are bit-identical to it).
+__attribute__((target_clones("avx512f", "avx2", "default"))) void AdamRange(
+    const float* __restrict__ var, const float* __restrict__ m, const float* __restrict__ v,
+    const float* __restrict__ g, float* __restrict__ new_var, float* __restrict__ new_m, float* __restrict__ new_v,
+    int64_t begin, int64_t end, float alpha, float one_minus_beta1, float one_minus_beta2, float epsilon) {
+  for (int64_t i = begin; i < end; ++i) {
+    const float mi = m[i] + (g[i] - m[i]) * one_minus_beta1;
+    const float vi = v[i] + (g[i] * g[i] - v[i]) * one_minus_beta2;
+    new_m[i] = mi;
+    new_v[i] = vi;
+    new_var[i] = var[i] - (mi * alpha) / (std::sqrt(vi) + epsilon);
+  }
+}
+
+// CnnAdam(var_1..N, m_1..N, v_1..N, grad_1..N, beta_powers) -> (new var, m and v for each weight).
+class CnnAdamOp : public OpKernel {
+ public:
+  explicit CnnAdamOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("N", &n_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("lr", &lr_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("beta1", &beta1_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("beta2", &beta2_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("epsilon", &epsilon_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& powers = ctx->input(4 * n_);
+    OP_REQUIRES(ctx, powers.NumElements() == 2,
+                tensorflow::errors::InvalidArgument("beta_powers must hold [beta1^t, beta2^t], got ", powers.NumElements(),
+                                                    " values"));
+    const float beta1_power = powers.flat<float>()(0), beta2_power = powers.flat<float>()(1);
+    // As ApplyAdam computes it, in float.
+    const float alpha = lr_ * std::sqrt(1.0f - beta2_power) / (1.0f - beta1_power);
+    struct Chunk {
+      int weight;
+      int64_t begin, end;
+    };
+    std::vector<Chunk> chunks;
+    std::vector<const float*> in(4 * n_);
+    std::vector<float*> out(3 * n_);
+    constexpr int64_t kChunk = 1 << 14;
+    for (int i = 0; i < n_; ++i) {
+      const Tensor& var = ctx->input(i);
+      for (int k = 1; k < 4; ++k)
+        OP_REQUIRES(ctx, ctx->input(k * n_ + i).shape() == var.shape(),
+                    tensorflow::errors::InvalidArgument("weight ", i, ": ", kInputNames[k], " has shape ",
+                                                        ctx->input(k * n_ + i).shape().DebugString(), ", the weight ",
+                                                        var.shape().DebugString()));
+      for (int k = 0; k < 4; ++k) in[k * n_ + i] = ctx->input(k * n_ + i).flat<float>().data();
+      for (int k = 0; k < 3; ++k) {
+        Tensor* y = nullptr;
+        OP_REQUIRES_OK(ctx, ctx->allocate_output(k * n_ + i, var.shape(), &y));
+        out[k * n_ + i] = y->flat<float>().data();
+      }
+      for (int64_t at = 0; at < var.NumElements(); at += kChunk)
+        chunks.push_back({i, at, std::min<int64_t>(at + kChunk, var.NumElements())});
+    }
+    const int n = n_;
+    const Chunk* parts = chunks.data();
+    const float* const* ins = in.data();
+    float* const* outs = out.data();
+    const float one_minus_beta1 = 1.0f - beta1_, one_minus_beta2 = 1.0f - beta2_, epsilon = epsilon_;
+    auto work = [=](int64_t first, int64_t last) {
+      for (int64_t c = first; c < last; ++c) {
+        const int w = parts[c].weight;
+        AdamRange(ins[w], ins[n + w], ins[2 * n + w], ins[3 * n + w], outs[w], outs[n + w], outs[2 * n + w], parts[c].begin,
+                  parts[c].end, alpha, one_minus_beta1, one_minus_beta2, epsilon);
+      }
+    };
+    auto* threads = ctx->device()->tensorflow_cpu_worker_threads();
+    tensorflow::Shard(threads->num_threads, threads->workers, static_cast<int64_t>(chunks.size()), kChunk * 40, work);
+  }
+
+ private:
+  static constexpr const char* kInputNames[4] = {"var", "m", "v", "grad"};
+  int n_;
+  float lr_, beta1_, beta2_, epsilon_;
+};
+
 }  // namespace
+
+REGISTER_OP("CnnAdam")
+    .Input("var: N * float")
+    .Input("m: N * float")
+    .Input("v: N * float")
+    .Input("grad: N * float")
+    .Input("beta_powers: float")
+    .Output("new_var: N * float")
+    .Output("new_m: N * float")
+    .Output("new_v: N * float")
+    .Attr("N: int >= 1")
+    .Attr("lr: float")
+    .Attr("beta1: float")
+    .Attr("beta2: float")
+    .Attr("epsilon: float");
+
+REGISTER_KERNEL_BUILDER(Name("CnnAdam").Device(tensorflow::DEVICE_CPU), CnnAdamOp);
 
 REGISTER_OP("CnnMaxPool")
     .Input("x: float")

@@ -5,7 +5,7 @@
  *
  * - `SeededDropout` ('Dropout'): Keras' inverted dropout with native, reproducible noise: the mask of
  *   training step `s` is drawn from (seed, s), and the loop sets `step` when it resumes.
- * - 'Conv2D': convolution + bias as one native kernel with lazily computed gradients.
+ * - 'Conv2D': convolution + bias (+ ReLU) as one native kernel with lazily computed gradients.
  * - 'MaxPooling2D': pooling that keeps where each max came from, so its gradient is one scatter.
  * - 'BatchNormalization': training-mode normalisation as one fused TensorFlow kernel (NHWC, last axis).
  */

@@ -18,8 +18,8 @@ export interface ModelSpec {
  *
  * Each convolution has its ReLU inside, as in Keras: one oneDNN kernel computes convolution, bias and
  * ReLU. Where max pooling follows, the pooling's gradient is already the ReLU's input gradient and
- * brings the bias' with it (see CnnMaxPool in native-ops.ts); the middle convolution's ReLU and bias
- * gradients take one pass.
+ * brings the bias' with it (see CnnMaxPool in native-ops.ts); the dropout above the middle
+ * convolution does the same in its gradient (CnnDropoutReluGrad).
  */
 export function buildBasicCnn({ imageSize, numClasses, seed }: ModelSpec): LayersModel {
   const tf = loadTf();

@@ -82,7 +82,18 @@ tensorflow::Status ReadDropoutSeed(const Tensor& seed, int64_t elements, Dropout
   return tensorflow::OkStatus();
 }
 
-// Whether element i is kept: its 32-bit hash is >= rate * 2^32.
+// The `rate` attribute as the keep threshold (an element is kept when its 32-bit hash is >= rate *
+// 2^32) and the scale of kept elements, 1 / (1 - rate).
+tensorflow::Status ReadDropoutRate(OpKernelConstruction* ctx, uint32_t* threshold, float* scale) {
+  float rate;
+  TF_RETURN_IF_ERROR(ctx->GetAttr("rate", &rate));
+  if (!(rate >= 0.0f && rate < 1.0f)) return tensorflow::errors::InvalidArgument("rate must be in [0, 1), got ", rate);
+  *threshold = static_cast<uint32_t>(static_cast<double>(rate) * 4294967296.0);
+  *scale = 1.0f / (1.0f - rate);
+  return tensorflow::OkStatus();
+}
+
+// Whether element i is kept: its 32-bit hash is >= the threshold.
 inline bool Kept(int64_t i, const DropoutKeys& k, uint32_t threshold) {
   return Mix32(Mix32((static_cast<uint32_t>(i) + k.offset) ^ k.k1) + k.k2) >= threshold;
 }
@@ -116,13 +127,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void DropoutReluGra
 class CnnDropoutOp : public OpKernel {
  public:
   explicit CnnDropoutOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    float rate;
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("rate", &rate));
-    OP_REQUIRES(ctx, rate >= 0.0f && rate < 1.0f,
-                tensorflow::errors::InvalidArgument("rate must be in [0, 1), got ", rate));
-    // Keep an element when its 32-bit hash is >= rate * 2^32.
-    threshold_ = static_cast<uint32_t>(static_cast<double>(rate) * 4294967296.0);
-    scale_ = 1.0f / (1.0f - rate);
+    OP_REQUIRES_OK(ctx, ReadDropoutRate(ctx, &threshold_, &scale_));
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -151,12 +156,7 @@ class CnnDropoutOp : public OpKernel {
 class CnnDropoutReluGradOp : public OpKernel {
  public:
   explicit CnnDropoutReluGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    float rate;
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("rate", &rate));
-    OP_REQUIRES(ctx, rate >= 0.0f && rate < 1.0f,
-                tensorflow::errors::InvalidArgument("rate must be in [0, 1), got ", rate));
-    threshold_ = static_cast<uint32_t>(static_cast<double>(rate) * 4294967296.0);
-    scale_ = 1.0f / (1.0f - rate);
+    OP_REQUIRES_OK(ctx, ReadDropoutRate(ctx, &threshold_, &scale_));
   }
 
   void Compute(OpKernelContext* ctx) override {

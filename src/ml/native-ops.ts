@@ -57,7 +57,7 @@ export const BATCH_NORM_KERNEL = 'CnnBatchNorm';
 export const DROPOUT_KERNEL = 'CnnDropout';
 
 /** oneDNN is on in this process (read once by libtensorflow when it loaded). */
-export function onednnEnabled(): boolean {
+function onednnEnabled(): boolean {
   return process.env.TF_ENABLE_ONEDNN_OPTS === '1';
 }
 

@@ -65,6 +65,55 @@ inline uint32_t Mix32(uint32_t x) {
   return x;
 }
 
+// Runs block(b, acc) for every block b in [0, blocks) on the CPU threads, each block adding into
+// its own `channels` partial sums, then adds the partials into `sums` in block order: the result
+// does not depend on how the thread pool schedules the blocks.
+template <typename Block>
+void SumOverBlocks(OpKernelContext* ctx, int64_t blocks, int64_t channels, int64_t cost_per_block, float* sums,
+                   const Block& block) {
+  std::fill(sums, sums + channels, 0.0f);
+  std::vector<float> partial(blocks * channels, 0.0f);
+  float* parts = partial.data();
+  auto work = [&](int64_t first, int64_t last) {
+    for (int64_t b = first; b < last; ++b) block(b, parts + b * channels);
+  };
+  auto* threads = ctx->device()->tensorflow_cpu_worker_threads();
+  tensorflow::Shard(threads->num_threads, threads->workers, blocks, cost_per_block, work);
+  for (int64_t b = 0; b < blocks; ++b)
+    for (int64_t c = 0; c < channels; ++c) sums[c] += parts[b * channels + c];
+}
+
+// The shared part of CnnReluBiasGrad and CnnDropoutReluGrad: inputs dy and y of one shape with a
+// channel axis last; outputs dx (in dy's buffer when nothing else holds it) and dx's per-channel
+// sums. rows_of(g, f, o, acc, begin, end, channels) writes rows [begin, end) of dx from dy and y
+// and adds them to acc; at most 64 fixed blocks of rows run in parallel (see SumOverBlocks).
+template <typename Rows>
+void MaskedGradWithSums(OpKernelContext* ctx, const Tensor& dy, const Tensor& y, int64_t cost_per_value,
+                        const Rows& rows_of) {
+  OP_REQUIRES(ctx, dy.shape() == y.shape(),
+              tensorflow::errors::InvalidArgument("dy and y must have the same shape, got ", dy.shape().DebugString(),
+                                                  " and ", y.shape().DebugString()));
+  OP_REQUIRES(ctx, dy.dims() >= 1, tensorflow::errors::InvalidArgument("dy must have a channel axis"));
+  const int64_t channels = dy.dim_size(dy.dims() - 1);
+  Tensor* dx = nullptr;
+  OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({0}, 0, dy.shape(), &dx));
+  Tensor* sums_out = nullptr;
+  OP_REQUIRES_OK(ctx, ctx->allocate_output(1, tensorflow::TensorShape({channels}), &sums_out));
+  float* sums = sums_out->flat<float>().data();
+  if (channels == 0 || dy.NumElements() == 0) {
+    std::fill(sums, sums + channels, 0.0f);
+    return;
+  }
+  const int64_t rows = dy.NumElements() / channels;
+  const float* g = dy.flat<float>().data();
+  const float* f = y.flat<float>().data();
+  float* o = dx->flat<float>().data();
+  const int64_t blocks = std::min<int64_t>(rows, 64);
+  SumOverBlocks(ctx, blocks, channels, (rows / blocks + 1) * channels * cost_per_value, sums, [&](int64_t b, float* acc) {
+    rows_of(g, f, o, acc, rows * b / blocks, rows * (b + 1) / blocks, channels);
+  });
+}
+
 // The dropout mask's keys, from the seed input: (layer seed, step[, element offset]).
 struct DropoutKeys {
   uint32_t offset, k1, k2;
@@ -161,40 +210,15 @@ class CnnDropoutReluGradOp : public OpKernel {
 
   void Compute(OpKernelContext* ctx) override {
     const Tensor& dy = ctx->input(0);
-    const Tensor& y = ctx->input(2);
-    OP_REQUIRES(ctx, dy.shape() == y.shape(),
-                tensorflow::errors::InvalidArgument("dy and y must have the same shape, got ",
-                                                    dy.shape().DebugString(), " and ", y.shape().DebugString()));
-    OP_REQUIRES(ctx, dy.dims() >= 1, tensorflow::errors::InvalidArgument("dy must have a channel axis"));
     DropoutKeys keys;
     OP_REQUIRES_OK(ctx, ReadDropoutSeed(ctx->input(1), dy.NumElements(), &keys));
-    const int64_t channels = dy.dim_size(dy.dims() - 1);
-    Tensor* dx = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({0}, 0, dy.shape(), &dx));
-    Tensor* sums_out = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, tensorflow::TensorShape({channels}), &sums_out));
-    float* sums = sums_out->flat<float>().data();
-    std::fill(sums, sums + channels, 0.0f);
-    if (channels == 0 || dy.NumElements() == 0) return;
-    const int64_t rows = dy.NumElements() / channels;
-    const float* g = dy.flat<float>().data();
-    const float* f = y.flat<float>().data();
-    float* o = dx->flat<float>().data();
-    // Fixed blocks of rows with their own partial sums, as in CnnReluBiasGrad.
-    const int64_t blocks = std::min<int64_t>(rows, 64);
-    std::vector<float> partial(blocks * channels, 0.0f);
-    float* parts = partial.data();
     const uint32_t threshold = threshold_;
     const float scale = scale_;
-    auto work = [=](int64_t first, int64_t last) {
-      for (int64_t b = first; b < last; ++b)
-        DropoutReluGradRows(g, f, o, parts + b * channels, rows * b / blocks, rows * (b + 1) / blocks, channels, keys,
-                            threshold, scale);
-    };
-    auto* threads = ctx->device()->tensorflow_cpu_worker_threads();
-    tensorflow::Shard(threads->num_threads, threads->workers, blocks, (rows / blocks + 1) * channels * 8, work);
-    for (int64_t b = 0; b < blocks; ++b)
-      for (int64_t c = 0; c < channels; ++c) sums[c] += parts[b * channels + c];
+    MaskedGradWithSums(ctx, dy, ctx->input(2), 8,
+                       [=](const float* g, const float* f, float* o, float* acc, int64_t begin, int64_t end,
+                           int64_t channels) {
+                         DropoutReluGradRows(g, f, o, acc, begin, end, channels, keys, threshold, scale);
+                       });
   }
 
  private:
@@ -221,39 +245,7 @@ class CnnReluBiasGradOp : public OpKernel {
  public:
   explicit CnnReluBiasGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
 
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor& dy = ctx->input(0);
-    const Tensor& y = ctx->input(1);
-    OP_REQUIRES(ctx, dy.shape() == y.shape(),
-                tensorflow::errors::InvalidArgument("dy and y must have the same shape, got ",
-                                                    dy.shape().DebugString(), " and ", y.shape().DebugString()));
-    OP_REQUIRES(ctx, dy.dims() >= 1, tensorflow::errors::InvalidArgument("dy must have a channel axis"));
-    const int64_t channels = dy.dim_size(dy.dims() - 1);
-    Tensor* dz = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({0}, 0, dy.shape(), &dz));
-    Tensor* db = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, tensorflow::TensorShape({channels}), &db));
-    float* bias = db->flat<float>().data();
-    std::fill(bias, bias + channels, 0.0f);
-    if (channels == 0 || dy.NumElements() == 0) return;
-    const int64_t rows = dy.NumElements() / channels;
-    const float* g = dy.flat<float>().data();
-    const float* f = y.flat<float>().data();
-    float* o = dz->flat<float>().data();
-    // Fixed blocks of rows, each with its own partial sum: the result does not depend on how the
-    // thread pool schedules them.
-    const int64_t blocks = std::min<int64_t>(rows, 64);
-    std::vector<float> partial(blocks * channels, 0.0f);
-    float* parts = partial.data();
-    auto work = [=](int64_t first, int64_t last) {
-      for (int64_t b = first; b < last; ++b)
-        ReluBiasGradRows(g, f, o, parts + b * channels, rows * b / blocks, rows * (b + 1) / blocks, channels);
-    };
-    auto* threads = ctx->device()->tensorflow_cpu_worker_threads();
-    tensorflow::Shard(threads->num_threads, threads->workers, blocks, (rows / blocks + 1) * channels * 4, work);
-    for (int64_t b = 0; b < blocks; ++b)
-      for (int64_t c = 0; c < channels; ++c) bias[c] += parts[b * channels + c];
-  }
+  void Compute(OpKernelContext* ctx) override { MaskedGradWithSums(ctx, ctx->input(0), ctx->input(1), 4, ReluBiasGradRows); }
 };
 
 __attribute__((target_clones("avx512f", "avx2", "default"))) double SumOfSquares(const float* x, int64_t n) {
@@ -663,44 +655,34 @@ class CnnMaxPoolGradOp : public OpKernel {
     const float* d = dy.flat<float>().data();
     const uint8_t* pos = reinterpret_cast<const uint8_t*>(positions.flat<int32_t>().data());
     const int64_t stride = (g.c + 3) / 4 * 4;
-    const PoolGeometry geometry = g;
-    // Fixed blocks, each with its own partial sums: the result does not depend on scheduling. Where
-    // windows overlap, a block is one image, so no two blocks add into the same dx value.
+    // Fixed blocks (see SumOverBlocks). Where windows overlap, a block is one image, so no two
+    // blocks add into the same dx value.
     const bool overlapping = g.overlapping();
     const bool avx512 = g.c % 16 == 0 && __builtin_cpu_supports("avx512f");
     const int64_t blocks = overlapping ? g.n : std::min<int64_t>(rows, 64);
-    std::vector<float> partial(blocks * g.c, 0.0f);
-    float* parts = partial.data();
-    auto work = [=](int64_t first, int64_t last) {
-      for (int64_t b = first; b < last; ++b) {
-        float* acc = parts + b * geometry.c;
-        if (!overlapping) {
-          if (avx512)
-            MaxPoolGradRowsAvx512(d, pos, out, acc, geometry, rows * b / blocks, rows * (b + 1) / blocks);
-          else
-            MaxPoolGradRows(d, pos, stride, out, acc, geometry, rows * b / blocks, rows * (b + 1) / blocks);
-          continue;
-        }
-        float* image = out + b * geometry.h * geometry.w * geometry.c;
-        std::fill(image, image + geometry.h * geometry.w * geometry.c, 0.0f);
-        for (int64_t oh = 0; oh < geometry.ho; ++oh)
-          for (int64_t ow = 0; ow < geometry.wo; ++ow) {
-            const int64_t at = (b * geometry.ho + oh) * geometry.wo + ow;
-            for (int64_t c = 0; c < geometry.c; ++c) {
-              const int64_t k = pos[at * stride + c];
-              if (k == kNoPosition) continue;
-              const int64_t ih = oh * geometry.sh - geometry.pt + k / geometry.kw;
-              const int64_t iw = ow * geometry.sw - geometry.pl + k % geometry.kw;
-              image[(ih * geometry.w + iw) * geometry.c + c] += d[at * geometry.c + c];
-              acc[c] += d[at * geometry.c + c];
-            }
-          }
+    SumOverBlocks(ctx, blocks, g.c, dx->NumElements() / blocks * 4, sums, [&](int64_t b, float* acc) {
+      if (!overlapping) {
+        if (avx512)
+          MaxPoolGradRowsAvx512(d, pos, out, acc, g, rows * b / blocks, rows * (b + 1) / blocks);
+        else
+          MaxPoolGradRows(d, pos, stride, out, acc, g, rows * b / blocks, rows * (b + 1) / blocks);
+        return;
       }
-    };
-    auto* threads = ctx->device()->tensorflow_cpu_worker_threads();
-    tensorflow::Shard(threads->num_threads, threads->workers, blocks, dx->NumElements() / blocks * 4, work);
-    for (int64_t b = 0; b < blocks; ++b)
-      for (int64_t c = 0; c < g.c; ++c) sums[c] += parts[b * g.c + c];
+      float* image = out + b * g.h * g.w * g.c;
+      std::fill(image, image + g.h * g.w * g.c, 0.0f);
+      for (int64_t oh = 0; oh < g.ho; ++oh)
+        for (int64_t ow = 0; ow < g.wo; ++ow) {
+          const int64_t at = (b * g.ho + oh) * g.wo + ow;
+          for (int64_t c = 0; c < g.c; ++c) {
+            const int64_t k = pos[at * stride + c];
+            if (k == kNoPosition) continue;
+            const int64_t ih = oh * g.sh - g.pt + k / g.kw;
+            const int64_t iw = ow * g.sw - g.pl + k % g.kw;
+            image[(ih * g.w + iw) * g.c + c] += d[at * g.c + c];
+            acc[c] += d[at * g.c + c];
+          }
+        }
+    });
   }
 
  private:

@@ -1,4 +1,7 @@
 /** Temporal helpers for the tests. */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { temporal } from '@temporalio/proto';
 import { DefaultLogger, Runtime, Worker, type NativeConnection, type WorkflowBundle } from '@temporalio/worker';
 import { createDeployActivities, type DeployDeps } from '../../src/activities/deploy';
 import { createEvaluationActivities } from '../../src/activities/evaluation';
@@ -60,3 +63,17 @@ export function createPipelineWorkers(
     }),
   ]);
 }
+
+/**
+ * With RECORD_HISTORIES=1, saves a finished run's history (binary protobuf) under
+ * test/workflows/histories, where test/workflows/replay.test.ts replays every file with the current
+ * workflow code: histories recorded by older code prove that runs already started stay replayable.
+ */
+export async function recordHistory(handle: { fetchHistory(): Promise<unknown> }, name: string): Promise<void> {
+  if (process.env.RECORD_HISTORIES !== '1') return;
+  mkdirSync(HISTORIES_DIR, { recursive: true });
+  const history = (await handle.fetchHistory()) as temporal.api.history.v1.IHistory;
+  writeFileSync(join(HISTORIES_DIR, `${name}.pb`), temporal.api.history.v1.History.encode(history).finish());
+}
+
+export const HISTORIES_DIR = join(__dirname, '..', 'workflows', 'histories');

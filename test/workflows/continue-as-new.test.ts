@@ -6,7 +6,7 @@ import { SEARCH_ATTRIBUTES, TASK_QUEUES } from '../../src/common/constants';
 import { cnnSkinCancerWorkflow } from '../../src/workflows';
 import { finishSignal, redeploySignal, redeployUpdate, statusQuery } from '../../src/workflows/messages';
 import { ROOT } from '../helpers/global';
-import { createPipelineWorkers, installQuietRuntime } from '../helpers/temporal';
+import { createPipelineWorkers, installQuietRuntime, recordHistory } from '../helpers/temporal';
 import { seededDataset, testS3 } from '../helpers/services';
 
 describe('cnnSkinCancerWorkflow continue-as-new (dev server suggesting it after 40 history events)', function () {
@@ -72,6 +72,9 @@ describe('cnnSkinCancerWorkflow continue-as-new (dev server suggesting it after 
       );
       assert.equal(status.deployments.length, 6, 'the first deployment and five redeploys, across runs');
       assert.equal(status.models[0]?.state, 'trained');
+      // The first run (pipeline, then serving until continue-as-new) and the last (serving only).
+      await recordHistory(env.client.workflow.getHandle('pipeline-can', handle.firstExecutionRunId), 'can-first-run');
+      await recordHistory(handle, 'can-last-run');
     };
     const main = test();
     await Promise.all([main, ...workers.map((w) => w.runUntil(main.catch(() => undefined)))]);

@@ -17,7 +17,7 @@ import type { PipelineInput } from '../../src/workflows/input';
 import type { TrainModelInput } from '../../src/common/types';
 import { finishSignal, redeploySignal, redeployUpdate, statusQuery } from '../../src/workflows/messages';
 import { ROOT } from '../helpers/global';
-import { createPipelineWorkers, installQuietRuntime } from '../helpers/temporal';
+import { createPipelineWorkers, installQuietRuntime, recordHistory } from '../helpers/temporal';
 import { seededDataset, testMlflow, testS3 } from '../helpers/services';
 
 describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', function () {
@@ -95,6 +95,7 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
 
     // Replaying the recorded history with the current code proves the workflow is deterministic.
     await Worker.runReplayHistory({ workflowBundle: bundle }, await handle.fetchHistory(), 'pipeline-e2e');
+    await recordHistory(handle, 'pipeline-e2e');
   });
 
   it('fails non-retryably, naming the field, on invalid input', async () => {
@@ -155,6 +156,7 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
     assert.equal(run.info.status, 'FAILED');
     const tags = Object.fromEntries((run.data.tags ?? []).map((t) => [t.key, t.value]));
     assert.match(tags['training.failure'] ?? '', /the training process died \(SIGKILL\)/);
+    await recordHistory(env.client.workflow.getHandle('pipeline-abandoned-run'), 'pipeline-abandoned-run');
   }).timeout(120_000);
 
   it('stays alive after deploying and redeploys a registered version on a signal; bad requests are recorded, not fatal', async () => {
@@ -186,6 +188,7 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
       assert.match(status.redeploys[1]!.reason!, /positive integer/);
       const served = (await (await fetch(`${deployed.url}/model`)).json()) as { version: string };
       assert.equal(served.version, other.version);
+      await recordHistory(handle, 'pipeline-redeploy');
     });
   });
 
@@ -277,6 +280,7 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
         [promoted.version, viaUpdate.version, first.version],
       );
       await Worker.runReplayHistory({ workflowBundle: bundle }, await handle.fetchHistory(), 'cc-serving');
+      await recordHistory(handle, 'cc-serving');
     });
   });
 

@@ -1,0 +1,34 @@
+import { strict as assert } from 'node:assert';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { temporal } from '@temporalio/proto';
+import { bundleWorkflowCode, DefaultLogger, Worker } from '@temporalio/worker';
+import { HISTORIES_DIR, installQuietRuntime } from '../helpers/temporal';
+
+// Histories recorded from real runs (RECORD_HISTORIES=1 npm test) by earlier versions of the
+// workflow: the current code must replay every one of them, or runs already started would fail
+// with a non-determinism error when a new release picks them up.
+describe('cnnSkinCancerWorkflow replays histories recorded by earlier code (no server)', function () {
+  const files = readdirSync(HISTORIES_DIR).filter((f) => f.endsWith('.pb'));
+
+  it('has recorded histories to replay', () => {
+    assert.ok(files.length >= 6, `expected the recorded histories in ${HISTORIES_DIR}, found ${files.length}`);
+  });
+
+  it('replays each of them without a non-determinism error', async () => {
+    installQuietRuntime();
+    const workflowBundle = await bundleWorkflowCode({
+      workflowsPath: require.resolve('../../src/workflows'),
+      logger: new DefaultLogger('WARN'),
+    });
+    const histories = files.map((f) => ({
+      workflowId: f.replace(/\.pb$/, ''),
+      history: temporal.api.history.v1.History.decode(readFileSync(join(HISTORIES_DIR, f))),
+    }));
+    const failed: string[] = [];
+    for await (const result of Worker.runReplayHistories({ workflowBundle }, histories)) {
+      if (result.error) failed.push(`${result.workflowId}: ${result.error.message}`);
+    }
+    assert.deepEqual(failed, []);
+  });
+});

@@ -7,6 +7,7 @@
  */
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
+import { FAILURE } from '../common/failures';
 import type { DeployInput, Deployment } from '../common/types';
 import type { SageMakerConfig } from '../config';
 import type { SageMakerApi } from '../sagemaker/api';
@@ -49,7 +50,10 @@ export function createDeployActivities(deps: DeployDeps) {
       });
       if (input.target === 'sagemaker') return done(await deploySageMaker(deps, input));
       if (input.instanceType !== undefined || input.instanceCount !== undefined) {
-        throw ApplicationFailure.nonRetryable('instanceType and instanceCount apply to the sagemaker target only', 'InvalidDeployRequest');
+        throw ApplicationFailure.nonRetryable(
+          'instanceType and instanceCount apply to the sagemaker target only',
+          FAILURE.invalidDeployRequest,
+        );
       }
       return done(await deployLocal(deps.local, input));
     },
@@ -76,18 +80,18 @@ async function deployLocal(local: LocalEndpoints, input: DeployInput): Promise<{
 async function deploySageMaker(deps: DeployDeps, input: DeployInput) {
   const ctx = Context.current();
   const sm = deps.sagemaker;
-  if (!sm) throw ApplicationFailure.nonRetryable('this worker has no SageMaker client configured', 'SageMakerConfigError');
+  if (!sm) throw ApplicationFailure.nonRetryable('this worker has no SageMaker client configured', FAILURE.sageMakerConfig);
   const { imageUri, executionRoleArn } = sm.config;
   if (!imageUri || !executionRoleArn) {
     throw ApplicationFailure.nonRetryable(
       `deploying to SageMaker needs ${[!imageUri && 'SAGEMAKER_IMAGE_URI', !executionRoleArn && 'SAGEMAKER_EXECUTION_ROLE_ARN'].filter(Boolean).join(' and ')} set on the ml-pipeline worker`,
-      'SageMakerConfigError',
+      FAILURE.sageMakerConfig,
     );
   }
   if (!input.model.modelUri.startsWith('s3://')) {
     throw ApplicationFailure.nonRetryable(
       `SageMaker needs the model in S3; version ${input.model.version} is at ${input.model.modelUri}`,
-      'SageMakerConfigError',
+      FAILURE.sageMakerConfig,
     );
   }
   const instanceType = input.instanceType ?? sm.config.instanceType;
@@ -127,7 +131,7 @@ async function deploySageMaker(deps: DeployDeps, input: DeployInput) {
     };
   } catch (err) {
     if (err instanceof SageMakerDeployError) {
-      throw ApplicationFailure.nonRetryable(err.message, err.rolledBack ? 'EndpointRolledBackError' : 'EndpointFailedError');
+      throw ApplicationFailure.nonRetryable(err.message, err.rolledBack ? FAILURE.endpointRolledBack : FAILURE.endpointFailed);
     }
     throw err;
   }

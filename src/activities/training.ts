@@ -8,6 +8,7 @@
  * `{ mlflowRunId, phase, epoch, batch, checkpoint }` after every batch.
  */
 import { ApplicationFailure, Context } from '@temporalio/activity';
+import { isPermanentTrainingFailure } from '../common/failures';
 import type { TrainedModel, TrainModelInput } from '../common/types';
 import { trainInChildProcess, TrainingProcessDiedError, type ChildOptions } from '../training/process';
 import type { TrainingJob, TrainingProgress } from '../training/run-training';
@@ -26,15 +27,6 @@ export interface TrainingActivityDeps {
 export interface TrainingHeartbeat extends Partial<TrainingProgress> {
   mlflowRunId: string;
 }
-
-/** Raised by the training for problems no retry can fix. */
-const PERMANENT = new Set([
-  'InvalidTrainingDataError',
-  'CheckpointMismatchError',
-  'InvalidDatasetError',
-  'InvalidInitialWeightsError',
-  'TrainingDivergedError',
-]);
 
 export function createTrainingActivities({ mlflow, onednn, memoryBudgetBytes, run = trainInChildProcess }: TrainingActivityDeps) {
   return {
@@ -83,7 +75,7 @@ export function createTrainingActivities({ mlflow, onednn, memoryBudgetBytes, ru
           await mlflow.setRunStatus(runId, ctx.cancellationSignal.aborted ? 'KILLED' : 'FAILED').catch(() => undefined);
           if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
           const e = err as Error;
-          if (PERMANENT.has(e.name)) throw ApplicationFailure.nonRetryable(e.message, e.name);
+          if (isPermanentTrainingFailure(e.name)) throw ApplicationFailure.nonRetryable(e.message, e.name);
           throw err;
         }
       }

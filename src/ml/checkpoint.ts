@@ -9,6 +9,7 @@
 import type { LayersModel } from '@tensorflow/tfjs-node';
 import type { TrainingOptimizer } from './native-adam';
 import { loadTf } from './tf';
+import { FAILURE } from '../common/failures';
 
 const MAGIC = 'CKPT1\n';
 
@@ -27,7 +28,7 @@ interface Header {
 }
 
 export class CheckpointMismatchError extends Error {
-  override readonly name = 'CheckpointMismatchError';
+  override readonly name = FAILURE.checkpointMismatch;
 }
 
 export async function encodeCheckpoint(model: LayersModel, optimizer: TrainingOptimizer, info: CheckpointInfo): Promise<Buffer> {

@@ -8,9 +8,10 @@ import type { LayersModel, Tensor } from '@tensorflow/tfjs-node';
 import type { WeightsManifestEntry } from '@tensorflow/tfjs-core/dist/io/types';
 import { joinUri, type S3Store } from '../storage/s3';
 import { loadTf } from './tf';
+import { FAILURE } from '../common/failures';
 
 export class InvalidInitialWeightsError extends Error {
-  override readonly name = 'InvalidInitialWeightsError';
+  override readonly name = FAILURE.invalidInitialWeights;
 }
 
 export async function loadInitialWeights(s3: S3Store, uri: string, model: LayersModel): Promise<{ loaded: number; kept: string[] }> {

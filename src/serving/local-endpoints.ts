@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { ApplicationFailure } from '@temporalio/common';
 import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { extname, join, resolve } from 'node:path';
+import { FAILURE } from '../common/failures';
 import type { ModelVersionRef } from '../common/types';
 import { isProcessAlive, killGroup, tcpOpen } from '../stack/services';
 
@@ -81,7 +82,7 @@ export class LocalEndpoints {
       // A configuration problem that retrying cannot fix.
       throw ApplicationFailure.nonRetryable(
         `port ${this.o.port} on ${this.o.host} is in use by something other than endpoint '${name}'; stop it or set LOCAL_ENDPOINT_PORT`,
-        'EndpointPortInUseError',
+        FAILURE.endpointPortInUse,
       );
     }
     const dir = resolve(this.o.stateDir);

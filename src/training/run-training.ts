@@ -25,6 +25,7 @@ import { defaultBudgetBytes, planMicroBatch } from '../ml/memory';
 import { fitModel, predictProbabilities, type EpochLogs, type TrainPosition } from '../ml/trainer';
 import { joinUri, parseS3Uri, s3Uri, type S3Store } from '../storage/s3';
 import type { MlflowClient, MlflowMetric } from '../tracking/mlflow';
+import { FAILURE } from '../common/failures';
 
 export interface TrainingJob {
   input: TrainModelInput;
@@ -327,12 +328,12 @@ function assertBothClassesPresent(train: LoadedSplit, classes: string[]): void {
 }
 
 export class InvalidTrainingDataError extends Error {
-  override readonly name = 'InvalidTrainingDataError';
+  override readonly name = FAILURE.invalidTrainingData;
 }
 
 /** Training produced a model whose outputs are not finite: retrying the same run would reproduce it. */
 export class TrainingDivergedError extends Error {
-  override readonly name = 'TrainingDivergedError';
+  override readonly name = FAILURE.trainingDiverged;
 }
 
 const DIVERGED_HINT = (learningRate: number) =>

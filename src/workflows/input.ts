@@ -13,6 +13,8 @@ import {
   type OptimizerName,
   type SelectionMetric,
 } from '../common/constants';
+import type { RedeployRequest } from './messages';
+import { FAILURE } from '../common/failures';
 
 export interface PipelineParams {
   /** S3 prefix holding `train/<class>/*` and `test/<class>/*` images. */
@@ -76,7 +78,7 @@ export const DEFAULT_PARAMS: Readonly<PipelineParams> = Object.freeze({
 });
 
 export class InvalidInputError extends Error {
-  override readonly name = 'InvalidInputError';
+  override readonly name = FAILURE.invalidInput;
   constructor(
     readonly field: string,
     message: string,
@@ -134,6 +136,12 @@ const modelList: Check = (v, f) => {
   return [...(v as string[])];
 };
 
+/** SageMaker sizing, in the input and in redeploy requests. */
+const SIZING_CHECKS = {
+  instanceType: optional(str(INSTANCE_TYPE_PATTERN, 'expected a SageMaker instance type such as ml.m5.large')),
+  instanceCount: optional(int(1, 100)),
+};
+
 const CHECKS: { [K in keyof PipelineParams]: Check } = {
   dataUri: str(/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?$/, 'expected an S3 URI like s3://bucket/prefix'),
   numClasses: int(2, 1000),
@@ -158,8 +166,7 @@ const CHECKS: { [K in keyof PipelineParams]: Check } = {
   deployTarget: oneOf(DEPLOY_TARGETS),
   // SageMaker's endpoint name rule, so the same name works on every target.
   endpointName: str(/^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$/, 'expected 1-63 letters, digits or inner hyphens'),
-  instanceType: optional(str(INSTANCE_TYPE_PATTERN, 'expected a SageMaker instance type such as ml.m5.large')),
-  instanceCount: optional(int(1, 100)),
+  ...SIZING_CHECKS,
   lifetimeSeconds: int(0, 365 * 24 * 3600),
 };
 
@@ -189,6 +196,49 @@ export function parsePipelineInput(raw: unknown): PipelineParams {
     if (p[field] === undefined) delete p[field];
   }
   return p;
+}
+
+const REDEPLOY_EXAMPLE =
+  'expected an object like {"version":"3"}, {"alias":"previous-champion"} or {"instanceType":"ml.c5.xlarge","instanceCount":2}';
+
+/** A redeploy request's fields, checked by the same rules as the pipeline's input. */
+const REDEPLOY_CHECKS: { [K in keyof Required<RedeployRequest>]: Check } = {
+  version: optional(str(/^[1-9]\d*$/, 'expected a registered version as a positive integer string such as "3"')),
+  alias: optional(str(/^[\w-]{1,100}$/, 'expected an alias name such as "champion"')),
+  ...SIZING_CHECKS,
+};
+
+/** Validates a `redeploy` signal's or update's request; throws InvalidInputError naming the field. */
+export function parseRedeployRequest(raw: unknown, params: Pick<PipelineParams, 'deployTarget'>): RedeployRequest {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new InvalidInputError('request', REDEPLOY_EXAMPLE);
+  const input = raw as Record<string, unknown>;
+  const unknown = Object.keys(input).filter((k) => !(k in REDEPLOY_CHECKS));
+  if (unknown.length) throw new InvalidInputError(unknown[0]!, `unknown field(s): ${unknown.join(', ')}; ${REDEPLOY_EXAMPLE}`);
+  const request: Record<string, unknown> = {};
+  for (const [key, check] of Object.entries(REDEPLOY_CHECKS)) {
+    const value = check(input[key], key);
+    if (value !== undefined) request[key] = value;
+  }
+  const r = request as RedeployRequest;
+  if (r.version !== undefined && r.alias !== undefined) throw new InvalidInputError('version', 'give "version" or "alias", not both');
+  if (Object.keys(r).length === 0) throw new InvalidInputError('request', `nothing to change: ${REDEPLOY_EXAMPLE}`);
+  for (const field of ['instanceType', 'instanceCount'] as const) {
+    if (r[field] !== undefined && params.deployTarget !== 'sagemaker') {
+      throw new InvalidInputError(field, `applies to deployTarget 'sagemaker' only; this endpoint is '${params.deployTarget}'`);
+    }
+  }
+  return r;
+}
+
+/** Why a redeploy request cannot be run, or undefined when it is well-formed. */
+export function validateRedeploy(request: unknown, params: Pick<PipelineParams, 'deployTarget'>): string | undefined {
+  try {
+    parseRedeployRequest(request, params);
+    return undefined;
+  } catch (err) {
+    if (err instanceof InvalidInputError) return err.message;
+    throw err;
+  }
 }
 
 function show(v: unknown): string {

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { DEFAULT_PARAMS, InvalidInputError, parsePipelineInput } from '../../src/workflows/input';
+import { DEFAULT_PARAMS, InvalidInputError, parsePipelineInput, validateRedeploy } from '../../src/workflows/input';
 
 describe('parsePipelineInput', () => {
   it("fills the original Airflow DAG's parameters when given an empty object", () => {
@@ -58,5 +58,30 @@ describe('parsePipelineInput', () => {
     assert.ok(!('resnetWeightsUri' in parsePipelineInput({})));
     rejects({ resnetWeightsUri: '/tmp/resnet' }, 'resnetWeightsUri', /expected an S3 URI/);
     rejects({ resnetWeightsUri: 's3://weights/r', models: ['Basic'] }, 'resnetWeightsUri', /has no ResNet50/);
+  });
+});
+
+describe('validateRedeploy', () => {
+  const local = { deployTarget: 'local' as const };
+  const sagemaker = { deployTarget: 'sagemaker' as const };
+  it('accepts a version, an alias, or sizing alone (sagemaker)', () => {
+    assert.equal(validateRedeploy({ version: '3' }, local), undefined);
+    assert.equal(validateRedeploy({ alias: 'previous-champion' }, local), undefined);
+    assert.equal(validateRedeploy({ instanceType: 'ml.c5.xlarge', instanceCount: 2 }, sagemaker), undefined);
+  });
+  it('names what is wrong', () => {
+    assert.match(validateRedeploy({}, local)!, /nothing to change/);
+    assert.match(validateRedeploy({ version: '1', alias: 'champion' }, local)!, /not both/);
+    assert.match(validateRedeploy({ version: 3 }, local)!, /'version': expected a string, got 3/);
+    assert.match(validateRedeploy({ model: 'x' }, local)!, /unknown field\(s\): model/);
+    assert.match(
+      validateRedeploy({ instanceCount: 2 }, local)!,
+      /'instanceCount': applies to deployTarget 'sagemaker' only; this endpoint is 'local'/,
+    );
+    assert.match(validateRedeploy({ instanceCount: 0 }, sagemaker)!, /'instanceCount': must be between 1 and 100, got 0/);
+    assert.match(validateRedeploy('v3', local)!, /expected an object/);
+    assert.match(validateRedeploy({ version: '0' }, local)!, /positive integer string/);
+    assert.match(validateRedeploy({ alias: 'a b' }, local)!, /'alias': expected an alias name/);
+    assert.match(validateRedeploy({ instanceType: 'm5.large' }, sagemaker)!, /'instanceType': expected a SageMaker instance type/);
   });
 });

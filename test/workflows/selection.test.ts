@@ -1,6 +1,5 @@
 import { strict as assert } from 'node:assert';
 import type { ClassificationMetrics, TrainedModel } from '../../src/common/types';
-import { validateRedeploy } from '../../src/workflows/pipeline';
 import { championGate, selectBestModel } from '../../src/workflows/selection';
 
 const metrics = (accuracy: number, loss = 0.5, extra: Partial<ClassificationMetrics> = {}): ClassificationMetrics => ({
@@ -94,24 +93,5 @@ describe('championGate', () => {
     );
     assert.equal(d.outcome, 'promote');
     assert.match(d.reason, /not comparable: takes 64 px/);
-  });
-});
-
-describe('validateRedeploy', () => {
-  const local = { deployTarget: 'local' as const };
-  const sagemaker = { deployTarget: 'sagemaker' as const };
-  it('accepts a version, an alias, or sizing alone (sagemaker)', () => {
-    assert.equal(validateRedeploy({ version: '3' }, local), undefined);
-    assert.equal(validateRedeploy({ alias: 'previous-champion' }, local), undefined);
-    assert.equal(validateRedeploy({ instanceType: 'ml.c5.xlarge', instanceCount: 2 }, sagemaker), undefined);
-  });
-  it('names what is wrong', () => {
-    assert.match(validateRedeploy({}, local)!, /nothing to change/);
-    assert.match(validateRedeploy({ version: '1', alias: 'champion' }, local)!, /not both/);
-    assert.match(validateRedeploy({ version: 3 }, local)!, /positive integer string/);
-    assert.match(validateRedeploy({ model: 'x' }, local)!, /unknown field\(s\): model/);
-    assert.match(validateRedeploy({ instanceCount: 2 }, local)!, /sagemaker' only; this endpoint is 'local'/);
-    assert.match(validateRedeploy({ instanceCount: 0 }, sagemaker)!, /from 1 to 100/);
-    assert.match(validateRedeploy('v3', local)!, /expected an object/);
   });
 });

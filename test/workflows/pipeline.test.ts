@@ -151,7 +151,7 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
       dying,
     );
     assert.ok(err instanceof WorkflowFailedError);
-    assert.equal((err.cause as ApplicationFailure).type, 'AllTrainingsFailed');
+    assert.equal((err.cause as ApplicationFailure).type, 'AllTrainingsFailedError');
     const run = await mlflow.getRun(runId!);
     assert.equal(run.info.status, 'FAILED');
     const tags = Object.fromEntries((run.data.tags ?? []).map((t) => [t.key, t.value]));
@@ -247,7 +247,7 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
       await assert.rejects(
         handle.executeUpdate(redeployUpdate, { args: [{ alias: 'champion', instanceType: 'ml.m5.large' }] }),
         (err: unknown) =>
-          err instanceof WorkflowUpdateFailedError && /apply to deployTarget 'sagemaker' only/.test(String(err.cause?.message)),
+          err instanceof WorkflowUpdateFailedError && /applies to deployTarget 'sagemaker' only/.test(String(err.cause?.message)),
       );
       await assert.rejects(
         handle.executeUpdate(redeployUpdate, { args: [{ alias: 'nope' }] }),

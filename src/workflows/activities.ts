@@ -1,0 +1,51 @@
+/**
+ * The workflow's view of its activities: one proxy per activity group, with the task queue,
+ * timeouts and retry policy each needs. Types only come from the activity modules.
+ */
+import { proxyActivities } from '@temporalio/workflow';
+import type { createDataActivities } from '../activities/preprocess';
+import type { createDeployActivities } from '../activities/deploy';
+import type { createEvaluationActivities } from '../activities/evaluation';
+import type { createRegistryActivities } from '../activities/registry';
+import type { createTrainingActivities } from '../activities/training';
+import { TASK_QUEUES } from '../common/constants';
+import { NON_RETRYABLE } from '../common/failures';
+
+export const data = proxyActivities<ReturnType<typeof createDataActivities>>({
+  taskQueue: TASK_QUEUES.data,
+  startToCloseTimeout: '2h',
+  heartbeatTimeout: '1m',
+  retry: { maximumAttempts: 5, initialInterval: '5s', nonRetryableErrorTypes: [...NON_RETRYABLE.data] },
+});
+
+export const training = proxyActivities<ReturnType<typeof createTrainingActivities>>({
+  taskQueue: TASK_QUEUES.training,
+  startToCloseTimeout: '12h',
+  // A killed training worker is noticed within a minute (heartbeats come from the activity, not the
+  // busy training process, so a long batch never starves them); the next attempt resumes from the
+  // newest checkpoint, which makes retries cheap.
+  heartbeatTimeout: '1m',
+  retry: { maximumAttempts: 5, initialInterval: '10s', nonRetryableErrorTypes: [...NON_RETRYABLE.training] },
+});
+
+export const evaluation = proxyActivities<ReturnType<typeof createEvaluationActivities>>({
+  taskQueue: TASK_QUEUES.training,
+  startToCloseTimeout: '30m',
+  heartbeatTimeout: '2m',
+  retry: { maximumAttempts: 3, initialInterval: '10s' },
+});
+
+export const registry = proxyActivities<ReturnType<typeof createRegistryActivities>>({
+  taskQueue: TASK_QUEUES.pipeline,
+  startToCloseTimeout: '1m',
+  retry: { maximumAttempts: 10, initialInterval: '2s', nonRetryableErrorTypes: [...NON_RETRYABLE.registry] },
+});
+
+// A SageMaker endpoint can take well over ten minutes to become InService; the activity heartbeats
+// while it waits, so a lost worker is still noticed within two minutes.
+export const deploy = proxyActivities<ReturnType<typeof createDeployActivities>>({
+  taskQueue: TASK_QUEUES.pipeline,
+  startToCloseTimeout: '2h',
+  heartbeatTimeout: '2m',
+  retry: { maximumAttempts: 5, initialInterval: '5s', nonRetryableErrorTypes: [...NON_RETRYABLE.deploy] },
+});

@@ -1,0 +1,6 @@
+/** The innermost cause's message: an ActivityFailure wraps the activity's own error. */
+export function errorMessage(err: unknown): string {
+  let e = err as { message?: string; cause?: unknown } | undefined;
+  while (e && typeof e === 'object' && e.cause) e = e.cause as typeof e;
+  return e?.message ?? String(err);
+}

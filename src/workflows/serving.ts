@@ -1,0 +1,131 @@
+/**
+ * The serving phase: after its first deployment the workflow stays alive as the endpoint's owner
+ * and runs `redeploy` requests (signals and updates, one queue) one at a time, in arrival order.
+ * Its state travels across continue-as-new as a ServingCarry.
+ */
+import { allHandlersFinished, ApplicationFailure, condition, continueAsNew, setHandler, workflowInfo } from '@temporalio/workflow';
+import type { Deployment } from '../common/types';
+import { FAILURE } from '../common/failures';
+import { registry } from './activities';
+import { errorMessage } from './errors';
+import { validateRedeploy, type PipelineInput, type PipelineParams } from './input';
+import { finishSignal, redeploySignal, redeployUpdate, type PipelineStatus, type RedeployRecord, type RedeployRequest } from './messages';
+import type { cnnSkinCancerWorkflow, PipelineResult } from './pipeline';
+import type { StatusTracker } from './status';
+import { definedSizing, deployVersion } from './steps';
+
+export interface PendingRedeploy {
+  id: number;
+  request: RedeployRequest;
+  via: RedeployRecord['via'];
+}
+
+/** State carried across continue-as-new while the workflow serves redeploy requests. */
+export interface ServingCarry {
+  result: PipelineResult;
+  status: PipelineStatus;
+  pending: PendingRedeploy[];
+  /** When the serving phase ends (epoch ms), fixed by the first run. */
+  deadline: number;
+  nextId: number;
+}
+
+/** The redeploy queue and its handlers; registered at the start so requests sent during training wait their turn. */
+export class RedeployQueue {
+  readonly pending: PendingRedeploy[];
+  readonly outcomes = new Map<number, RedeployRecord>();
+  nextId: number;
+  finished = false;
+
+  constructor(params: PipelineParams, carry?: ServingCarry) {
+    this.pending = carry?.pending ?? [];
+    this.nextId = carry?.nextId ?? 1;
+    setHandler(redeploySignal, (request) => void this.pending.push({ id: this.nextId++, request, via: 'signal' }));
+    // Updates join the same queue as signals and wait for their turn's outcome.
+    setHandler(
+      redeployUpdate,
+      async (request) => {
+        const id = this.nextId++;
+        this.pending.push({ id, request, via: 'update' });
+        await condition(() => this.outcomes.has(id));
+        const record = this.outcomes.get(id)!;
+        this.outcomes.delete(id);
+        if (record.outcome === 'deployed') return record.deployment!;
+        throw ApplicationFailure.nonRetryable(`redeploy failed: ${record.reason}`, FAILURE.redeployFailed);
+      },
+      {
+        validator: (request) => {
+          const invalid = validateRedeploy(request, params);
+          if (invalid) throw new Error(invalid);
+        },
+      },
+    );
+    setHandler(finishSignal, () => void (this.finished = true));
+  }
+}
+
+/**
+ * Serves redeploy requests until the lifetime ends or `finish` arrives; continues as new when the
+ * server suggests it, carrying everything the next run needs.
+ */
+export async function serve(
+  params: PipelineParams,
+  input: PipelineInput | undefined,
+  queue: RedeployQueue,
+  status: StatusTracker,
+  result: PipelineResult,
+  deadline: number,
+): Promise<PipelineResult> {
+  const { pending } = queue;
+  status.stage('serving');
+  for (;;) {
+    const remaining = deadline - Date.now();
+    if (remaining <= 0 && pending.length === 0) break;
+    await condition(() => pending.length > 0 || queue.finished || workflowInfo().continueAsNewSuggested, Math.max(remaining, 1));
+    if (queue.finished && pending.length === 0) break;
+    const next = pending.shift();
+    if (next) {
+      status.stage('redeploying');
+      const record = await redeploy(params, next, result.deployment);
+      status.redeployed(record);
+      queue.outcomes.set(next.id, record);
+      if (record.deployment) result.deployment = record.deployment;
+      status.stage('serving');
+    } else if (workflowInfo().continueAsNewSuggested) {
+      // Update callers must have their answers before this run ends.
+      await condition(allHandlersFinished);
+      if (pending.length === 0) {
+        const carry: ServingCarry = { result, status: status.status, pending, deadline, nextId: queue.nextId };
+        await continueAsNew<typeof cnnSkinCancerWorkflow>(input, carry);
+      }
+    }
+  }
+  await condition(allHandlersFinished);
+  status.stage('finished');
+  return { ...result, stage: 'finished' };
+}
+
+async function redeploy(params: PipelineParams, next: PendingRedeploy, current: Deployment): Promise<RedeployRecord> {
+  const { request, via } = next;
+  const invalid = validateRedeploy(request, params);
+  if (invalid) return { request, via, outcome: 'rejected', reason: invalid };
+  try {
+    // Sizing alone re-deploys the version being served; otherwise the current sizing carries over.
+    const version = request.version ?? (request.alias === undefined ? current.version : undefined);
+    const ref = await registry.resolveModelVersion.executeWithOptions(
+      { summary: `Resolve ${params.registeredModelName} ${request.alias ? `alias ${request.alias}` : `v${version}`}` },
+      [{ registeredModelName: params.registeredModelName, version, alias: request.alias }],
+    );
+    const instance = definedSizing({
+      instanceType: request.instanceType ?? current.instanceType,
+      instanceCount: request.instanceCount ?? current.instanceCount,
+    });
+    const summary =
+      `Redeploy ${ref.registeredModelName} v${ref.version} to ${params.endpointName}` +
+      (instance.instanceType ? ` on ${instance.instanceCount ?? 1} x ${instance.instanceType}` : '');
+    return { request, via, outcome: 'deployed', deployment: await deployVersion(params, ref, instance, summary) };
+  } catch (err) {
+    // A failed redeploy is recorded; the workflow keeps owning (and serving) the endpoint.
+    return { request, via, outcome: 'failed', reason: errorMessage(err) };
+  }
+}

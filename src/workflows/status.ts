@@ -1,0 +1,47 @@
+/**
+ * The run's status, kept in one place: what the `status` query returns, the Web UI's current
+ * details and the PipelineStage search attribute are all updated from here.
+ */
+import { setCurrentDetails, setHandler, upsertSearchAttributes } from '@temporalio/workflow';
+import { SEARCH_ATTRIBUTES } from '../common/constants';
+import type { Deployment } from '../common/types';
+import { renderDetails } from './details';
+import { statusQuery, type ModelProgress, type PipelineStatus, type RedeployRecord, type Stage } from './messages';
+
+export class StatusTracker {
+  readonly status: PipelineStatus;
+
+  constructor(carried?: PipelineStatus) {
+    this.status = carried ?? { stage: 'preprocessing', models: [], deployments: [], redeploys: [] };
+    setHandler(statusQuery, () => this.status);
+  }
+
+  stage(stage: Stage): void {
+    this.status.stage = stage;
+    upsertSearchAttributes([{ key: SEARCH_ATTRIBUTES.stage, value: stage }]);
+    this.render();
+  }
+
+  /** Applies `change` to the status and shows the result in the Web UI. */
+  update(change: (status: PipelineStatus) => void): void {
+    change(this.status);
+    this.render();
+  }
+
+  model(index: number, progress: ModelProgress): void {
+    this.update((s) => void (s.models[index] = progress));
+  }
+
+  deployed(deployment: Deployment): void {
+    this.status.deployments.push(deployment);
+  }
+
+  redeployed(record: RedeployRecord): void {
+    this.status.redeploys.push(record);
+    if (record.deployment) this.deployed(record.deployment);
+  }
+
+  private render(): void {
+    setCurrentDetails(renderDetails(this.status));
+  }
+}

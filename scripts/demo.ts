@@ -18,6 +18,7 @@ import { MlflowClient } from '../src/tracking/mlflow';
 import type { cnnSkinCancerWorkflow } from '../src/workflows';
 import type { PipelineInput } from '../src/workflows/input';
 import { finishSignal, type PipelineStatus } from '../src/workflows/messages';
+import { connectionOptions } from '../src/runtime/connection';
 
 const ROOT = resolve(__dirname, '..', '..');
 const DATA_URI = 's3://cnn-skin-cancer/data';
@@ -61,7 +62,7 @@ async function main(): Promise<void> {
   process.on('exit', stopWorkers);
 
   try {
-    const client = new WorkflowClient({ connection: await Connection.connect({ address: config.temporal.address }) });
+    const client = new WorkflowClient({ connection: await Connection.connect(connectionOptions(config.temporal)) });
     const workflowId = workflowIdForEndpoint('cnn-skin-cancer');
     const start = () =>
       client.start<typeof cnnSkinCancerWorkflow>('cnnSkinCancerWorkflow', {

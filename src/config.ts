@@ -5,7 +5,9 @@ import { INSTANCE_TYPE_PATTERN } from './common/constants';
  * Every variable is documented in README.md and .env.example.
  */
 export interface Config {
-  temporal: { address: string; namespace: string };
+  temporal: TemporalConfig;
+  /** The worker process: health and metrics ports, shutdown, logs. */
+  worker: WorkerProcessConfig;
   aws: {
     region: string;
     s3Endpoint?: string;
@@ -24,7 +26,36 @@ export interface Config {
    * the memory a training pass may plan to use (TRAINING_MEMORY_MB; default: 85 % of the
    * container's limit).
    */
-  training: { onednn: boolean; memoryMb?: number };
+  training: { onednn: boolean; memoryMb?: number; concurrency: number };
+}
+
+export interface TemporalConfig {
+  address: string;
+  namespace: string;
+  /** Worker Deployment name (TEMPORAL_DEPLOYMENT_NAME, as Temporal's Worker Controller injects it). */
+  deploymentName: string;
+  /** Build id of this release (TEMPORAL_WORKER_BUILD_ID); unset: derived from the package version and the code. */
+  buildId?: string;
+  /** Poll as a version of the Worker Deployment (TEMPORAL_WORKER_VERSIONING, default on). */
+  versioning: boolean;
+  /** TLS towards the frontend: on with any of the TLS variables or an API key. */
+  tls?: { certPath?: string; keyPath?: string; caPath?: string; serverName?: string };
+  /** Temporal Cloud API key (TEMPORAL_API_KEY); implies TLS. */
+  apiKey?: string;
+}
+
+export interface WorkerProcessConfig {
+  /** /healthz and /readyz (WORKER_HEALTH_PORT; 0 turns it off). */
+  healthPort: number;
+  /** Address the health and metrics servers bind (WORKER_HTTP_HOST; 0.0.0.0 in a pod). */
+  httpHost: string;
+  /** Prometheus /metrics of the SDK and the pipeline (WORKER_METRICS_PORT; 0 turns it off). */
+  metricsPort: number;
+  /** Overrides of each worker's own shutdown defaults (WORKER_SHUTDOWN_GRACE_SECONDS, _FORCE_SECONDS). */
+  shutdownGraceSeconds?: number;
+  shutdownForceSeconds?: number;
+  /** LOG_FORMAT: json, text, or auto (text on a terminal, JSON otherwise). */
+  logFormat: 'json' | 'text' | 'auto';
 }
 
 export const TRAFFIC_ROUTING = ['all-at-once', 'canary', 'linear'] as const;
@@ -67,12 +98,33 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     }
     return value;
   };
-  const port = (key: string, fallback: number): number => {
+  const port = (key: string, fallback: number, { allowZero = false } = {}): number => {
     const raw = env[key];
     if (raw === undefined || raw === '') return fallback;
     const n = Number(raw);
-    if (!Number.isInteger(n) || n < 1 || n > 65535) problems.push(`${key} must be a port number (1-65535), got '${raw}'`);
+    const min = allowZero ? 0 : 1;
+    if (!Number.isInteger(n) || n < min || n > 65535) problems.push(`${key} must be a port number (${min}-65535), got '${raw}'`);
     return n;
+  };
+  const onOff = (key: string, fallback: boolean): boolean => {
+    const raw = env[key];
+    if (raw === undefined || raw === '') return fallback;
+    if (raw !== 'on' && raw !== 'off') problems.push(`${key} must be 'on' or 'off', got '${raw}'`);
+    return raw === 'on';
+  };
+  const temporalTls = (e: typeof env): Pick<TemporalConfig, 'tls' | 'apiKey'> => {
+    const tls = {
+      certPath: e.TEMPORAL_TLS_CERT || undefined,
+      keyPath: e.TEMPORAL_TLS_KEY || undefined,
+      caPath: e.TEMPORAL_TLS_CA || undefined,
+      serverName: e.TEMPORAL_TLS_SERVER_NAME || undefined,
+    };
+    if (!tls.certPath !== !tls.keyPath)
+      problems.push('TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY go together (the client certificate and its key): set both or neither');
+    const apiKey = e.TEMPORAL_API_KEY || undefined;
+    const tlsWanted = onOff('TEMPORAL_TLS', false) || Object.values(tls).some(Boolean) || apiKey !== undefined;
+    const defined = Object.fromEntries(Object.entries(tls).filter(([, v]) => v !== undefined));
+    return { ...(tlsWanted ? { tls: defined } : {}), ...(apiKey ? { apiKey } : {}) };
   };
   const int = (key: string, fallback: number, min: number, max: number): number => {
     const raw = env[key];
@@ -91,6 +143,20 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     temporal: {
       address: env.TEMPORAL_ADDRESS || '127.0.0.1:7233',
       namespace: env.TEMPORAL_NAMESPACE || 'default',
+      deploymentName: matching('TEMPORAL_DEPLOYMENT_NAME', /^[\w-]{1,200}$/, 'letters, digits, _ or -', 'cnn-skin-cancer')!,
+      ...(env.TEMPORAL_WORKER_BUILD_ID
+        ? { buildId: matching('TEMPORAL_WORKER_BUILD_ID', /^[\w.+-]{1,200}$/, 'letters, digits, . + _ or -') }
+        : {}),
+      versioning: onOff('TEMPORAL_WORKER_VERSIONING', true),
+      ...temporalTls(env),
+    },
+    worker: {
+      healthPort: port('WORKER_HEALTH_PORT', 9090, { allowZero: true }),
+      httpHost: env.WORKER_HTTP_HOST || '127.0.0.1',
+      metricsPort: port('WORKER_METRICS_PORT', 9464, { allowZero: true }),
+      ...(env.WORKER_SHUTDOWN_GRACE_SECONDS ? { shutdownGraceSeconds: int('WORKER_SHUTDOWN_GRACE_SECONDS', 0, 0, 3600) } : {}),
+      ...(env.WORKER_SHUTDOWN_FORCE_SECONDS ? { shutdownForceSeconds: int('WORKER_SHUTDOWN_FORCE_SECONDS', 0, 1, 3600) } : {}),
+      logFormat: matching('LOG_FORMAT', /^(json|text|auto)$/, "'json', 'text' or 'auto'", 'auto') as WorkerProcessConfig['logFormat'],
     },
     aws: {
       region: env.AWS_REGION || env.AWS_DEFAULT_REGION || 'us-east-1',
@@ -115,6 +181,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     training: {
       onednn: (env.TRAINING_ONEDNN || 'on') === 'on',
+      // Trainings share the CPU; more in parallel than this only slows each down.
+      concurrency: int('TRAINING_CONCURRENCY', 3, 1, 64),
       ...(env.TRAINING_MEMORY_MB ? { memoryMb: int('TRAINING_MEMORY_MB', 0, 256, 4_194_304) } : {}),
     },
     sagemaker: {

@@ -54,13 +54,59 @@ describe('loadConfig: SageMaker', () => {
 
 describe('loadConfig: training', () => {
   it('defaults to oneDNN on and no fixed memory budget', () => {
-    assert.deepEqual(loadConfig({}).training, { onednn: true });
+    assert.deepEqual(loadConfig({}).training, { onednn: true, concurrency: 3 });
   });
-  it('reads TRAINING_ONEDNN and TRAINING_MEMORY_MB', () => {
-    assert.deepEqual(loadConfig({ TRAINING_ONEDNN: 'off', TRAINING_MEMORY_MB: '6000' }).training, { onednn: false, memoryMb: 6000 });
+  it('reads TRAINING_ONEDNN, TRAINING_MEMORY_MB and TRAINING_CONCURRENCY', () => {
+    assert.deepEqual(loadConfig({ TRAINING_ONEDNN: 'off', TRAINING_MEMORY_MB: '6000', TRAINING_CONCURRENCY: '1' }).training, {
+      onednn: false,
+      memoryMb: 6000,
+      concurrency: 1,
+    });
+    assert.throws(() => loadConfig({ TRAINING_CONCURRENCY: '0' }), /TRAINING_CONCURRENCY must be an integer from 1 to 64, got '0'/);
   });
   it('refuses a memory budget that is not a whole number of MB from 256', () => {
     assert.throws(() => loadConfig({ TRAINING_MEMORY_MB: '6GB' }), /TRAINING_MEMORY_MB must be an integer from 256 to 4194304, got '6GB'/);
     assert.throws(() => loadConfig({ TRAINING_MEMORY_MB: '100' }), /TRAINING_MEMORY_MB must be an integer/);
+  });
+});
+
+describe('loadConfig: Temporal connection and worker process', () => {
+  it('defaults to the local server, the cnn-skin-cancer deployment, versioning on, no TLS', () => {
+    const { temporal, worker } = loadConfig({});
+    assert.deepEqual(temporal, { address: '127.0.0.1:7233', namespace: 'default', deploymentName: 'cnn-skin-cancer', versioning: true });
+    assert.deepEqual(worker, { healthPort: 9090, httpHost: '127.0.0.1', metricsPort: 9464, logFormat: 'auto' });
+  });
+  it("reads the Worker Controller's variables", () => {
+    const { temporal } = loadConfig({
+      TEMPORAL_ADDRESS: 'temporal-frontend.temporal:7233',
+      TEMPORAL_NAMESPACE: 'ml',
+      TEMPORAL_DEPLOYMENT_NAME: 'ml-pipeline-workers',
+      TEMPORAL_WORKER_BUILD_ID: '1.4.0-abc123',
+    });
+    assert.deepEqual(
+      [temporal.address, temporal.namespace, temporal.deploymentName, temporal.buildId],
+      ['temporal-frontend.temporal:7233', 'ml', 'ml-pipeline-workers', '1.4.0-abc123'],
+    );
+  });
+  it('turns TLS on for mTLS files or an API key, and wants cert and key together', () => {
+    assert.deepEqual(loadConfig({ TEMPORAL_TLS_CERT: '/c.pem', TEMPORAL_TLS_KEY: '/k.pem', TEMPORAL_TLS_CA: '/ca.pem' }).temporal.tls, {
+      certPath: '/c.pem',
+      keyPath: '/k.pem',
+      caPath: '/ca.pem',
+    });
+    const cloud = loadConfig({ TEMPORAL_API_KEY: 'secret' }).temporal;
+    assert.deepEqual([cloud.tls, cloud.apiKey], [{}, 'secret']);
+    assert.throws(() => loadConfig({ TEMPORAL_TLS_CERT: '/c.pem' }), /TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY go together/);
+  });
+  it('names bad worker variables', () => {
+    assert.throws(
+      () => loadConfig({ WORKER_HEALTH_PORT: 'x', LOG_FORMAT: 'xml', TEMPORAL_WORKER_VERSIONING: 'yes', TEMPORAL_WORKER_BUILD_ID: 'a b' }),
+      (err: unknown) =>
+        err instanceof ConfigError &&
+        /WORKER_HEALTH_PORT must be a port number \(0-65535\)/.test(err.message) &&
+        /LOG_FORMAT must be 'json', 'text' or 'auto'/.test(err.message) &&
+        /TEMPORAL_WORKER_VERSIONING must be 'on' or 'off'/.test(err.message) &&
+        /TEMPORAL_WORKER_BUILD_ID must be letters, digits/.test(err.message),
+    );
   });
 });

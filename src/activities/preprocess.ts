@@ -28,6 +28,18 @@ export function createDataActivities({ store, mlflow, shardSize, concurrency, po
   return {
     async preprocessDataset(input: PreprocessInput): Promise<PreparedDataset> {
       const ctx = Context.current();
+      const images = ctx.metricMeter.createCounter(
+        'pipeline_preprocess_images',
+        '',
+        'Images preprocessed (decoded or found in a reused shard)',
+      );
+      const remaining = ctx.metricMeter.createGauge(
+        'pipeline_preprocess_images_remaining',
+        'int',
+        '',
+        'Images of the current dataset still to go',
+      );
+      let counted = 0;
       let outcome: PreprocessOutcome;
       try {
         outcome = await preprocess(input, {
@@ -35,7 +47,12 @@ export function createDataActivities({ store, mlflow, shardSize, concurrency, po
           shardSize,
           concurrency,
           pool: (pool ??= new ShardPool()),
-          onProgress: (p) => ctx.heartbeat(p),
+          onProgress: (p) => {
+            ctx.heartbeat(p);
+            images.add(p.done - counted);
+            counted = p.done;
+            remaining.set(p.total - p.done);
+          },
         });
       } catch (err) {
         // The dataset itself is wrong: no retry can fix it.

@@ -24,6 +24,8 @@ export const FAILURE = {
   allTrainingsFailed: 'AllTrainingsFailedError',
   notEnoughModelsTrained: 'NotEnoughModelsTrainedError',
   redeployFailed: 'RedeployFailedError',
+  /** An attempt ended because its worker is shutting down; retried on another worker. */
+  workerShutdown: 'WorkerShutdownError',
 } as const;
 
 export type FailureType = (typeof FAILURE)[keyof typeof FAILURE];

@@ -49,7 +49,8 @@ export interface FitOptions {
   validation?: LoadedSplit;
   onEpochBegin?: (epoch: number) => void;
   /** Called after each batch, once the loop has yielded to the event loop. */
-  onBatchEnd?: (epoch: number, batch: number, batches: number) => void;
+  /** After each batch, with that batch's mean training loss. */
+  onBatchEnd?: (epoch: number, batch: number, batches: number, loss: number) => void;
   /** Awaited at each epoch end (0-based epoch): the place to log and checkpoint. */
   onEpochEnd?: (epoch: number, logs: EpochLogs) => Promise<void> | void;
   /** Called for a batch whose gradient was not finite: its update was skipped. */
@@ -243,7 +244,7 @@ export async function fitModel(
       at.correct += correct;
       at.batch++;
       await yieldToEventLoop();
-      options.onBatchEnd?.(at.epoch, at.batch - 1, batches);
+      options.onBatchEnd?.(at.epoch, at.batch - 1, batches, l);
       if (at.batch < batches && options.shouldStop?.()) return { position: { ...at }, stopped: true };
     }
     const logs: EpochLogs = { loss: at.lossSum / train.count, accuracy: at.correct / train.count };

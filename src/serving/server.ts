@@ -8,6 +8,7 @@ import type { LayersModel, Tensor } from '@tensorflow/tfjs-node';
 import { decodeAndResize } from '../data/images';
 import type { ModelMetadata } from '../ml/model-store';
 import { loadTf } from '../ml/tf';
+import { ServingMetrics } from './metrics';
 
 export interface LoadedModel {
   model: LayersModel;
@@ -118,8 +119,17 @@ export function createInferenceServer(
     return next.info;
   };
 
+  const metrics = new ServingMetrics();
   const server = createServer((req, res) => {
     const route = `${req.method} ${(req.url ?? '').split('?')[0]}`;
+    const started = process.hrtime.bigint();
+    res.on('finish', () =>
+      metrics.observe(KNOWN_ROUTES.has(route) ? route : 'other', res.statusCode, Number(process.hrtime.bigint() - started) / 1e9),
+    );
+    if (route === 'GET /metrics') {
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(metrics.render(current?.info.version));
+      return;
+    }
     const handle = async (): Promise<[number, object, Record<string, string>?]> => {
       switch (route) {
         case 'GET /ping':
@@ -155,6 +165,8 @@ export function createInferenceServer(
   });
   return { server, current: () => current };
 }
+
+const KNOWN_ROUTES = new Set(['GET /ping', 'GET /model', 'POST /invocations', 'POST /admin/model', 'GET /metrics']);
 
 function flattenInstance(instance: unknown, size: number, out: Float32Array, offset: number, path: string): void {
   const shapeError = (): HttpError =>

@@ -13,6 +13,9 @@ import { runTraining } from './run-training';
 let stopRequested = false;
 // No orphan outlives its parent (a killed worker takes its trainings with it).
 process.on('disconnect', () => process.exit(0));
+// Ctrl-C reaches the whole process group: the child checkpoints like on its parent's stop message
+// instead of dying mid-batch.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => void (stopRequested = true));
 const send = (message: ChildMessage): void => {
   if (process.connected) process.send!(message, undefined, undefined, () => undefined);
 };

@@ -43,6 +43,8 @@ export interface TrainingProgress {
   batches: number;
   /** The newest checkpoint written, if any. */
   checkpoint?: string;
+  /** The last batch's mean training loss. */
+  loss?: number;
 }
 
 export interface TrainingHooks {
@@ -167,6 +169,8 @@ export async function runTraining(
           initial = info.position;
           latest = { ...latest, bytes: new Uint8Array() }; // no need to hold on to it
           hooks.log(`${modelClass} ${phase}: resuming from ${latest.uri} (epoch ${initial.epoch + 1}, batch ${initial.batch})`);
+          // Where each attempt took over, as a durable record beside the run's metrics.
+          await mlflow.logBatch(runId, { tags: { 'training.resumed_from': latest.uri } });
         } else if (input.initialWeightsUri) {
           const { loaded, kept } = await loadInitialWeights(s3, input.initialWeightsUri, model);
           hooks.log(
@@ -269,7 +273,8 @@ export async function runTraining(
         skipped++;
         hooks.log(`${modelClass} ${phase}: epoch ${epoch + 1}, batch ${batch + 1}: the gradient was not finite; update skipped`);
       },
-      onBatchEnd: (epoch, batch) => hooks.progress({ phase, epoch, epochs: hp.epochs, batch: batch + 1, batches, checkpoint }),
+      onBatchEnd: (epoch, batch, _batches, loss) =>
+        hooks.progress({ phase, epoch, epochs: hp.epochs, batch: batch + 1, batches, checkpoint, loss }),
       onEpochEnd: async (epoch, logs) => {
         await mlflow.logBatch(runId, { metrics: epochMetrics(prefix, epoch, logs) });
         // Its updates are skipped while its outputs overflow, so such a model would never recover.

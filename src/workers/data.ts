@@ -6,17 +6,24 @@ import { createS3Client, S3Store } from '../storage/s3';
 import { MlflowClient } from '../tracking/mlflow';
 import { main, runWorker } from './run';
 
-main(async () => {
-  // Decoding runs in these processes; starting them here fails the worker at start-up, not at its
-  // first task, if the native TensorFlow backend is missing.
-  const pool = new ShardPool();
-  await pool.ready();
-  await runWorker((config) => ({
+main(() =>
+  runWorker({
+    name: 'data',
     taskQueue: TASK_QUEUES.data,
-    activities: createDataActivities({
-      store: new S3Store(createS3Client(config)),
-      mlflow: new MlflowClient(config.mlflow.trackingUri),
-      pool,
-    }),
-  }));
-});
+    // A shard in flight gets time to be written whole; complete shards are kept for the retry.
+    shutdown: { graceSeconds: 60, forceSeconds: 100 },
+    build: async (config) => {
+      // Decoding runs in these processes; starting them here fails the worker at start-up, not at its
+      // first task, if the native TensorFlow backend is missing.
+      const pool = new ShardPool();
+      await pool.ready();
+      return {
+        activities: createDataActivities({
+          store: new S3Store(createS3Client(config)),
+          mlflow: new MlflowClient(config.mlflow.trackingUri),
+          pool,
+        }),
+      };
+    },
+  }),
+);

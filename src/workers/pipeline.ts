@@ -8,15 +8,20 @@ import { MlflowClient } from '../tracking/mlflow';
 import { main, runWorker } from './run';
 
 main(() =>
-  runWorker((config) => ({
+  runWorker({
+    name: 'pipeline',
     taskQueue: TASK_QUEUES.pipeline,
-    workflowsPath: require.resolve('../workflows'),
-    activities: {
-      ...createRegistryActivities({ mlflow: new MlflowClient(config.mlflow.trackingUri) }),
-      ...createDeployActivities({
-        local: new LocalEndpoints({ stateDir: config.stateDir, ...config.localEndpoint, env: process.env }),
-        sagemaker: { api: sageMakerApi(createSageMakerClient(config)), config: config.sagemaker, region: config.aws.region },
-      }),
-    },
-  })),
+    // Registry calls are short; a deploy heartbeats and resumes its wait on the next worker.
+    shutdown: { graceSeconds: 30, forceSeconds: 50 },
+    build: (config) => ({
+      workflowsPath: require.resolve('../workflows'),
+      activities: {
+        ...createRegistryActivities({ mlflow: new MlflowClient(config.mlflow.trackingUri) }),
+        ...createDeployActivities({
+          local: new LocalEndpoints({ stateDir: config.stateDir, ...config.localEndpoint, env: process.env }),
+          sagemaker: { api: sageMakerApi(createSageMakerClient(config)), config: config.sagemaker, region: config.aws.region },
+        }),
+      },
+    }),
+  }),
 );

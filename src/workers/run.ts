@@ -1,24 +1,120 @@
-/** Shared start-up for the worker entry points: config, connection, graceful shutdown. */
-import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+/**
+ * Shared start-up for the worker entry points: config, logs, metrics, connection, search
+ * attribute check, Worker Versioning, health probes and graceful shutdown.
+ */
+import { makeTelemetryFilterString, NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
+import type { Server } from 'node:http';
 import { loadConfig, type Config } from '../config';
+import { defaultBuildId } from '../runtime/build-id';
+import { connectionOptions } from '../runtime/connection';
+import { startHealthServer } from '../runtime/health';
+import { logFormat, ProcessLogger } from '../runtime/logger';
+import { checkSearchAttributes } from '../runtime/search-attributes';
 
-export async function runWorker(build: (config: Config) => Omit<WorkerOptions, 'connection' | 'namespace'>): Promise<void> {
+export interface ShutdownTimes {
+  /** In-flight activities get this long to finish before they are cancelled. */
+  graceSeconds: number;
+  /** After this the worker stops regardless; below the pod's terminationGracePeriodSeconds. */
+  forceSeconds: number;
+}
+
+export interface WorkerSpec {
+  name: 'pipeline' | 'data' | 'training';
+  taskQueue: string;
+  /** This worker's defaults; WORKER_SHUTDOWN_GRACE_SECONDS / _FORCE_SECONDS override them. */
+  shutdown: ShutdownTimes;
+  build(config: Config, context: { shutdown: ShutdownTimes; logger: ProcessLogger }): BuiltWorker | Promise<BuiltWorker>;
+}
+
+type BuiltWorker = Omit<WorkerOptions, 'connection' | 'namespace' | 'taskQueue' | 'workerDeploymentOptions'>;
+
+export async function runWorker(spec: WorkerSpec): Promise<void> {
   const config = loadConfig(process.env);
-  const connection = await NativeConnection.connect({ address: config.temporal.address });
+  const logger = new ProcessLogger(logFormat(config.worker.logFormat), 'INFO', { worker: spec.name });
+  const { httpHost, metricsPort, healthPort } = config.worker;
+  // Must come before any connection or worker exists: the runtime is created once per process.
+  Runtime.install({
+    logger,
+    shutdownSignals: ['SIGINT', 'SIGTERM', 'SIGQUIT', 'SIGUSR2'],
+    telemetryOptions: {
+      logging: { filter: makeTelemetryFilterString({ core: 'WARN' }), forward: {} },
+      ...(metricsPort ? { metrics: { prometheus: { bindAddress: `${httpHost}:${metricsPort}`, countersTotalSuffix: true } } } : {}),
+    },
+  });
+  const shutdown: ShutdownTimes = {
+    graceSeconds: config.worker.shutdownGraceSeconds ?? spec.shutdown.graceSeconds,
+    forceSeconds: config.worker.shutdownForceSeconds ?? spec.shutdown.forceSeconds,
+  };
+  const { temporal } = config;
+  const connection = await NativeConnection.connect(connectionOptions(temporal));
+  let health: Server | undefined;
   try {
-    const options = build(config);
-    const worker = await Worker.create({ ...options, connection, namespace: config.temporal.namespace });
-    console.log(`worker for task queue '${options.taskQueue}' connected to ${config.temporal.address}`);
-    // Worker.run() returns after SIGINT/SIGTERM once in-flight tasks finished or the grace period ended.
+    const options = await spec.build(config, { shutdown, logger });
+    if (options.workflowsPath || options.workflowBundle) {
+      await checkSearchAttributes(
+        (req) => connection.operatorService.listSearchAttributes(req),
+        temporal.namespace,
+        (m) => logger.warn(m),
+      );
+    }
+    const buildId = temporal.buildId ?? defaultBuildId();
+    const worker = await Worker.create({
+      ...options,
+      connection,
+      namespace: temporal.namespace,
+      taskQueue: spec.taskQueue,
+      shutdownGraceTime: `${shutdown.graceSeconds}s`,
+      shutdownForceTime: `${shutdown.forceSeconds}s`,
+      ...(temporal.versioning
+        ? {
+            workerDeploymentOptions: {
+              useWorkerVersioning: true,
+              version: { deploymentName: temporal.deploymentName, buildId },
+              // Runs stay on the build they started on; the workflow itself moves at continue-as-new.
+              defaultVersioningBehavior: 'PINNED',
+            },
+          }
+        : {}),
+    });
+    const version = temporal.versioning ? `${temporal.deploymentName}.${buildId}` : 'unversioned';
+    if (healthPort) {
+      health = await startHealthServer(
+        healthPort,
+        httpHost,
+        {
+          workerState: () => worker.getState(),
+          checkConnection: async () => void (await connection.healthService.check({})),
+        },
+        { worker: spec.name, taskQueue: spec.taskQueue, version },
+      );
+    }
+    logger.info('worker started', {
+      taskQueue: spec.taskQueue,
+      address: temporal.address,
+      namespace: temporal.namespace,
+      version,
+      health: healthPort ? `http://${httpHost}:${healthPort}/healthz` : 'off',
+      metrics: metricsPort ? `http://${httpHost}:${metricsPort}/metrics` : 'off',
+      shutdownGraceSeconds: shutdown.graceSeconds,
+      shutdownForceSeconds: shutdown.forceSeconds,
+    });
+    // Returns after a shutdown signal once in-flight tasks finished, were cancelled after the grace
+    // time, or the force time ran out.
     await worker.run();
+    logger.info('worker stopped', { taskQueue: spec.taskQueue, version });
   } finally {
+    health?.close();
     await connection.close();
   }
 }
 
 export function main(fn: () => Promise<void>): void {
-  fn().catch((err: Error) => {
-    console.error(err.message);
-    process.exit(1);
-  });
+  fn().then(
+    // Child processes (decoders, trainings) hold no reason to keep the worker alive once it stopped.
+    () => process.exit(0),
+    (err: Error) => {
+      console.error(err.message);
+      process.exit(1);
+    },
+  );
 }

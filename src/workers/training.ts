@@ -13,22 +13,30 @@ import { main, runWorker } from './run';
 
 main(() => {
   loadTf();
-  // Trainings share the CPU; more in parallel than this only slows each down.
-  const concurrency = Number(process.env.TRAINING_CONCURRENCY ?? 3);
-  return runWorker((config) => ({
+  return runWorker({
+    name: 'training',
     taskQueue: TASK_QUEUES.training,
-    maxConcurrentActivityTaskExecutions: concurrency,
-    activities: (() => {
+    // On SIGTERM a training is asked at once to checkpoint after its current batch and end its
+    // attempt; the retry resumes from that checkpoint on another worker. The force time leaves a
+    // slow batch (ResNet50 at 224 px) and the checkpoint upload time to finish.
+    shutdown: { graceSeconds: 2, forceSeconds: 150 },
+    build: (config, { shutdown }) => {
       const mlflow = new MlflowClient(config.mlflow.trackingUri);
+      const { concurrency } = config.training;
       return {
-        ...createTrainingActivities({
-          mlflow,
-          onednn: config.training.onednn,
-          // Each of the concurrent trainings gets its share of the container's memory.
-          memoryBudgetBytes: config.training.memoryMb ? config.training.memoryMb * 2 ** 20 : defaultBudgetBytes(concurrency),
-        }),
-        ...createEvaluationActivities({ s3: new S3Store(createS3Client(config)), mlflow }),
+        maxConcurrentActivityTaskExecutions: concurrency,
+        activities: {
+          ...createTrainingActivities({
+            mlflow,
+            onednn: config.training.onednn,
+            // Each of the concurrent trainings gets its share of the container's memory.
+            memoryBudgetBytes: config.training.memoryMb ? config.training.memoryMb * 2 ** 20 : defaultBudgetBytes(concurrency),
+            // The child is killed only if it cannot checkpoint before the worker's force time.
+            stopGraceMs: Math.max(shutdown.forceSeconds - shutdown.graceSeconds - 10, 5) * 1000,
+          }),
+          ...createEvaluationActivities({ s3: new S3Store(createS3Client(config)), mlflow }),
+        },
       };
-    })(),
-  }));
+    },
+  });
 });

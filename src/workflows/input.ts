@@ -50,6 +50,11 @@ export interface PipelineParams {
   instanceCount?: number;
   /** How long the workflow stays alive after deploying, to serve `redeploy` signals. 0 ends at once. */
   lifetimeSeconds: number;
+  /**
+   * While serving, how often the workflow checks whether a newer worker build became current, to
+   * continue as new onto it (Worker Versioning); an old build drains within this after its runs' pipelines end.
+   */
+  versionCheckSeconds: number;
 }
 
 export type PipelineInput = Partial<PipelineParams>;
@@ -75,6 +80,7 @@ export const DEFAULT_PARAMS: Readonly<PipelineParams> = Object.freeze({
   deployTarget: 'local',
   endpointName: 'cnn-skin-cancer',
   lifetimeSeconds: 7 * 24 * 3600,
+  versionCheckSeconds: 600,
 });
 
 export class InvalidInputError extends Error {
@@ -168,6 +174,7 @@ const CHECKS: { [K in keyof PipelineParams]: Check } = {
   endpointName: str(/^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$/, 'expected 1-63 letters, digits or inner hyphens'),
   ...SIZING_CHECKS,
   lifetimeSeconds: int(0, 365 * 24 * 3600),
+  versionCheckSeconds: int(1, 24 * 3600),
 };
 
 /** Applies defaults and validates; throws InvalidInputError naming the first bad field. */

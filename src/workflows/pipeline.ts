@@ -5,7 +5,7 @@
  *
  * Workflow code: deterministic, no I/O; everything external happens in activities (steps.ts).
  */
-import { ApplicationFailure, upsertSearchAttributes } from '@temporalio/workflow';
+import { ApplicationFailure, setWorkflowOptions, upsertSearchAttributes } from '@temporalio/workflow';
 import { SEARCH_ATTRIBUTES } from '../common/constants';
 import type { ClassificationMetrics, Deployment } from '../common/types';
 import { InvalidInputError, parsePipelineInput, type PipelineInput, type PipelineParams } from './input';
@@ -40,6 +40,10 @@ export async function cnnSkinCancerWorkflow(input?: PipelineInput, carry?: Servi
   const deadline = carry?.deadline ?? Date.now() + params.lifetimeSeconds * 1000;
   return serve(params, input, queue, status, result, deadline);
 }
+
+// Under Worker Versioning a run executes on the build it started on, from preprocessing through
+// deployment; its serving phase moves to newer builds by continue-as-new (serving.ts).
+setWorkflowOptions({ versioningBehavior: 'PINNED' }, cnnSkinCancerWorkflow);
 
 /** The DAG itself: one pass from raw images to a served model. */
 async function trainAndDeploy(params: PipelineParams, status: StatusTracker): Promise<PipelineResult> {

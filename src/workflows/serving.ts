@@ -3,7 +3,7 @@
  * and runs `redeploy` requests (signals and updates, one queue) one at a time, in arrival order.
  * Its state travels across continue-as-new as a ServingCarry.
  */
-import { allHandlersFinished, ApplicationFailure, condition, continueAsNew, setHandler, workflowInfo } from '@temporalio/workflow';
+import { allHandlersFinished, ApplicationFailure, condition, makeContinueAsNewFunc, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Deployment } from '../common/types';
 import { FAILURE } from '../common/failures';
 import { registry } from './activities';
@@ -77,11 +77,17 @@ export async function serve(
   deadline: number,
 ): Promise<PipelineResult> {
   const { pending } = queue;
+  // Set by the server once a newer worker build is current (or ramping for this run); seen at the
+  // next workflow task, hence the periodic wake-up.
+  const newerBuild = (): boolean => workflowInfo().targetWorkerDeploymentVersionChanged === true;
   status.stage('serving');
   for (;;) {
     const remaining = deadline - Date.now();
     if (remaining <= 0 && pending.length === 0) break;
-    await condition(() => pending.length > 0 || queue.finished || workflowInfo().continueAsNewSuggested, Math.max(remaining, 1));
+    await condition(
+      () => pending.length > 0 || queue.finished || workflowInfo().continueAsNewSuggested || newerBuild(),
+      Math.max(Math.min(remaining, params.versionCheckSeconds * 1000), 1),
+    );
     if (queue.finished && pending.length === 0) break;
     const next = pending.shift();
     if (next) {
@@ -91,12 +97,14 @@ export async function serve(
       queue.outcomes.set(next.id, record);
       if (record.deployment) result.deployment = record.deployment;
       status.stage('serving');
-    } else if (workflowInfo().continueAsNewSuggested) {
+    } else if (workflowInfo().continueAsNewSuggested || newerBuild()) {
       // Update callers must have their answers before this run ends.
       await condition(allHandlersFinished);
       if (pending.length === 0) {
         const carry: ServingCarry = { result, status: status.status, pending, deadline, nextId: queue.nextId };
-        await continueAsNew<typeof cnnSkinCancerWorkflow>(input, carry);
+        // The next run starts on the current build (each run stays pinned to one build), so a
+        // serving workflow never holds an old build alive for longer than versionCheckSeconds.
+        await makeContinueAsNewFunc<typeof cnnSkinCancerWorkflow>({ initialVersioningBehavior: 'AUTO_UPGRADE' })(input, carry);
       }
     }
   }

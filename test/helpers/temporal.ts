@@ -34,16 +34,29 @@ export function createPipelineWorkers(
   sagemaker?: DeployDeps['sagemaker'],
   /** Replaces training activities (for failures no real run can be made to produce on demand). */
   trainingOverrides: Partial<ReturnType<typeof createTrainingActivities>> = {},
+  /** Poll as this build of the `cnn-skin-cancer` Worker Deployment (as the worker entry points do), with extra pipeline activities. */
+  release: { buildId?: string; pipelineActivities?: object } = {},
 ): Promise<Worker[]> {
   const s3 = testS3();
   const mlflow = testMlflow();
   const config = loadConfig(process.env);
+  const versioning = release.buildId
+    ? {
+        workerDeploymentOptions: {
+          useWorkerVersioning: true,
+          version: { deploymentName: config.temporal.deploymentName, buildId: release.buildId },
+          defaultVersioningBehavior: 'PINNED',
+        } as const,
+      }
+    : {};
   return Promise.all([
     Worker.create({
       connection,
       taskQueue: TASK_QUEUES.pipeline,
       workflowBundle,
+      ...versioning,
       activities: {
+        ...release.pipelineActivities,
         ...createRegistryActivities({ mlflow }),
         ...createDeployActivities({
           local: new LocalEndpoints({ stateDir: config.stateDir, ...config.localEndpoint, env: process.env }),
@@ -51,10 +64,11 @@ export function createPipelineWorkers(
         }),
       },
     }),
-    Worker.create({ connection, taskQueue: TASK_QUEUES.data, activities: createDataActivities({ store: s3 }) }),
+    Worker.create({ connection, taskQueue: TASK_QUEUES.data, ...versioning, activities: createDataActivities({ store: s3 }) }),
     Worker.create({
       connection,
       taskQueue: TASK_QUEUES.training,
+      ...versioning,
       activities: {
         ...createTrainingActivities({ mlflow, onednn: false }),
         ...createEvaluationActivities({ s3, mlflow }),

@@ -4,14 +4,14 @@ import { TASK_QUEUES } from '../common/constants';
 import { ShardPool } from '../data/shard-pool';
 import { createS3Client, S3Store } from '../storage/s3';
 import { MlflowClient } from '../tracking/mlflow';
+import { SHUTDOWN_TIMES } from '../runtime/shutdown-times';
 import { main, runWorker } from './run';
 
 main(() =>
   runWorker({
     name: 'data',
     taskQueue: TASK_QUEUES.data,
-    // A shard in flight gets time to be written whole; complete shards are kept for the retry.
-    shutdown: { graceSeconds: 60, forceSeconds: 100 },
+    shutdown: SHUTDOWN_TIMES.data,
     build: async (config) => {
       // Decoding runs in these processes; starting them here fails the worker at start-up, not at its
       // first task, if the native TensorFlow backend is missing.

@@ -5,14 +5,14 @@ import { TASK_QUEUES } from '../common/constants';
 import { createSageMakerClient, sageMakerApi } from '../sagemaker/api';
 import { LocalEndpoints } from '../serving/local-endpoints';
 import { MlflowClient } from '../tracking/mlflow';
+import { SHUTDOWN_TIMES } from '../runtime/shutdown-times';
 import { main, runWorker } from './run';
 
 main(() =>
   runWorker({
     name: 'pipeline',
     taskQueue: TASK_QUEUES.pipeline,
-    // Registry calls are short; a deploy heartbeats and resumes its wait on the next worker.
-    shutdown: { graceSeconds: 30, forceSeconds: 50 },
+    shutdown: SHUTDOWN_TIMES.pipeline,
     build: (config) => ({
       workflowsPath: require.resolve('../workflows'),
       activities: {

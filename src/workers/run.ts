@@ -10,13 +10,8 @@ import { connectionOptions } from '../runtime/connection';
 import { startHealthServer } from '../runtime/health';
 import { logFormat, ProcessLogger } from '../runtime/logger';
 import { checkSearchAttributes } from '../runtime/search-attributes';
-
-export interface ShutdownTimes {
-  /** In-flight activities get this long to finish before they are cancelled. */
-  graceSeconds: number;
-  /** After this the worker stops regardless; below the pod's terminationGracePeriodSeconds. */
-  forceSeconds: number;
-}
+import type { ShutdownTimes } from '../runtime/shutdown-times';
+import { deploymentOptions } from '../runtime/versioning';
 
 export interface WorkerSpec {
   name: 'pipeline' | 'data' | 'training';
@@ -65,16 +60,7 @@ export async function runWorker(spec: WorkerSpec): Promise<void> {
       taskQueue: spec.taskQueue,
       shutdownGraceTime: `${shutdown.graceSeconds}s`,
       shutdownForceTime: `${shutdown.forceSeconds}s`,
-      ...(temporal.versioning
-        ? {
-            workerDeploymentOptions: {
-              useWorkerVersioning: true,
-              version: { deploymentName: temporal.deploymentName, buildId },
-              // Runs stay on the build they started on; the workflow itself moves at continue-as-new.
-              defaultVersioningBehavior: 'PINNED',
-            },
-          }
-        : {}),
+      ...(temporal.versioning ? { workerDeploymentOptions: deploymentOptions(temporal.deploymentName, buildId) } : {}),
     });
     const version = temporal.versioning ? `${temporal.deploymentName}.${buildId}` : 'unversioned';
     if (healthPort) {

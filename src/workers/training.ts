@@ -9,6 +9,7 @@ import { defaultBudgetBytes } from '../ml/memory';
 import { loadTf } from '../ml/tf';
 import { createS3Client, S3Store } from '../storage/s3';
 import { MlflowClient } from '../tracking/mlflow';
+import { SHUTDOWN_TIMES } from '../runtime/shutdown-times';
 import { main, runWorker } from './run';
 
 main(() => {
@@ -16,10 +17,7 @@ main(() => {
   return runWorker({
     name: 'training',
     taskQueue: TASK_QUEUES.training,
-    // On SIGTERM a training is asked at once to checkpoint after its current batch and end its
-    // attempt; the retry resumes from that checkpoint on another worker. The force time leaves a
-    // slow batch (ResNet50 at 224 px) and the checkpoint upload time to finish.
-    shutdown: { graceSeconds: 2, forceSeconds: 150 },
+    shutdown: SHUTDOWN_TIMES.training,
     build: (config, { shutdown }) => {
       const mlflow = new MlflowClient(config.mlflow.trackingUri);
       const { concurrency } = config.training;

@@ -4,8 +4,12 @@
  * requests.
  *
  * Workflow code: deterministic, no I/O; everything external happens in activities (steps.ts).
+ * Under Worker Versioning a run executes on the build it started on (the workers' default
+ * behaviour is PINNED, src/runtime/versioning.ts); its serving phase moves to newer builds by
+ * continue-as-new (serving.ts). The type carries no annotation of its own: unversioned workers
+ * (TEMPORAL_WORKER_VERSIONING=off) refuse workflows that declare a versioning behaviour.
  */
-import { ApplicationFailure, setWorkflowOptions, upsertSearchAttributes } from '@temporalio/workflow';
+import { ApplicationFailure, upsertSearchAttributes } from '@temporalio/workflow';
 import { SEARCH_ATTRIBUTES } from '../common/constants';
 import type { ClassificationMetrics, Deployment } from '../common/types';
 import { InvalidInputError, parsePipelineInput, type PipelineInput, type PipelineParams } from './input';
@@ -40,10 +44,6 @@ export async function cnnSkinCancerWorkflow(input?: PipelineInput, carry?: Servi
   const deadline = carry?.deadline ?? Date.now() + params.lifetimeSeconds * 1000;
   return serve(params, input, queue, status, result, deadline);
 }
-
-// Under Worker Versioning a run executes on the build it started on, from preprocessing through
-// deployment; its serving phase moves to newer builds by continue-as-new (serving.ts).
-setWorkflowOptions({ versioningBehavior: 'PINNED' }, cnnSkinCancerWorkflow);
 
 /** The DAG itself: one pass from raw images to a served model. */
 async function trainAndDeploy(params: PipelineParams, status: StatusTracker): Promise<PipelineResult> {

@@ -104,7 +104,12 @@ export async function serve(
         const carry: ServingCarry = { result, status: status.status, pending, deadline, nextId: queue.nextId };
         // The next run starts on the current build (each run stays pinned to one build), so a
         // serving workflow never holds an old build alive for longer than versionCheckSeconds.
-        await makeContinueAsNewFunc<typeof cnnSkinCancerWorkflow>({ initialVersioningBehavior: 'AUTO_UPGRADE' })(input, carry);
+        // Unversioned workers must not ask for it: the server rejects the command from them.
+        const versioned = workflowInfo().currentDeploymentVersion !== undefined;
+        await makeContinueAsNewFunc<typeof cnnSkinCancerWorkflow>(versioned ? { initialVersioningBehavior: 'AUTO_UPGRADE' } : {})(
+          input,
+          carry,
+        );
       }
     }
   }

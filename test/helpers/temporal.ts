@@ -10,6 +10,7 @@ import { createRegistryActivities } from '../../src/activities/registry';
 import { createTrainingActivities } from '../../src/activities/training';
 import { TASK_QUEUES } from '../../src/common/constants';
 import { loadConfig } from '../../src/config';
+import { deploymentOptions } from '../../src/runtime/versioning';
 import { LocalEndpoints } from '../../src/serving/local-endpoints';
 import { testMlflow, testS3 } from './services';
 
@@ -35,20 +36,12 @@ export function createPipelineWorkers(
   /** Replaces training activities (for failures no real run can be made to produce on demand). */
   trainingOverrides: Partial<ReturnType<typeof createTrainingActivities>> = {},
   /** Poll as this build of the `cnn-skin-cancer` Worker Deployment (as the worker entry points do), with extra pipeline activities. */
-  release: { buildId?: string; pipelineActivities?: object } = {},
+  release: { buildId?: string; pipelineActivities?: object; withoutTraining?: boolean } = {},
 ): Promise<Worker[]> {
   const s3 = testS3();
   const mlflow = testMlflow();
   const config = loadConfig(process.env);
-  const versioning = release.buildId
-    ? {
-        workerDeploymentOptions: {
-          useWorkerVersioning: true,
-          version: { deploymentName: config.temporal.deploymentName, buildId: release.buildId },
-          defaultVersioningBehavior: 'PINNED',
-        } as const,
-      }
-    : {};
+  const versioning = release.buildId ? { workerDeploymentOptions: deploymentOptions(config.temporal.deploymentName, release.buildId) } : {};
   return Promise.all([
     Worker.create({
       connection,
@@ -65,16 +58,20 @@ export function createPipelineWorkers(
       },
     }),
     Worker.create({ connection, taskQueue: TASK_QUEUES.data, ...versioning, activities: createDataActivities({ store: s3 }) }),
-    Worker.create({
-      connection,
-      taskQueue: TASK_QUEUES.training,
-      ...versioning,
-      activities: {
-        ...createTrainingActivities({ mlflow, onednn: false }),
-        ...createEvaluationActivities({ s3, mlflow }),
-        ...trainingOverrides,
-      },
-    }),
+    ...(release.withoutTraining
+      ? []
+      : [
+          Worker.create({
+            connection,
+            taskQueue: TASK_QUEUES.training,
+            ...versioning,
+            activities: {
+              ...createTrainingActivities({ mlflow, onednn: false }),
+              ...createEvaluationActivities({ s3, mlflow }),
+              ...trainingOverrides,
+            },
+          }),
+        ]),
   ]);
 }
 

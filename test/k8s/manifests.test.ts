@@ -3,6 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { load } from 'js-yaml';
 import { TASK_QUEUES } from '../../src/common/constants';
+import { SHUTDOWN_TIMES } from '../../src/runtime/shutdown-times';
 import { ROOT } from '../helpers/global';
 
 interface Deployment {
@@ -13,7 +14,14 @@ interface Deployment {
       spec: {
         nodeSelector?: Record<string, string>;
         tolerations?: { key: string; operator: string; value: string; effect: string }[];
-        containers: { command: string[]; resources: { requests: { cpu: string; memory: string } } }[];
+        terminationGracePeriodSeconds?: number;
+        containers: {
+          command: string[];
+          resources: { requests: { cpu: string; memory: string } };
+          livenessProbe?: { httpGet: { path: string; port: string } };
+          readinessProbe?: { httpGet: { path: string; port: string } };
+          ports?: { name: string; containerPort: number }[];
+        }[];
       };
     };
   };
@@ -51,5 +59,22 @@ describe('k8s base manifests', () => {
       { key: 'dedicated', operator: 'Equal', value: 't3_large', effect: 'NoSchedule' },
     ]);
     for (const other of deployments.filter((d) => d !== training)) assert.equal(other.spec.template.spec.nodeSelector, undefined);
+  });
+
+  it('gives each worker probes on its health port and a termination grace period above its shutdown force time', () => {
+    const config = docs.find((d) => d.kind === 'ConfigMap') as unknown as { data: Record<string, string> };
+    for (const [name, queue] of Object.entries(TASK_QUEUES) as [keyof typeof SHUTDOWN_TIMES, string][]) {
+      const spec = deployments.find((d) => d.metadata.labels['temporal.io/task-queue'] === queue)!.spec.template.spec;
+      const container = spec.containers[0]!;
+      assert.deepEqual(container.livenessProbe?.httpGet, { path: '/healthz', port: 'health' }, name);
+      assert.deepEqual(container.readinessProbe?.httpGet, { path: '/readyz', port: 'health' }, name);
+      assert.deepEqual(container.ports, [
+        { name: 'health', containerPort: Number(config.data.WORKER_HEALTH_PORT) },
+        { name: 'metrics', containerPort: Number(config.data.WORKER_METRICS_PORT) },
+      ]);
+      // Kubernetes kills the pod at the end of the period: the worker must have stopped by then.
+      assert.ok(spec.terminationGracePeriodSeconds! >= SHUTDOWN_TIMES[name].forceSeconds + 10, `${name}: grace period`);
+    }
+    assert.equal(config.data.WORKER_HTTP_HOST, '0.0.0.0');
   });
 });

@@ -18,6 +18,7 @@ import { MlflowClient } from '../src/tracking/mlflow';
 import type { cnnSkinCancerWorkflow } from '../src/workflows';
 import type { PipelineInput } from '../src/workflows/input';
 import { finishSignal, type PipelineStatus } from '../src/workflows/messages';
+import { defaultBuildId } from '../src/runtime/build-id';
 import { connectionOptions } from '../src/runtime/connection';
 
 const ROOT = resolve(__dirname, '..', '..');
@@ -76,10 +77,18 @@ async function main(): Promise<void> {
     } catch (err) {
       if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
       // One live workflow owns an endpoint: finish the previous demo's run first.
-      say(`finishing the previous run of ${workflowId}`);
       const previous = client.getHandle(workflowId);
-      await previous.signal(finishSignal);
-      await previous.result().catch(() => undefined);
+      const pinnedTo = (await previous.describe()).raw.workflowExecutionInfo?.versioningInfo?.deploymentVersion?.buildId;
+      const ours = config.temporal.buildId ?? defaultBuildId();
+      if (config.temporal.versioning && pinnedTo && pinnedTo !== ours) {
+        // Its build's workers are gone (the code changed since), so nothing would run its finish.
+        say(`terminating the previous run of ${workflowId}: it is pinned to build ${pinnedTo}, which no worker runs now`);
+        await previous.terminate(`replaced by a demo run on build ${ours}`);
+      } else {
+        say(`finishing the previous run of ${workflowId}`);
+        await previous.signal(finishSignal);
+        await previous.result().catch(() => undefined);
+      }
       handle = await start();
     }
     say(`started workflow ${workflowId} (run ${handle.firstExecutionRunId})`);

@@ -16,10 +16,17 @@ export class MissingSearchAttributesError extends Error {
   override readonly name = 'MissingSearchAttributesError';
 }
 
-/** The command that registers every pipeline search attribute in `namespace`. */
+/** The commands (one per type: the CLI takes one type per call) that register every pipeline search attribute. */
 export function registerCommand(namespace: string): string {
-  const pairs = Object.values(SEARCH_ATTRIBUTES).map((k) => `--name ${k.name} --type ${CLI_TYPE[k.type]}`);
-  return `temporal operator search-attribute create --namespace ${namespace} ${pairs.join(' ')}`;
+  const byType = new Map<string, string[]>();
+  for (const key of Object.values(SEARCH_ATTRIBUTES))
+    byType.set(CLI_TYPE[key.type]!, [...(byType.get(CLI_TYPE[key.type]!) ?? []), key.name]);
+  return [...byType]
+    .map(
+      ([type, names]) =>
+        `temporal operator search-attribute create --namespace ${namespace} ${names.map((n) => `--name ${n}`).join(' ')} --type ${type}`,
+    )
+    .join(' && ');
 }
 
 type ListSearchAttributes = (req: { namespace: string }) => Promise<{ customAttributes?: Record<string, unknown> | null }>;

@@ -109,7 +109,6 @@ describe('training worker process: probes, Prometheus metrics and graceful shutd
             models: [MODEL],
             registeredModelName: 'shutdown-model',
             experimentName: 'shutdown-test',
-            endpointName: 'shutdown',
             lifetimeSeconds: 0,
           },
         ],

@@ -109,7 +109,6 @@ describe('Worker Versioning rollout (real dev server with worker deployments, re
       models: ['Basic'],
       registeredModelName: 'rollout-model',
       experimentName: 'rollout-test',
-      endpointName: 'rollout',
       ...over,
     });
     const a = await env.client.workflow.start(cnnSkinCancerWorkflow, {

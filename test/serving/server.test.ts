@@ -47,6 +47,21 @@ describe('inference server', () => {
     }
   });
 
+  it('counts requests by route and status, and times invocations, on GET /metrics (Prometheus text)', async () => {
+    const before = await (await fetch(`${url}/metrics`)).text();
+    const count = (text: string, labels: string): number =>
+      Number(new RegExp(`^serving_requests_total\\{${labels}\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+    const ok = 'route="POST /invocations",status="200"';
+    const bad = 'route="POST /invocations",status="400"';
+    assert.equal((await post(JSON.stringify({ instances: [instance()] }))).status, 200);
+    assert.equal((await post('{"instances": 3}')).status, 400);
+    const after = await (await fetch(`${url}/metrics`)).text();
+    assert.equal(count(after, ok) - count(before, ok), 1);
+    assert.equal(count(after, bad) - count(before, bad), 1);
+    assert.match(after, /^serving_invocation_seconds_count [1-9]\d*$/m);
+    assert.match(after, /^serving_model_info\{version="1"\} 1$/m);
+  });
+
   it('predicts from a raw JPEG body of any size', async () => {
     const res = await post(await encodeJpeg(syntheticLesion('malignant', 40, 3), 40), 'image/jpeg');
     assert.equal(res.status, 200);

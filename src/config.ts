@@ -1,4 +1,4 @@
-import { INSTANCE_TYPE_PATTERN } from './common/constants';
+import { DEPLOY_TARGETS, INSTANCE_TYPE_PATTERN, type DeployTarget } from './common/constants';
 
 /**
  * All runtime configuration, read from an env object once and validated up front.
@@ -20,6 +20,12 @@ export interface Config {
   /** Scratch space for checkpoints and local endpoint state. */
   stateDir: string;
   localEndpoint: { host: string; port: number };
+  /**
+   * Where a run deploys when its input names no target (DEFAULT_DEPLOY_TARGET; the cluster
+   * overlays set `sagemaker`), and whether this process runs in a Kubernetes pod, where a local
+   * endpoint would be unreachable.
+   */
+  deploy: { defaultTarget: DeployTarget; inCluster: boolean };
   sagemaker: SageMakerConfig;
   /**
    * oneDNN kernels in training processes (TRAINING_ONEDNN, default on; see README "Training"), and
@@ -184,6 +190,15 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       // Trainings share the CPU; more in parallel than this only slows each down.
       concurrency: int('TRAINING_CONCURRENCY', 3, 1, 64),
       ...(env.TRAINING_MEMORY_MB ? { memoryMb: int('TRAINING_MEMORY_MB', 0, 256, 4_194_304) } : {}),
+    },
+    deploy: {
+      defaultTarget: matching(
+        'DEFAULT_DEPLOY_TARGET',
+        new RegExp(`^(${DEPLOY_TARGETS.join('|')})$`),
+        `one of ${DEPLOY_TARGETS.join(', ')}`,
+        'local',
+      ) as DeployTarget,
+      inCluster: Boolean(env.KUBERNETES_SERVICE_HOST),
     },
     sagemaker: {
       imageUri: matching(

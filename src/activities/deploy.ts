@@ -7,6 +7,7 @@
  */
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
+import type { DeployTarget } from '../common/constants';
 import { FAILURE } from '../common/failures';
 import type { DeployInput, Deployment } from '../common/types';
 import type { SageMakerConfig } from '../config';
@@ -31,11 +32,25 @@ export interface DeployDeps {
     region?: string;
     sleep?: (ms: number) => Promise<void>;
   };
+  /** The worker's default target and whether it runs in a pod (config.deploy); default: local, not in a pod. */
+  target?: { defaultTarget: DeployTarget; inCluster: boolean };
 }
 
 export function createDeployActivities(deps: DeployDeps) {
+  const target = deps.target ?? { defaultTarget: 'local', inCluster: false };
   return {
+    /**
+     * The target a run deploys to: the one its input names, else this worker's default. Asked
+     * before any work is done, so a target that cannot work here fails the run at once.
+     */
+    async resolveDeployTarget({ requested }: { requested?: DeployTarget }): Promise<DeployTarget> {
+      const chosen = requested ?? target.defaultTarget;
+      if (chosen === 'local' && target.inCluster) throw localInPod(requested === undefined);
+      return chosen;
+    },
+
     async deployModel(input: DeployInput): Promise<Deployment> {
+      if (input.target === 'local' && target.inCluster) throw localInPod(false);
       const started = Date.now();
       const done = (
         fields: Omit<Deployment, 'target' | 'endpointName' | 'registeredModelName' | 'version' | 'deployedAt' | 'durationSeconds'>,
@@ -58,6 +73,15 @@ export function createDeployActivities(deps: DeployDeps) {
       return done(await deployLocal(deps.local, input));
     },
   };
+}
+
+function localInPod(defaulted: boolean): ApplicationFailure {
+  return ApplicationFailure.nonRetryable(
+    `deployTarget 'local' would start the endpoint on this worker pod's loopback, which nothing outside the pod can reach ` +
+      `and which dies with the pod. Start the run with "deployTarget": "sagemaker"` +
+      (defaulted ? `, or set DEFAULT_DEPLOY_TARGET=sagemaker on the ml-pipeline worker (the cluster overlays do)` : ''),
+    FAILURE.invalidDeployRequest,
+  );
 }
 
 async function deployLocal(local: LocalEndpoints, input: DeployInput): Promise<{ url: string; unchanged: boolean }> {

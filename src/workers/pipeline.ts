@@ -20,6 +20,7 @@ main(() =>
         ...createDeployActivities({
           local: new LocalEndpoints({ stateDir: config.stateDir, ...config.localEndpoint, env: process.env }),
           sagemaker: { api: sageMakerApi(createSageMakerClient(config)), config: config.sagemaker, region: config.aws.region },
+          target: config.deploy,
         }),
       },
     }),

@@ -197,12 +197,23 @@ export function parsePipelineInput(raw: unknown): PipelineParams {
   if (p.resnetWeightsUri === undefined) delete p.resnetWeightsUri;
   else if (!p.models.includes('ResNet50')) throw new InvalidInputError('resnetWeightsUri', `is set but 'models' has no ResNet50`);
   for (const field of ['instanceType', 'instanceCount'] as const) {
-    if (p[field] !== undefined && p.deployTarget !== 'sagemaker') {
-      throw new InvalidInputError(field, `applies to deployTarget 'sagemaker' only, not '${p.deployTarget}'`);
-    }
+    // Without a target in the input, the worker's default decides (checkSizing, once it is known).
+    if (input.deployTarget !== undefined) checkSizing(p, field);
     if (p[field] === undefined) delete p[field];
   }
   return p;
+}
+
+/** SageMaker sizing on a run whose target is not SageMaker. */
+export function checkSizing(
+  p: Pick<PipelineParams, 'deployTarget' | 'instanceType' | 'instanceCount'>,
+  field?: 'instanceType' | 'instanceCount',
+): void {
+  for (const f of field ? [field] : (['instanceType', 'instanceCount'] as const)) {
+    if (p[f] !== undefined && p.deployTarget !== 'sagemaker') {
+      throw new InvalidInputError(f, `applies to deployTarget 'sagemaker' only, not '${p.deployTarget}'`);
+    }
+  }
 }
 
 const REDEPLOY_EXAMPLE =

@@ -9,14 +9,14 @@
  * continue-as-new (serving.ts). The type carries no annotation of its own: unversioned workers
  * (TEMPORAL_WORKER_VERSIONING=off) refuse workflows that declare a versioning behaviour.
  */
-import { ApplicationFailure, upsertSearchAttributes } from '@temporalio/workflow';
+import { ApplicationFailure, patched, upsertSearchAttributes } from '@temporalio/workflow';
 import { SEARCH_ATTRIBUTES } from '../common/constants';
 import type { ClassificationMetrics, Deployment } from '../common/types';
 import { InvalidInputError, parsePipelineInput, type PipelineInput, type PipelineParams } from './input';
 import type { Stage } from './messages';
 import { RedeployQueue, serve, type ServingCarry } from './serving';
 import { StatusTracker } from './status';
-import { deployVersion, keepChampion, preprocess, promote, select, trainAll } from './steps';
+import { chooseDeployTarget, deployVersion, keepChampion, preprocess, promote, select, trainAll } from './steps';
 
 export interface PipelineResult {
   stage: Stage;
@@ -32,6 +32,8 @@ export async function cnnSkinCancerWorkflow(input?: PipelineInput, carry?: Servi
   const params = parseInput(input);
   const status = new StatusTracker(carry?.status);
   const queue = new RedeployQueue(params, carry);
+  // Before any work: a target this deployment cannot serve (local in a pod) fails the run now.
+  if (!carry && patched('deploy-target-from-worker')) params.deployTarget = await chooseDeployTarget(params, input?.deployTarget);
 
   const result = carry?.result ?? (await trainAndDeploy(params, status));
   if (!carry) {
@@ -42,7 +44,8 @@ export async function cnnSkinCancerWorkflow(input?: PipelineInput, carry?: Servi
     ]);
   }
   const deadline = carry?.deadline ?? Date.now() + params.lifetimeSeconds * 1000;
-  return serve(params, input, queue, status, result, deadline);
+  // Later runs of the chain keep the target this one resolved.
+  return serve(params, { ...input, deployTarget: params.deployTarget }, queue, status, result, deadline);
 }
 
 /** The DAG itself: one pass from raw images to a served model. */

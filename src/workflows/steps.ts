@@ -3,12 +3,12 @@
  * activities and records what happened in the run's status.
  */
 import { ApplicationFailure, isCancellation, log, patched, workflowInfo } from '@temporalio/workflow';
-import { CHAMPION_ALIAS } from '../common/constants';
+import { CHAMPION_ALIAS, type DeployTarget } from '../common/constants';
 import { FAILURE } from '../common/failures';
 import type { ChampionEvaluation, Deployment, ModelVersionRef, PreparedDataset, TrainedModel } from '../common/types';
 import { data, deploy, evaluation, registry, training } from './activities';
 import { errorMessage } from './errors';
-import type { PipelineParams } from './input';
+import { checkSizing, InvalidInputError, type PipelineParams } from './input';
 import { championGate, selectBestModel, type ChampionDecision, type SelectionDecision } from './selection';
 import type { StatusTracker } from './status';
 import type { PipelineResult } from './pipeline';
@@ -177,6 +177,29 @@ export async function keepChampion(params: PipelineParams, { gate, championScore
       metrics: { validation: championScore!.metrics! },
     },
   };
+}
+
+/**
+ * The run's deploy target: the input's, else the pipeline worker's default (DEFAULT_DEPLOY_TARGET).
+ * The worker refuses a target it cannot serve; SageMaker sizing needs the sagemaker target.
+ */
+export async function chooseDeployTarget(params: PipelineParams, requested: DeployTarget | undefined): Promise<DeployTarget> {
+  let target: DeployTarget;
+  try {
+    target = await deploy.resolveDeployTarget.executeWithOptions(
+      { summary: requested ? `Check deploy target '${requested}' on this deployment` : 'Choose the deploy target (worker default)' },
+      [{ ...(requested ? { requested } : {}) }],
+    );
+  } catch (err) {
+    throw ApplicationFailure.nonRetryable(errorMessage(err), FAILURE.invalidDeployRequest);
+  }
+  try {
+    checkSizing({ ...params, deployTarget: target });
+  } catch (err) {
+    if (err instanceof InvalidInputError) throw ApplicationFailure.nonRetryable(err.message, err.name, { field: err.field });
+    throw err;
+  }
+  return target;
 }
 
 /** Deploys a registered version to the run's endpoint; waits until it serves. */

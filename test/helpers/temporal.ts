@@ -36,7 +36,13 @@ export function createPipelineWorkers(
   /** Replaces training activities (for failures no real run can be made to produce on demand). */
   trainingOverrides: Partial<ReturnType<typeof createTrainingActivities>> = {},
   /** Poll as this build of the `cnn-skin-cancer` Worker Deployment (as the worker entry points do), with extra pipeline activities. */
-  release: { buildId?: string; pipelineActivities?: object; withoutTraining?: boolean } = {},
+  release: {
+    buildId?: string;
+    pipelineActivities?: object;
+    withoutTraining?: boolean;
+    /** The pipeline worker's DEFAULT_DEPLOY_TARGET and whether it believes it runs in a pod. */
+    target?: DeployDeps['target'];
+  } = {},
 ): Promise<Worker[]> {
   const s3 = testS3();
   const mlflow = testMlflow();
@@ -54,6 +60,7 @@ export function createPipelineWorkers(
         ...createDeployActivities({
           local: new LocalEndpoints({ stateDir: config.stateDir, ...config.localEndpoint, env: process.env }),
           sagemaker,
+          ...(release.target ? { target: release.target } : {}),
         }),
       },
     }),

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { DEFAULT_PARAMS, InvalidInputError, parsePipelineInput, validateRedeploy } from '../../src/workflows/input';
+import { checkSizing, DEFAULT_PARAMS, InvalidInputError, parsePipelineInput, validateRedeploy } from '../../src/workflows/input';
 
 describe('parsePipelineInput', () => {
   it("fills the original Airflow DAG's parameters when given an empty object", () => {
@@ -45,7 +45,14 @@ describe('parsePipelineInput', () => {
     const p = parsePipelineInput({ deployTarget: 'sagemaker', instanceType: 'ml.c5.xlarge', instanceCount: 2 });
     assert.deepEqual([p.instanceType, p.instanceCount], ['ml.c5.xlarge', 2]);
     assert.equal('instanceType' in parsePipelineInput({}), false);
-    rejects({ instanceCount: 2 }, 'instanceCount', /applies to deployTarget 'sagemaker' only, not 'local'/);
+    rejects({ deployTarget: 'local', instanceCount: 2 }, 'instanceCount', /applies to deployTarget 'sagemaker' only, not 'local'/);
+    // Without a target the worker's default decides; sizing is checked against it then (checkSizing).
+    assert.equal(parsePipelineInput({ instanceCount: 2 }).instanceCount, 2);
+    assert.throws(
+      () => checkSizing({ deployTarget: 'local', instanceCount: 2 }),
+      /'instanceCount': applies to deployTarget 'sagemaker' only/,
+    );
+    checkSizing({ deployTarget: 'sagemaker', instanceCount: 2 });
     rejects({ deployTarget: 'sagemaker', instanceType: 'm5.large' }, 'instanceType', /SageMaker instance type/);
     rejects({ deployTarget: 'sagemaker', instanceCount: 0 }, 'instanceCount', /between 1 and 100/);
   });

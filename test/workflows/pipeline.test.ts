@@ -118,6 +118,36 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
     assert.match(err.cause.message, /invalid input 'imageSize': must be between 8 and 512, got 4/);
   }).timeout(60_000);
 
+  it('refuses a local endpoint at once when the pipeline worker runs in a pod, before any work (worker told it is in a pod)', async () => {
+    const workers = await createPipelineWorkers(
+      env.nativeConnection,
+      bundle,
+      undefined,
+      {},
+      {
+        target: { defaultTarget: 'local', inCluster: true },
+      },
+    );
+    const run = (workflowId: string, over: PipelineInput) =>
+      env.client.workflow.execute(cnnSkinCancerWorkflow, { taskQueue: TASK_QUEUES.pipeline, workflowId, args: [small(over)] }).then(
+        () => assert.fail('expected the workflow to fail'),
+        (e: unknown) => e as WorkflowFailedError,
+      );
+    const main = (async () => {
+      const defaulted = await run('pipeline-local-in-pod', {});
+      assert.equal((defaulted.cause as ApplicationFailure).type, 'InvalidDeployRequestError');
+      assert.match(defaulted.cause!.message, /this worker pod's loopback.*set DEFAULT_DEPLOY_TARGET=sagemaker/);
+      const explicit = await run('pipeline-local-in-pod-explicit', { deployTarget: 'local' });
+      assert.match(explicit.cause!.message, /Start the run with "deployTarget": "sagemaker"$/);
+      const events = (await env.client.workflow.getHandle('pipeline-local-in-pod').fetchHistory()).events!;
+      const scheduled = events.flatMap((e) =>
+        e.activityTaskScheduledEventAttributes ? [e.activityTaskScheduledEventAttributes.activityType?.name] : [],
+      );
+      assert.deepEqual(scheduled, ['resolveDeployTarget'], 'nothing else ran');
+    })();
+    await Promise.all([main, ...workers.map((w) => w.runUntil(main.catch(() => undefined)))]);
+  });
+
   it('marks FAILED the MLflow run a training left RUNNING when it failed for good (training activity replaced by one that dies without closing its run, as a killed process does)', async () => {
     let runId: string | undefined;
     const dying = {

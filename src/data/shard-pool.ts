@@ -5,10 +5,10 @@
  * that dies fails only its current job and is replaced.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { availableParallelism } from 'node:os';
 import { extname, join } from 'node:path';
 import { configureTensorflowEnv } from '../ml/tf';
 import type { BuiltShard, ShardJob } from './shard-builder';
+import { containerCpus } from '../common/cpus';
 
 interface Slot {
   child: ChildProcess;
@@ -25,7 +25,8 @@ export class ShardPool {
   private readonly waiting: (() => void)[] = [];
   private closed = false;
 
-  constructor(readonly size = Math.max(1, availableParallelism())) {
+  // One decoding process per CPU the container may use (its quota, not the node's cores).
+  constructor(readonly size = containerCpus()) {
     configureTensorflowEnv();
     for (let i = 0; i < size; i++) this.slots.push(this.spawn());
   }

@@ -14,7 +14,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildBasicCnn } from '../src/ml/models';
 import { loadTf } from '../src/ml/tf';
-import { isProcessAlive, killGroup } from '../src/stack/services';
+import { isProcessAlive, killGroup } from '../src/system/process';
 import { runLoad, type LoadResult } from './serve-load';
 
 const ROOT = resolve(__dirname, '..', '..');

@@ -8,7 +8,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { extname, join } from 'node:path';
 import { configureTensorflowEnv } from '../ml/tf';
 import type { BuiltShard, ShardJob } from './shard-builder';
-import { containerCpus } from '../common/cpus';
+import { containerCpus } from '../system/cpus';
 
 interface Slot {
   child: ChildProcess;

@@ -2,14 +2,16 @@
  * Local endpoints: the inference server as a detached process on localhost, one per endpoint
  * name, with its state (pid, url, served version) in <stateDir>/endpoints/<name>.json.
  * Redeploying a running endpoint hot-swaps the model inside the process: no request fails.
+ * Each endpoint keeps its own port (the first free one from LOCAL_ENDPOINT_PORT up, recorded in
+ * its state, so a worker restart or a crashed server gets the same URL back).
  */
 import { spawn } from 'node:child_process';
 import { ApplicationFailure } from '@temporalio/common';
-import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { extname, join, resolve } from 'node:path';
 import { FAILURE } from '../common/failures';
 import type { ModelVersionRef } from '../common/types';
-import { isProcessAlive, killGroup, tcpOpen } from '../stack/services';
+import { isProcessAlive, killGroup, tcpOpen } from '../system/process';
 
 export interface EndpointState {
   name: string;
@@ -54,7 +56,8 @@ export class LocalEndpoints {
     progress: (what: string) => void = () => undefined,
   ): Promise<{ state: EndpointState; unchanged: boolean }> {
     const state = this.read(name);
-    if (state && isProcessAlive(state.pid) && (await ping(state.url))) {
+    const alive = state !== undefined && isOurServer(state.pid);
+    if (state && alive && (await ping(state.url))) {
       const served = await getJson<{ version?: string; modelUri?: string }>(`${state.url}/model`);
       if (served.version === model.version && served.modelUri === model.modelUri) return { state, unchanged: true };
       progress(`swapping ${name} to v${model.version}`);
@@ -63,28 +66,53 @@ export class LocalEndpoints {
       this.write(next);
       return { state: next, unchanged: false };
     }
-    if (state && isProcessAlive(state.pid)) await killGroup(state.pid);
+    // A stale state file's pid may belong to another process by now: only our server is stopped.
+    if (state && alive) await killGroup(state.pid);
     progress(`starting ${name} with v${model.version}`);
-    const next = await this.start(name, model);
+    const next = await this.start(name, model, await this.port(name, state));
     return { state: next, unchanged: false };
   }
 
   async stop(name: string): Promise<boolean> {
     const state = this.read(name);
-    if (!state || !isProcessAlive(state.pid)) return false;
+    if (!state || !isOurServer(state.pid)) return false;
     await killGroup(state.pid);
     return true;
   }
 
-  private async start(name: string, model: ModelVersionRef): Promise<EndpointState> {
-    const url = `http://${this.o.host}:${this.o.port}`;
-    if (await tcpOpen(this.o.host, this.o.port)) {
-      // A configuration problem that retrying cannot fix.
-      throw ApplicationFailure.nonRetryable(
-        `port ${this.o.port} on ${this.o.host} is in use by something other than endpoint '${name}'; stop it or set LOCAL_ENDPOINT_PORT`,
-        FAILURE.endpointPortInUse,
-      );
+  /** The endpoint's own port if it is free again, else the first free port no other endpoint holds. */
+  private async port(name: string, state: EndpointState | undefined): Promise<number> {
+    const own = state ? Number(new URL(state.url).port) : undefined;
+    if (own && !(await tcpOpen(this.o.host, own))) return own;
+    const taken = new Set(this.others(name).map((s) => Number(new URL(s.url).port)));
+    for (let port = this.o.port; port < this.o.port + PORT_RANGE && port <= 65535; port++) {
+      if (!taken.has(port) && !(await tcpOpen(this.o.host, port))) return port;
     }
+    // A configuration problem that retrying cannot fix.
+    throw ApplicationFailure.nonRetryable(
+      `no free port for endpoint '${name}' in ${this.o.port}-${this.o.port + PORT_RANGE - 1} on ${this.o.host}; ` +
+        'stop endpoints that are no longer needed or set LOCAL_ENDPOINT_PORT',
+      FAILURE.endpointPortInUse,
+    );
+  }
+
+  /** Every endpoint with a state file in this folder. */
+  names(): string[] {
+    try {
+      return readdirSync(join(resolve(this.o.stateDir), 'endpoints'))
+        .filter((f) => f.endsWith('.json'))
+        .map((f) => f.slice(0, -'.json'.length));
+    } catch {
+      return []; // no endpoint yet
+    }
+  }
+
+  private others(name: string): EndpointState[] {
+    return this.names().flatMap((n) => (n === name ? [] : (this.read(n) ?? [])));
+  }
+
+  private async start(name: string, model: ModelVersionRef, port: number): Promise<EndpointState> {
+    const url = `http://${this.o.host}:${port}`;
     const dir = resolve(this.o.stateDir);
     mkdirSync(join(dir, 'endpoints'), { recursive: true });
     mkdirSync(join(dir, 'logs'), { recursive: true });
@@ -95,7 +123,7 @@ export class LocalEndpoints {
     const script = join(__dirname, `main${ext}`);
     const args = [...(ext === '.ts' ? ['-r', 'ts-node/register/transpile-only'] : []), script];
     args.push('--model-uri', model.modelUri, '--model-name', model.registeredModelName, '--model-version', model.version);
-    args.push('--host', this.o.host, '--port', String(this.o.port), '--admin');
+    args.push('--host', this.o.host, '--port', String(port), '--admin');
     const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', fd, fd], env: this.o.env });
     closeSync(fd);
     child.unref();
@@ -120,6 +148,20 @@ export class LocalEndpoints {
 
   private write(state: EndpointState): void {
     writeFileSync(this.statePath(state.name), JSON.stringify(state, null, 2));
+  }
+}
+
+/** How many ports from LOCAL_ENDPOINT_PORT up local endpoints may take. */
+const PORT_RANGE = 100;
+
+/** Whether `pid` is a live inference server started from this code (not a process that reused a stale pid). */
+export function isOurServer(pid: number): boolean {
+  if (!isProcessAlive(pid)) return false;
+  try {
+    return /serving[/\\]main\.(js|ts)\0/.test(readFileSync(`/proc/${pid}/cmdline`, 'utf8'));
+  } catch {
+    // No /proc (not Linux): liveness is all that can be known.
+    return true;
   }
 }
 

@@ -4,10 +4,11 @@
  * folder; `stop` only touches processes whose pid file that folder holds.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createConnection } from 'node:net';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { SEARCH_ATTRIBUTE_DEFINITIONS } from '../common/constants';
+import { isProcessAlive, killGroup, tcpOpen } from '../system/process';
+import { LocalEndpoints } from '../serving/local-endpoints';
 
 export interface StackPorts {
   temporal: number;
@@ -140,15 +141,6 @@ function readPid(o: StackOptions, name: string): PidFile | undefined {
   }
 }
 
-export function isProcessAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 export interface ServiceStatus {
   name: ServiceName;
   state: 'running' | 'stopped' | 'unhealthy' | 'foreign';
@@ -227,14 +219,8 @@ async function waitHealthy(o: StackOptions, s: ServiceSpec, timeoutMs = 180_000)
 /** Stops the services this stack started (by their pid files), newest first. */
 export async function stackDown(o: StackOptions, log: (line: string) => void = () => undefined): Promise<void> {
   // Local endpoints started by the pipeline's deploy activity keep their state in the same folder.
-  const endpoints = join(o.dir, 'endpoints');
-  for (const file of existsSync(endpoints) ? readdirSync(endpoints) : []) {
-    const state = JSON.parse(readFileSync(join(endpoints, file), 'utf8')) as { name: string; pid: number };
-    if (isProcessAlive(state.pid)) {
-      await killGroup(state.pid);
-      log(`endpoint ${state.name}: stopped (pid ${state.pid})`);
-    }
-  }
+  const endpoints = new LocalEndpoints({ stateDir: o.dir, host: o.host, port: 0, env: {} });
+  for (const name of endpoints.names()) if (await endpoints.stop(name)) log(`endpoint ${name}: stopped`);
   for (const s of specs(o).reverse()) {
     const pid = readPid(o, s.name);
     if (!pid) continue;
@@ -244,38 +230,6 @@ export async function stackDown(o: StackOptions, log: (line: string) => void = (
     }
     rmSync(pidPath(o, s.name), { force: true });
   }
-}
-
-export async function killGroup(pid: number, graceMs = 10_000): Promise<void> {
-  const signal = (sig: NodeJS.Signals): void => {
-    try {
-      process.kill(-pid, sig);
-    } catch {
-      try {
-        process.kill(pid, sig);
-      } catch {
-        /* already gone */
-      }
-    }
-  };
-  signal('SIGTERM');
-  const deadline = Date.now() + graceMs;
-  while (isProcessAlive(pid) && Date.now() < deadline) await sleep(100);
-  if (isProcessAlive(pid)) signal('SIGKILL');
-  while (isProcessAlive(pid)) await sleep(50);
-}
-
-export function tcpOpen(host: string, port: number): Promise<boolean> {
-  return new Promise((done) => {
-    const socket = createConnection({ host, port });
-    const finish = (open: boolean): void => {
-      socket.destroy();
-      done(open);
-    };
-    socket.setTimeout(1000, () => finish(false));
-    socket.once('connect', () => finish(true));
-    socket.once('error', () => finish(false));
-  });
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

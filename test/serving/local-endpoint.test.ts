@@ -1,4 +1,7 @@
 import { strict as assert } from 'node:assert';
+import { spawn } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createDeployActivities } from '../../src/activities/deploy';
 import type { DeployInput } from '../../src/common/types';
 import { loadConfig } from '../../src/config';
@@ -78,6 +81,49 @@ describe('local endpoint (a real server process, models from S3 on moto)', () =>
     for (const v of ['1', '2']) {
       const p = answerOf(v).predictions[0]!.probabilities;
       assert.ok(Math.abs(p.benign! + p.malignant! - 1) < 1e-5);
+    }
+  });
+
+  it('gives each endpoint its own port, keeps it across restarts, and never signals a process a stale pid file names', async () => {
+    const bucket = uniqueBucket('models');
+    await s3.ensureBucket(bucket);
+    const uri = `s3://${bucket}/ports/1`;
+    const model = buildBasicCnn({ imageSize: size, numClasses: 2, seed: 3 });
+    await saveModelToS3(s3, model, uri, { modelClass: 'Basic', classes: ['benign', 'malignant'], imageSize: size, inputScale: '0-1' });
+    model.dispose();
+    const endpoints = new LocalEndpoints({
+      stateDir: config.stateDir,
+      host: '127.0.0.1',
+      port: config.localEndpoint.port + 10,
+      env: process.env,
+    });
+    const ref = { registeredModelName: 'ports-model', version: '1', modelUri: uri, mlflowRunId: 'run-1' };
+    const names = ['ports-a', 'ports-b', 'ports-c'];
+    const stranger = spawn('sleep', ['120']);
+    try {
+      const a = (await endpoints.deploy('ports-a', ref)).state;
+      const b = (await endpoints.deploy('ports-b', ref)).state;
+      assert.notEqual(a.url, b.url, 'two endpoints, two ports');
+      for (const s of [a, b]) assert.equal(((await (await fetch(`${s.url}/model`)).json()) as { version: string }).version, '1');
+
+      // A crashed server comes back on the same URL at its next deploy.
+      process.kill(a.pid, 'SIGKILL');
+      await new Promise((r) => setTimeout(r, 300));
+      const again = (await endpoints.deploy('ports-a', ref)).state;
+      assert.equal(again.url, a.url);
+      assert.notEqual(again.pid, a.pid);
+
+      // A state file left behind whose pid now belongs to another process.
+      mkdirSync(join(config.stateDir, 'endpoints'), { recursive: true });
+      const stale = { ...b, name: 'ports-c', pid: stranger.pid!, url: `http://127.0.0.1:${config.localEndpoint.port + 30}` };
+      writeFileSync(join(config.stateDir, 'endpoints', 'ports-c.json'), JSON.stringify(stale));
+      const c = (await endpoints.deploy('ports-c', ref)).state;
+      assert.deepEqual([stranger.exitCode, stranger.signalCode], [null, null], 'the unrelated process was left alone');
+      assert.equal(await endpoints.stop('ports-c'), true);
+      assert.notEqual(c.pid, stranger.pid);
+    } finally {
+      stranger.kill();
+      for (const name of names) await endpoints.stop(name);
     }
   });
 });

@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { containerCpus } from '../../src/common/cpus';
+import { containerCpus } from '../../src/system/cpus';
 
 describe('containerCpus', () => {
   const root = (files: Record<string, string>): string => {

@@ -11,6 +11,8 @@ export function renderDetails(status: PipelineStatus): string {
     lines.push('', `**Selected:** ${status.selection.winner} v${status.selection.version} (${status.selection.reason})`);
   const gate = status.selection?.champion;
   if (gate) lines.push('', `**Champion/challenger:** ${gate.outcome} (${gate.reason})`);
+  if (status.deployError)
+    lines.push('', `**Deployment failed:** ${status.deployError}. Send a \`redeploy\` (signal or update) with a version to retry.`);
   const serving = status.deployments.at(-1);
   if (serving) {
     const sizing = serving.instanceType ? ` on ${serving.instanceCount ?? 1} x ${serving.instanceType}` : '';

@@ -4,7 +4,17 @@ import type { Deployment, PreparedDataset, TrainedModel } from '../common/types'
 import type { ChampionDecision, SelectionDecision } from './selection';
 
 export type Stage =
-  'preprocessing' | 'training' | 'selecting' | 'promoting' | 'deploying' | 'serving' | 'redeploying' | 'finished' | 'failed';
+  | 'preprocessing'
+  | 'training'
+  | 'selecting'
+  | 'promoting'
+  | 'deploying'
+  /** The first deployment failed: the run stays alive as the endpoint's owner; a redeploy retries it. */
+  | 'deploy-failed'
+  | 'serving'
+  | 'redeploying'
+  | 'finished'
+  | 'failed';
 
 export interface ModelProgress {
   modelClass: string;
@@ -40,6 +50,8 @@ export interface PipelineStatus {
   selection?: Omit<SelectionDecision, 'winner'> & { winner: string; version: string; champion?: ChampionDecision };
   /** Every deployment this workflow made, oldest first; the last one is serving. */
   deployments: Deployment[];
+  /** Why the first deployment failed, while the run is in stage `deploy-failed`. */
+  deployError?: string;
   redeploys: RedeployRecord[];
 }
 

@@ -16,7 +16,19 @@ import { InvalidInputError, parsePipelineInput, type PipelineInput, type Pipelin
 import type { Stage } from './messages';
 import { RedeployQueue, serve, type ServingCarry } from './serving';
 import { StatusTracker } from './status';
-import { chooseDeployTarget, deployVersion, keepChampion, preprocess, promote, select, trainAll } from './steps';
+import { errorMessage } from './errors';
+import {
+  chooseDeployTarget,
+  deployVersion,
+  keepChampion,
+  preprocess,
+  promote,
+  promotionOf,
+  select,
+  trainAll,
+  winnerToServe,
+  type Promotion,
+} from './steps';
 
 export interface PipelineResult {
   stage: Stage;
@@ -25,7 +37,10 @@ export interface PipelineResult {
   version: string;
   /** Validation metrics of the served model on this run's data; test metrics when it was trained here. */
   metrics: { validation: ClassificationMetrics; test?: ClassificationMetrics };
-  deployment: Deployment;
+  /** What the endpoint serves; absent while the first deployment has failed (stage `deploy-failed`). */
+  deployment?: Deployment;
+  /** A promotion waiting for its version to be served (the first deployment failed). */
+  pendingPromotion?: Promotion;
 }
 
 export async function cnnSkinCancerWorkflow(input?: PipelineInput, carry?: ServingCarry): Promise<PipelineResult> {
@@ -53,16 +68,32 @@ async function trainAndDeploy(params: PipelineParams, status: StatusTracker): Pr
   const dataset = await preprocess(params, status);
   const trained = await trainAll(params, dataset, status);
   const selection = await select(params, dataset, trained, status);
-  const { ref, served } = selection.gate.outcome === 'promote' ? await promote(selection, status) : await keepChampion(params, selection);
+  const promotion = selection.gate.outcome === 'promote' ? promotionOf(selection) : undefined;
+  // Runs started by earlier code promoted before deploying, and failed with their deployment.
+  const promoteAfterDeploy = patched('promote-after-verified-deploy');
+  if (promotion && !promoteAfterDeploy) await promote(promotion, status);
+  const { ref, served } = promotion ? winnerToServe(selection) : await keepChampion(params, selection);
 
   status.stage('deploying');
-  const deployment = await deployVersion(
-    params,
-    ref,
-    params,
-    `Deploy ${ref.registeredModelName} v${ref.version} to ${params.deployTarget} endpoint ${params.endpointName}`,
-  );
+  let deployment: Deployment;
+  try {
+    deployment = await deployVersion(
+      params,
+      ref,
+      params,
+      `Deploy ${ref.registeredModelName} v${ref.version} to ${params.deployTarget} endpoint ${params.endpointName}`,
+    );
+  } catch (err) {
+    if (!promoteAfterDeploy) throw err;
+    // Nothing trained is lost: the run stays the endpoint's owner and a redeploy can retry. The
+    // registry still names the old champion, as that is what serves (if anything does).
+    status.update((s) => void (s.deployError = errorMessage(err)));
+    status.stage('deploy-failed');
+    return { ...served, stage: 'deploy-failed', ...(promotion ? { pendingPromotion: promotion } : {}) };
+  }
   status.deployed(deployment);
+  // The registry names a champion only once it serves.
+  if (promotion && promoteAfterDeploy) await promote(promotion, status);
   return { ...served, deployment };
 }
 

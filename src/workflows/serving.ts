@@ -9,10 +9,18 @@ import { FAILURE } from '../common/failures';
 import { registry } from './activities';
 import { errorMessage } from './errors';
 import { validateRedeploy, type PipelineInput, type PipelineParams } from './input';
-import { finishSignal, redeploySignal, redeployUpdate, type PipelineStatus, type RedeployRecord, type RedeployRequest } from './messages';
+import {
+  finishSignal,
+  redeploySignal,
+  redeployUpdate,
+  type PipelineStatus,
+  type RedeployRecord,
+  type RedeployRequest,
+  type Stage,
+} from './messages';
 import type { cnnSkinCancerWorkflow, PipelineResult } from './pipeline';
 import type { StatusTracker } from './status';
-import { definedSizing, deployVersion } from './steps';
+import { definedSizing, deployVersion, promote } from './steps';
 
 export interface PendingRedeploy {
   id: number;
@@ -80,7 +88,9 @@ export async function serve(
   // Set by the server once a newer worker build is current (or ramping for this run); seen at the
   // next workflow task, hence the periodic wake-up.
   const newerBuild = (): boolean => workflowInfo().targetWorkerDeploymentVersionChanged === true;
-  status.stage('serving');
+  // Until a deployment succeeds, the run waits in deploy-failed for a redeploy to retry it.
+  const idle = (): Stage => (result.deployment ? 'serving' : 'deploy-failed');
+  status.stage(idle());
   for (;;) {
     const remaining = deadline - Date.now();
     if (remaining <= 0 && pending.length === 0) break;
@@ -92,11 +102,19 @@ export async function serve(
     const next = pending.shift();
     if (next) {
       status.stage('redeploying');
-      const record = await redeploy(params, next, result.deployment);
+      const record = await redeploy(params, next, result.deployment ?? { version: result.version });
       status.redeployed(record);
+      if (record.deployment) {
+        result.deployment = record.deployment;
+        status.update((s) => delete s.deployError);
+        // The promotion the failed first deployment held back, now that its version serves.
+        if (result.pendingPromotion?.version === record.deployment.version) {
+          await promote(result.pendingPromotion, status);
+          delete result.pendingPromotion;
+        }
+      }
       queue.outcomes.set(next.id, record);
-      if (record.deployment) result.deployment = record.deployment;
-      status.stage('serving');
+      status.stage(idle());
     } else if (workflowInfo().continueAsNewSuggested || newerBuild()) {
       // Update callers must have their answers before this run ends.
       await condition(allHandlersFinished);
@@ -118,7 +136,10 @@ export async function serve(
   return { ...result, stage: 'finished' };
 }
 
-async function redeploy(params: PipelineParams, next: PendingRedeploy, current: Deployment): Promise<RedeployRecord> {
+/** What a redeploy starts from: the deployment serving, or only the version the failed first deployment meant to serve. */
+type Current = Pick<Deployment, 'version'> & Partial<Pick<Deployment, 'instanceType' | 'instanceCount'>>;
+
+async function redeploy(params: PipelineParams, next: PendingRedeploy, current: Current): Promise<RedeployRecord> {
   const { request, via } = next;
   const invalid = validateRedeploy(request, params);
   if (invalid) return { request, via, outcome: 'rejected', reason: invalid };

@@ -144,9 +144,8 @@ export interface ServedModel {
   served: Omit<PipelineResult, 'deployment'>;
 }
 
-/** The winner becomes the registry's champion. */
-export async function promote({ decision, gate }: Selection, status: StatusTracker): Promise<ServedModel> {
-  status.stage('promoting');
+/** The new best, as what the endpoint is to serve. */
+export function winnerToServe({ decision }: Selection): ServedModel {
   const winner = decision.winner;
   const ref: ModelVersionRef = {
     registeredModelName: winner.registeredModelName,
@@ -155,11 +154,34 @@ export async function promote({ decision, gate }: Selection, status: StatusTrack
     mlflowRunId: winner.mlflowRunId,
     modelClass: winner.modelClass,
   };
-  await registry.promoteModelVersion.executeWithOptions(
-    { summary: `Promote ${winner.registeredModelName} v${winner.version} (${winner.modelClass}) to champion` },
-    [{ registeredModelName: ref.registeredModelName, version: ref.version, reason: `${decision.reason}; ${gate.reason}` }],
-  );
   return { ref, served: { stage: 'serving', model: winner.modelClass, version: winner.version, metrics: winner.metrics } };
+}
+
+/** The registry's aliases move: the winner becomes champion (the previous one previous-champion). */
+export async function promote(promotion: Promotion, status: StatusTracker): Promise<void> {
+  status.stage('promoting');
+  await registry.promoteModelVersion.executeWithOptions(
+    { summary: `Promote ${promotion.registeredModelName} v${promotion.version} (${promotion.modelClass}) to champion` },
+    [{ registeredModelName: promotion.registeredModelName, version: promotion.version, reason: promotion.reason }],
+  );
+}
+
+/** A promotion decided by the champion/challenger gate. */
+export interface Promotion {
+  registeredModelName: string;
+  version: string;
+  modelClass: string;
+  reason: string;
+}
+
+export function promotionOf({ decision, gate }: Selection): Promotion {
+  const w = decision.winner;
+  return {
+    registeredModelName: w.registeredModelName,
+    version: w.version,
+    modelClass: w.modelClass,
+    reason: `${decision.reason}; ${gate.reason}`,
+  };
 }
 
 /** The champion keeps its place; the endpoint is made to serve it (a no-op when it already does). */

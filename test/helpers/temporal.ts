@@ -55,13 +55,14 @@ export function createPipelineWorkers(
       workflowBundle,
       ...versioning,
       activities: {
-        ...release.pipelineActivities,
         ...createRegistryActivities({ mlflow }),
         ...createDeployActivities({
           local: new LocalEndpoints({ stateDir: config.stateDir, ...config.localEndpoint, env: process.env }),
           sagemaker,
           ...(release.target ? { target: release.target } : {}),
         }),
+        // Last, so they can also replace a real one.
+        ...release.pipelineActivities,
       },
     }),
     Worker.create({ connection, taskQueue: TASK_QUEUES.data, ...versioning, activities: createDataActivities({ store: s3 }) }),

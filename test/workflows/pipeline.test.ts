@@ -7,14 +7,15 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Worker, type WorkflowBundle } from '@temporalio/worker';
-import { type DeployDeps } from '../../src/activities/deploy';
+import { createDeployActivities, type DeployDeps } from '../../src/activities/deploy';
 import { SEARCH_ATTRIBUTES, TASK_QUEUES } from '../../src/common/constants';
 import { loadConfig } from '../../src/config';
 import { createSageMakerClient, sageMakerApi } from '../../src/sagemaker/api';
 import { fakeUpdateEndpoint } from '../helpers/fake-sagemaker';
 import { cnnSkinCancerWorkflow } from '../../src/workflows';
 import type { PipelineInput } from '../../src/workflows/input';
-import type { TrainModelInput } from '../../src/common/types';
+import type { DeployInput, TrainModelInput } from '../../src/common/types';
+import { LocalEndpoints } from '../../src/serving/local-endpoints';
 import { finishSignal, redeploySignal, redeployUpdate, statusQuery } from '../../src/workflows/messages';
 import { ROOT } from '../helpers/global';
 import { createPipelineWorkers, installQuietRuntime, recordHistory } from '../helpers/temporal';
@@ -69,17 +70,26 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
     ...over,
   });
 
+  const waitFor = async <T>(read: () => Promise<T>, done: (v: T) => boolean): Promise<T> => {
+    for (;;) {
+      const v = await read();
+      if (done(v)) return v;
+      await new Promise((r) => setTimeout(r, 300));
+    }
+  };
+  const servedVersion = async (url: string) => ((await (await fetch(`${url}/model`)).json()) as { version: string }).version;
+
   it('runs preprocess -> train x3 -> select -> promote -> deploy and serves predictions', async () => {
     const result = await withWorkers(() =>
       env.client.workflow.execute(cnnSkinCancerWorkflow, { taskQueue: TASK_QUEUES.pipeline, workflowId: 'pipeline-e2e', args: [small()] }),
     );
     assert.ok(['Basic', 'ResNet50', 'CrossVal'].includes(result.model));
     assert.equal(result.stage, 'finished');
-    assert.equal(result.deployment.version, result.version);
+    assert.equal(result.deployment!.version, result.version);
 
     // The registry's champion is the selected version, and it is what the endpoint serves.
     assert.equal((await mlflow.getModelVersionByAlias('wf-test-model', 'champion'))?.version, result.version);
-    const served = (await (await fetch(`${result.deployment.url}/model`)).json()) as { version: string };
+    const served = (await (await fetch(`${result.deployment!.url}/model`)).json()) as { version: string };
     assert.equal(served.version, result.version);
 
     // Every requested model trained in its own finished MLflow run, tagged with the workflow.
@@ -148,6 +158,47 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
     await Promise.all([main, ...workers.map((w) => w.runUntil(main.catch(() => undefined)))]);
   });
 
+  it('keeps a run whose first deployment failed alive in deploy-failed, champion untouched, and a redeploy retries it (deploy replaced by a stand-in that fails once: no local server fails on demand)', async () => {
+    const real = createDeployActivities({
+      local: new LocalEndpoints({ stateDir: config.stateDir, ...config.localEndpoint, env: process.env }),
+    });
+    let calls = 0;
+    const failingOnce = {
+      async deployModel(input: DeployInput) {
+        if (calls++ === 0) throw ApplicationFailure.nonRetryable('the endpoint failed to start (stand-in)', 'EndpointFailedError');
+        return real.deployModel(input);
+      },
+    };
+    const workers = await createPipelineWorkers(env.nativeConnection, bundle, undefined, {}, { pipelineActivities: failingOnce });
+    const main = (async () => {
+      const handle = await env.client.workflow.start(cnnSkinCancerWorkflow, {
+        taskQueue: TASK_QUEUES.pipeline,
+        workflowId: 'pipeline-deploy-failed',
+        args: [small({ models: ['Basic'], registeredModelName: 'deploy-failed-model', lifetimeSeconds: 3600 })],
+      });
+      let status = await waitFor(
+        () => handle.query(statusQuery),
+        (s) => s.stage === 'deploy-failed',
+      );
+      assert.match(status.deployError!, /the endpoint failed to start \(stand-in\)/);
+      assert.deepEqual(status.deployments, []);
+      assert.equal((await handle.describe()).typedSearchAttributes.get(SEARCH_ATTRIBUTES.stage), 'deploy-failed');
+      assert.equal(await mlflow.getModelVersionByAlias('deploy-failed-model', 'champion'), undefined, 'no champion that never served');
+
+      const deployment = await handle.executeUpdate(redeployUpdate, { args: [{ version: status.selection!.version }] });
+      assert.equal(deployment.version, status.selection!.version);
+      status = await handle.query(statusQuery);
+      assert.equal(status.stage, 'serving');
+      assert.equal(status.deployError, undefined);
+      assert.equal((await mlflow.getModelVersionByAlias('deploy-failed-model', 'champion'))?.version, deployment.version);
+      assert.equal(await servedVersion(deployment.url), deployment.version);
+      await handle.signal(finishSignal);
+      assert.equal((await handle.result()).deployment?.version, deployment.version);
+      await recordHistory(handle, 'pipeline-deploy-failed');
+    })();
+    await Promise.all([main, ...workers.map((w) => w.runUntil(main.catch(() => undefined)))]);
+  });
+
   it('marks FAILED the MLflow run a training left RUNNING when it failed for good (training activity replaced by one that dies without closing its run, as a killed process does)', async () => {
     let runId: string | undefined;
     const dying = {
@@ -208,7 +259,7 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
       await handle.signal(redeploySignal, { version: other.version! });
       await handle.signal(finishSignal);
       const result = await handle.result();
-      assert.equal(result.deployment.version, other.version);
+      assert.equal(result.deployment!.version, other.version);
       status = await handle.query(statusQuery);
       assert.deepEqual(
         status.redeploys.map((r) => r.outcome),
@@ -221,15 +272,6 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
       await recordHistory(handle, 'pipeline-redeploy');
     });
   });
-
-  const waitFor = async <T>(read: () => Promise<T>, done: (v: T) => boolean): Promise<T> => {
-    for (;;) {
-      const v = await read();
-      if (done(v)) return v;
-      await new Promise((r) => setTimeout(r, 300));
-    }
-  };
-  const servedVersion = async (url: string) => ((await (await fetch(`${url}/model`)).json()) as { version: string }).version;
 
   it('keeps a champion the new best does not beat by minImprovement; promotes over an incomparable one; redeploys by update and by the temporal CLI', async () => {
     const registeredModelName = 'cc-model';
@@ -303,7 +345,7 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
       );
       await handle.signal(finishSignal);
       const result = await handle.result();
-      assert.equal(result.deployment.version, first.version);
+      assert.equal(result.deployment!.version, first.version);
       assert.equal(await servedVersion(promoted.url), first.version);
       assert.deepEqual(
         status.deployments.map((d) => d.version),
@@ -356,7 +398,7 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
       );
       assert.deepEqual(resized.removed, [`endpoint config ${first.endpointConfigName}`, `model ${first.endpointConfigName}`]);
       await handle.signal(finishSignal);
-      assert.equal((await handle.result()).deployment.endpointConfigName, resized.endpointConfigName);
+      assert.equal((await handle.result()).deployment?.endpointConfigName, resized.endpointConfigName);
     }, sagemaker);
   });
 });

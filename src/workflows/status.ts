@@ -33,15 +33,28 @@ export class StatusTracker {
   }
 
   deployed(deployment: Deployment): void {
-    this.status.deployments.push(deployment);
+    appendBounded(this.status.deployments, deployment);
   }
 
   redeployed(record: RedeployRecord): void {
-    this.status.redeploys.push(record);
+    appendBounded(this.status.redeploys, record);
     if (record.deployment) this.deployed(record.deployment);
   }
 
   private render(): void {
     setCurrentDetails(renderDetails(this.status));
   }
+}
+
+/**
+ * How many deployments and redeploy records the status keeps (the newest). The status travels in
+ * every continue-as-new and query answer: unbounded, a flood of redeploy signals would push it
+ * past Temporal's payload limits (2 MB); 25 of each stay far below.
+ */
+export const STATUS_HISTORY_LIMIT = 25;
+
+/** Appends `item`, dropping the oldest entries beyond `limit`. */
+export function appendBounded<T>(list: T[], item: T, limit = STATUS_HISTORY_LIMIT): void {
+  list.push(item);
+  if (list.length > limit) list.splice(0, list.length - limit);
 }

@@ -1,6 +1,7 @@
 import { strict as assert } from 'node:assert';
 import type { ClassificationMetrics, TrainedModel } from '../../src/common/types';
 import { championGate, selectBestModel } from '../../src/workflows/selection';
+import { appendBounded, STATUS_HISTORY_LIMIT } from '../../src/workflows/status';
 
 const metrics = (accuracy: number, loss = 0.5, extra: Partial<ClassificationMetrics> = {}): ClassificationMetrics => ({
   loss,
@@ -93,5 +94,19 @@ describe('championGate', () => {
     );
     assert.equal(d.outcome, 'promote');
     assert.match(d.reason, /not comparable: takes 64 px/);
+  });
+});
+
+describe('appendBounded (the status keeps the newest deployments and redeploys)', () => {
+  it('keeps the newest STATUS_HISTORY_LIMIT entries, oldest first', () => {
+    const list: number[] = [];
+    for (let i = 1; i <= STATUS_HISTORY_LIMIT + 7; i++) appendBounded(list, i);
+    assert.equal(list.length, STATUS_HISTORY_LIMIT);
+    assert.deepEqual([list[0], list.at(-1)], [8, STATUS_HISTORY_LIMIT + 7]);
+  });
+  it('keeps everything below the limit', () => {
+    const list = [1, 2];
+    appendBounded(list, 3, 5);
+    assert.deepEqual(list, [1, 2, 3]);
   });
 });

@@ -10,7 +10,7 @@ import { DatasetError, preprocess, type PreprocessOutcome } from '../data/prepro
 import { ShardPool } from '../data/shard-pool';
 import type { DatasetManifest } from '../data/shards';
 import type { ObjectStore } from '../storage/object-store';
-import type { MlflowClient } from '../tracking/mlflow';
+import { mlflowKey, type MlflowClient } from '../tracking/mlflow';
 
 export interface DataDeps {
   store: ObjectStore;
@@ -79,31 +79,57 @@ function summarize({ manifestUri, manifest: m, cacheHit }: PreprocessOutcome): P
   };
 }
 
+/**
+ * The dataset's MLflow run: one per activity, found again by its tags when an attempt is retried,
+ * and never left RUNNING by a failure to log it.
+ */
 async function logRun(mlflow: MlflowClient, experimentName: string, ctx: Context, m: DatasetManifest, p: PreparedDataset): Promise<void> {
   const experimentId = await mlflow.getOrCreateExperiment(experimentName);
-  const run = await mlflow.createRun(experimentId, 'Preprocessing', {
+  const tags = {
     'temporal.workflow_id': ctx.info.workflowExecution?.workflowId ?? '',
     'temporal.workflow_run_id': ctx.info.workflowExecution?.runId ?? '',
     'temporal.activity_id': ctx.info.activityId,
-    skipped_keys: m.source.skipped.slice(0, 20).join('\n'),
-  });
+  };
+  const [found] = await mlflow.searchRuns(
+    experimentId,
+    `attributes.run_name = 'Preprocessing' and tags."temporal.workflow_run_id" = '${tags['temporal.workflow_run_id']}' ` +
+      `and tags."temporal.activity_id" = '${tags['temporal.activity_id']}'`,
+  );
+  if (found?.status === 'FINISHED') return;
+  const runId = found?.run_id ?? (await mlflow.createRun(experimentId, 'Preprocessing', tags)).run_id;
   const sizes: Record<string, number> = {};
-  for (const [split, s] of Object.entries(p.splits)) for (const [c, n] of Object.entries(s.perClass)) sizes[`${split}_size_${c}`] = n;
-  await mlflow.logBatch(run.run_id, {
-    params: {
-      ...sizes,
-      data_uri: m.source.dataUri,
-      image_shape: `${m.imageSize}x${m.imageSize}x3`,
-      label_map: JSON.stringify(m.labelMap),
-      listing_hash: m.source.listingHash,
-      content_hash: m.contentHash,
-      cache_hit: String(p.cacheHit),
-      skipped_count: m.source.skipped.length,
-      validation_split: m.params.validationSplit,
-      seed: m.params.seed,
-      manifest_uri: p.manifestUri,
-    },
-    metrics: [{ key: 'skipped_count', value: m.source.skipped.length }],
-  });
-  await mlflow.setRunStatus(run.run_id, 'FINISHED');
+  for (const [split, s] of Object.entries(p.splits)) {
+    for (const [c, n] of Object.entries(s.perClass)) sizes[uniqueKey(sizes, mlflowKey(`${split}_size_${c}`))] = n;
+  }
+  try {
+    await mlflow.logBatch(runId, {
+      // Params are the same on every attempt (MLflow refuses a changed one); what differs is a tag.
+      params: {
+        ...sizes,
+        data_uri: m.source.dataUri,
+        image_shape: `${m.imageSize}x${m.imageSize}x3`,
+        label_map: JSON.stringify(m.labelMap).slice(0, 6000),
+        listing_hash: m.source.listingHash,
+        content_hash: m.contentHash,
+        skipped_count: m.source.skipped.length,
+        validation_split: m.params.validationSplit,
+        seed: m.params.seed,
+        manifest_uri: p.manifestUri,
+      },
+      tags: { cache_hit: String(p.cacheHit), skipped_keys: m.source.skipped.slice(0, 20).join('\n') },
+      metrics: [{ key: 'skipped_count', value: m.source.skipped.length }],
+    });
+    await mlflow.setRunStatus(runId, 'FINISHED');
+  } catch (err) {
+    // The retry finds this run by its tags and finishes it.
+    await mlflow.setRunStatus(runId, 'FAILED').catch(() => undefined);
+    throw err;
+  }
+}
+
+/** `key`, or `key_2`, `key_3`... when two class names sanitize to the same key. */
+function uniqueKey(taken: Record<string, unknown>, key: string): string {
+  let k = key;
+  for (let n = 2; k in taken; n++) k = `${key}_${n}`;
+  return k;
 }

@@ -93,13 +93,15 @@ export class MlflowClient {
     const now = Date.now();
     const metrics = (batch.metrics ?? []).map((m) => ({ key: m.key, value: m.value, step: m.step ?? 0, timestamp: m.timestamp ?? now }));
     const params = Object.entries(batch.params ?? {}).map(([key, value]) => ({ key, value: String(value) }));
-    // The API takes at most 1000 metrics per call.
-    for (let i = 0; i < Math.max(metrics.length, 1); i += 1000) {
+    const tags = tagList(batch.tags);
+    // The API takes at most 1000 metrics, 100 params and 100 tags per call.
+    const calls = Math.max(Math.ceil(metrics.length / 1000), Math.ceil(params.length / 100), Math.ceil(tags.length / 100), 1);
+    for (let i = 0; i < calls; i++) {
       await this.call('POST', 'runs/log-batch', {
         run_id: runId,
-        metrics: metrics.slice(i, i + 1000),
-        params: i === 0 ? params : [],
-        tags: i === 0 ? tagList(batch.tags) : [],
+        metrics: metrics.slice(i * 1000, (i + 1) * 1000),
+        params: params.slice(i * 100, (i + 1) * 100),
+        tags: tags.slice(i * 100, (i + 1) * 100),
       });
     }
   }
@@ -221,4 +223,12 @@ export class MlflowClient {
     if (code && tolerated.includes(code)) return undefined;
     throw new MlflowError(`MLflow ${method} ${path} failed (${res.status} ${code ?? ''}): ${message.slice(0, 500)}`, res.status, code);
   }
+}
+
+/**
+ * A metric or param key MLflow accepts (letters, digits, `_ - . /` and spaces, at most 250
+ * characters), for keys made from data such as class folder names.
+ */
+export function mlflowKey(raw: string): string {
+  return raw.replace(/[^\w\-. /]/g, '_').slice(0, 250);
 }

@@ -3,6 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import type { Info } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { createDataActivities } from '../../src/activities/preprocess';
 import type { PreprocessInput } from '../../src/common/types';
@@ -19,7 +20,7 @@ describe('preprocessDataset activity (S3 on moto, real MLflow)', () => {
   const s3 = testS3();
   const mlflow = testMlflow();
   const activities = createDataActivities({ store: s3, mlflow, shardSize: 16 });
-  const run = (input: PreprocessInput) => runActivity(activities.preprocessDataset, [input]);
+  const run = (input: PreprocessInput, info?: Partial<Info>) => runActivity(activities.preprocessDataset, [input], info);
   const input = (dataUri: string, over: Partial<PreprocessInput> = {}): PreprocessInput => ({
     dataUri,
     imageSize: 24,
@@ -35,6 +36,34 @@ describe('preprocessDataset activity (S3 on moto, real MLflow)', () => {
   };
   const params = (r: { data: { params?: { key: string; value: string }[] } }): Record<string, string> =>
     Object.fromEntries((r.data.params ?? []).map((p) => [p.key, p.value]));
+  const tags = (r: { data: { tags?: { key: string; value: string }[] } }): Record<string, string> =>
+    Object.fromEntries((r.data.tags ?? []).map((t) => [t.key, t.value]));
+
+  it('logs one Preprocessing run per activity however often it is retried, within MLflow limits for any class names', async () => {
+    // 40 classes whose folder names MLflow would refuse as keys: 120 size params, more than one call takes.
+    const bucket = uniqueBucket('many-classes');
+    await s3.ensureBucket(bucket);
+    const classes = Array.from({ length: 40 }, (_, i) => `lesion #${i} (α)`);
+    const jpeg = await encodeJpeg(syntheticLesion('benign', 16, 1), 16);
+    for (const c of classes) {
+      for (let i = 0; i < 5; i++) await s3.put(`s3://${bucket}/data/train/${c}/${i}.jpg`, jpeg, 'image/jpeg');
+      await s3.put(`s3://${bucket}/data/test/${c}/0.jpg`, jpeg, 'image/jpeg');
+    }
+    const info = { activityId: 'prep-retried' };
+    const many = input(`s3://${bucket}/data`, { numClasses: 40, imageSize: 8, validationSplit: 0.2, experimentName: 'prep-many' });
+    await run(many, info);
+    await run(many, { ...info, attempt: 2 });
+    const logged = await preprocessingRuns('prep-many');
+    assert.equal(logged.length, 1, 'the retry found the run instead of starting another');
+    assert.equal(logged[0]!.info.status, 'FINISHED');
+    const keys = Object.keys(params(logged[0]!));
+    assert.equal(keys.filter((k) => /_size_/.test(k)).length, 120);
+    assert.ok(
+      keys.every((k) => /^[\w\-. /]+$/.test(k)),
+      `keys MLflow accepts: ${keys.slice(0, 3).join(', ')}`,
+    );
+    assert.ok(keys.includes('train_size_lesion _0 ___'));
+  });
 
   it('writes stratified, shuffled uint8 shards with correct labels; logs a Preprocessing run; hits its cache the second time', async () => {
     const dataUri = await seededDataset(s3, { trainPerClass: 20, testPerClass: 6, size: 40 });
@@ -62,13 +91,15 @@ describe('preprocessDataset activity (S3 on moto, real MLflow)', () => {
     assert.equal(train.labels.filter((l) => l === 1).length, 15);
     assert.equal(train.labels.filter((l) => l === 0).length, 15);
 
-    const again = await run(input(dataUri, { experimentName: 'prep-test' }));
+    // Another pipeline run's activity over the same data.
+    const again = await run(input(dataUri, { experimentName: 'prep-test' }), { activityId: 'another-run' });
     assert.equal(again.cacheHit, true);
     assert.equal(again.manifestUri, prepared.manifestUri);
     assert.equal((await s3.getJson<DatasetManifest>(again.manifestUri)).createdAt, manifest.createdAt, 'a cache hit rewrites nothing');
 
-    const runs = (await preprocessingRuns('prep-test')).map(params);
-    assert.deepEqual(runs.map((p) => p.cache_hit).sort(), ['false', 'true']);
+    const logged = await preprocessingRuns('prep-test');
+    assert.deepEqual(logged.map((r) => tags(r).cache_hit).sort(), ['false', 'true']);
+    const runs = logged.map(params);
     const p = runs[0]!;
     assert.equal(p.train_size_benign, '15');
     assert.equal(p.validation_size_malignant, '5');

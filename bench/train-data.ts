@@ -5,7 +5,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SYNTHETIC_CLASSES, syntheticLesion } from '../src/data/synthetic';
-import type { LoadedSplit } from '../src/data/dataset';
+import type { LoadedSplit } from '../src/common/types';
 
 export interface BenchData {
   dir: string;

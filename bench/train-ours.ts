@@ -6,7 +6,8 @@
  * Usage: node train-ours.js <dataDir> <model> <epochs> <batchSize> <seed> [--folds K]
  */
 import type { ModelClass } from '../src/common/constants';
-import { subset, type LoadedSplit } from '../src/data/dataset';
+import type { LoadedSplit } from '../src/common/types';
+import { subset } from '../src/data/dataset';
 import { stratifiedFolds } from '../src/data/split';
 import { evaluatePredictions } from '../src/ml/metrics';
 import { buildModel, createOptimizer } from '../src/ml/models';

@@ -129,3 +129,11 @@ export interface ChampionEvaluation {
   metrics?: ClassificationMetrics;
   reason?: string;
 }
+
+/** Decoded images of one split, in memory: `count` images of imageSize x imageSize x 3 uint8, and their labels. */
+export interface LoadedSplit {
+  count: number;
+  imageSize: number;
+  pixels: Uint8Array;
+  labels: Uint16Array;
+}

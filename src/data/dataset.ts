@@ -1,14 +1,8 @@
 /** Loads a preprocessed split into memory from its shards. */
+import type { LoadedSplit } from '../common/types';
 import type { DatasetManifest, ManifestSplit } from './shards';
 import { decodeShard } from './shards';
 import type { S3Store } from '../storage/s3';
-
-export interface LoadedSplit {
-  count: number;
-  imageSize: number;
-  pixels: Uint8Array;
-  labels: Uint16Array;
-}
 
 export async function loadSplit(s3: S3Store, manifest: DatasetManifest, split: ManifestSplit): Promise<LoadedSplit> {
   const px = manifest.imageSize * manifest.imageSize * manifest.channels;

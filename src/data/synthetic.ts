@@ -7,7 +7,7 @@
  * Deterministic: the same (kind, size, seed) always gives the same pixels.
  */
 import { loadTf } from '../ml/tf';
-import { seededRandom } from './split';
+import { seededRandom } from '../common/random';
 
 export const SYNTHETIC_CLASSES = ['benign', 'malignant'] as const;
 export type LesionKind = (typeof SYNTHETIC_CLASSES)[number];

@@ -9,8 +9,8 @@
  */
 import type { LayersModel, Scalar, Tensor } from '@tensorflow/tfjs-node';
 import type { TrainingOptimizer } from './native-adam';
-import type { LoadedSplit } from '../data/dataset';
-import { seededRandom } from '../data/split';
+import { seededRandom } from '../common/random';
+import type { LoadedSplit } from '../common/types';
 import { setDropoutPosition } from './layers';
 import { squaredNorm } from './native-ops';
 import { evaluatePredictions } from './metrics';

@@ -1,5 +1,6 @@
 import { strict as assert } from 'node:assert';
-import { seededRandom, shuffled, stratifiedFolds, stratifiedSplit } from '../../src/data/split';
+import { seededRandom } from '../../src/common/random';
+import { shuffled, stratifiedFolds, stratifiedSplit } from '../../src/data/split';
 
 const items = [
   ...Array.from({ length: 50 }, (_, i) => ({ id: i, label: 0 })),

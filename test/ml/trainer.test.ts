@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import type { LayersModel, Tensor } from '@tensorflow/tfjs-node';
-import type { LoadedSplit } from '../../src/data/dataset';
-import { seededRandom } from '../../src/data/split';
+import { seededRandom } from '../../src/common/random';
+import type { LoadedSplit } from '../../src/common/types';
 import { batchNormalization, conv2d, seededDropout } from '../../src/ml/layers';
 import { createOptimizer } from '../../src/ml/models';
 import { planMicroBatch } from '../../src/ml/memory';

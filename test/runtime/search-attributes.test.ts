@@ -1,19 +1,14 @@
 import { strict as assert } from 'node:assert';
-import { join } from 'node:path';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { SEARCH_ATTRIBUTES } from '../../src/common/constants';
 import { checkSearchAttributes, MissingSearchAttributesError, registerCommand } from '../../src/runtime/search-attributes';
-import { ROOT } from '../helpers/global';
-import { installQuietRuntime } from '../helpers/temporal';
+import { startDevServer } from '../helpers/temporal';
 
 describe('checkSearchAttributes (real dev server)', function () {
   let env: TestWorkflowEnvironment;
   before(async () => {
-    installQuietRuntime();
     // A namespace as a new cluster has it: none of the pipeline's attributes registered.
-    env = await TestWorkflowEnvironment.createLocal({
-      server: { executable: { type: 'existing-path', path: join(ROOT, '.venv', 'bin', 'temporal') } },
-    });
+    env = await startDevServer({ withSearchAttributes: false });
   });
   after(async () => {
     await env?.teardown();

@@ -3,12 +3,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
-import { SEARCH_ATTRIBUTES, TASK_QUEUES } from '../../src/common/constants';
+import { TASK_QUEUES } from '../../src/common/constants';
 import { cnnSkinCancerWorkflow } from '../../src/workflows';
 import { statusQuery } from '../../src/workflows/messages';
 import { ROOT } from '../helpers/global';
 import { seededDataset, testMlflow, testS3 } from '../helpers/services';
-import { createPipelineWorkers, installQuietRuntime } from '../helpers/temporal';
+import { createPipelineWorkers, startDevServer } from '../helpers/temporal';
 
 // The training at the size this test runs; SHUTDOWN_TEST_IMAGE_SIZE / _MODEL / _BATCH measure
 // other sizes by hand (224 px, ResNet50, batch 64 is what the seed's input trains).
@@ -64,13 +64,7 @@ describe('training worker process: probes, Prometheus metrics and graceful shutd
   const workers: ChildProcess[] = [];
 
   before(async () => {
-    installQuietRuntime();
-    env = await TestWorkflowEnvironment.createLocal({
-      server: {
-        executable: { type: 'existing-path', path: join(ROOT, '.venv', 'bin', 'temporal') },
-        searchAttributes: Object.values(SEARCH_ATTRIBUTES),
-      },
-    });
+    env = await startDevServer();
   });
   after(async () => {
     for (const w of workers) if (w.exitCode === null) w.kill('SIGKILL');

@@ -1,12 +1,10 @@
 import { strict as assert } from 'node:assert';
-import { join } from 'node:path';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
-import { SEARCH_ATTRIBUTES, TASK_QUEUES } from '../../src/common/constants';
+import { TASK_QUEUES } from '../../src/common/constants';
 import { cnnSkinCancerWorkflow } from '../../src/workflows';
 import { finishSignal, redeploySignal, redeployUpdate, statusQuery } from '../../src/workflows/messages';
-import { ROOT } from '../helpers/global';
-import { createPipelineWorkers, installQuietRuntime, recordHistory } from '../helpers/temporal';
+import { createPipelineWorkers, startDevServer, recordHistory } from '../helpers/temporal';
 import { seededDataset, testS3 } from '../helpers/services';
 
 describe('cnnSkinCancerWorkflow continue-as-new (dev server suggesting it after 40 history events)', function () {
@@ -14,14 +12,7 @@ describe('cnnSkinCancerWorkflow continue-as-new (dev server suggesting it after 
   const s3 = testS3();
 
   before(async () => {
-    installQuietRuntime();
-    env = await TestWorkflowEnvironment.createLocal({
-      server: {
-        executable: { type: 'existing-path', path: join(ROOT, '.venv', 'bin', 'temporal') },
-        searchAttributes: Object.values(SEARCH_ATTRIBUTES),
-        extraArgs: ['--dynamic-config-value', 'limit.historyCount.suggestContinueAsNew=40'],
-      },
-    });
+    env = await startDevServer({ extraArgs: ['--dynamic-config-value', 'limit.historyCount.suggestContinueAsNew=40'] });
   });
   after(async () => {
     await env?.teardown();

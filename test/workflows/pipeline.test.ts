@@ -18,7 +18,7 @@ import type { DeployInput, TrainModelInput } from '../../src/common/types';
 import { LocalEndpoints } from '../../src/serving/local-endpoints';
 import { finishSignal, redeploySignal, redeployUpdate, statusQuery } from '../../src/workflows/messages';
 import { ROOT } from '../helpers/global';
-import { createPipelineWorkers, installQuietRuntime, recordHistory } from '../helpers/temporal';
+import { createPipelineWorkers, startDevServer, recordHistory } from '../helpers/temporal';
 import { seededDataset, testMlflow, testS3 } from '../helpers/services';
 
 describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', function () {
@@ -30,13 +30,7 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
   const config = loadConfig(process.env);
 
   before(async function () {
-    installQuietRuntime();
-    env = await TestWorkflowEnvironment.createLocal({
-      server: {
-        executable: { type: 'existing-path', path: join(ROOT, '.venv', 'bin', 'temporal') },
-        searchAttributes: Object.values(SEARCH_ATTRIBUTES),
-      },
-    });
+    env = await startDevServer();
     bundle = await bundleWorkflowCode({ workflowsPath: require.resolve('../../src/workflows'), logger: new DefaultLogger('WARN') });
     dataUri = await seededDataset(s3, { trainPerClass: 16, testPerClass: 6, size: 24 });
   });

@@ -4,7 +4,7 @@ import type { WorkflowHandle } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, type Worker, type WorkflowBundle } from '@temporalio/worker';
 import { NormalModuleReplacementPlugin } from 'webpack';
-import { SEARCH_ATTRIBUTES, TASK_QUEUES } from '../../src/common/constants';
+import { TASK_QUEUES } from '../../src/common/constants';
 import type { TrainedModel, TrainModelInput } from '../../src/common/types';
 import { loadConfig } from '../../src/config';
 import { drainageStatus, setCurrentVersion } from '../../src/runtime/deployment';
@@ -14,7 +14,7 @@ import type { PipelineInput } from '../../src/workflows/input';
 import { finishSignal, statusQuery } from '../../src/workflows/messages';
 import { ROOT } from '../helpers/global';
 import { seededDataset, testMlflow, testS3 } from '../helpers/services';
-import { createPipelineWorkers, installQuietRuntime } from '../helpers/temporal';
+import { createPipelineWorkers, startDevServer } from '../helpers/temporal';
 
 const until = async <T>(read: () => Promise<T>, done: (v: T) => boolean, what: string, timeoutMs = 120_000): Promise<T> => {
   const deadline = Date.now() + timeoutMs;
@@ -37,17 +37,12 @@ describe('Worker Versioning rollout (real dev server with worker deployments, re
   };
 
   before(async () => {
-    installQuietRuntime();
-    env = await TestWorkflowEnvironment.createLocal({
-      server: {
-        executable: { type: 'existing-path', path: join(ROOT, '.venv', 'bin', 'temporal') },
-        searchAttributes: Object.values(SEARCH_ATTRIBUTES),
-        // The server re-checks whether a version still has pinned runs every 3 minutes by default.
-        extraArgs: [
-          ...['--dynamic-config-value', 'matching.wv.VersionDrainageStatusVisibilityGracePeriod="1s"'],
-          ...['--dynamic-config-value', 'matching.wv.VersionDrainageStatusRefreshInterval="1s"'],
-        ],
-      },
+    // The server re-checks whether a version still has pinned runs every 3 minutes by default.
+    env = await startDevServer({
+      extraArgs: [
+        ...['--dynamic-config-value', 'matching.wv.VersionDrainageStatusVisibilityGracePeriod="1s"'],
+        ...['--dynamic-config-value', 'matching.wv.VersionDrainageStatusRefreshInterval="1s"'],
+      ],
     });
   });
   after(async () => {

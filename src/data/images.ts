@@ -1,9 +1,15 @@
 /** Image decoding and resizing on the native TensorFlow backend. */
 import type { Tensor3D } from '@tensorflow/tfjs-node';
 import { loadTf } from '../ml/tf';
+import { imageDimensions, MAX_DECODED_PIXELS } from './image-size';
 
 export class ImageDecodeError extends Error {
-  override readonly name = 'ImageDecodeError';
+  override readonly name: string = 'ImageDecodeError';
+}
+
+/** An image whose declared size is beyond MAX_DECODED_PIXELS: refused before anything is decoded. */
+export class ImageTooLargeError extends ImageDecodeError {
+  override readonly name = 'ImageTooLargeError';
 }
 
 /**
@@ -11,6 +17,12 @@ export class ImageDecodeError extends Error {
  * pixels, resized bilinearly to the square the models expect.
  */
 export function decodeAndResize(bytes: Uint8Array, size: number): Uint8Array {
+  const dims = imageDimensions(bytes);
+  if (dims && dims.width * dims.height > MAX_DECODED_PIXELS) {
+    throw new ImageTooLargeError(
+      `the image declares ${dims.width}x${dims.height} pixels, more than the ${MAX_DECODED_PIXELS / 1e6}-megapixel limit`,
+    );
+  }
   const tf = loadTf();
   let pixels: Tensor3D;
   try {

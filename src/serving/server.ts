@@ -5,7 +5,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { LayersModel, Tensor } from '@tensorflow/tfjs-node';
-import { decodeAndResize } from '../data/images';
+import { decodeAndResize, ImageTooLargeError } from '../data/images';
 import type { ModelMetadata } from '../ml/model-store';
 import { loadTf } from '../ml/tf';
 import { ServingMetrics } from './metrics';
@@ -78,7 +78,8 @@ export function createInferenceServer(
       let pixels: Uint8Array;
       try {
         pixels = decodeAndResize(body, size);
-      } catch {
+      } catch (err) {
+        if (err instanceof ImageTooLargeError) throw new HttpError(413, err.message);
         throw new HttpError(400, `the body is not a decodable ${type} image`);
       }
       const floats = new Float32Array(pixels.length);

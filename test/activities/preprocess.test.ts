@@ -14,6 +14,7 @@ import { decodeShard, type DatasetManifest } from '../../src/data/shards';
 import { encodeJpeg, syntheticLesion } from '../../src/data/synthetic';
 import { loadTf } from '../../src/ml/tf';
 import { LocalStore, type ObjectStore } from '../../src/storage/object-store';
+import { blackPng } from '../helpers/images';
 import { runActivity, seededDataset, testMlflow, testS3, uniqueBucket } from '../helpers/services';
 
 describe('preprocessDataset activity (S3 on moto, real MLflow)', () => {
@@ -63,6 +64,20 @@ describe('preprocessDataset activity (S3 on moto, real MLflow)', () => {
       `keys MLflow accepts: ${keys.slice(0, 3).join(', ')}`,
     );
     assert.ok(keys.includes('train_size_lesion _0 ___'));
+  });
+
+  it('skips and lists a decompression bomb instead of decoding it (a 150 KB PNG of 8000x6000 pixels)', async () => {
+    const bucket = uniqueBucket('bomb');
+    await s3.ensureBucket(bucket);
+    const jpeg = await encodeJpeg(syntheticLesion('benign', 16, 1), 16);
+    for (const c of ['benign', 'malignant']) {
+      for (let i = 0; i < 6; i++) await s3.put(`s3://${bucket}/data/train/${c}/${i}.jpg`, jpeg, 'image/jpeg');
+      await s3.put(`s3://${bucket}/data/test/${c}/0.jpg`, jpeg, 'image/jpeg');
+    }
+    await s3.put(`s3://${bucket}/data/train/benign/bomb.png`, blackPng(8000, 6000), 'image/png');
+    const prepared = await run(input(`s3://${bucket}/data`, { imageSize: 8, maxSkippedFraction: 0.2 }));
+    assert.deepEqual(prepared.skipped, { count: 1, keys: ['data/train/benign/bomb.png'] });
+    assert.equal(prepared.splits.train.count + prepared.splits.validation.count, 12);
   });
 
   it('writes stratified, shuffled uint8 shards with correct labels; logs a Preprocessing run; hits its cache the second time', async () => {

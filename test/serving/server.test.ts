@@ -4,6 +4,7 @@ import type { Server } from 'node:http';
 import { encodeJpeg, syntheticLesion } from '../../src/data/synthetic';
 import { buildBasicCnn } from '../../src/ml/models';
 import { createInferenceServer, type LoadedModel } from '../../src/serving/server';
+import { blackPng } from '../helpers/images';
 
 const SIZE = 8;
 const model = (version: string, seed: number): LoadedModel => ({
@@ -120,5 +121,24 @@ describe('inference server', () => {
     const rounded = (ps: P[]) =>
       ps.map((p) => p.map((x) => ({ ...x, probabilities: Object.values(x.probabilities).map((v) => v.toFixed(5)) })));
     assert.deepEqual(rounded(together), rounded(alone));
+  });
+
+  it('answers 413 to an image that would decode to too many pixels, and keeps answering', async () => {
+    const { server: big } = createInferenceServer(model('1', 1), { maxBodyBytes: 1024 * 1024, maxInstances: 4 });
+    await new Promise<void>((r) => big.listen(0, '127.0.0.1', r));
+    try {
+      const at = `http://127.0.0.1:${(big.address() as AddressInfo).port}`;
+      const bomb = await fetch(`${at}/invocations`, {
+        method: 'POST',
+        headers: { 'content-type': 'image/png' },
+        body: blackPng(8000, 6000),
+      });
+      assert.equal(bomb.status, 413);
+      assert.match(((await bomb.json()) as { error: string }).error, /8000x6000 pixels/);
+      const after = await fetch(`${at}/invocations`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: blackPng(40, 40) });
+      assert.equal(after.status, 200);
+    } finally {
+      big.close();
+    }
   });
 });

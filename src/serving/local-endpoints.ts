@@ -6,6 +6,7 @@
  * its state, so a worker restart or a crashed server gets the same URL back).
  */
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/common';
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { extname, join, resolve } from 'node:path';
@@ -17,6 +18,8 @@ export interface EndpointState {
   name: string;
   pid: number;
   url: string;
+  /** The bearer token of the server's POST /admin/model (state files are readable by their owner only). */
+  adminToken?: string;
   registeredModelName: string;
   version: string;
   modelUri: string;
@@ -57,11 +60,17 @@ export class LocalEndpoints {
   ): Promise<{ state: EndpointState; unchanged: boolean }> {
     const state = this.read(name);
     const alive = state !== undefined && isOurServer(state.pid);
-    if (state && alive && (await ping(state.url))) {
+    // A server busy with a long batch answers /ping late: it is given time before it counts as hung.
+    if (state && alive && (await ping(state.url, 10_000, 3))) {
       const served = await getJson<{ version?: string; modelUri?: string }>(`${state.url}/model`);
       if (served.version === model.version && served.modelUri === model.modelUri) return { state, unchanged: true };
       progress(`swapping ${name} to v${model.version}`);
-      await postJson(`${state.url}/admin/model`, { modelUri: model.modelUri, name: model.registeredModelName, version: model.version });
+      await postJson(
+        `${state.url}/admin/model`,
+        { modelUri: model.modelUri, name: model.registeredModelName, version: model.version },
+        undefined,
+        state.adminToken,
+      );
       const next = { ...state, registeredModelName: model.registeredModelName, version: model.version, modelUri: model.modelUri };
       this.write(next);
       return { state: next, unchanged: false };
@@ -124,13 +133,19 @@ export class LocalEndpoints {
     const args = [...(ext === '.ts' ? ['-r', 'ts-node/register/transpile-only'] : []), script];
     args.push('--model-uri', model.modelUri, '--model-name', model.registeredModelName, '--model-version', model.version);
     args.push('--host', this.o.host, '--port', String(port), '--admin');
-    const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', fd, fd], env: this.o.env });
+    const adminToken = randomBytes(24).toString('base64url');
+    const child = spawn(process.execPath, args, {
+      detached: true,
+      stdio: ['ignore', fd, fd],
+      env: { ...this.o.env, ENDPOINT_ADMIN_TOKEN: adminToken },
+    });
     closeSync(fd);
     child.unref();
     const state: EndpointState = {
       name,
       pid: child.pid!,
       url,
+      adminToken,
       registeredModelName: model.registeredModelName,
       version: model.version,
       modelUri: model.modelUri,
@@ -147,7 +162,7 @@ export class LocalEndpoints {
   }
 
   private write(state: EndpointState): void {
-    writeFileSync(this.statePath(state.name), JSON.stringify(state, null, 2));
+    writeFileSync(this.statePath(state.name), JSON.stringify(state, null, 2), { mode: 0o600 });
   }
 }
 
@@ -165,12 +180,15 @@ export function isOurServer(pid: number): boolean {
   }
 }
 
-export async function ping(url: string): Promise<boolean> {
-  try {
-    return (await fetch(`${url}/ping`, { signal: AbortSignal.timeout(2000) })).ok;
-  } catch {
-    return false;
+export async function ping(url: string, timeoutMs = 2000, tries = 1): Promise<boolean> {
+  for (let i = 0; i < tries; i++) {
+    try {
+      if ((await fetch(`${url}/ping`, { signal: AbortSignal.timeout(timeoutMs) })).ok) return true;
+    } catch {
+      /* not up, or not answering in time */
+    }
   }
+  return false;
 }
 
 export async function getJson<T>(url: string): Promise<T> {
@@ -179,10 +197,10 @@ export async function getJson<T>(url: string): Promise<T> {
   return (await res.json()) as T;
 }
 
-export async function postJson<T = unknown>(url: string, body: unknown, timeoutMs = 120_000): Promise<T> {
+export async function postJson<T = unknown>(url: string, body: unknown, timeoutMs = 120_000, bearer?: string): Promise<T> {
   const res = await fetch(url, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...(bearer ? { authorization: `Bearer ${bearer}` } : {}) },
     body: JSON.stringify(body),
     signal: AbortSignal.timeout(timeoutMs),
   });

@@ -25,7 +25,13 @@ async function main(): Promise<void> {
   const model = await loadServedModel({ modelUri: values['model-uri']!, name: values['model-name'], version: values['model-version'] });
   const maxBatch = Number(values['max-batch']);
   if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new Error(`--max-batch must be a positive integer, got '${values['max-batch']}'`);
-  const { server } = createInferenceServer(model, { loadModel: values.admin ? loadServedModel : undefined, maxBatch });
+  // The hot swap is for the local endpoints' deploy activity only, which passes its token in the environment.
+  const adminToken = process.env.ENDPOINT_ADMIN_TOKEN;
+  if (values.admin && !adminToken) throw new Error('--admin needs ENDPOINT_ADMIN_TOKEN: POST /admin/model is never open');
+  const { server } = createInferenceServer(model, {
+    maxBatch,
+    ...(values.admin ? { loadModel: loadServedModel, adminToken } : {}),
+  });
   server.listen(port, values.host, () =>
     console.log(`serving ${model.info.name ?? ''} v${model.info.version ?? '?'} (${model.info.modelUri}) on http://${values.host}:${port}`),
   );

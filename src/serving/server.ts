@@ -3,6 +3,7 @@
  * GET /ping, POST /invocations. Bodies: JSON `{"instances": [<HxWx3 floats in [0,1]>, ...]}`
  * or a raw image/jpeg / image/png. The answer names the label and every class probability.
  */
+import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { LayersModel, Tensor } from '@tensorflow/tfjs-node';
 import { decodeAndResize, ImageTooLargeError } from '../data/images';
@@ -24,12 +25,22 @@ export interface ServerOptions {
   maxBatch?: number;
   /** Enables POST /admin/model (hot swap); local endpoints only. */
   loadModel?: (request: { modelUri: string; name?: string; version?: string }) => Promise<LoadedModel>;
+  /** The bearer token POST /admin/model requires (required with loadModel). */
+  adminToken?: string;
+  /** Invocations in progress (reading, decoding, waiting for the model) beyond which new ones get 503 with Retry-After (default 128). */
+  maxPendingRequests?: number;
+  /** Open connections beyond which new ones are refused (default 256). */
+  maxConnections?: number;
+  /** How long a client may take to send its headers, and its whole request (defaults 10 s and 60 s). */
+  headersTimeoutMs?: number;
+  requestTimeoutMs?: number;
 }
 
 class HttpError extends Error {
   constructor(
     readonly status: number,
     message: string,
+    readonly headers: Record<string, string> = {},
   ) {
     super(message);
   }
@@ -46,6 +57,9 @@ export function createInferenceServer(
 ): { server: Server; current: () => LoadedModel | undefined } {
   const maxBody = options.maxBodyBytes ?? 32 * 1024 * 1024;
   const maxInstances = options.maxInstances ?? 64;
+  const maxPending = options.maxPendingRequests ?? 128;
+  let pending = 0;
+  if (options.loadModel && !options.adminToken) throw new Error('POST /admin/model needs an admin token');
   let current = initial;
 
   const batcher = new Batcher(options.maxBatch ?? 32, (pixels, n) => {
@@ -105,6 +119,10 @@ export function createInferenceServer(
 
   const adminLoad = async (req: IncomingMessage): Promise<object> => {
     if (!options.loadModel) throw new HttpError(404, 'not found');
+    if (!tokenMatches(req.headers.authorization, options.adminToken!)) {
+      req.resume();
+      throw new HttpError(401, 'POST /admin/model needs "authorization: Bearer <admin token>"', { 'www-authenticate': 'Bearer' });
+    }
     let request: { modelUri?: unknown; name?: string; version?: string };
     try {
       request = JSON.parse((await readBody(req, 1024 * 1024)).toString('utf8'));
@@ -121,7 +139,15 @@ export function createInferenceServer(
   };
 
   const metrics = new ServingMetrics();
-  const server = createServer((req, res) => {
+  // A slow or stalled client cannot hold a connection (checked every second; Node's default is
+  // every 30 s), and a flood of them cannot exhaust the process.
+  const timeouts = {
+    headersTimeout: options.headersTimeoutMs ?? 10_000,
+    requestTimeout: options.requestTimeoutMs ?? 60_000,
+    keepAliveTimeout: 5_000,
+    connectionsCheckingInterval: 1_000,
+  };
+  const server = createServer(timeouts, (req, res) => {
     const route = `${req.method} ${(req.url ?? '').split('?')[0]}`;
     const started = process.hrtime.bigint();
     res.on('finish', () =>
@@ -147,8 +173,18 @@ export function createInferenceServer(
             },
           ];
         case 'POST /invocations': {
-          const { version, predictions } = await invocations(req);
-          return [200, { predictions }, version ? { 'x-model-version': version } : {}];
+          // Beyond this a longer queue only adds latency: the client is told to come back.
+          if (pending >= maxPending) {
+            req.resume();
+            throw new HttpError(503, `${pending} requests are already in progress; retry shortly`, { 'retry-after': '1' });
+          }
+          pending++;
+          try {
+            const { version, predictions } = await invocations(req);
+            return [200, { predictions }, version ? { 'x-model-version': version } : {}];
+          } finally {
+            pending--;
+          }
         }
         case 'POST /admin/model':
           return [200, await adminLoad(req)];
@@ -159,15 +195,25 @@ export function createInferenceServer(
     handle().then(
       ([status, body, headers]) => send(res, status, body, headers),
       (err: Error) =>
-        send(res, err instanceof HttpError ? err.status : 500, {
-          error: err instanceof HttpError ? err.message : `internal error: ${err.message}`,
-        }),
+        send(
+          res,
+          err instanceof HttpError ? err.status : 500,
+          { error: err instanceof HttpError ? err.message : `internal error: ${err.message}` },
+          err instanceof HttpError ? err.headers : {},
+        ),
     );
   });
+  server.maxConnections = options.maxConnections ?? 256;
   return { server, current: () => current };
 }
 
 const KNOWN_ROUTES = new Set(['GET /ping', 'GET /model', 'POST /invocations', 'POST /admin/model', 'GET /metrics']);
+
+function tokenMatches(header: string | undefined, token: string): boolean {
+  const given = Buffer.from(/^Bearer (.+)$/.exec(header ?? '')?.[1] ?? '');
+  const expected = Buffer.from(token);
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}
 
 function flattenInstance(instance: unknown, size: number, out: Float32Array, offset: number, path: string): void {
   const shapeError = (): HttpError =>

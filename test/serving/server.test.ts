@@ -1,4 +1,5 @@
 import { strict as assert } from 'node:assert';
+import { request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { encodeJpeg, syntheticLesion } from '../../src/data/synthetic';
@@ -23,14 +24,15 @@ describe('inference server', () => {
       maxBodyBytes: 64 * 1024,
       maxInstances: 4,
       loadModel: async ({ version }) => model(version ?? '?', 2),
+      adminToken: 'admin-secret',
     }));
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   });
   after(() => server.close());
 
-  const post = (body: string | Uint8Array, type = 'application/json', path = '/invocations') =>
-    fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': type }, body });
+  const post = (body: string | Uint8Array, type = 'application/json', path = '/invocations', headers: Record<string, string> = {}) =>
+    fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': type, ...headers }, body });
 
   it('answers /ping', async () => {
     const res = await fetch(`${url}/ping`);
@@ -100,7 +102,10 @@ describe('inference server', () => {
     };
     const clients = Array.from({ length: 4 }, load);
     await new Promise((r) => setTimeout(r, 100));
-    const swap = await post(JSON.stringify({ modelUri: 's3://b/m/2', version: '2' }), 'application/json', '/admin/model');
+    const request = JSON.stringify({ modelUri: 's3://b/m/2', version: '2' });
+    assert.equal((await post(request, 'application/json', '/admin/model')).status, 401, 'no token, no swap');
+    assert.equal((await post(request, 'application/json', '/admin/model', { authorization: 'Bearer wrong' })).status, 401);
+    const swap = await post(request, 'application/json', '/admin/model', { authorization: 'Bearer admin-secret' });
     assert.equal(swap.status, 200);
     await new Promise((r) => setTimeout(r, 100));
     stop = true;
@@ -140,5 +145,48 @@ describe('inference server', () => {
     } finally {
       big.close();
     }
+  });
+
+  it('sheds requests beyond its limit with 503 and Retry-After, and keeps answering', async () => {
+    const { server: small } = createInferenceServer(model('1', 1), { maxPendingRequests: 1 });
+    await new Promise<void>((r) => small.listen(0, '127.0.0.1', r));
+    const port = (small.address() as AddressInfo).port;
+    const invoke = () =>
+      fetch(`http://127.0.0.1:${port}/invocations`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: blackPng(40, 40) });
+    try {
+      // One request in progress (its body still arriving) fills the server; the next is told to come back.
+      const body = blackPng(40, 40);
+      const first = new Promise<number>((resolve, reject) => {
+        const req = request(
+          {
+            host: '127.0.0.1',
+            port,
+            path: '/invocations',
+            method: 'POST',
+            headers: { 'content-type': 'image/png', 'content-length': body.length },
+          },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode!);
+          },
+        );
+        req.on('error', reject);
+        req.write(body.subarray(0, 10));
+        setTimeout(() => req.end(body.subarray(10)), 300);
+      });
+      await new Promise((r) => setTimeout(r, 100));
+      const shed = await invoke();
+      assert.equal(shed.status, 503);
+      assert.equal(shed.headers.get('retry-after'), '1');
+      assert.equal(await first, 200);
+
+      assert.equal((await invoke()).status, 200);
+    } finally {
+      small.close();
+    }
+  });
+
+  it('will not offer the hot swap without a token', () => {
+    assert.throws(() => createInferenceServer(model('1', 1), { loadModel: async () => model('2', 2) }), /needs an admin token/);
   });
 });

@@ -94,6 +94,11 @@ async function main(): Promise<void> {
     say(`started workflow ${workflowId} (run ${handle.firstExecutionRunId})`);
 
     const status = await followProgress(handle);
+    if (status.stage === 'deploy-failed')
+      throw new Error(
+        `the deployment failed (${status.deployError}); the workflow stays alive: retry with ` +
+          `.venv/bin/temporal workflow signal --workflow-id ${workflowId} --name redeploy --input '{"version":"${status.selection?.version}"}'`,
+      );
     if (status.stage !== 'serving') throw new Error(`the workflow ended in stage '${status.stage}'; see the Web UI`);
 
     const deployment = status.deployments.at(-1)!;
@@ -153,7 +158,7 @@ async function followProgress(handle: { query: (q: 'status') => Promise<Pipeline
       const line = `${status.stage}${status.models.length ? ': ' + status.models.map((m) => `${m.modelClass} ${m.state}`).join(', ') : ''}`;
       if (line !== last) say(line);
       last = line;
-      if (['serving', 'finished', 'failed'].includes(status.stage)) return status;
+      if (['serving', 'deploy-failed', 'finished', 'failed'].includes(status.stage)) return status;
     }
     await new Promise((r) => setTimeout(r, 1000));
   }

@@ -1,7 +1,7 @@
 /**
  * cnnSkinCancerWorkflow: preprocess -> train N models in parallel -> select on validation ->
- * promote in the registry (or keep the champion) -> deploy -> stay alive serving `redeploy`
- * requests.
+ * deploy the new best (or keep the champion) -> promote it in the registry once it serves -> stay
+ * alive serving `redeploy` requests.
  *
  * Workflow code: deterministic, no I/O; everything external happens in activities (steps.ts).
  * Under Worker Versioning a run executes on the build it started on (the workers' default

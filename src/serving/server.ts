@@ -270,7 +270,7 @@ interface Batched {
  * that arrive meanwhile queue up and go together in the next call, so a lone request waits for
  * nothing and a busy server makes fewer, larger calls.
  */
-class Batcher {
+export class Batcher {
   private queue: { pixels: Float32Array; n: number; resolve: (b: Batched) => void; reject: (e: Error) => void }[] = [];
   private scheduled = false;
 

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { encodeJpeg, syntheticLesion } from '../../src/data/synthetic';
 import { buildBasicCnn } from '../../src/ml/models';
-import { createInferenceServer, type LoadedModel } from '../../src/serving/server';
+import { Batcher, createInferenceServer, type LoadedModel } from '../../src/serving/server';
 import { blackPng } from '../helpers/images';
 
 const SIZE = 8;
@@ -126,6 +126,22 @@ describe('inference server', () => {
     const rounded = (ps: P[]) =>
       ps.map((p) => p.map((x) => ({ ...x, probabilities: Object.values(x.probabilities).map((v) => v.toFixed(5)) })));
     assert.deepEqual(rounded(together), rounded(alone));
+  });
+
+  it('batches what arrives while the model is busy into one call, and never more than maxBatch instances', async () => {
+    const calls: number[] = [];
+    const batcher = new Batcher(5, (pixels, n) => {
+      calls.push(n);
+      return { version: '1', predictions: Array.from({ length: n }, (_, i) => ({ label: String(pixels[i * 3]), probabilities: {} })) };
+    });
+    const one = (v: number, n: number) => batcher.run(new Float32Array(n * 3).fill(v), n);
+    const answers = await Promise.all([one(1, 2), one(2, 2), one(3, 1), one(4, 2)]);
+    assert.deepEqual(calls, [5, 2], 'the first three requests shared one call; the fourth did not fit in it');
+    assert.deepEqual(
+      answers.map((a) => a.predictions.map((p) => p.label)),
+      [['1', '1'], ['2', '2'], ['3'], ['4', '4']],
+      'each request gets its own rows back',
+    );
   });
 
   it('answers 413 to an image that would decode to too many pixels, and keeps answering', async () => {

@@ -11,6 +11,7 @@ import { ShardPool } from '../data/shard-pool';
 import type { DatasetManifest } from '../data/shards';
 import type { ObjectStore } from '../storage/object-store';
 import { mlflowKey, type MlflowClient } from '../tracking/mlflow';
+import { activityRunTags, findActivityRun } from './activity-runs';
 
 export interface DataDeps {
   store: ObjectStore;
@@ -85,16 +86,8 @@ function summarize({ manifestUri, manifest: m, cacheHit }: PreprocessOutcome): P
  */
 async function logRun(mlflow: MlflowClient, experimentName: string, ctx: Context, m: DatasetManifest, p: PreparedDataset): Promise<void> {
   const experimentId = await mlflow.getOrCreateExperiment(experimentName);
-  const tags = {
-    'temporal.workflow_id': ctx.info.workflowExecution?.workflowId ?? '',
-    'temporal.workflow_run_id': ctx.info.workflowExecution?.runId ?? '',
-    'temporal.activity_id': ctx.info.activityId,
-  };
-  const [found] = await mlflow.searchRuns(
-    experimentId,
-    `attributes.run_name = 'Preprocessing' and tags."temporal.workflow_run_id" = '${tags['temporal.workflow_run_id']}' ` +
-      `and tags."temporal.activity_id" = '${tags['temporal.activity_id']}'`,
-  );
+  const tags = activityRunTags(ctx);
+  const found = await findActivityRun(mlflow, experimentId, tags, 'Preprocessing');
   if (found?.status === 'FINISHED') return;
   const runId = found?.run_id ?? (await mlflow.createRun(experimentId, 'Preprocessing', tags)).run_id;
   const sizes: Record<string, number> = {};

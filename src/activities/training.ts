@@ -9,6 +9,7 @@
  */
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { FAILURE, isPermanentTrainingFailure } from '../common/failures';
+import { activityRunTags, findActivityRun } from './activity-runs';
 import type { TrainedModel, TrainModelInput } from '../common/types';
 import { trainInChildProcess, TrainingProcessDiedError, type ChildOptions } from '../training/process';
 import type { TrainingJob, TrainingProgress } from '../training/run-training';
@@ -44,14 +45,7 @@ export function createTrainingActivities({
       const tags = runTags(input, ctx);
       const previous = ctx.info.heartbeatDetails as TrainingHeartbeat | undefined;
       // A previous attempt may have died before its first heartbeat reached the server: its tags find it.
-      const found = previous?.mlflowRunId
-        ? undefined
-        : (
-            await mlflow.searchRuns(
-              experimentId,
-              `tags."temporal.workflow_run_id" = '${tags['temporal.workflow_run_id']}' and tags."temporal.activity_id" = '${tags['temporal.activity_id']}'`,
-            )
-          )[0]?.run_id;
+      const found = previous?.mlflowRunId ? undefined : (await findActivityRun(mlflow, experimentId, tags))?.run_id;
       const runId = previous?.mlflowRunId ?? found ?? (await mlflow.createRun(experimentId, input.modelClass, tags)).run_id;
       let last: TrainingHeartbeat = { ...previous, mlflowRunId: runId };
       ctx.heartbeat(last);
@@ -157,10 +151,5 @@ function trainingMetrics(ctx: Context, input: TrainModelInput) {
 }
 
 function runTags(input: TrainModelInput, ctx: Context): Record<string, string> {
-  return {
-    model_class: input.modelClass,
-    'temporal.workflow_id': input.workflowId,
-    'temporal.workflow_run_id': ctx.info.workflowExecution?.runId ?? '',
-    'temporal.activity_id': ctx.info.activityId,
-  };
+  return { model_class: input.modelClass, ...activityRunTags(ctx, input.workflowId) };
 }

@@ -118,16 +118,16 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     if (raw !== 'on' && raw !== 'off') problems.push(`${key} must be 'on' or 'off', got '${raw}'`);
     return raw === 'on';
   };
-  const temporalTls = (e: typeof env): Pick<TemporalConfig, 'tls' | 'apiKey'> => {
+  const temporalTls = (): Pick<TemporalConfig, 'tls' | 'apiKey'> => {
     const tls = {
-      certPath: e.TEMPORAL_TLS_CERT || undefined,
-      keyPath: e.TEMPORAL_TLS_KEY || undefined,
-      caPath: e.TEMPORAL_TLS_CA || undefined,
-      serverName: e.TEMPORAL_TLS_SERVER_NAME || undefined,
+      certPath: env.TEMPORAL_TLS_CERT || undefined,
+      keyPath: env.TEMPORAL_TLS_KEY || undefined,
+      caPath: env.TEMPORAL_TLS_CA || undefined,
+      serverName: env.TEMPORAL_TLS_SERVER_NAME || undefined,
     };
     if (!tls.certPath !== !tls.keyPath)
       problems.push('TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY go together (the client certificate and its key): set both or neither');
-    const apiKey = e.TEMPORAL_API_KEY || undefined;
+    const apiKey = env.TEMPORAL_API_KEY || undefined;
     const tlsWanted = onOff('TEMPORAL_TLS', false) || Object.values(tls).some(Boolean) || apiKey !== undefined;
     const defined = Object.fromEntries(Object.entries(tls).filter(([, v]) => v !== undefined));
     return { ...(tlsWanted ? { tls: defined } : {}), ...(apiKey ? { apiKey } : {}) };
@@ -154,7 +154,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         ? { buildId: matching('TEMPORAL_WORKER_BUILD_ID', /^[\w.+-]{1,200}$/, 'letters, digits, . + _ or -') }
         : {}),
       versioning: onOff('TEMPORAL_WORKER_VERSIONING', true),
-      ...temporalTls(env),
+      ...temporalTls(),
     },
     worker: {
       healthPort: port('WORKER_HEALTH_PORT', 9090, { allowZero: true }),
@@ -186,7 +186,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       port: port('LOCAL_ENDPOINT_PORT', 8080),
     },
     training: {
-      onednn: (env.TRAINING_ONEDNN || 'on') === 'on',
+      onednn: onOff('TRAINING_ONEDNN', true),
       // Trainings share the CPU; more in parallel than this only slows each down.
       concurrency: int('TRAINING_CONCURRENCY', 3, 1, 64),
       ...(env.TRAINING_MEMORY_MB ? { memoryMb: int('TRAINING_MEMORY_MB', 0, 256, 4_194_304) } : {}),
@@ -234,8 +234,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       pollSeconds: int('SAGEMAKER_POLL_SECONDS', 15, 1, 300),
     },
   };
-  if (env.TRAINING_ONEDNN && !['on', 'off'].includes(env.TRAINING_ONEDNN))
-    problems.push(`TRAINING_ONEDNN must be 'on' or 'off', got '${env.TRAINING_ONEDNN}'`);
   if (!/^[\w.-]+:\d+$/.test(config.temporal.address)) problems.push(`TEMPORAL_ADDRESS must be host:port, got '${config.temporal.address}'`);
   if (problems.length) throw new ConfigError(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
   return config;

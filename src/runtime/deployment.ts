@@ -2,6 +2,7 @@
  * Worker Deployment operations the local launcher, the demo and the tests need: which version is
  * current, and making a version current once its workers poll every task queue.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { temporal } from '@temporalio/proto';
 
 type WorkflowService = temporal.api.workflowservice.v1.WorkflowService;
@@ -40,7 +41,7 @@ export async function setCurrentVersion(
       if (Date.now() > deadline) {
         throw new Error(`could not make ${ref.deploymentName}.${ref.buildId} current: ${(err as Error).message}`);
       }
-      await new Promise((r) => setTimeout(r, 500));
+      await sleep(500);
     }
   }
 }

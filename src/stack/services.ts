@@ -6,6 +6,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { SEARCH_ATTRIBUTE_DEFINITIONS } from '../common/constants';
 import { isProcessAlive, killGroup, tcpOpen } from '../system/process';
 import { LocalEndpoints } from '../serving/local-endpoints';
@@ -231,5 +232,3 @@ export async function stackDown(o: StackOptions, log: (line: string) => void = (
     rmSync(pidPath(o, s.name), { force: true });
   }
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

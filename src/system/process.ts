@@ -1,5 +1,6 @@
 /** Process and port helpers shared by the local stack and the local endpoints. */
 import { createConnection } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export function isProcessAlive(pid: number): boolean {
   try {
@@ -42,5 +43,3 @@ export function tcpOpen(host: string, port: number): Promise<boolean> {
     socket.once('error', () => finish(false));
   });
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

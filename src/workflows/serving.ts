@@ -1,6 +1,7 @@
 /**
- * The serving phase: after its first deployment the workflow stays alive as the endpoint's owner
- * and runs `redeploy` requests (signals and updates, one queue) one at a time, in arrival order.
+ * The serving phase: after its first deployment (or its failure) the workflow stays alive as the
+ * endpoint's owner and runs `redeploy` requests (signals and updates, one queue) one at a time, in
+ * arrival order.
  * Its state travels across continue-as-new as a ServingCarry.
  */
 import { allHandlersFinished, ApplicationFailure, condition, makeContinueAsNewFunc, setHandler, workflowInfo } from '@temporalio/workflow';
@@ -73,8 +74,9 @@ export class RedeployQueue {
 }
 
 /**
- * Serves redeploy requests until the lifetime ends or `finish` arrives; continues as new when the
- * server suggests it, carrying everything the next run needs.
+ * Serves redeploy requests until the lifetime ends or `finish` arrives (in stage deploy-failed
+ * while nothing serves yet); continues as new when the server suggests it or a newer worker build
+ * is the target, carrying everything the next run needs.
  */
 export async function serve(
   params: PipelineParams,

@@ -5,7 +5,9 @@
  *
  * Retries resume: the MLflow run is found again (heartbeat details, else its tags), and the
  * training continues from that run's newest checkpoint in S3. Heartbeats carry
- * `{ mlflowRunId, phase, epoch, batch, checkpoint }` after every batch.
+ * `{ mlflowRunId, phase, epoch, batch, checkpoint }` after every batch, and are repeated every
+ * 10 s while the child works between batches. On worker shutdown the child checkpoints at its
+ * current batch and the attempt ends with a retryable WorkerShutdownError.
  */
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { FAILURE, isPermanentTrainingFailure } from '../common/failures';

@@ -16,6 +16,9 @@ import { loadTf } from '../../src/ml/tf';
 import { LocalStore, type ObjectStore } from '../../src/storage/object-store';
 import { blackPng } from '../helpers/images';
 import { runActivity, seededDataset, testMlflow, testS3, uniqueBucket } from '../helpers/services';
+import { useTestStack } from '../helpers/global';
+
+useTestStack();
 
 describe('preprocessDataset activity (S3 on moto, real MLflow)', () => {
   const s3 = testS3();

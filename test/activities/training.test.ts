@@ -19,6 +19,7 @@ import { buildBasicCnn } from '../../src/ml/models';
 import { loadTf } from '../../src/ml/tf';
 import { predictProbabilities } from '../../src/ml/trainer';
 import { runActivity, seededDataset, testMlflow, testS3 } from '../helpers/services';
+import { useTestStack } from '../helpers/global';
 
 /** A fresh activity identity per call, as Temporal gives each scheduled activity. */
 const fresh = (over: Partial<Info> = {}): Partial<Info> => ({
@@ -26,6 +27,8 @@ const fresh = (over: Partial<Info> = {}): Partial<Info> => ({
   workflowExecution: { workflowId: 'wf-test', runId: randomUUID() },
   ...over,
 });
+
+useTestStack();
 
 describe('trainModel activity (child training process, native TensorFlow, S3 on moto, real MLflow)', () => {
   const s3 = testS3();

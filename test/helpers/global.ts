@@ -1,6 +1,7 @@
 /**
- * Mocha global fixture: a private MLflow and moto (S3) for the suite, on their own ports and
- * folder (.stack/test) so a running demo stack is left alone. Temporal tests start their own
+ * Mocha global fixture: a private MLflow and moto (S3) for the suites that need them, on their own
+ * ports and folder (.stack/test) so a running demo stack is left alone. They start on the first
+ * `useTestStack()`, so pure suites run on their own without them. Temporal tests start their own
  * dev server through TestWorkflowEnvironment.createLocal.
  */
 import { readdirSync, rmSync } from 'node:fs';
@@ -38,13 +39,28 @@ Object.assign(process.env, {
   AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
 });
 
-export async function mochaGlobalSetup(): Promise<void> {
-  await stackDown(options);
-  rmSync(TEST_STACK_DIR, { recursive: true, force: true });
-  await stackUp(options);
+let started: Promise<void> | undefined;
+
+/** Starts MLflow and moto once per mocha process, from a clean folder. */
+function startTestStack(): Promise<void> {
+  started ??= (async () => {
+    await stackDown(options);
+    rmSync(TEST_STACK_DIR, { recursive: true, force: true });
+    await stackUp(options);
+  })();
+  return started;
+}
+
+/** Declares that the calling suite talks to the test MLflow and moto (S3 and SageMaker). */
+export function useTestStack(): void {
+  before(async function () {
+    this.timeout(300_000);
+    await startTestStack();
+  });
 }
 
 export async function mochaGlobalTeardown(): Promise<void> {
+  if (!started) return;
   const endpoints = new LocalEndpoints({ stateDir: TEST_STACK_DIR, host: '127.0.0.1', port: 0, env: process.env });
   let names: string[] = [];
   try {

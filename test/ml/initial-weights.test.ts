@@ -4,6 +4,9 @@ import { saveModelToS3 } from '../../src/ml/model-store';
 import { buildBasicCnn, buildResNet50 } from '../../src/ml/models';
 import { loadTf } from '../../src/ml/tf';
 import { testS3, uniqueBucket } from '../helpers/services';
+import { useTestStack } from '../helpers/global';
+
+useTestStack();
 
 describe('initial weights from S3 (moto)', () => {
   const s3 = testS3();

@@ -9,6 +9,7 @@ import { createSageMakerClient, sageMakerApi, type SageMakerApi } from '../../sr
 import { fakeUpdateEndpoint } from '../helpers/fake-sagemaker';
 import { LocalEndpoints } from '../../src/serving/local-endpoints';
 import { runActivity } from '../helpers/services';
+import { useTestStack } from '../helpers/global';
 
 const config = loadConfig({
   ...process.env,
@@ -39,6 +40,8 @@ const configsOf = async (name: string) =>
 
 const failsWith = (type: string, pattern: RegExp) => (err: unknown) =>
   err instanceof ApplicationFailure && err.type === type && err.nonRetryable && pattern.test(err.message);
+
+useTestStack();
 
 describe('deploy to SageMaker', () => {
   const unique = () => `ep-${randomUUID().slice(0, 8)}`;

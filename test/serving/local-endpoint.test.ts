@@ -9,6 +9,9 @@ import { saveModelToS3 } from '../../src/ml/model-store';
 import { buildBasicCnn } from '../../src/ml/models';
 import { LocalEndpoints } from '../../src/serving/local-endpoints';
 import { runActivity, testS3, uniqueBucket } from '../helpers/services';
+import { useTestStack } from '../helpers/global';
+
+useTestStack();
 
 describe('local endpoint (a real server process, models from S3 on moto)', () => {
   const config = loadConfig(process.env);

@@ -3,6 +3,9 @@ import { randomUUID } from 'node:crypto';
 import { createRegistryActivities } from '../../src/activities/registry';
 import { ApplicationFailure } from '@temporalio/common';
 import { runActivity, testMlflow } from '../helpers/services';
+import { useTestStack } from '../helpers/global';
+
+useTestStack();
 
 describe('MLflow client and registry activities (real MLflow server)', () => {
   const mlflow = testMlflow();

@@ -6,11 +6,14 @@ import { createTrainingActivities } from '../../src/activities/training';
 import type { PreparedDataset, TrainModelInput } from '../../src/common/types';
 import { decodeShard, encodeShard, type DatasetManifest } from '../../src/data/shards';
 import { runActivity, seededDataset, testMlflow, testS3 } from '../helpers/services';
+import { useTestStack } from '../helpers/global';
 
 /**
  * The original pipeline scored 100 % because every label was 0. Training refuses a training split
  * whose labels collapsed to one class, before it spends any time, and says what to check.
  */
+useTestStack();
+
 describe('training refuses collapsed labels (child training process, moto, real MLflow)', () => {
   const s3 = testS3();
   const mlflow = testMlflow();

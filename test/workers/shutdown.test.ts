@@ -6,7 +6,7 @@ import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
 import { TASK_QUEUES } from '../../src/common/constants';
 import { cnnSkinCancerWorkflow } from '../../src/workflows';
 import { statusQuery } from '../../src/workflows/messages';
-import { ROOT } from '../helpers/global';
+import { ROOT, useTestStack } from '../helpers/global';
 import { seededDataset, testMlflow, testS3 } from '../helpers/services';
 import { createPipelineWorkers, startDevServer } from '../helpers/temporal';
 
@@ -58,6 +58,8 @@ const until = async <T>(read: () => Promise<T>, done: (v: T) => boolean, what: s
     await new Promise((r) => setTimeout(r, 100));
   }
 };
+
+useTestStack();
 
 describe('training worker process: probes, Prometheus metrics and graceful shutdown (real processes, dev server, MLflow, moto)', function () {
   let env: TestWorkflowEnvironment;

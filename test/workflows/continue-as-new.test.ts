@@ -6,6 +6,9 @@ import { cnnSkinCancerWorkflow } from '../../src/workflows';
 import { finishSignal, redeploySignal, redeployUpdate, statusQuery } from '../../src/workflows/messages';
 import { createPipelineWorkers, startDevServer, recordHistory } from '../helpers/temporal';
 import { seededDataset, testS3 } from '../helpers/services';
+import { useTestStack } from '../helpers/global';
+
+useTestStack();
 
 describe('cnnSkinCancerWorkflow continue-as-new (dev server suggesting it after 40 history events)', function () {
   let env: TestWorkflowEnvironment;

@@ -17,9 +17,11 @@ import type { PipelineInput } from '../../src/workflows/input';
 import type { DeployInput, TrainModelInput } from '../../src/common/types';
 import { LocalEndpoints } from '../../src/serving/local-endpoints';
 import { finishSignal, redeploySignal, redeployUpdate, statusQuery } from '../../src/workflows/messages';
-import { ROOT } from '../helpers/global';
+import { ROOT, useTestStack } from '../helpers/global';
 import { createPipelineWorkers, startDevServer, recordHistory } from '../helpers/temporal';
 import { seededDataset, testMlflow, testS3 } from '../helpers/services';
+
+useTestStack();
 
 describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', function () {
   let env: TestWorkflowEnvironment;

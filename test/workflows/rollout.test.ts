@@ -12,7 +12,7 @@ import { createTrainingActivities } from '../../src/activities/training';
 import { cnnSkinCancerWorkflow } from '../../src/workflows';
 import type { PipelineInput } from '../../src/workflows/input';
 import { finishSignal, statusQuery } from '../../src/workflows/messages';
-import { ROOT } from '../helpers/global';
+import { ROOT, useTestStack } from '../helpers/global';
 import { seededDataset, testMlflow, testS3 } from '../helpers/services';
 import { createPipelineWorkers, startDevServer } from '../helpers/temporal';
 
@@ -25,6 +25,8 @@ const until = async <T>(read: () => Promise<T>, done: (v: T) => boolean, what: s
     await new Promise((r) => setTimeout(r, 250));
   }
 };
+
+useTestStack();
 
 describe('Worker Versioning rollout (real dev server with worker deployments, real workers and activities)', function () {
   let env: TestWorkflowEnvironment;

@@ -5,10 +5,10 @@
  */
 import { Context } from '@temporalio/activity';
 import { CHAMPION_ALIAS } from '../common/constants';
-import type { ChampionEvaluation, ClassificationMetrics, PreparedDataset } from '../common/types';
+import type { ChampionEvaluation, PreparedDataset } from '../common/types';
 import { loadSplit } from '../data/dataset';
 import type { DatasetManifest } from '../data/shards';
-import { evaluatePredictions } from '../ml/metrics';
+import { evaluatePredictions, reportedMetrics } from '../ml/metrics';
 import { loadModelFromS3 } from '../ml/model-store';
 import { predictProbabilities } from '../ml/trainer';
 import type { S3Store } from '../storage/s3';
@@ -52,16 +52,7 @@ export function createEvaluationActivities({ s3, mlflow }: EvaluationDeps) {
         const validation = await loadSplit(s3, manifest, manifest.splits.validation);
         const k = manifest.classes.length;
         const e = evaluatePredictions(await predictProbabilities(model, validation, k), validation.labels, k);
-        const f = (x: number): number => (Number.isFinite(x) ? x : 0);
-        const metrics: ClassificationMetrics = {
-          loss: f(e.loss),
-          accuracy: f(e.accuracy),
-          precision: f(e.precision),
-          recall: f(e.recall),
-          f1: f(e.f1),
-          auc: f(e.auc),
-        };
-        return { ...ref, comparable: true, metrics };
+        return { ...ref, comparable: true, metrics: reportedMetrics(e) };
       } finally {
         model.dispose();
       }

@@ -35,13 +35,8 @@ export function evaluatePredictions(probs: ArrayLike<number>, labels: ArrayLike<
   }
   const f1 = precision.map((p, c) => (p + recall[c]! ? (2 * p * recall[c]!) / (p + recall[c]!) : 0));
   const aucs: number[] = [];
-  for (let c = 0; c < (k === 2 ? 1 : k); c++) {
-    // For two classes the positive class is label 1 (its AUC equals class 0's).
-    const positive = k === 2 ? 1 : c;
-    const auc = rocAuc(
-      Array.from({ length: n }, (_, i) => probs[i * k + positive]!),
-      Array.from({ length: n }, (_, i) => labels[i] === positive),
-    );
+  for (const positive of curveClasses(k)) {
+    const auc = rocAuc(...oneVsRest(probs, labels, k, positive));
     if (!Number.isNaN(auc)) aucs.push(auc);
   }
   return {
@@ -55,7 +50,11 @@ export function evaluatePredictions(probs: ArrayLike<number>, labels: ArrayLike<
   };
 }
 
-/** ROC AUC by the rank-sum (Mann-Whitney) formula, ties counted half. NaN if one class is absent. */
+/**
+ * ROC AUC by the rank-sum (Mann-Whitney) formula, ties counted half. NaN if one class is absent.
+ * Equals the trapezoid area under rocCurve: a tied group is one diagonal step there, which is the
+ * half credit here.
+ */
 export function rocAuc(scores: number[], positive: boolean[]): number {
   const idx = scores.map((_, i) => i).sort((a, b) => scores[a]! - scores[b]!);
   const ranks = new Array<number>(scores.length);
@@ -72,4 +71,72 @@ export function rocAuc(scores: number[], positive: boolean[]): number {
   return (rankSum - (nPos * (nPos + 1)) / 2) / (nPos * nNeg);
 }
 
+export interface RocPoint {
+  fpr: number;
+  tpr: number;
+}
+
+/**
+ * The ROC curve from (0,0) to (1,1): one point per distinct score, highest first, so that tied
+ * scores make one (diagonal) step rather than an order-dependent staircase. Without both classes
+ * there is no curve to draw and only the chance diagonal's endpoints come back.
+ */
+export function rocCurve(scores: number[], positive: boolean[]): RocPoint[] {
+  if (scores.length !== positive.length) throw new Error(`rocCurve: ${scores.length} scores but ${positive.length} labels`);
+  const nPos = positive.filter(Boolean).length;
+  const nNeg = positive.length - nPos;
+  if (!nPos || !nNeg)
+    return [
+      { fpr: 0, tpr: 0 },
+      { fpr: 1, tpr: 1 },
+    ];
+  const idx = scores.map((_, i) => i).sort((a, b) => scores[b]! - scores[a]!);
+  const points: RocPoint[] = [{ fpr: 0, tpr: 0 }];
+  let tp = 0;
+  let fp = 0;
+  for (let i = 0; i < idx.length;) {
+    const score = scores[idx[i]!]!;
+    for (; i < idx.length && scores[idx[i]!] === score; i++)
+      if (positive[idx[i]!]) tp++;
+      else fp++;
+    // Divide the counts each time (no running sums of fractions) so the last point is exactly (1,1).
+    points.push({ fpr: fp / nNeg, tpr: tp / nPos });
+  }
+  return points;
+}
+
+export interface ClassRocCurve {
+  /** the class scored one-vs-rest */
+  positive: number;
+  points: RocPoint[];
+  /** NaN when the class or all the others are absent (points is then the chance diagonal) */
+  auc: number;
+}
+
+/** One-vs-rest ROC curves for the classes evaluatePredictions averages the AUC over. */
+export function rocCurves(probs: ArrayLike<number>, labels: ArrayLike<number>, k: number): ClassRocCurve[] {
+  if (probs.length !== labels.length * k)
+    throw new Error(
+      `rocCurves: expected ${labels.length * k} probabilities for ${labels.length} samples and ${k} classes, got ${probs.length}`,
+    );
+  return curveClasses(k).map((positive) => {
+    const [scores, isPositive] = oneVsRest(probs, labels, k, positive);
+    return { positive, points: rocCurve(scores, isPositive), auc: rocAuc(scores, isPositive) };
+  });
+}
+
+/** For two classes only label 1: class 0's curve is its mirror image and has the same AUC. */
+const curveClasses = (k: number): number[] => (k === 2 ? [1] : Array.from({ length: k }, (_, c) => c));
+
+function oneVsRest(probs: ArrayLike<number>, labels: ArrayLike<number>, k: number, positive: number): [number[], boolean[]] {
+  const n = labels.length;
+  return [Array.from({ length: n }, (_, i) => probs[i * k + positive]!), Array.from({ length: n }, (_, i) => labels[i] === positive)];
+}
+
 const mean = (xs: number[]): number => xs.reduce((s, x) => s + x, 0) / xs.length;
+
+/** The metrics as reported and compared: a non-finite value (e.g. the AUC of a single-class split) becomes 0. */
+export function reportedMetrics(e: ClassificationMetrics): ClassificationMetrics {
+  const f = (x: number): number => (Number.isFinite(x) ? x : 0);
+  return { loss: f(e.loss), accuracy: f(e.accuracy), precision: f(e.precision), recall: f(e.recall), f1: f(e.f1), auc: f(e.auc) };
+}

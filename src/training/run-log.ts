@@ -1,0 +1,95 @@
+/** What one training records in MLflow: its parameters, per-epoch curves, evaluations and registered version. */
+import type { ModelClass } from '../common/constants';
+import type { TrainModelInput } from '../common/types';
+import type { DatasetManifest } from '../data/shards';
+import { reportedMetrics, type Evaluation } from '../ml/metrics';
+import type { EpochLogs } from '../ml/trainer';
+import type { MlflowClient, MlflowMetric } from '../tracking/mlflow';
+
+export class TrainingRunLog {
+  constructor(
+    private readonly mlflow: MlflowClient,
+    readonly runId: string,
+  ) {}
+
+  async params(input: TrainModelInput, manifest: DatasetManifest): Promise<void> {
+    const { modelClass, hyperparams: hp, dataset } = input;
+    await this.mlflow.logBatch(this.runId, {
+      params: {
+        model_class: modelClass,
+        optimizer: hp.optimizer,
+        learning_rate: hp.learningRate,
+        epochs: hp.epochs,
+        batch_size: hp.batchSize,
+        seed: hp.seed,
+        loss: 'categorical_crossentropy',
+        input_shape: `${manifest.imageSize}x${manifest.imageSize}x3`,
+        classes: manifest.classes.join(','),
+        train_size: manifest.splits.train.count,
+        validation_size: manifest.splits.validation.count,
+        test_size: manifest.splits.test.count,
+        dataset_manifest: dataset.manifestUri,
+        dataset_content_hash: dataset.contentHash,
+        initial_weights: input.initialWeightsUri ?? 'none (trained from scratch)',
+        ...(modelClass === 'CrossVal' ? { cv_folds: hp.crossValFolds } : {}),
+      },
+    });
+  }
+
+  tags(tags: Record<string, string>): Promise<void> {
+    return this.mlflow.logBatch(this.runId, { tags });
+  }
+
+  /** One step of the training curves; a fold's curves carry its name as a prefix (`fold2_val_loss`). */
+  epoch(phasePrefix: string, epoch: number, logs: EpochLogs): Promise<void> {
+    const metrics: MlflowMetric[] = Object.entries({
+      loss: logs.loss,
+      accuracy: logs.accuracy,
+      val_loss: logs.valLoss,
+      val_accuracy: logs.valAccuracy,
+    })
+      .filter((e): e is [string, number] => Number.isFinite(e[1]))
+      .map(([key, value]) => ({ key: `${phasePrefix}${key}`, value, step: epoch + 1 }));
+    return this.mlflow.logBatch(this.runId, { metrics });
+  }
+
+  foldAccuracy(foldIndex: number, accuracy: number): Promise<void> {
+    return this.mlflow.logBatch(this.runId, { metrics: [{ key: 'cv_fold_accuracy', value: accuracy, step: foldIndex + 1 }] });
+  }
+
+  crossValSummary(scores: number[]): Promise<void> {
+    const mean = scores.reduce((s, x) => s + x, 0) / scores.length;
+    const std = Math.sqrt(scores.reduce((s, x) => s + (x - mean) ** 2, 0) / scores.length);
+    return this.mlflow.logBatch(this.runId, {
+      metrics: [
+        { key: 'cv_accuracy_mean', value: mean },
+        { key: 'cv_accuracy_std', value: std },
+      ],
+    });
+  }
+
+  /** The final model's validation and test metrics, and its confusion matrices as an artifact. */
+  async evaluation(classes: string[], validation: Evaluation, test: Evaluation): Promise<void> {
+    const list = (prefix: string, e: Evaluation) =>
+      Object.entries(reportedMetrics(e)).map(([key, value]) => ({ key: `${prefix}${key}`, value }));
+    await this.mlflow.logBatch(this.runId, { metrics: [...list('validation_', validation), ...list('test_', test)] });
+    const confusion = { classes, rows: 'actual', columns: 'predicted', validation: validation.confusion, test: test.confusion };
+    await this.mlflow.logArtifact(this.runId, 'confusion_matrix.json', JSON.stringify(confusion, null, 2));
+  }
+
+  /** Idempotent under retries: one registered version per MLflow run. */
+  async registerVersion(input: TrainModelInput, modelUri: string, modelClass: ModelClass): Promise<string> {
+    await this.mlflow.createRegisteredModelIfAbsent(input.registeredModelName, { project: 'cnn-skin-cancer' });
+    const existing = await this.mlflow.searchModelVersions(`name='${input.registeredModelName}' and run_id='${this.runId}'`);
+    if (existing[0]) return existing[0].version;
+    const created = await this.mlflow.createModelVersion(input.registeredModelName, modelUri, this.runId, {
+      model_class: modelClass,
+      'temporal.workflow_id': input.workflowId,
+    });
+    return created.version;
+  }
+
+  finished(): Promise<void> {
+    return this.mlflow.setRunStatus(this.runId, 'FINISHED');
+  }
+}

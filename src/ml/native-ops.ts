@@ -30,95 +30,42 @@
  *   gradient norm for the trainer's finite check (`CnnSquaredNorm`) in one read of the gradients.
  */
 import type { Tensor } from '@tensorflow/tfjs-node';
+import { describeGradient, isReluOutput, isThroughRelu, knownChannelSums, markReluOutput } from './gradient-hints';
+import { attrKit, consume, native, onednnEnabled, type Attr, type AttrKit, type NativeBackend } from './native-backend';
 import type { Tf } from './tf';
-
-interface Attr {
-  name: string;
-  type: number;
-  value: unknown;
-}
-
-interface NativeBackend {
-  binding: {
-    TF_ATTR_TYPE: number;
-    TF_ATTR_INT: number;
-    TF_ATTR_FLOAT: number;
-    TF_ATTR_STRING: number;
-    TF_ATTR_BOOL: number;
-    TF_FLOAT: number;
-  };
-  executeSingleOutput(name: string, attrs: Attr[], inputs: Tensor[]): Tensor;
-  executeMultipleOutputs(name: string, attrs: Attr[], inputs: Tensor[], count: number): Tensor[];
-}
 
 export const CONV_KERNEL = 'CnnConv2D';
 export const MAX_POOL_KERNEL = 'CnnMaxPool';
 export const BATCH_NORM_KERNEL = 'CnnBatchNorm';
 export const DROPOUT_KERNEL = 'CnnDropout';
 
-/** oneDNN is on in this process (read once by libtensorflow when it loaded). */
-function onednnEnabled(): boolean {
-  return process.env.TF_ENABLE_ONEDNN_OPTS === '1';
-}
-
-let installed = false;
-
 export interface PoolAttrs {
   poolSize: number[];
   strides: number[];
   pad: string;
-  /** The input is a ReLU's output (see throughRelu). */
+  /** The input is a ReLU's output (see gradient-hints.ts). */
   reluInput?: boolean;
 }
-/**
- * Per-channel sums of a gradient, given by the op that made it: a bias added below that layer takes
- * them as its gradient. Max pooling's input gradient puts each pooled gradient in one place (where
- * its max came from, adding where windows overlap), so per channel both sum to the same, and its
- * gradient op sums the pooled one; CnnDropoutReluGrad sums as it writes.
- */
-const channelSums = new WeakMap<Tensor, Tensor>();
-/**
- * Gradients already through the ReLU below: a max pool over a ReLU's output sends nothing to a
- * window whose max is 0, which is where the ReLU's gradient is 0 (the max is where it is not); a
- * dropout over one masks where the ReLU's output is 0 as it applies its own mask.
- */
-const throughRelu = new WeakSet<Tensor>();
-/** Outputs of convolutions with their ReLU inside, by data (the engine wraps outputs in new tensors). */
-const reluOutputs = new WeakSet<object>();
-function isReluOutput(x: Tensor): boolean {
-  return reluOutputs.has(x.dataId as object);
-}
-/** `dy`'s per-channel sums, when the op that made `dy` gave them. */
-function knownChannelSums(dy: Tensor): Tensor | undefined {
-  const sums = channelSums.get(dy);
-  return sums && !sums.isDisposed ? sums : undefined;
-}
-let poolGrad: ((dy: Tensor, positions: Tensor, inputShape: number[], attrs: PoolAttrs) => [Tensor, Tensor]) | undefined;
 
 /** Max pooling by this project's CnnMaxPool, its gradient a scatter to the positions it kept. */
 export function maxPool(tf: Tf, x: Tensor, pool: PoolAttrs): Tensor {
   installNativeGradients(tf);
   const attrs = { ...pool, reluInput: isReluOutput(x) };
+  // Through customGrad, which records the pooled tensor as the only output: the engine fills a
+  // zero gradient for every output nothing differentiates.
   const run = tf.customGrad(((input: Tensor, save: (tensors: Tensor[]) => void) => {
     const [y, positions] = tf.engine().runKernel(MAX_POOL_KERNEL, { x: input }, attrs as never) as [Tensor, Tensor];
     save([positions]);
     return {
       value: y,
       gradFunc: (dy: Tensor, saved: Tensor[]) => {
-        const [dx, sums] = poolGrad!(dy, saved[0]!, input.shape, attrs);
-        channelSums.set(dx, sums);
-        if (attrs.reluInput) throughRelu.add(dx);
+        const [dx, sums] = maxPoolGrad(tf, dy, saved[0]!, input.shape, attrs);
+        describeGradient(dx, { channelSums: sums, throughRelu: attrs.reluInput });
         return [dx];
       },
     };
   }) as never) as (input: Tensor) => Tensor;
   return run(x);
-}
-
-/** Returns `next`, freeing `previous` (an intermediate no one else holds). */
-function consume(previous: Tensor, next: Tensor): Tensor {
-  previous.dispose();
-  return next;
 }
 
 /**
@@ -131,13 +78,9 @@ export function movingAverages(
   stats: [Tensor, Tensor, Tensor, Tensor],
   a: { rate: number; varianceScale: number },
 ): [Tensor, Tensor] {
-  const be = native(tf);
-  const f = be.binding.TF_ATTR_FLOAT;
-  const attrs = [
-    { name: 'rate', type: f, value: a.rate },
-    { name: 'variance_scale', type: f, value: a.varianceScale },
-  ];
-  return be.executeMultipleOutputs('CnnMovingAverages', attrs, stats, 2) as [Tensor, Tensor];
+  const k = attrKit(tf);
+  const attrs = [k.float('rate', a.rate), k.float('variance_scale', a.varianceScale)];
+  return native(tf).executeMultipleOutputs('CnnMovingAverages', attrs, stats, 2) as [Tensor, Tensor];
 }
 
 /**
@@ -145,71 +88,69 @@ export function movingAverages(
  * read pass, no temporaries); inf when it passes float's range, NaN when any value is.
  */
 export function squaredNorm(tf: Tf, tensors: Tensor[]): Tensor {
-  const be = native(tf);
-  return be.executeSingleOutput('CnnSquaredNorm', [{ name: 'N', type: be.binding.TF_ATTR_INT, value: tensors.length }], tensors);
+  return native(tf).executeSingleOutput('CnnSquaredNorm', [attrKit(tf).int('N', tensors.length)], tensors);
 }
 
-function native(tf: Tf): NativeBackend {
-  return tf.backend() as unknown as NativeBackend;
-}
+const installedIn = new WeakSet<object>();
 
 /** Registers the native kernels and gradients once per process (idempotent). */
 export function installNativeGradients(tf: Tf): void {
-  if (installed) return;
-  installed = true;
-  const b = native(tf).binding;
-  const T: Attr = { name: 'T', type: b.TF_ATTR_TYPE, value: b.TF_FLOAT };
-  const nhwc: Attr = { name: 'data_format', type: b.TF_ATTR_STRING, value: 'NHWC' };
-  // oneDNN's kernels under their registered label, as TensorFlow's graph rewrite would pick them.
-  const mkl: Attr = { name: '_kernel', type: b.TF_ATTR_STRING, value: 'MklNameChangeOp' };
+  if (installedIn.has(tf)) return;
+  installedIn.add(tf);
+  const k = attrKit(tf);
+  installConvolution(tf, k);
+  installBatchNorm(tf, k);
+  installMaxPool(tf, k);
+  installDropout(tf, k);
+  installReluGradient(tf, k);
+}
+
+const backendOf = (backend: unknown) => backend as NativeBackend;
+
+function installConvolution(tf: Tf, k: AttrKit): void {
+  const T = k.float32();
   const convAttrs = (a: { strides: [number, number]; pad: 'SAME' | 'VALID' }): Attr[] => [
     T,
-    nhwc,
-    { name: 'strides', type: b.TF_ATTR_INT, value: [1, a.strides[0], a.strides[1], 1] },
-    { name: 'padding', type: b.TF_ATTR_STRING, value: a.pad },
-    { name: 'dilations', type: b.TF_ATTR_INT, value: [1, 1, 1, 1] },
+    k.nhwc,
+    k.int('strides', [1, a.strides[0], a.strides[1], 1]),
+    k.str('padding', a.pad),
+    k.int('dilations', [1, 1, 1, 1]),
   ];
   // Convolution, bias and ReLU in one oneDNN kernel (its ReLU a post-op on the output in cache), as
-  // TensorFlow's graph rewrite fuses them for Keras. `_FusedConv2D`'s attributes, every one given:
-  // the eager runtime does not fill in defaults for these internal ops.
+  // TensorFlow's graph rewrite fuses them for Keras: `_FusedConv2D`'s attributes.
   const fusedBiasRelu: Attr[] = [
-    { name: 'TArgs', type: b.TF_ATTR_TYPE, value: [b.TF_FLOAT] },
-    { name: 'num_args', type: b.TF_ATTR_INT, value: 1 },
-    { name: 'num_host_args', type: b.TF_ATTR_INT, value: 0 },
-    { name: 'fused_ops', type: b.TF_ATTR_STRING, value: ['BiasAdd', 'Relu'] },
-    { name: 'is_filter_const', type: b.TF_ATTR_BOOL, value: false },
-    { name: 'explicit_paddings', type: b.TF_ATTR_INT, value: [] },
-    { name: 'filter_format', type: b.TF_ATTR_STRING, value: 'HWIO' },
-    { name: 'use_cudnn_on_gpu', type: b.TF_ATTR_BOOL, value: true },
-    { name: 'epsilon', type: b.TF_ATTR_FLOAT, value: 0.0001 },
-    { name: 'leakyrelu_alpha', type: b.TF_ATTR_FLOAT, value: 0.2 },
-  ];
-  const poolAttrs = (a: { poolSize: [number, number]; strides: [number, number]; pad: 'SAME' | 'VALID' }): Attr[] => [
-    { name: 'ksize', type: b.TF_ATTR_INT, value: a.poolSize },
-    { name: 'strides', type: b.TF_ATTR_INT, value: a.strides },
-    { name: 'padding', type: b.TF_ATTR_STRING, value: a.pad },
+    { ...k.float32('TArgs'), value: [k.float32().value] },
+    k.int('num_args', 1),
+    k.int('num_host_args', 0),
+    k.str('fused_ops', ['BiasAdd', 'Relu']),
+    k.bool('is_filter_const', false),
+    k.int('explicit_paddings', []),
+    k.str('filter_format', 'HWIO'),
+    k.bool('use_cudnn_on_gpu', true),
+    k.float('epsilon', 0.0001),
+    k.float('leakyrelu_alpha', 0.2),
   ];
 
   tf.registerKernel({
     kernelName: CONV_KERNEL,
     backendName: 'tensorflow',
     kernelFunc: ({ inputs, backend, attrs }) => {
-      const be = backend as unknown as NativeBackend;
+      const be = backendOf(backend);
       const { x, filter, bias } = inputs as { x: Tensor; filter: Tensor; bias?: Tensor };
       const a = convAttrs(attrs as never);
       const relu = (attrs as { relu?: boolean }).relu === true;
       let y: Tensor;
       if (bias && relu && onednnEnabled())
-        y = be.executeSingleOutput('_MklNativeFusedConv2D', [...a, ...fusedBiasRelu, mkl], [x, filter, bias]);
+        y = be.executeSingleOutput('_MklNativeFusedConv2D', [...a, ...fusedBiasRelu, k.mkl], [x, filter, bias]);
       else {
-        if (bias && onednnEnabled()) y = be.executeSingleOutput('_MklNativeConv2DWithBias', [...a, mkl], [x, filter, bias]);
+        if (bias && onednnEnabled()) y = be.executeSingleOutput('_MklNativeConv2DWithBias', [...a, k.mkl], [x, filter, bias]);
         else {
           y = be.executeSingleOutput('Conv2D', a, [x, filter]);
-          if (bias) y = consume(y, be.executeSingleOutput('BiasAdd', [T, nhwc], [y, bias]));
+          if (bias) y = consume(y, be.executeSingleOutput('BiasAdd', [T, k.nhwc], [y, bias]));
         }
         if (relu) y = consume(y, be.executeSingleOutput('Relu', [T], [y]));
       }
-      if (relu) reluOutputs.add(y.dataId as object);
+      if (relu) markReluOutput(y);
       return y;
     },
   });
@@ -226,23 +167,25 @@ export function installNativeGradients(tf: Tf): void {
       // here in the gradient pass's scope, not in a thunk, so the thunks can share it.
       let dz = dy as Tensor;
       let db: Tensor | undefined;
-      if (relu && throughRelu.has(dz)) db = hasBias ? knownChannelSums(dz) : undefined;
+      if (relu && isThroughRelu(dz)) db = hasBias ? knownChannelSums(dz) : undefined;
       else if (relu && hasBias) [dz, db] = be.executeMultipleOutputs('CnnReluBiasGrad', [], [dz, y], 2) as [Tensor, Tensor];
       else if (relu) dz = be.executeSingleOutput('ReluGrad', [T], [dz, y]);
       return {
         x: () => be.executeSingleOutput('Conv2DBackpropInput', a, [tf.tensor1d(x.shape, 'int32'), filter, dz]),
         filter: () => be.executeSingleOutput('Conv2DBackpropFilter', a, [x, tf.tensor1d(filter.shape, 'int32'), dz]),
-        bias: () => db ?? knownChannelSums(dz) ?? be.executeSingleOutput('BiasAddGrad', [T, nhwc], [dz]),
+        bias: () => db ?? knownChannelSums(dz) ?? be.executeSingleOutput('BiasAddGrad', [T, k.nhwc], [dz]),
       };
     },
   });
+}
 
+function installBatchNorm(tf: Tf, k: AttrKit): void {
   const bnAttrs = (a: { epsilon: number }): Attr[] => [
-    T,
-    { name: 'U', type: b.TF_ATTR_TYPE, value: b.TF_FLOAT },
-    nhwc,
-    { name: 'epsilon', type: b.TF_ATTR_FLOAT, value: a.epsilon },
-    { name: 'is_training', type: b.TF_ATTR_BOOL, value: true },
+    k.float32(),
+    k.float32('U'),
+    k.nhwc,
+    k.float('epsilon', a.epsilon),
+    k.bool('is_training', true),
   ];
   tf.registerKernel({
     kernelName: BATCH_NORM_KERNEL,
@@ -251,7 +194,7 @@ export function installNativeGradients(tf: Tf): void {
     kernelFunc: ({ inputs, backend, attrs }) => {
       const { x, scale, offset } = inputs as { x: Tensor; scale: Tensor; offset: Tensor };
       const empty = tf.tensor1d([]);
-      const out = (backend as unknown as NativeBackend).executeMultipleOutputs(
+      const out = backendOf(backend).executeMultipleOutputs(
         'FusedBatchNormV3',
         bnAttrs(attrs as never),
         [x, scale, offset, empty, empty],
@@ -276,42 +219,47 @@ export function installNativeGradients(tf: Tf): void {
       return { x: get(0), scale: get(1), offset: get(2) };
     },
   });
+}
 
+const poolAttrs = (k: AttrKit, a: PoolAttrs): Attr[] => [k.int('ksize', a.poolSize), k.int('strides', a.strides), k.str('padding', a.pad)];
+
+function installMaxPool(tf: Tf, k: AttrKit): void {
   tf.registerKernel({
     kernelName: MAX_POOL_KERNEL,
     backendName: 'tensorflow',
     // Outputs: the pooled tensor and where each value came from (opaque; only the gradient reads it).
-    kernelFunc: ({ inputs, backend, attrs }) =>
-      (backend as unknown as NativeBackend).executeMultipleOutputs(
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const a = attrs as unknown as PoolAttrs;
+      return backendOf(backend).executeMultipleOutputs(
         'CnnMaxPool',
-        [
-          ...poolAttrs(attrs as never),
-          { name: 'relu_input', type: b.TF_ATTR_BOOL, value: (attrs as unknown as PoolAttrs).reluInput === true },
-        ],
+        [...poolAttrs(k, a), k.bool('relu_input', a.reluInput === true)],
         [inputs.x as Tensor],
         2,
-      ),
+      );
+    },
   });
-  // Its gradient is taken through customGrad (maxPool above), which records the pooled tensor as
-  // the only output: the engine fills a zero gradient for every output nothing differentiates.
-  poolGrad = (dy, positions, inputShape, attrs) => {
-    const shape = tf.tensor1d(inputShape, 'int32');
-    try {
-      return native(tf).executeMultipleOutputs('CnnMaxPoolGrad', poolAttrs(attrs as never), [dy, positions, shape], 2) as [Tensor, Tensor];
-    } finally {
-      shape.dispose();
-    }
-  };
+}
 
-  const dropoutAttrs = (a: { rate: number }): Attr[] => [{ name: 'rate', type: b.TF_ATTR_FLOAT, value: a.rate }];
+/** The input gradient of maxPool and its per-channel sums (CnnMaxPoolGrad). */
+function maxPoolGrad(tf: Tf, dy: Tensor, positions: Tensor, inputShape: number[], attrs: PoolAttrs): [Tensor, Tensor] {
+  const shape = tf.tensor1d(inputShape, 'int32');
+  try {
+    return native(tf).executeMultipleOutputs('CnnMaxPoolGrad', poolAttrs(attrKit(tf), attrs), [dy, positions, shape], 2) as [
+      Tensor,
+      Tensor,
+    ];
+  } finally {
+    shape.dispose();
+  }
+}
+
+function installDropout(tf: Tf, k: AttrKit): void {
+  const dropoutAttrs = (a: { rate: number }): Attr[] => [k.float('rate', a.rate)];
   tf.registerKernel({
     kernelName: DROPOUT_KERNEL,
     backendName: 'tensorflow',
     kernelFunc: ({ inputs, backend, attrs }) =>
-      (backend as unknown as NativeBackend).executeSingleOutput(DROPOUT_KERNEL, dropoutAttrs(attrs as never), [
-        inputs.x as Tensor,
-        inputs.seed as Tensor,
-      ]),
+      backendOf(backend).executeSingleOutput(DROPOUT_KERNEL, dropoutAttrs(attrs as never), [inputs.x as Tensor, inputs.seed as Tensor]),
   });
   tf.registerGradient({
     kernelName: DROPOUT_KERNEL,
@@ -320,28 +268,25 @@ export function installNativeGradients(tf: Tf): void {
       const [seed, x] = saved as [Tensor, Tensor];
       if (!isReluOutput(x))
         return { x: () => native(tf).executeSingleOutput(DROPOUT_KERNEL, dropoutAttrs(attrs as never), [dy as Tensor, seed]) };
-      // Below a convolution's ReLU: through the ReLU too, with the bias' gradient (see throughRelu).
+      // Below a convolution's ReLU: through the ReLU too, with the bias' gradient (see gradient-hints.ts).
       const [dx, sums] = native(tf).executeMultipleOutputs(
         'CnnDropoutReluGrad',
         dropoutAttrs(attrs as never),
         [dy as Tensor, seed, x],
         2,
       ) as [Tensor, Tensor];
-      channelSums.set(dx, sums);
-      throughRelu.add(dx);
+      describeGradient(dx, { channelSums: sums, throughRelu: true });
       return { x: () => dx };
     },
   });
+}
 
+/** TensorFlow's ReluGrad, one multithreaded pass, instead of tfjs-node's `step`-based gradient. */
+function installReluGradient(tf: Tf, k: AttrKit): void {
+  const T = k.float32();
   tf.registerGradient({
     kernelName: 'Relu',
     inputsToSave: ['x'],
-    gradFunc: (dy, saved) => ({
-      x: () => {
-        const backend = native(tf);
-        const T = { name: 'T', type: backend.binding.TF_ATTR_TYPE, value: backend.binding.TF_FLOAT };
-        return backend.executeSingleOutput('ReluGrad', [T], [dy as Tensor, saved[0]!]);
-      },
-    }),
+    gradFunc: (dy, saved) => ({ x: () => native(tf).executeSingleOutput('ReluGrad', [T], [dy as Tensor, saved[0]!]) }),
   });
 }

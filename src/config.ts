@@ -2,7 +2,7 @@ import { DEPLOY_TARGETS, INSTANCE_TYPE_PATTERN, type DeployTarget } from './comm
 
 /**
  * All runtime configuration, read from an env object once and validated up front.
- * Every variable is documented in README.md and .env.example.
+ * Every variable is documented in docs/configuration.md and .env.example.
  */
 export interface Config {
   temporal: TemporalConfig;
@@ -28,7 +28,7 @@ export interface Config {
   deploy: { defaultTarget: DeployTarget; inCluster: boolean };
   sagemaker: SageMakerConfig;
   /**
-   * oneDNN kernels in training processes (TRAINING_ONEDNN, default on; see README "Training"), and
+   * oneDNN kernels in training processes (TRAINING_ONEDNN, default on; see docs/training.md), and
    * the memory a training pass may plan to use (TRAINING_MEMORY_MB; default: 85 % of the
    * container's limit).
    */

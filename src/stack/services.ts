@@ -183,7 +183,7 @@ export async function stackUp(o: StackOptions, log: (line: string) => void = () 
     }
     if (await tcpOpen(o.host, s.port)) {
       throw new Error(
-        `${s.name}: port ${s.port} on ${o.host} is already in use by a process this stack did not start; stop it or choose another port (see README, "Configuration")`,
+        `${s.name}: port ${s.port} on ${o.host} is already in use by a process this stack did not start; stop it or choose another port (see docs/configuration.md)`,
       );
     }
     if (!existsSync(s.command)) throw new Error(`${s.name}: ${s.command} is missing; run 'npm run setup' first`);

@@ -57,7 +57,19 @@ export interface PipelineParams {
   versionCheckSeconds: number;
 }
 
-export type PipelineInput = Partial<PipelineParams>;
+export type PipelineInput = Partial<PipelineParams> & {
+  /**
+   * The original Airflow DAG's `model_params` (Keras names: `num_classes`, `input_shape`, `epochs`,
+   * ...), mapped onto the fields above (docs/airflow.md); a field given both ways must agree.
+   */
+  model_params?: Record<string, unknown>;
+};
+
+/** The validated parameters, and the input keys accepted without effect here (e.g. `model_params.verbose`). */
+export interface ParsedPipelineInput {
+  params: PipelineParams;
+  ignored: string[];
+}
 
 export const DEFAULT_PARAMS: Readonly<PipelineParams> = Object.freeze({
   dataUri: 's3://cnn-skin-cancer/data',
@@ -179,12 +191,21 @@ const CHECKS: { [K in keyof PipelineParams]: Check } = {
 
 /** Applies defaults and validates; throws InvalidInputError naming the first bad field. */
 export function parsePipelineInput(raw: unknown): PipelineParams {
+  return parsePipelineInputWithNotes(raw).params;
+}
+
+/** parsePipelineInput, also naming the input keys it accepted without effect (the Airflow DAG's `verbose`, ...). */
+export function parsePipelineInputWithNotes(raw: unknown): ParsedPipelineInput {
   if (raw === undefined || raw === null) raw = {};
   if (typeof raw !== 'object' || Array.isArray(raw)) throw new InvalidInputError('input', `expected a JSON object, got ${show(raw)}`);
-  const input = raw as Record<string, unknown>;
-  for (const key of Object.keys(input)) {
-    if (!(key in CHECKS)) throw new InvalidInputError(key, `unknown field; known fields are ${Object.keys(CHECKS).join(', ')}`);
+  const { [MODEL_PARAMS]: airflow, ...given } = raw as Record<string, unknown>;
+  for (const key of Object.keys(given)) {
+    if (!(key in CHECKS)) {
+      throw new InvalidInputError(key, `unknown field; known fields are ${[...Object.keys(CHECKS), MODEL_PARAMS].join(', ')}`);
+    }
   }
+  const mapped = airflow === undefined || airflow === null ? { values: {}, ignored: [] } : fromModelParams(airflow, given);
+  const input = { ...given, ...mapped.values };
   const params: Record<string, unknown> = {};
   for (const [key, check] of Object.entries(CHECKS)) {
     const value = input[key] ?? DEFAULT_PARAMS[key as keyof PipelineParams];
@@ -201,7 +222,162 @@ export function parsePipelineInput(raw: unknown): PipelineParams {
     if (input.deployTarget !== undefined) checkSizing(p, field);
     if (p[field] === undefined) delete p[field];
   }
-  return p;
+  return { params: p, ignored: mapped.ignored };
+}
+
+const MODEL_PARAMS = 'model_params';
+
+/** What one `model_params` key means here: input fields to set, and keys (or list items) without effect. */
+interface AirflowMapping {
+  set?: Partial<Record<keyof PipelineParams, unknown>>;
+  ignored?: string[];
+}
+
+/** A `model_params` key's mapping; `f` names it in errors, `given` is the rest of the input. */
+type AirflowKey = (value: unknown, f: string, given: Record<string, unknown>) => AirflowMapping;
+
+const to =
+  (field: keyof PipelineParams): AirflowKey =>
+  (v, f) => ({ set: { [field]: CHECKS[field]!(v, f) } });
+
+const ignoredKey: AirflowKey = (_, f) => ({ ignored: [f] });
+
+/** Keras metric names (lower case, without underscores) of the metrics every training logs. */
+const KERAS_METRICS: Record<string, SelectionMetric | 'precision'> = {
+  accuracy: 'accuracy',
+  acc: 'accuracy',
+  categoricalaccuracy: 'accuracy',
+  sparsecategoricalaccuracy: 'accuracy',
+  auc: 'auc',
+  f1: 'f1',
+  f1score: 'f1',
+  precision: 'precision',
+  recall: 'recall',
+};
+
+/** The Airflow DAG's `model_params`, by key, in the order docs/airflow.md lists them. */
+const AIRFLOW_KEYS: Record<string, AirflowKey> = {
+  num_classes: to('numClasses'),
+  input_shape: (v, f) => ({ set: { imageSize: imageSizeOf(v, f) } }),
+  epochs: to('epochs'),
+  batch_size: to('batchSize'),
+  learning_rate: to('learningRate'),
+  validation_split: to('validationSplit'),
+  optimizer: (v, f) => {
+    const name = typeof v === 'string' ? v.toLowerCase() : undefined;
+    if (!OPTIMIZERS.some((o) => o === name)) {
+      throw new InvalidInputError(
+        f,
+        `expected an optimizer this pipeline has: ${OPTIMIZERS.join(', ')} (Keras names, any case), got ${show(v)}`,
+      );
+    }
+    return { set: { optimizer: name } };
+  },
+  // The trainer builds one-hot targets from the integer labels and minimises the softmax's
+  // cross-entropy (src/ml/trainer.ts): Keras' categorical loss, and the sparse one's value.
+  loss: (v, f) => {
+    const name = typeof v === 'string' ? v.toLowerCase().replace(/_/g, '') : undefined;
+    if (name !== 'categoricalcrossentropy' && name !== 'sparsecategoricalcrossentropy') {
+      throw new InvalidInputError(
+        f,
+        `training minimises the softmax's categorical cross-entropy: expected 'categorical_crossentropy' or 'sparse_categorical_crossentropy', got ${show(v)}`,
+      );
+    }
+    return {};
+  },
+  metrics: (v, f, given) => metricsOf(v, f, given.selectionMetric),
+  // buildResNet50 (src/ml/models.ts) ends in global average pooling.
+  pooling: (v, f) => {
+    if (v !== 'avg') throw new InvalidInputError(f, `ResNet50 here ends in global average pooling: only 'avg' matches, got ${show(v)}`);
+    return {};
+  },
+  // Every epoch is shuffled, in an order drawn from `seed`.
+  shuffle: (v, f) => {
+    if (v !== true)
+      throw new InvalidInputError(f, `training always shuffles each epoch (seeded by 'seed'): only true matches, got ${show(v)}`);
+    return { ignored: [f] };
+  },
+  // Keras' logging and data-loading settings: no effect on what is trained.
+  verbose: ignoredKey,
+  workers: ignoredKey,
+  use_multiprocessing: ignoredKey,
+  max_queue_size: ignoredKey,
+};
+
+/** The input fields the Airflow DAG's `model_params` set, checked against the same fields given directly. */
+function fromModelParams(raw: unknown, given: Record<string, unknown>): { values: Record<string, unknown>; ignored: string[] } {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new InvalidInputError(MODEL_PARAMS, `expected the Airflow DAG's model_params object, got ${show(raw)}`);
+  }
+  const entries = Object.entries(raw);
+  for (const [key] of entries) {
+    if (!Object.hasOwn(AIRFLOW_KEYS, key)) {
+      throw new InvalidInputError(`${MODEL_PARAMS}.${key}`, `unknown key; known keys are ${Object.keys(AIRFLOW_KEYS).join(', ')}`);
+    }
+  }
+  const values: Record<string, unknown> = {};
+  const ignored: string[] = [];
+  for (const [key, value] of entries) {
+    const f = `${MODEL_PARAMS}.${key}`;
+    const mapping = AIRFLOW_KEYS[key]!(value, f, given);
+    for (const [field, v] of Object.entries(mapping.set ?? {})) {
+      const direct = given[field];
+      if (direct !== undefined && direct !== null && CHECKS[field as keyof PipelineParams]!(direct, field) !== v) {
+        throw new InvalidInputError(
+          f,
+          `conflicts with '${field}': ${f} sets it to ${show(v)}, but ${field} is ${show(direct)}; give one, or equal values`,
+        );
+      }
+      values[field] = v;
+    }
+    ignored.push(...(mapping.ignored ?? []));
+  }
+  return { values, ignored };
+}
+
+/** `input_shape` as a list or a Python tuple's text, [224, 224, 3] or "(224, 224, 3)": square, RGB, channels last. */
+function imageSizeOf(v: unknown, f: string): number {
+  const dims =
+    typeof v === 'string'
+      ? v
+          .trim()
+          .replace(/^[([](.*)[)\]]$/, '$1')
+          .replace(/,\s*$/, '')
+          .split(',')
+          .map((d) => (/^\s*\d+\s*$/.test(d) ? Number(d) : d.trim()))
+      : v;
+  if (!Array.isArray(dims) || dims.length !== 3 || !dims.every((d) => typeof d === 'number' && Number.isInteger(d) && d > 0)) {
+    throw new InvalidInputError(f, `expected (height, width, channels) such as [224, 224, 3] or "(224, 224, 3)", got ${show(v)}`);
+  }
+  const [height, width, channels] = dims as number[];
+  if (channels !== 3) throw new InvalidInputError(f, `expected 3 channels last (images are read as RGB), got ${show(v)}`);
+  if (height !== width)
+    throw new InvalidInputError(f, `expected a square shape (images are resized to imageSize x imageSize), got ${show(v)}`);
+  return CHECKS.imageSize(height, f) as number;
+}
+
+/**
+ * Keras `metrics`: every training logs accuracy, precision, recall, F1 and AUC anyway, so the list
+ * only picks the selection metric: `selectionMetric` when given and listed, else the first listed
+ * one that can select. The other entries are reported as ignored.
+ */
+function metricsOf(v: unknown, f: string, selectionMetric: unknown): AirflowMapping {
+  if (!Array.isArray(v)) throw new InvalidInputError(f, `expected a list of metric names such as ["accuracy"], got ${show(v)}`);
+  const names = v.map((m, i) => {
+    const key = typeof m === 'string' ? m.toLowerCase().replace(/_/g, '') : '';
+    const name = Object.hasOwn(KERAS_METRICS, key) ? KERAS_METRICS[key] : undefined;
+    if (name === undefined) {
+      throw new InvalidInputError(
+        `${f}[${i}]`,
+        `expected a metric the trainer logs: accuracy (acc, categorical_accuracy), auc, f1 (f1_score), precision or recall, got ${show(m)}`,
+      );
+    }
+    return name;
+  });
+  const selectable = names.filter((n): n is SelectionMetric => SELECTION_METRICS.some((s) => s === n));
+  const chosen = selectable.find((n) => n === selectionMetric) ?? selectable[0];
+  const at = chosen === undefined ? -1 : names.indexOf(chosen);
+  return { set: chosen === undefined ? {} : { selectionMetric: chosen }, ignored: v.flatMap((_, i) => (i === at ? [] : [`${f}[${i}]`])) };
 }
 
 /** SageMaker sizing on a run whose target is not SageMaker. */

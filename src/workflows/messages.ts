@@ -53,6 +53,8 @@ export interface PipelineStatus {
   /** Why the first deployment failed, while the run is in stage `deploy-failed`. */
   deployError?: string;
   redeploys: RedeployRecord[];
+  /** Input keys accepted without effect here, such as the Airflow DAG's `model_params.verbose`; only when there are some. */
+  ignoredInput?: string[];
 }
 
 export const statusQuery = defineQuery<PipelineStatus>('status');

@@ -12,7 +12,7 @@
 import { ApplicationFailure, patched, upsertSearchAttributes } from '@temporalio/workflow';
 import { SEARCH_ATTRIBUTES } from '../common/constants';
 import type { ClassificationMetrics, Deployment } from '../common/types';
-import { InvalidInputError, parsePipelineInput, type PipelineInput, type PipelineParams } from './input';
+import { InvalidInputError, parsePipelineInputWithNotes, type ParsedPipelineInput, type PipelineInput, type PipelineParams } from './input';
 import type { Stage } from './messages';
 import { RedeployQueue, serve, type ServingCarry } from './serving';
 import { StatusTracker } from './status';
@@ -44,8 +44,9 @@ export interface PipelineResult {
 }
 
 export async function cnnSkinCancerWorkflow(input?: PipelineInput, carry?: ServingCarry): Promise<PipelineResult> {
-  const params = parseInput(input);
+  const { params, ignored } = parseInput(input);
   const status = new StatusTracker(carry?.status);
+  status.ignoredInput(ignored);
   const queue = new RedeployQueue(params, carry);
   // Before any work: a target this deployment cannot serve (local in a pod) fails the run now.
   if (!carry && patched('deploy-target-from-worker')) params.deployTarget = await chooseDeployTarget(params, input?.deployTarget);
@@ -97,9 +98,9 @@ async function trainAndDeploy(params: PipelineParams, status: StatusTracker): Pr
   return { ...served, deployment };
 }
 
-function parseInput(input: PipelineInput | undefined): PipelineParams {
+function parseInput(input: PipelineInput | undefined): ParsedPipelineInput {
   try {
-    return parsePipelineInput(input);
+    return parsePipelineInputWithNotes(input);
   } catch (err) {
     if (err instanceof InvalidInputError) throw ApplicationFailure.nonRetryable(err.message, err.name, { field: err.field });
     throw err;

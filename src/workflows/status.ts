@@ -16,6 +16,11 @@ export class StatusTracker {
     setHandler(statusQuery, () => this.status);
   }
 
+  /** Names the input keys that were accepted without effect (none: nothing is recorded). */
+  ignoredInput(keys: readonly string[]): void {
+    if (keys.length) this.status.ignoredInput = [...keys];
+  }
+
   stage(stage: Stage): void {
     this.status.stage = stage;
     upsertSearchAttributes([{ key: SEARCH_ATTRIBUTES.stage, value: stage }]);

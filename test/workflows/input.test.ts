@@ -1,5 +1,12 @@
 import { strict as assert } from 'node:assert';
-import { checkSizing, DEFAULT_PARAMS, InvalidInputError, parsePipelineInput, validateRedeploy } from '../../src/workflows/input';
+import {
+  checkSizing,
+  DEFAULT_PARAMS,
+  InvalidInputError,
+  parsePipelineInput,
+  parsePipelineInputWithNotes,
+  validateRedeploy,
+} from '../../src/workflows/input';
 
 describe('parsePipelineInput', () => {
   it("fills the original Airflow DAG's parameters when given an empty object", () => {
@@ -65,6 +72,147 @@ describe('parsePipelineInput', () => {
     assert.ok(!('resnetWeightsUri' in parsePipelineInput({})));
     rejects({ resnetWeightsUri: '/tmp/resnet' }, 'resnetWeightsUri', /expected an S3 URI/);
     rejects({ resnetWeightsUri: 's3://weights/r', models: ['Basic'] }, 'resnetWeightsUri', /has no ResNet50/);
+  });
+});
+
+describe("the Airflow DAG's model_params", () => {
+  const SEED = {
+    num_classes: 2,
+    input_shape: [224, 224, 3],
+    epochs: 2,
+    batch_size: 64,
+    learning_rate: 1e-5,
+    validation_split: 0.2,
+    optimizer: 'adam',
+    loss: 'categorical_crossentropy',
+    metrics: ['accuracy'],
+    pooling: 'avg',
+    verbose: 2,
+  };
+  const parse = (modelParams: Record<string, unknown>, rest: Record<string, unknown> = {}) =>
+    parsePipelineInputWithNotes({ model_params: modelParams, ...rest });
+  const rejects = (modelParams: unknown, field: string, pattern: RegExp, rest: Record<string, unknown> = {}): void => {
+    assert.throws(
+      () => parsePipelineInput({ model_params: modelParams, ...rest }),
+      (err: unknown) => {
+        assert.ok(err instanceof InvalidInputError, String(err));
+        assert.equal(err.field, field);
+        assert.match(err.message, pattern);
+        return true;
+      },
+    );
+  };
+
+  it('maps the original seed dictionary onto the defaults, naming verbose as ignored', () => {
+    assert.deepEqual(parse(SEED), { params: parsePipelineInput({}), ignored: ['model_params.verbose'] });
+    assert.deepEqual(parsePipelineInput({ model_params: SEED }), parsePipelineInput({}));
+    assert.deepEqual(parsePipelineInputWithNotes({}), { params: parsePipelineInput({}), ignored: [] });
+  });
+
+  it('maps each key onto its field', () => {
+    const { params, ignored } = parse({
+      num_classes: 3,
+      input_shape: '(64, 64, 3)',
+      epochs: 5,
+      batch_size: 16,
+      learning_rate: 0.001,
+      validation_split: 0.25,
+      optimizer: 'RMSprop',
+      loss: 'SparseCategoricalCrossentropy',
+      metrics: ['AUC', 'acc', 'Precision'],
+    });
+    assert.deepEqual(
+      [params.numClasses, params.imageSize, params.epochs, params.batchSize, params.learningRate, params.validationSplit],
+      [3, 64, 5, 16, 0.001, 0.25],
+    );
+    assert.equal(params.optimizer, 'rmsprop');
+    assert.equal(params.selectionMetric, 'auc');
+    assert.deepEqual(ignored, ['model_params.metrics[1]', 'model_params.metrics[2]']);
+    assert.equal(parse({ input_shape: '[96, 96, 3]' }).params.imageSize, 96);
+    assert.equal(parse({ optimizer: 'SGD' }).params.optimizer, 'sgd');
+  });
+
+  it('takes the camelCase fields alongside, and equal values given both ways', () => {
+    const { params, ignored } = parse(SEED, { epochs: 2, imageSize: 224, optimizer: 'adam', learningRate: 0.00001, models: ['Basic'] });
+    assert.deepEqual(params, { ...parsePipelineInput({}), models: ['Basic'] });
+    assert.deepEqual(ignored, ['model_params.verbose']);
+  });
+
+  it('picks the selectionMetric given when metrics list it; the rest are ignored', () => {
+    const { params, ignored } = parse({ metrics: ['accuracy', 'f1_score'] }, { selectionMetric: 'f1' });
+    assert.equal(params.selectionMetric, 'f1');
+    assert.deepEqual(ignored, ['model_params.metrics[0]']);
+    // Only metrics that cannot select: the selection metric stays, all are ignored.
+    assert.deepEqual(parse({ metrics: ['precision'] }, { selectionMetric: 'recall' }), {
+      params: parsePipelineInput({ selectionMetric: 'recall' }),
+      ignored: ['model_params.metrics[0]'],
+    });
+  });
+
+  it('names the keys without meaning here as ignored', () => {
+    assert.deepEqual(parse({ verbose: 0, shuffle: true, workers: 4, use_multiprocessing: true, max_queue_size: 10 }).ignored, [
+      'model_params.verbose',
+      'model_params.shuffle',
+      'model_params.workers',
+      'model_params.use_multiprocessing',
+      'model_params.max_queue_size',
+    ]);
+  });
+
+  it('refuses an input_shape that is not square HxWx3', () => {
+    rejects({ input_shape: [224, 192, 3] }, 'model_params.input_shape', /square/);
+    rejects({ input_shape: '(224, 192, 3)' }, 'model_params.input_shape', /square/);
+    rejects({ input_shape: [224, 224, 1] }, 'model_params.input_shape', /3 channels last/);
+    rejects({ input_shape: [3, 224, 224] }, 'model_params.input_shape', /3 channels last/);
+    rejects({ input_shape: [224, 224] }, 'model_params.input_shape', /\(height, width, channels\)/);
+    rejects({ input_shape: '(None, None, 3)' }, 'model_params.input_shape', /\(height, width, channels\)/);
+    rejects({ input_shape: [1024, 1024, 3] }, 'model_params.input_shape', /between 8 and 512, got 1024/);
+  });
+
+  it("refuses values out of their field's range, naming the key", () => {
+    rejects({ epochs: 0 }, 'model_params.epochs', /between 1 and 1000/);
+    rejects({ batch_size: '64' }, 'model_params.batch_size', /expected an integer/);
+    rejects({ num_classes: 1 }, 'model_params.num_classes', /between 2 and 1000/);
+    rejects({ learning_rate: 0 }, 'model_params.learning_rate', /greater than 0/);
+    rejects({ validation_split: 0.9 }, 'model_params.validation_split', /at most 0.5/);
+  });
+
+  it('refuses an optimizer the pipeline does not have, naming the supported ones', () =>
+    rejects({ optimizer: 'Nadam' }, 'model_params.optimizer', /adam, sgd, rmsprop.*got "Nadam"/));
+
+  it('refuses a loss other than categorical cross-entropy', () => {
+    rejects({ loss: 'binary_crossentropy' }, 'model_params.loss', /'categorical_crossentropy' or 'sparse_categorical_crossentropy'/);
+    rejects({ loss: 'mse' }, 'model_params.loss', /got "mse"/);
+  });
+
+  it('refuses metrics the trainer does not log, and metrics that are not a list', () => {
+    rejects({ metrics: ['accuracy', 'mae'] }, 'model_params.metrics[1]', /metric the trainer logs.*got "mae"/);
+    rejects({ metrics: 'accuracy' }, 'model_params.metrics', /list of metric names/);
+  });
+
+  it("refuses a pooling other than ResNet50's global average", () => {
+    rejects({ pooling: 'max' }, 'model_params.pooling', /only 'avg' matches, got "max"/);
+    rejects({ pooling: null }, 'model_params.pooling', /only 'avg' matches, got null/);
+  });
+
+  it('refuses shuffle: false (every epoch is shuffled)', () => rejects({ shuffle: false }, 'model_params.shuffle', /always shuffles/));
+
+  it('refuses unknown keys, listing the known ones', () =>
+    rejects({ steps_per_epoch: 10 }, 'model_params.steps_per_epoch', /unknown key; known keys are num_classes, input_shape, .*verbose/));
+
+  it('refuses a model_params that is not an object', () => rejects([SEED], 'model_params', /model_params object/));
+
+  it('refuses a key given both ways with different values, naming both', () => {
+    rejects({ epochs: 3 }, 'model_params.epochs', /conflicts with 'epochs': model_params.epochs sets it to 3, but epochs is 2/, {
+      epochs: 2,
+    });
+    rejects({ input_shape: [224, 224, 3] }, 'model_params.input_shape', /'imageSize'.* 224, but imageSize is 64/, { imageSize: 64 });
+    rejects({ optimizer: 'Adam' }, 'model_params.optimizer', /"adam", but optimizer is "sgd"/, { optimizer: 'sgd' });
+    rejects({ metrics: ['accuracy'] }, 'model_params.metrics', /'selectionMetric'.*"accuracy", but selectionMetric is "auc"/, {
+      selectionMetric: 'auc',
+    });
+    // A bad camelCase value is named as itself.
+    rejects({ batch_size: 64 }, 'batchSize', /expected an integer, got "64"/, { batchSize: '64' });
   });
 });
 

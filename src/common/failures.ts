@@ -24,6 +24,8 @@ export const FAILURE = {
   allTrainingsFailed: 'AllTrainingsFailedError',
   notEnoughModelsTrained: 'NotEnoughModelsTrainedError',
   redeployFailed: 'RedeployFailedError',
+  /** The run ended (lifetime over, or `finish`) while no deployment of it had ever succeeded. */
+  neverDeployed: 'NeverDeployedError',
   /** An attempt ended because its worker is shutting down; retried on another worker. */
   workerShutdown: 'WorkerShutdownError',
 } as const;

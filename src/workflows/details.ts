@@ -1,11 +1,14 @@
 /** The markdown shown as the workflow's "current details" in the Temporal Web UI. */
 import type { PipelineStatus } from './messages';
 
+/** A NaN metric reaches the workflow as null (JSON): shown, never thrown over. */
+const score = (x: number | null): string => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(4) : 'n/a');
+
 export function renderDetails(status: PipelineStatus): string {
   const lines = [`**Stage:** ${status.stage}`, '', '| model | state | val accuracy | val AUC | version |', '|---|---|---|---|---|'];
   for (const m of status.models) {
     const v = m.validation;
-    lines.push(`| ${m.modelClass} | ${m.state} | ${v ? v.accuracy.toFixed(4) : ''} | ${v ? v.auc.toFixed(4) : ''} | ${m.version ?? ''} |`);
+    lines.push(`| ${m.modelClass} | ${m.state} | ${v ? score(v.accuracy) : ''} | ${v ? score(v.auc) : ''} | ${m.version ?? ''} |`);
   }
   if (status.selection)
     lines.push('', `**Selected:** ${status.selection.winner} v${status.selection.version} (${status.selection.reason})`);

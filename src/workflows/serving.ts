@@ -4,7 +4,15 @@
  * arrival order.
  * Its state travels across continue-as-new as a ServingCarry.
  */
-import { allHandlersFinished, ApplicationFailure, condition, makeContinueAsNewFunc, setHandler, workflowInfo } from '@temporalio/workflow';
+import {
+  allHandlersFinished,
+  ApplicationFailure,
+  condition,
+  makeContinueAsNewFunc,
+  patched,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { Deployment } from '../common/types';
 import { FAILURE } from '../common/failures';
 import { registry } from './activities';
@@ -134,6 +142,16 @@ export async function serve(
     }
   }
   await condition(allHandlersFinished);
+  // Whoever awaits the run must not read "finished" when nothing was ever deployed (runs started
+  // by earlier code completed that way).
+  if (!result.deployment && patched('fail-when-never-deployed')) {
+    status.stage('failed');
+    throw ApplicationFailure.nonRetryable(
+      `the run ended without a successful deployment of ${result.model} v${result.version} (${status.status.deployError ?? 'no deployment'}); ` +
+        `the trained versions stay registered: start a new run, or keep the next one alive (lifetimeSeconds) to retry with a redeploy`,
+      FAILURE.neverDeployed,
+    );
+  }
   status.stage('finished');
   return { ...result, stage: 'finished' };
 }

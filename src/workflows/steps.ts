@@ -59,8 +59,9 @@ async function trainOne(
   index: number,
   status: StatusTracker,
 ): Promise<TrainedModel> {
+  let trained: TrainedModel;
   try {
-    const trained = await training.trainModel.executeWithOptions(
+    trained = await training.trainModel.executeWithOptions(
       { summary: `Train ${modelClass}: ${params.epochs} epochs, batch ${params.batchSize}, lr ${params.learningRate}` },
       [
         {
@@ -81,8 +82,6 @@ async function trainOne(
         },
       ],
     );
-    status.model(index, { modelClass, state: 'trained', validation: trained.metrics.validation, version: trained.version });
-    return trained;
   } catch (err) {
     status.model(index, { modelClass, state: 'failed', error: errorMessage(err) });
     // An attempt whose process was killed could not close its MLflow run: the training has
@@ -99,6 +98,9 @@ async function trainOne(
     }
     throw err;
   }
+  // Outside the try: only the training itself can make a training count as failed.
+  status.model(index, { modelClass, state: 'trained', validation: trained.metrics.validation, version: trained.version });
+  return trained;
 }
 
 export interface Selection {

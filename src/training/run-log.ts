@@ -2,9 +2,18 @@
 import type { ModelClass } from '../common/constants';
 import type { TrainModelInput } from '../common/types';
 import type { DatasetManifest } from '../data/shards';
-import { reportedMetrics, type Evaluation } from '../ml/metrics';
+import { reportedMetrics, rocCurves, type Evaluation } from '../ml/metrics';
+import { confusionMatrixPng, rocCurvePng } from '../ml/plots';
 import type { EpochLogs } from '../ml/trainer';
 import type { MlflowClient, MlflowMetric } from '../tracking/mlflow';
+
+/** A split as the final model scored it. */
+export interface ScoredSplit {
+  evaluation: Evaluation;
+  /** Row-major [n, classes] predicted probabilities. */
+  probabilities: ArrayLike<number>;
+  labels: ArrayLike<number>;
+}
 
 export class TrainingRunLog {
   constructor(
@@ -68,13 +77,33 @@ export class TrainingRunLog {
     });
   }
 
-  /** The final model's validation and test metrics, and its confusion matrices as an artifact. */
-  async evaluation(classes: string[], validation: Evaluation, test: Evaluation): Promise<void> {
+  /**
+   * The final model's validation and test metrics; its confusion matrices as data, and for each
+   * split a confusion-matrix and a ROC-curve PNG (`plots/`), shown by MLflow's artifact viewer.
+   */
+  async evaluation(classes: string[], splits: { validation: ScoredSplit; test: ScoredSplit }): Promise<void> {
+    const { validation, test } = splits;
     const list = (prefix: string, e: Evaluation) =>
       Object.entries(reportedMetrics(e)).map(([key, value]) => ({ key: `${prefix}${key}`, value }));
-    await this.mlflow.logBatch(this.runId, { metrics: [...list('validation_', validation), ...list('test_', test)] });
-    const confusion = { classes, rows: 'actual', columns: 'predicted', validation: validation.confusion, test: test.confusion };
+    await this.mlflow.logBatch(this.runId, { metrics: [...list('validation_', validation.evaluation), ...list('test_', test.evaluation)] });
+    const confusion = {
+      classes,
+      rows: 'actual',
+      columns: 'predicted',
+      validation: validation.evaluation.confusion,
+      test: test.evaluation.confusion,
+    };
     await this.mlflow.logArtifact(this.runId, 'confusion_matrix.json', JSON.stringify(confusion, null, 2));
+    for (const [name, split] of Object.entries(splits)) {
+      const matrix = confusionMatrixPng(classes, split.evaluation.confusion, `${name} confusion matrix`);
+      await this.mlflow.logArtifact(this.runId, `plots/confusion_matrix_${name}.png`, matrix, 'image/png');
+      const curves = rocCurves(split.probabilities, split.labels, classes.length).map((c) => ({
+        label: classes[c.positive]!,
+        points: c.points,
+        auc: c.auc,
+      }));
+      await this.mlflow.logArtifact(this.runId, `plots/roc_${name}.png`, rocCurvePng(curves, `${name} ROC curve`), 'image/png');
+    }
   }
 
   /** Idempotent under retries: one registered version per MLflow run. */

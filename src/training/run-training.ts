@@ -277,7 +277,10 @@ async function evaluateAndSave(run: Run, model: LayersModel, validation: LoadedS
     throw new TrainingDivergedError(`${modelClass}: the trained model's predictions are NaN or infinite; ${divergedHint(hp.learningRate)}`);
   const valEval = evaluatePredictions(valProbs, validation.labels, numClasses);
   const testEval = evaluatePredictions(testProbs, test.labels, numClasses);
-  await run.log.evaluation(classes, valEval, testEval);
+  await run.log.evaluation(classes, {
+    validation: { evaluation: valEval, probabilities: valProbs, labels: validation.labels },
+    test: { evaluation: testEval, probabilities: testProbs, labels: test.labels },
+  });
   run.hooks.progress({ phase: 'saving', epoch: hp.epochs, epochs: hp.epochs, batch: 0, batches: 0 });
   await saveModelToS3(run.s3, model, run.modelUri, { modelClass, classes, imageSize, inputScale: '0-1' });
   const result: SavedResult = { metrics: { validation: reportedMetrics(valEval), test: reportedMetrics(testEval) } };

@@ -71,10 +71,20 @@ describe('trainModel activity (child training process, native TensorFlow, S3 on 
     for (const key of ['test_auc', 'test_f1', 'validation_precision', 'validation_recall', 'val_loss', 'val_accuracy'])
       assert.ok(key in metrics, `${key} missing`);
 
-    // The confusion matrices are an artifact of the run.
-    const res = await fetch(
-      `${mlflow.trackingUri}/api/2.0/mlflow-artifacts/artifacts/${run.info.artifact_uri!.replace(/^mlflow-artifacts:\/?/, '')}/confusion_matrix.json`,
-    );
+    // The confusion matrices are an artifact of the run, as data and (with the ROC curves) as plots.
+    const artifact = (path: string) =>
+      fetch(
+        `${mlflow.trackingUri}/api/2.0/mlflow-artifacts/artifacts/${run.info.artifact_uri!.replace(/^mlflow-artifacts:\/?/, '')}/${path}`,
+      );
+    for (const split of ['validation', 'test'])
+      for (const plot of [`confusion_matrix_${split}`, `roc_${split}`]) {
+        const png = await artifact(`plots/${plot}.png`);
+        assert.equal(png.status, 200, `plots/${plot}.png`);
+        const decoded = loadTf().node.decodePng(new Uint8Array(await png.arrayBuffer()), 3);
+        assert.ok(decoded.shape[0] > 300 && decoded.shape[1] > 300, `plots/${plot}.png is ${decoded.shape.join('x')}`);
+        decoded.dispose();
+      }
+    const res = await artifact('confusion_matrix.json');
     assert.equal(res.status, 200);
     const confusion = (await res.json()) as { validation: number[][] };
     assert.equal(

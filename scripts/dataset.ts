@@ -16,6 +16,7 @@ import { scaledCounts, writeSyntheticDataset } from '../src/data/generate';
 import { withLocalStackDefaults } from '../src/stack/local-env';
 import { RoutingStore } from '../src/storage/object-store';
 import { createS3Client, parseS3Uri, S3Store } from '../src/storage/s3';
+import { Progress } from './progress';
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -53,21 +54,15 @@ async function main(): Promise<void> {
   const s3 = new S3Store(createS3Client(loadConfig(withLocalStackDefaults(process.env, resolve(__dirname, '..', '..')))));
   if (outUri.startsWith('s3://')) await s3.ensureBucket(parseS3Uri(outUri).bucket);
   const started = Date.now();
-  let lastReport = 0;
+  const progress = new Progress('dataset');
   const { written } = await writeSyntheticDataset(new RoutingStore(s3), {
     outUri,
     counts,
     size: int('size', values.size, 8),
     seed: int('seed', values.seed, 0),
     force: values.force,
-    onProgress: (done, total) => {
-      if (Date.now() - lastReport > 2000 || done === total) {
-        lastReport = Date.now();
-        process.stderr.write(`\r${done}/${total} images`);
-      }
-    },
-  });
-  if (written) process.stderr.write('\n');
+    onProgress: (done, total) => progress.update([{ fraction: done / total, text: `${done}/${total} images` }]),
+  }).finally(() => progress.end());
   console.log(
     written
       ? `wrote ${written} images (${JSON.stringify(counts)}) to ${outUri} in ${((Date.now() - started) / 1000).toFixed(1)} s`

@@ -6,8 +6,11 @@
 import { spawn } from 'node:child_process';
 import { openSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { Connection, WorkflowClient, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
+import { Connection, WorkflowClient, WorkflowNotFoundError, type WorkflowHandle } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
+import { temporal } from '@temporalio/proto';
 import { TASK_QUEUES, workflowIdForEndpoint } from '../src/common/constants';
+import type { TrainModelInput } from '../src/common/types';
 import { loadConfig } from '../src/config';
 import { decodeAndResize } from '../src/data/images';
 import { writeSyntheticDataset } from '../src/data/generate';
@@ -15,11 +18,13 @@ import { withLocalStackDefaults } from '../src/stack/local-env';
 import { stackOptionsFromEnv, stackUp } from '../src/stack/services';
 import { createS3Client, S3Store } from '../src/storage/s3';
 import { MlflowClient } from '../src/tracking/mlflow';
+import type { TrainingProgress } from '../src/training/run-training';
 import type { cnnSkinCancerWorkflow } from '../src/workflows';
-import type { PipelineInput } from '../src/workflows/input';
-import { finishSignal, type PipelineStatus } from '../src/workflows/messages';
+import { parsePipelineInput, type PipelineInput } from '../src/workflows/input';
+import { finishSignal, statusQuery, type PipelineStatus } from '../src/workflows/messages';
 import { defaultBuildId } from '../src/runtime/build-id';
 import { connectionOptions } from '../src/runtime/connection';
+import { Progress, type Bar } from './progress';
 
 const ROOT = resolve(__dirname, '..', '..');
 const DATA_URI = 's3://cnn-skin-cancer/data';
@@ -31,6 +36,9 @@ const DEMO_INPUT: PipelineInput = {
   learningRate: 1e-3,
   crossValFolds: 3,
 };
+
+/** The demo's workflow id before ids became `endpoint-<name>`: a run under it may still own the endpoint. */
+const LEGACY_WORKFLOW_ID = 'cnn-skin-cancer-cnn-skin-cancer';
 
 const say = (line: string): void => console.log(`[demo] ${line}`);
 
@@ -64,33 +72,25 @@ async function main(): Promise<void> {
 
   try {
     const client = new WorkflowClient({ connection: await Connection.connect(connectionOptions(config.temporal)) });
-    const workflowId = workflowIdForEndpoint('cnn-skin-cancer');
-    const start = () =>
-      client.start<typeof cnnSkinCancerWorkflow>('cnnSkinCancerWorkflow', {
-        taskQueue: TASK_QUEUES.pipeline,
-        workflowId,
-        args: [DEMO_INPUT],
-      });
-    let handle;
-    try {
-      handle = await start();
-    } catch (err) {
-      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
-      // One live workflow owns an endpoint: finish the previous demo's run first.
-      const previous = client.getHandle(workflowId);
-      const pinnedTo = (await previous.describe()).raw.workflowExecutionInfo?.versioningInfo?.deploymentVersion?.buildId;
-      const ours = config.temporal.buildId ?? defaultBuildId();
-      if (config.temporal.versioning && pinnedTo && pinnedTo !== ours) {
-        // Its build's workers are gone (the code changed since), so nothing would run its finish.
-        say(`terminating the previous run of ${workflowId}: it is pinned to build ${pinnedTo}, which no worker runs now`);
-        await previous.terminate(`replaced by a demo run on build ${ours}`);
-      } else {
-        say(`finishing the previous run of ${workflowId}`);
-        await previous.signal(finishSignal);
-        await previous.result().catch(() => undefined);
-      }
-      handle = await start();
-    }
+    const params = parsePipelineInput(DEMO_INPUT);
+    const workflowId = workflowIdForEndpoint(params.endpointName);
+    // One live workflow owns an endpoint: the previous demo's run (under either id) gives it up first.
+    const ourBuild = config.temporal.buildId ?? defaultBuildId();
+    for (const id of [LEGACY_WORKFLOW_ID, workflowId]) await retire(client, id, config.temporal.versioning ? ourBuild : undefined);
+    const handle = await client.start<typeof cnnSkinCancerWorkflow>('cnnSkinCancerWorkflow', {
+      taskQueue: TASK_QUEUES.pipeline,
+      workflowId,
+      args: [DEMO_INPUT],
+      // Shown in the Web UI (User Metadata) and by `temporal workflow describe`.
+      staticSummary:
+        `Demo: ${params.models.join(', ')} on ${params.dataUri} at ${params.imageSize} px, ${params.epochs} epochs ` +
+        `-> endpoint ${params.endpointName}`,
+      staticDetails: [
+        'Started by `npm run demo` (scripts/demo.ts) on the local stack.',
+        `Input: \`${JSON.stringify(DEMO_INPUT)}\``,
+        `Finish it: \`.venv/bin/temporal workflow signal --workflow-id ${workflowId} --name finish\``,
+      ].join('\n\n'),
+    });
     say(`started workflow ${workflowId} (run ${handle.firstExecutionRunId})`);
 
     const status = await followProgress(handle);
@@ -150,18 +150,165 @@ async function main(): Promise<void> {
   }
 }
 
-async function followProgress(handle: { query: (q: 'status') => Promise<PipelineStatus> }): Promise<PipelineStatus> {
-  let last = '';
-  for (;;) {
-    const status = await handle.query('status').catch(() => undefined);
-    if (status) {
-      const line = `${status.stage}${status.models.length ? ': ' + status.models.map((m) => `${m.modelClass} ${m.state}`).join(', ') : ''}`;
-      if (line !== last) say(line);
-      last = line;
-      if (['serving', 'deploy-failed', 'finished', 'failed'].includes(status.stage)) return status;
-    }
-    await new Promise((r) => setTimeout(r, 1000));
+/**
+ * Retires the running workflow under `workflowId`, if there is one, so that a new run can own the
+ * endpoint: a `finish` signal, or a terminate when it is pinned to a build other than `ourBuild`
+ * (given when workers are versioned): that build's workers are gone, so nothing would run its finish.
+ */
+async function retire(client: WorkflowClient, workflowId: string, ourBuild: string | undefined): Promise<void> {
+  const previous = client.getHandle(workflowId);
+  const description = await previous.describe().catch((err: unknown) => {
+    if (err instanceof WorkflowNotFoundError) return undefined;
+    throw err;
+  });
+  if (description?.status.name !== 'RUNNING') return;
+  const pinnedTo = description.raw.workflowExecutionInfo?.versioningInfo?.deploymentVersion?.buildId;
+  if (ourBuild && pinnedTo && pinnedTo !== ourBuild) {
+    say(`terminating the previous run of ${workflowId}: it is pinned to build ${pinnedTo}, which no worker runs now`);
+    await previous.terminate(`replaced by a demo run on build ${ourBuild}`);
+  } else {
+    say(`finishing the previous run of ${workflowId}`);
+    await previous.signal(finishSignal);
+    await previous.result().catch(() => undefined);
   }
+}
+
+type PipelineHandle = WorkflowHandle<typeof cnnSkinCancerWorkflow>;
+
+/** A pending activity and its last heartbeat's details, as the server has them. */
+interface PendingActivity {
+  id: string;
+  type: string;
+  scheduled: boolean;
+  attempt: number;
+  details: unknown;
+}
+
+const FINAL_STAGES: readonly string[] = ['serving', 'deploy-failed', 'finished', 'failed'];
+
+/**
+ * Follows the run until it serves (or fails): one line per stage or model-state change, and bars
+ * (plain lines when not on a terminal) for the stage and, from the pending activities' heartbeats,
+ * the preprocessing and each model's training.
+ */
+async function followProgress(handle: PipelineHandle): Promise<PipelineStatus> {
+  const progress = new Progress('demo');
+  const trainings = new Map<string, TrainModelInput>();
+  let last = '';
+  try {
+    for (;;) {
+      const status = await handle.query(statusQuery).catch(() => undefined);
+      if (status) {
+        const line = `${status.stage}${status.models.length ? ': ' + status.models.map((m) => `${m.modelClass} ${m.state}`).join(', ') : ''}`;
+        if (line !== last) progress.log(`[demo] ${line}`);
+        last = line;
+        const done = FINAL_STAGES.includes(status.stage);
+        const pending = !done && ['preprocessing', 'training'].includes(status.stage) ? await pendingActivities(handle) : [];
+        if (pending.some((a) => a.type === 'trainModel' && !trainings.has(a.id))) await readTrainingInputs(handle, trainings);
+        progress.update(progressBars(status, pending, trainings));
+        if (done) return status;
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  } finally {
+    progress.end();
+  }
+}
+
+async function pendingActivities(handle: PipelineHandle): Promise<PendingActivity[]> {
+  const description = await handle.describe().catch(() => undefined);
+  return (description?.raw.pendingActivities ?? []).map((a) => {
+    const payload = a.heartbeatDetails?.payloads?.[0];
+    return {
+      id: a.activityId ?? '',
+      type: a.activityType?.name ?? '',
+      scheduled: a.state === temporal.api.enums.v1.PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED,
+      attempt: a.attempt ?? 1,
+      details: payload ? defaultPayloadConverter.fromPayload(payload) : undefined,
+    };
+  });
+}
+
+/** Which model each trainModel activity trains: its scheduled event's input says (its heartbeats do not). */
+async function readTrainingInputs(handle: PipelineHandle, into: Map<string, TrainModelInput>): Promise<void> {
+  const history = await handle.fetchHistory().catch(() => undefined);
+  for (const event of history?.events ?? []) {
+    const scheduled = event.activityTaskScheduledEventAttributes;
+    const payload = scheduled?.input?.payloads?.[0];
+    if (scheduled?.activityType?.name === 'trainModel' && scheduled.activityId && payload)
+      into.set(scheduled.activityId, defaultPayloadConverter.fromPayload<TrainModelInput>(payload));
+  }
+}
+
+/** The pipeline's steps in order; serving is the end. */
+const STEPS: readonly string[] = ['preprocessing', 'training', 'selecting', 'deploying', 'promoting'];
+
+function progressBars(status: PipelineStatus, pending: PendingActivity[], trainings: Map<string, TrainModelInput>): Bar[] {
+  const models = status.models.map((m): Bar => {
+    if (m.state === 'trained')
+      return {
+        label: m.modelClass,
+        fraction: 1,
+        text: `trained${m.validation ? `, val accuracy ${m.validation.accuracy.toFixed(3)}` : ''}`,
+      };
+    if (m.state === 'failed') return { label: m.modelClass, text: `failed: ${m.error ?? ''}` };
+    const activity = pending.find((a) => a.type === 'trainModel' && trainings.get(a.id)?.modelClass === m.modelClass);
+    return { label: m.modelClass, ...trainingProgress(activity, trainings.get(activity?.id ?? '')) };
+  });
+  const preprocess = pending.find((a) => a.type === 'preprocessDataset');
+  const images = preprocess?.details as { done?: number; total?: number } | undefined;
+  const dataset: Bar[] =
+    status.stage !== 'preprocessing'
+      ? []
+      : images?.total
+        ? [
+            {
+              label: 'dataset',
+              fraction: (images.done ?? 0) / images.total,
+              text: `${images.done ?? 0}/${images.total} images preprocessed`,
+            },
+          ]
+        : [{ label: 'dataset', text: preprocess?.scheduled ? 'waiting for a worker' : 'preprocessing' }];
+
+  const step = STEPS.indexOf(status.stage);
+  const within =
+    status.stage === 'preprocessing'
+      ? (dataset[0]?.fraction ?? 0)
+      : status.stage === 'training' && models.length
+        ? models.reduce((sum, b) => sum + (b.fraction ?? 0), 0) / models.length
+        : 0;
+  const stage: Bar =
+    status.stage === 'serving'
+      ? { label: 'stage', fraction: 1, text: 'serving' }
+      : step < 0
+        ? { label: 'stage', text: status.stage }
+        : { label: 'stage', fraction: (step + within) / STEPS.length, text: `${status.stage}, step ${step + 1} of ${STEPS.length}` };
+  return [stage, ...dataset, ...models];
+}
+
+/** One training's bar from its last heartbeat (TrainingProgress, src/training/run-training.ts). */
+function trainingProgress(activity: PendingActivity | undefined, input: TrainModelInput | undefined): Omit<Bar, 'label'> {
+  const retry = activity && activity.attempt > 1 ? `, attempt ${activity.attempt}` : '';
+  const p = activity?.details as Partial<TrainingProgress> | undefined;
+  if (!activity || p?.epoch === undefined || !p.epochs || !p.phase)
+    // The first heartbeat reaches the server within seconds (workers throttle them to one per 5 s).
+    return {
+      fraction: 0,
+      text: `${!activity ? 'starting' : activity.scheduled ? 'waiting for a worker' : 'running, no progress reported yet'}${retry}`,
+    };
+  if (p.phase === 'evaluating' || p.phase === 'saving') return { fraction: 1, text: `${p.phase}${retry}` };
+  // CrossVal trains one phase per fold (fold1, fold2, ...) before its final phase.
+  const folds = input?.modelClass === 'CrossVal' ? input.hyperparams.crossValFolds : 0;
+  const fold = /^fold(\d+)$/.exec(p.phase);
+  const phase = fold ? Number(fold[1]) - 1 : folds;
+  const inPhase = Math.min((p.epoch + (p.batches && p.batch ? p.batch / p.batches : 0)) / p.epochs, 1);
+  const where = [
+    fold ? `fold ${fold[1]}/${folds}` : folds ? 'final' : '',
+    `epoch ${Math.min(p.epoch + 1, p.epochs)}/${p.epochs}`,
+    p.batch && p.batches ? `batch ${p.batch}/${p.batches}` : '',
+    p.loss !== undefined && p.batch ? `loss ${p.loss.toFixed(3)}` : '',
+  ];
+  return { fraction: (phase + inPhase) / (folds + 1), text: where.filter(Boolean).join(', ') + retry };
 }
 
 async function predictOneTestImage(

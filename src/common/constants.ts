@@ -44,7 +44,7 @@ export const INSTANCE_TYPE_PATTERN = /^ml\.[a-z0-9-]+\.[a-z0-9]+$/;
 export const CHAMPION_ALIAS = 'champion';
 export const PREVIOUS_CHAMPION_ALIAS = 'previous-champion';
 
-/** One live workflow per endpoint: its id is derived from the endpoint name. */
+/** One live workflow per endpoint: the id of the workflow that owns endpoint X is `endpoint-X`. */
 export function workflowIdForEndpoint(endpointName: string): string {
-  return `cnn-skin-cancer-${endpointName}`;
+  return `endpoint-${endpointName}`;
 }

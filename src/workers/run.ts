@@ -60,6 +60,9 @@ export async function runWorker(spec: WorkerSpec): Promise<void> {
       taskQueue: spec.taskQueue,
       shutdownGraceTime: `${shutdown.graceSeconds}s`,
       shutdownForceTime: `${shutdown.forceSeconds}s`,
+      // Heartbeats reach the server at most this often (else every 0.8 x the heartbeat timeout, 48 s
+      // for training): progress shown by the demo, the UI's pending activities and a retried attempt is that fresh.
+      maxHeartbeatThrottleInterval: '5s',
       ...(temporal.versioning ? { workerDeploymentOptions: deploymentOptions(temporal.deploymentName, buildId) } : {}),
     });
     const version = temporal.versioning ? `${temporal.deploymentName}.${buildId}` : 'unversioned';

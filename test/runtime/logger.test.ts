@@ -11,7 +11,7 @@ describe('ProcessLogger', () => {
     const logger = new ProcessLogger('json', 'INFO', { worker: 'training' }, (l) => lines.push(l));
     logger.debug('hidden');
     logger.info('epoch 2/3 started', {
-      workflowId: 'cnn-skin-cancer-x',
+      workflowId: 'endpoint-x',
       workflowRunId: 'r1',
       activityType: 'trainModel',
       modelClass: 'Basic',
@@ -26,7 +26,7 @@ describe('ProcessLogger', () => {
         level: 'info',
         msg: 'epoch 2/3 started',
         worker: 'training',
-        workflowId: 'cnn-skin-cancer-x',
+        workflowId: 'endpoint-x',
         runId: 'r1',
         activity: 'trainModel',
         modelClass: 'Basic',

@@ -7,7 +7,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 QUIET=0
-[[ "${1:-}" == "--quiet" ]] && QUIET=1
+BROWSER=0
+for arg in "$@"; do
+  case $arg in
+    --quiet) QUIET=1 ;;
+    --browser) BROWSER=1 ;; # also the browser the Web UI test drives (npm test)
+    *) echo "[setup] unknown option $arg (expected --quiet, --browser)" >&2; exit 2 ;;
+  esac
+done
 
 log() { [[ $QUIET == 1 ]] || echo "[setup] $*" >&2; }
 say() { echo "[setup] $*" >&2; }
@@ -144,6 +151,18 @@ if [[ ${SKIP_PYTHON_STACK:-0} != 1 ]] && ! command -v kubectl >/dev/null && ! co
   command -v go >/dev/null || die "rendering k8s/ needs kubectl or kustomize on the PATH (or Go, to build kustomize)"
   say "building kustomize into .venv/bin (no kubectl or kustomize on the PATH)"
   GOBIN="$ROOT/.venv/bin" go install sigs.k8s.io/kustomize/kustomize/v5@v5.5.0 >&2 || die "go install of kustomize failed"
+fi
+
+# --- A browser for the Web UI test ----------------------------------------------------------
+# playwright-core (npm) drives Debian's chromium and never downloads a browser of its own.
+if [[ $BROWSER == 1 && -z ${CHROMIUM_PATH:-} ]] && ! command -v chromium >/dev/null; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    say "installing Debian's chromium for the Web UI test (apt-get)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } >&2 ||
+      die "apt-get could not install chromium"
+  else
+    die "the Web UI test needs Chromium: install it (apt-get install chromium) or set CHROMIUM_PATH"
+  fi
 fi
 
 # --- TypeScript build ----------------------------------------------------------------------

@@ -5,10 +5,12 @@ import type { PipelineStatus } from './messages';
 const score = (x: number | null): string => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(4) : 'n/a');
 
 export function renderDetails(status: PipelineStatus): string {
-  const lines = [`**Stage:** ${status.stage}`, '', '| model | state | val accuracy | val AUC | version |', '|---|---|---|---|---|'];
+  // A list, not a table: the Web UI renders markdown tables without cell padding.
+  const lines = [`**Stage:** ${status.stage}`, ''];
   for (const m of status.models) {
     const v = m.validation;
-    lines.push(`| ${m.modelClass} | ${m.state} | ${v ? score(v.accuracy) : ''} | ${v ? score(v.auc) : ''} | ${m.version ?? ''} |`);
+    const scores = v ? ` · val accuracy ${score(v.accuracy)} · val AUC ${score(v.auc)}` : '';
+    lines.push(`- **${m.modelClass}**: ${m.state}${scores}${m.version ? ` · v${m.version}` : ''}${m.error ? ` · ${m.error}` : ''}`);
   }
   if (status.selection)
     lines.push('', `**Selected:** ${status.selection.winner} v${status.selection.version} (${status.selection.reason})`);

@@ -30,11 +30,16 @@ export function installQuietRuntime(): void {
  * A real Temporal dev server (the installed CLI's, as `npm run stack` runs it) for one suite, with
  * the pipeline's search attributes registered unless `withSearchAttributes` is false.
  */
-export function startDevServer({ extraArgs = [] as string[], withSearchAttributes = true } = {}): Promise<TestWorkflowEnvironment> {
+export function startDevServer({
+  extraArgs = [] as string[],
+  withSearchAttributes = true,
+  uiPort = undefined as number | undefined,
+} = {}): Promise<TestWorkflowEnvironment> {
   installQuietRuntime();
   return TestWorkflowEnvironment.createLocal({
     server: {
       executable: { type: 'existing-path', path: join(__dirname, '..', '..', '.venv', 'bin', 'temporal') },
+      ...(uiPort ? { ui: true, uiPort } : {}),
       ...(withSearchAttributes ? { searchAttributes: Object.values(SEARCH_ATTRIBUTES) } : {}),
       extraArgs,
     },

@@ -9,11 +9,11 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { DeployTarget } from '../common/constants';
 import { FAILURE } from '../common/failures';
-import type { DeployInput, Deployment } from '../common/types';
+import type { DeployInput, Deployment, EndpointHealth } from '../common/types';
 import type { SageMakerConfig } from '../config';
 import type { SageMakerApi } from '../sagemaker/api';
 import { deployToSageMaker, SageMakerDeployError } from '../sagemaker/deploy';
-import { getJson, postJson, type LocalEndpoints } from '../serving/local-endpoints';
+import { getJson, postJson, type LocalEndpoints, type ServedModel } from '../serving/local-endpoints';
 import type { Prediction } from '../serving/server';
 import { MODEL_ARCHIVE } from '../ml/model-store';
 import { joinUri } from '../storage/s3';
@@ -53,12 +53,16 @@ export function createDeployActivities(deps: DeployDeps) {
       if (input.target === 'local' && target.inCluster) throw localInPod(false);
       const started = Date.now();
       const done = (
-        fields: Omit<Deployment, 'target' | 'endpointName' | 'registeredModelName' | 'version' | 'deployedAt' | 'durationSeconds'>,
+        fields: Omit<
+          Deployment,
+          'target' | 'endpointName' | 'registeredModelName' | 'version' | 'modelUri' | 'deployedAt' | 'durationSeconds'
+        >,
       ) => ({
         target: input.target,
         endpointName: input.endpointName,
         registeredModelName: input.model.registeredModelName,
         version: input.model.version,
+        modelUri: input.model.modelUri,
         deployedAt: new Date().toISOString(),
         durationSeconds: (Date.now() - started) / 1000,
         ...fields,
@@ -70,8 +74,40 @@ export function createDeployActivities(deps: DeployDeps) {
           FAILURE.invalidDeployRequest,
         );
       }
-      return done(await deployLocal(deps.local, input));
+      const { url, unchanged } = await deployLocal(deps.local, input);
+      return done({ url, unchanged });
     },
+
+    /**
+     * Whether the endpoint serves the version its run says it does. A local endpoint is put right
+     * (a crashed or hung server is started again on its URL, another version swapped back out);
+     * a SageMaker endpoint's state is reported. Never fails: what it found is the answer.
+     */
+    async checkEndpoint(input: EndpointCheck): Promise<EndpointHealth> {
+      const checkedAt = () => new Date().toISOString();
+      try {
+        if (input.target === 'sagemaker') return { ...(await sageMakerHealth(deps, input.endpointName)), checkedAt: checkedAt() };
+        const { unchanged, restarted } = await deployLocal(deps.local, input);
+        const detail = unchanged
+          ? `serves v${input.model.version}`
+          : (restarted ?? `it served another version; v${input.model.version} swapped back in`);
+        return { state: unchanged ? 'up' : 'repaired', detail, checkedAt: checkedAt() };
+      } catch (err) {
+        return { state: 'down', detail: (err as Error).message, checkedAt: checkedAt() };
+      }
+    },
+  };
+}
+
+/** SageMaker keeps serving while it updates; any other state but InService means it does not. */
+async function sageMakerHealth(deps: DeployDeps, endpointName: string): Promise<Omit<EndpointHealth, 'checkedAt'>> {
+  if (!deps.sagemaker) return { state: 'down', detail: 'this worker has no SageMaker client configured' };
+  const info = await deps.sagemaker.api.describeEndpoint(endpointName);
+  if (!info) return { state: 'down', detail: `SageMaker has no endpoint '${endpointName}'` };
+  const serving = ['InService', 'Updating', 'SystemUpdating'].includes(info.status);
+  return {
+    state: serving ? 'up' : 'down',
+    detail: `${info.status} on ${info.configName}${info.failureReason ? `: ${info.failureReason}` : ''}`,
   };
 }
 
@@ -84,9 +120,12 @@ function localInPod(defaulted: boolean): ApplicationFailure {
   );
 }
 
-async function deployLocal(local: LocalEndpoints, input: DeployInput): Promise<{ url: string; unchanged: boolean }> {
+/** The endpoint a run serves and the version it should serve. */
+export type EndpointCheck = Omit<DeployInput, 'model'> & { model: ServedModel };
+
+async function deployLocal(local: LocalEndpoints, input: EndpointCheck): Promise<{ url: string; unchanged: boolean; restarted?: string }> {
   const ctx = Context.current();
-  const { state, unchanged } = await local.deploy(input.endpointName, input.model, (what) => ctx.heartbeat(what));
+  const { state, unchanged, restarted } = await local.deploy(input.endpointName, input.model, (what) => ctx.heartbeat(what));
   const served = await getJson<{ version?: string; imageSize: number; classes: string[] }>(`${state.url}/model`);
   if (served.version !== input.model.version) {
     throw new Error(`endpoint '${input.endpointName}' serves v${served.version} after deploying v${input.model.version}`);
@@ -98,7 +137,7 @@ async function deployLocal(local: LocalEndpoints, input: DeployInput): Promise<{
   if (predictions?.length !== 1 || !served.classes.includes(predictions[0]!.label)) {
     throw new Error(`endpoint '${input.endpointName}' answered an unexpected prediction: ${JSON.stringify(predictions)}`);
   }
-  return { url: state.url, unchanged };
+  return { url: state.url, unchanged, ...(restarted ? { restarted } : {}) };
 }
 
 async function deploySageMaker(deps: DeployDeps, input: DeployInput) {

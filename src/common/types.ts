@@ -101,12 +101,22 @@ export interface DeployInput extends InstanceChoice {
   model: ModelVersionRef;
 }
 
+/** What a periodic check found at the endpoint a run serves. */
+export interface EndpointHealth {
+  /** `repaired`: a local server was down, hung or serving another version, and is serving again (same URL). */
+  state: 'up' | 'repaired' | 'down';
+  detail: string;
+  checkedAt: string;
+}
+
 export interface Deployment {
   target: DeployTarget;
   endpointName: string;
   url: string;
   registeredModelName: string;
   version: string;
+  /** Where the served model's files are (absent in deployments recorded by earlier versions). */
+  modelUri?: string;
   deployedAt: string;
   /** Wall time the deploy activity took, start to verified. */
   durationSeconds: number;

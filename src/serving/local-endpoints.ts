@@ -25,6 +25,9 @@ export interface EndpointState {
   modelUri: string;
 }
 
+/** What an endpoint needs to know of the version it serves. */
+export type ServedModel = Pick<ModelVersionRef, 'registeredModelName' | 'version' | 'modelUri'>;
+
 export class EndpointError extends Error {
   override readonly name = 'EndpointError';
 }
@@ -55,13 +58,14 @@ export class LocalEndpoints {
   /** Serves `model` at endpoint `name`; returns whether anything had to change. */
   async deploy(
     name: string,
-    model: ModelVersionRef,
+    model: ServedModel,
     progress: (what: string) => void = () => undefined,
-  ): Promise<{ state: EndpointState; unchanged: boolean }> {
+  ): Promise<{ state: EndpointState; unchanged: boolean; restarted?: string }> {
     const state = this.read(name);
     const alive = state !== undefined && isOurServer(state.pid);
     // A server busy with a long batch answers /ping late: it is given time before it counts as hung.
-    if (state && alive && (await ping(state.url, 10_000, 3))) {
+    const answers = alive && (await ping(state.url, 10_000, 3));
+    if (state && answers) {
       const served = await getJson<{ version?: string; modelUri?: string }>(`${state.url}/model`);
       if (served.version === model.version && served.modelUri === model.modelUri) return { state, unchanged: true };
       progress(`swapping ${name} to v${model.version}`);
@@ -79,7 +83,9 @@ export class LocalEndpoints {
     if (state && alive) await killGroup(state.pid);
     progress(`starting ${name} with v${model.version}`);
     const next = await this.start(name, model, await this.port(name, state));
-    return { state: next, unchanged: false };
+    if (!state) return { state: next, unchanged: false };
+    const why = alive ? `its server (pid ${state.pid}) stopped answering /ping` : `its server (pid ${state.pid}) was not running`;
+    return { state: next, unchanged: false, restarted: `${why}; restarted at ${next.url}` };
   }
 
   async stop(name: string): Promise<boolean> {
@@ -120,7 +126,7 @@ export class LocalEndpoints {
     return this.names().flatMap((n) => (n === name ? [] : (this.read(n) ?? [])));
   }
 
-  private async start(name: string, model: ModelVersionRef, port: number): Promise<EndpointState> {
+  private async start(name: string, model: ServedModel, port: number): Promise<EndpointState> {
     const url = `http://${this.o.host}:${port}`;
     const dir = resolve(this.o.stateDir);
     mkdirSync(join(dir, 'endpoints'), { recursive: true });

@@ -41,6 +41,15 @@ export const registry = proxyActivities<ReturnType<typeof createRegistryActiviti
   retry: { maximumAttempts: 10, initialInterval: '2s', nonRetryableErrorTypes: [...NON_RETRYABLE.registry] },
 });
 
+// A quick look at the endpoint (restarting a local server takes seconds); a failed check is itself
+// an answer, so it is tried twice at most and the next check comes soon anyway.
+export const health = proxyActivities<ReturnType<typeof createDeployActivities>>({
+  taskQueue: TASK_QUEUES.pipeline,
+  startToCloseTimeout: '5m',
+  heartbeatTimeout: '2m',
+  retry: { maximumAttempts: 2, initialInterval: '5s' },
+});
+
 // A SageMaker endpoint can take well over ten minutes to become InService; the activity heartbeats
 // while it waits, so a lost worker is still noticed within two minutes.
 export const deploy = proxyActivities<ReturnType<typeof createDeployActivities>>({

@@ -26,6 +26,10 @@ export function renderDetails(status: PipelineStatus): string {
       `**Serving:** ${serving.registeredModelName} v${serving.version} at ${serving.url}${sizing} (since ${serving.deployedAt})`,
     );
   }
+  if (status.endpoint) {
+    const e = status.endpoint;
+    lines.push('', `**Endpoint check:** ${e.state === 'up' ? 'up' : `**${e.state}**`}: ${e.detail} (${e.checkedAt})`);
+  }
   const last = status.redeploys.at(-1);
   if (last)
     lines.push(

@@ -55,6 +55,11 @@ export interface PipelineParams {
    * continue as new onto it (Worker Versioning); an old build drains within this after its runs' pipelines end.
    */
   versionCheckSeconds: number;
+  /**
+   * While serving, how often the run checks its endpoint: a crashed or hung local server is started
+   * again, and the `status` query's `endpoint` says what the last check found.
+   */
+  endpointCheckSeconds: number;
 }
 
 export type PipelineInput = Partial<PipelineParams> & {
@@ -93,6 +98,7 @@ export const DEFAULT_PARAMS: Readonly<PipelineParams> = Object.freeze({
   endpointName: 'cnn-skin-cancer',
   lifetimeSeconds: 7 * 24 * 3600,
   versionCheckSeconds: 600,
+  endpointCheckSeconds: 120,
 });
 
 export class InvalidInputError extends Error {
@@ -187,6 +193,7 @@ const CHECKS: { [K in keyof PipelineParams]: Check } = {
   ...SIZING_CHECKS,
   lifetimeSeconds: int(0, 365 * 24 * 3600),
   versionCheckSeconds: int(1, 24 * 3600),
+  endpointCheckSeconds: int(5, 24 * 3600),
 };
 
 /** Applies defaults and validates; throws InvalidInputError naming the first bad field. */

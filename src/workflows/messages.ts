@@ -1,6 +1,6 @@
 /** Signals, queries and updates of the pipeline workflow, shared with clients. */
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type { Deployment, PreparedDataset, TrainedModel } from '../common/types';
+import type { Deployment, EndpointHealth, PreparedDataset, TrainedModel } from '../common/types';
 import type { ChampionDecision, SelectionDecision } from './selection';
 
 export type Stage =
@@ -53,6 +53,8 @@ export interface PipelineStatus {
   /** Why the first deployment failed, while the run is in stage `deploy-failed`. */
   deployError?: string;
   redeploys: RedeployRecord[];
+  /** What the last endpoint check found (every endpointCheckSeconds while serving). */
+  endpoint?: EndpointHealth;
   /** Input keys accepted without effect here, such as the Airflow DAG's `model_params.verbose`; only when there are some. */
   ignoredInput?: string[];
 }

@@ -13,9 +13,9 @@ import {
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { Deployment } from '../common/types';
+import type { Deployment, EndpointHealth } from '../common/types';
 import { FAILURE } from '../common/failures';
-import { registry } from './activities';
+import { health, registry } from './activities';
 import { errorMessage } from './errors';
 import { validateRedeploy, type PipelineInput, type PipelineParams } from './input';
 import {
@@ -101,14 +101,20 @@ export async function serve(
   // Until a deployment succeeds, the run waits in deploy-failed for a redeploy to retry it.
   const idle = (): Stage => (result.deployment ? 'serving' : 'deploy-failed');
   status.stage(idle());
+  // Runs started by earlier code never checked their endpoint.
+  const checks = patched('endpoint-health-checks');
+  let nextCheck = Date.now() + params.endpointCheckSeconds * 1000;
   for (;;) {
     const remaining = deadline - Date.now();
     if (remaining <= 0 && pending.length === 0) break;
-    await condition(
-      () => pending.length > 0 || queue.finished || workflowInfo().continueAsNewSuggested || newerBuild(),
-      Math.max(Math.min(remaining, params.versionCheckSeconds * 1000), 1),
-    );
+    const wake = Math.min(remaining, params.versionCheckSeconds * 1000, checks ? nextCheck - Date.now() : Infinity);
+    await condition(() => pending.length > 0 || queue.finished || workflowInfo().continueAsNewSuggested || newerBuild(), Math.max(wake, 1));
     if (queue.finished && pending.length === 0) break;
+    if (checks && result.deployment && pending.length === 0 && Date.now() >= nextCheck) {
+      await checkEndpoint(result.deployment, status);
+      nextCheck = Date.now() + params.endpointCheckSeconds * 1000;
+      continue;
+    }
     const next = pending.shift();
     if (next) {
       status.stage('redeploying');
@@ -154,6 +160,27 @@ export async function serve(
   }
   status.stage('finished');
   return { ...result, stage: 'finished' };
+}
+
+/** Records what the endpoint check found; a check that could not run at all says so as `down`. */
+async function checkEndpoint(deployment: Deployment, status: StatusTracker): Promise<void> {
+  const { target, endpointName, registeredModelName, version, instanceType, instanceCount } = deployment;
+  let endpoint: EndpointHealth;
+  try {
+    // Deployments made by earlier code did not record their model's location.
+    const model = deployment.modelUri
+      ? { registeredModelName, version, modelUri: deployment.modelUri }
+      : await registry.resolveModelVersion.executeWithOptions({ summary: `Resolve ${registeredModelName} v${version}` }, [
+          { registeredModelName, version },
+        ]);
+    endpoint = await health.checkEndpoint.executeWithOptions(
+      { summary: `Check endpoint ${endpointName}: serves ${registeredModelName} v${version}` },
+      [{ target, endpointName, model, ...definedSizing({ instanceType, instanceCount }) }],
+    );
+  } catch (err) {
+    endpoint = { state: 'down', detail: `the check failed: ${errorMessage(err)}`, checkedAt: new Date().toISOString() };
+  }
+  status.update((s) => void (s.endpoint = endpoint));
 }
 
 /** What a redeploy starts from: the deployment serving, or only the version the failed first deployment meant to serve. */

@@ -109,12 +109,20 @@ describe('local endpoint (a real server process, models from S3 on moto)', () =>
       assert.notEqual(a.url, b.url, 'two endpoints, two ports');
       for (const s of [a, b]) assert.equal(((await (await fetch(`${s.url}/model`)).json()) as { version: string }).version, '1');
 
-      // A crashed server comes back on the same URL at its next deploy.
+      // A crashed server comes back on the same URL at the serving workflow's next endpoint check.
+      const { checkEndpoint } = createDeployActivities({ local: endpoints });
+      const check = () => runActivity(checkEndpoint, [{ target: 'local', endpointName: 'ports-a', model: ref }]);
+      assert.equal((await check()).state, 'up');
       process.kill(a.pid, 'SIGKILL');
       await new Promise((r) => setTimeout(r, 300));
-      const again = (await endpoints.deploy('ports-a', ref)).state;
+      const found = await check();
+      assert.equal(found.state, 'repaired');
+      assert.equal(found.detail, `its server (pid ${a.pid}) was not running; restarted at ${a.url}`);
+      const again = endpoints.read('ports-a')!;
       assert.equal(again.url, a.url);
       assert.notEqual(again.pid, a.pid);
+      assert.equal(((await (await fetch(`${again.url}/model`)).json()) as { version: string }).version, '1');
+      assert.deepEqual(await check().then((h) => [h.state, h.detail]), ['up', 'serves v1']);
 
       // A state file left behind whose pid now belongs to another process.
       mkdirSync(join(config.stateDir, 'endpoints'), { recursive: true });

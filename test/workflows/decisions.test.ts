@@ -141,10 +141,16 @@ const pipelineActivities: PipelineActivities = {
     url: `http://stub/${input.endpointName}`,
     registeredModelName: input.model.registeredModelName,
     version: input.model.version,
+    modelUri: input.model.modelUri,
     deployedAt: new Date().toISOString(),
     durationSeconds: 0,
     unchanged: false,
     ...(input.instanceType ? { instanceType: input.instanceType, instanceCount: input.instanceCount ?? 1 } : {}),
+  })),
+  checkEndpoint: stub('checkEndpoint', async (input) => ({
+    state: 'up' as const,
+    detail: `serves v${input.model.version}`,
+    checkedAt: new Date().toISOString(),
   })),
 };
 
@@ -660,5 +666,36 @@ describe('workflow decisions (stubbed activities, real Temporal dev server)', fu
       assert.deepEqual(inputsOf(id, 'promoteModelVersion'), [], 'nothing promoted');
       assert.equal((await handle.query(statusQuery)).stage, 'failed');
     });
+
+    it('checks its endpoint every endpointCheckSeconds while serving; a down endpoint shows in the status and the next check that finds it repaired clears it', async () => {
+      const id = 'endpoint-checks';
+      let checks = 0;
+      const handle = await start(
+        id,
+        { models: ['Basic'], lifetimeSeconds: 600, endpointCheckSeconds: 5 },
+        {
+          overrides: {
+            checkEndpoint: (_input, fallback) => {
+              const at = new Date().toISOString();
+              checks++;
+              if (checks === 1) return Promise.resolve({ state: 'down', detail: 'connection refused (stub)', checkedAt: at });
+              if (checks === 2) return Promise.resolve({ state: 'repaired', detail: 'restarted (stub)', checkedAt: at });
+              return fallback();
+            },
+          },
+        },
+      );
+      const down = await statusWhen(handle, (s) => s.endpoint?.state === 'down', 'a down endpoint in the status');
+      assert.equal(down.stage, 'serving');
+      assert.equal(down.endpoint!.detail, 'connection refused (stub)');
+      await statusWhen(handle, (s) => s.endpoint?.state === 'repaired', 'the repaired endpoint');
+      const [checked] = inputsOf(id, 'checkEndpoint');
+      assert.deepEqual(
+        { endpoint: checked!.endpointName, version: checked!.model.version, uri: checked!.model.modelUri },
+        { endpoint: 'stub-endpoint', version: VERSION.Basic, uri: `s3://stub/models/Basic` },
+      );
+      await handle.signal(finishSignal);
+      await handle.result();
+    }).timeout(60_000);
   });
 });

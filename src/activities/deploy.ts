@@ -5,7 +5,8 @@
  * - `sagemaker`: model, endpoint config and endpoint (created or updated blue/green); success only
  *   once the endpoint is InService on the intended config. An auto-rollback is a failure.
  */
-import { Context } from '@temporalio/activity';
+import { createHash } from 'node:crypto';
+import { Context, type Info } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { DeployTarget } from '../common/constants';
 import { FAILURE } from '../common/failures';
@@ -111,6 +112,12 @@ async function sageMakerHealth(deps: DeployDeps, endpointName: string): Promise<
   };
 }
 
+/** The same for every attempt of one activity, different for the next (a redeploy is another activity). */
+function attemptKey(info: Info): string {
+  const run = info.workflowExecution;
+  return createHash('sha256').update(`${run?.workflowId}/${run?.runId}/${info.activityId}`).digest('hex').slice(0, 16);
+}
+
 function localInPod(defaulted: boolean): ApplicationFailure {
   return ApplicationFailure.nonRetryable(
     `deployTarget 'local' would start the endpoint on this worker pod's loopback, which nothing outside the pod can reach ` +
@@ -181,6 +188,7 @@ async function deploySageMaker(deps: DeployDeps, input: DeployInput) {
         },
         sleep: sm.sleep ?? ((ms) => ctx.sleep(ms)),
         updateIssuedBefore: (ctx.info.heartbeatDetails as DeployHeartbeat | undefined)?.updateIssued,
+        attemptKey: attemptKey(ctx.info),
       },
     );
     return {

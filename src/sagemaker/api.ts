@@ -3,6 +3,7 @@
  * SageMaker (or moto) through @aws-sdk/client-sagemaker; tests can stand in for calls moto lacks.
  */
 import {
+  AddTagsCommand,
   CreateEndpointCommand,
   CreateEndpointConfigCommand,
   CreateModelCommand,
@@ -12,6 +13,7 @@ import {
   DescribeEndpointConfigCommand,
   DescribeModelCommand,
   SageMakerClient,
+  ListTagsCommand,
   UpdateEndpointCommand,
   type DeploymentConfig,
   paginateListEndpointConfigs,
@@ -53,6 +55,10 @@ export interface SageMakerApi {
   createEndpointConfig(spec: EndpointConfigSpec): Promise<void>;
   createEndpoint(name: string, configName: string, tags: Record<string, string>): Promise<void>;
   updateEndpoint(name: string, configName: string, deployment?: DeploymentConfig): Promise<void>;
+  /** One tag of a resource (by ARN), or undefined. */
+  getTag(arn: string, key: string): Promise<string | undefined>;
+  /** Sets (adds or overwrites) one tag of a resource. */
+  setTag(arn: string, key: string, value: string): Promise<void>;
   listEndpointConfigs(nameContains: string): Promise<string[]>;
   listModels(nameContains: string): Promise<string[]>;
   deleteEndpointConfig(name: string): Promise<void>;
@@ -149,6 +155,13 @@ export function sageMakerApi(client: SageMakerClient): SageMakerApi {
       createOnce(client.send(new CreateEndpointCommand({ EndpointName: name, EndpointConfigName: configName, Tags: tagList(tags) }))),
     async updateEndpoint(name, configName, deployment) {
       await client.send(new UpdateEndpointCommand({ EndpointName: name, EndpointConfigName: configName, DeploymentConfig: deployment }));
+    },
+    async getTag(arn, key) {
+      const out = await client.send(new ListTagsCommand({ ResourceArn: arn, MaxResults: 100 }));
+      return (out.Tags ?? []).find((t) => t.Key === key)?.Value;
+    },
+    async setTag(arn, key, value) {
+      await client.send(new AddTagsCommand({ ResourceArn: arn, Tags: [{ Key: key, Value: value }] }));
     },
     async listEndpointConfigs(nameContains) {
       const names: string[] = [];

@@ -78,6 +78,21 @@ export interface DeployHooks {
   sleep: (ms: number) => Promise<void>;
   /** The config an earlier attempt of this deploy had already sent an UpdateEndpoint for. */
   updateIssuedBefore?: string;
+  /**
+   * Names this deploy across its attempts (not the next deploy): before an UpdateEndpoint is sent
+   * it is recorded in a tag of the endpoint, with the config, so an attempt that follows a crash
+   * right after the send (before any heartbeat said so) still knows the update went out.
+   */
+  attemptKey?: string;
+}
+
+/** The endpoint tag holding `<attemptKey> <config>` of the last UpdateEndpoint this pipeline sent. */
+export const UPDATE_TAG = 'cnn-skin-cancer:update-issued';
+
+async function updateIssuedBefore(api: SageMakerApi, endpoint: EndpointInfo | undefined, hooks: DeployHooks): Promise<string | undefined> {
+  if (hooks.updateIssuedBefore || !endpoint || !hooks.attemptKey) return hooks.updateIssuedBefore;
+  const [key, config] = (await api.getTag(endpoint.arn, UPDATE_TAG))?.split(' ') ?? [];
+  return key === hooks.attemptKey ? config : undefined;
 }
 
 export async function deployToSageMaker(
@@ -111,7 +126,7 @@ export async function deployToSageMaker(
   let action: SageMakerDeployResult['action'];
   // An earlier attempt's update ended on another config: it was rolled back, so sending it again
   // would only repeat the rollback.
-  const rolledBackBefore = endpoint && hooks.updateIssuedBefore === name && endpoint.configName !== name;
+  const rolledBackBefore = endpoint && (await updateIssuedBefore(api, endpoint, hooks)) === name && endpoint.configName !== name;
   if (rolledBackBefore) {
     action = 'updated';
   } else if (!endpoint) {
@@ -128,6 +143,7 @@ export async function deployToSageMaker(
     action = 'unchanged';
   } else {
     hooks.progress(`updating endpoint ${req.endpointName} from ${endpoint.configName} to ${name} (${cfg.trafficRouting})`);
+    if (hooks.attemptKey) await api.setTag(endpoint.arn, UPDATE_TAG, `${hooks.attemptKey} ${name}`);
     await api.updateEndpoint(req.endpointName, name, deploymentConfig(cfg));
     hooks.progress(`update of ${req.endpointName} to ${name} sent`, name);
     action = 'updated';

@@ -149,6 +149,30 @@ describe('deploy to SageMaker', () => {
     assert.equal(updates.length, 1, 'UpdateEndpoint was sent once');
   });
 
+  it('a retry after a crash right after UpdateEndpoint was sent (before any heartbeat said so) does not send the rolled-back update again (fake SageMaker: moto has no UpdateEndpoint)', async () => {
+    const name = unique();
+    const { api, updates } = fakeUpdateEndpoint(moto, { rollback: true });
+    await runActivity(activities(api).deployModel, [input(name, '1')]);
+    // The worker dies as soon as the update is out: no heartbeat carries the news.
+    const crashing: SageMakerApi = {
+      ...api,
+      async updateEndpoint(...args) {
+        await api.updateEndpoint(...args);
+        throw new Error('worker killed right after UpdateEndpoint (test)');
+      },
+    };
+    await assert.rejects(runActivity(activities(crashing).deployModel, [input(name, '2')]), /worker killed/);
+    // The next attempt of the same activity: no heartbeat details, the endpoint rolled back meanwhile.
+    await assert.rejects(runActivity(activities(api).deployModel, [input(name, '2')]), failsWith('EndpointRolledBackError', /rolled back/));
+    assert.equal(updates.length, 1, 'UpdateEndpoint was sent once');
+    // Another deploy (a redeploy is another activity) may send it again.
+    await assert.rejects(
+      runActivity(activities(api).deployModel, [input(name, '2')], { activityId: 'a-later-redeploy' }),
+      failsWith('EndpointRolledBackError', /rolled back/),
+    );
+    assert.equal(updates.length, 2, 'a new deploy sends its own update');
+  });
+
   it('fails non-retryably on a Failed endpoint, saying how to recover (fake SageMaker: moto never fails an endpoint)', async () => {
     const name = unique();
     await runActivity(activities(moto).deployModel, [input(name, '1')]);

@@ -48,6 +48,8 @@ export function createDataActivities({ store, mlflow, shardSize, concurrency, po
           shardSize,
           concurrency,
           pool: (pool ??= new ShardPool()),
+          // Cancellation reaches an activity through its heartbeats, which progress sends.
+          signal: ctx.cancellationSignal,
           onProgress: (p) => {
             ctx.heartbeat(p);
             images.add(p.done - counted);

@@ -32,6 +32,11 @@ export interface PreprocessOptions {
    */
   pool?: ShardPool;
   onProgress?: (progress: { done: number; total: number; shardsReused: number }) => void;
+  /**
+   * Once aborted, no further shard is started and preprocessing rejects with the signal's reason;
+   * shards already building finish and are recorded, so a later attempt reuses them.
+   */
+  signal?: AbortSignal;
 }
 
 export class DatasetError extends Error {
@@ -91,6 +96,7 @@ export async function preprocess(params: PreprocessParams, options: PreprocessOp
   const progress = { done: 0, total, shardsReused: 0 };
 
   const writeShard = async (split: string, index: number, items: LabelledObject[]): Promise<ShardRecord & { uri: string }> => {
+    options.signal?.throwIfAborted();
     const name = `shard-${String(index).padStart(5, '0')}`;
     const uri = joinUri(outUri, split, `${name}.bin`);
     const recordUri = joinUri(outUri, split, `${name}.json`);

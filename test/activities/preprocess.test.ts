@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Info } from '@temporalio/activity';
-import { ApplicationFailure } from '@temporalio/common';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { DefaultLogger } from '@temporalio/worker';
 import { createDataActivities } from '../../src/activities/preprocess';
 import type { PreprocessInput } from '../../src/common/types';
 import { loadSplit } from '../../src/data/dataset';
@@ -264,6 +266,28 @@ describe('preprocessDataset activity (S3 on moto, real MLflow)', () => {
     assert.equal(outcome.manifest.contentHash, clean.manifest.contentHash);
     const shardsOf = (m: DatasetManifest) => m.splits.train.shards.map((x) => x.count);
     assert.deepEqual(shardsOf(outcome.manifest), shardsOf(clean.manifest));
+  });
+
+  it('honours cancellation: stops starting shards, fails as cancelled, and a later attempt completes the dataset', async () => {
+    const dataUri = await seededDataset(s3, { trainPerClass: 24, testPerClass: 4, size: 16 });
+    const activities = createDataActivities({ store: s3, shardSize: 4 });
+    const env = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
+    let cancelled = false;
+    env.on('heartbeat', () => {
+      if (cancelled) return;
+      cancelled = true;
+      env.cancel('CANCELLED');
+    });
+    await assert.rejects(env.run(activities.preprocessDataset, input(dataUri)), (err: unknown) => err instanceof CancelledFailure);
+    // 14 shards in all (train 9, validation 3, test 2): the pool's builders (and one more) were busy at most.
+    const recorded = async () =>
+      (await s3.list(`s3://${dataUri.split('/')[2]}/preprocessed/`)).filter((o) => /shard-\d+\.json$/.test(o.key));
+    await new Promise((r) => setTimeout(r, 500));
+    const before = (await recorded()).length;
+    assert.ok(before >= 1 && before < 14, `${before} of 14 shards recorded when it stopped`);
+    const resumed = await runActivity(activities.preprocessDataset, [input(dataUri)]);
+    assert.equal(resumed.cacheHit, false);
+    assert.equal((await recorded()).length, 14);
   });
 
   it('reads a local folder too (file:// URIs)', async () => {

@@ -2,7 +2,7 @@
  * Reads an ImageFolder layout from a listing: `<base>/{train,test}/<class>/<file>`.
  * Class names are the folder names, sorted; a label is the class's index.
  */
-import type { ObjectInfo } from '../storage/s3';
+import type { ObjectInfo } from '../storage/store';
 
 export class DatasetLayoutError extends Error {
   override readonly name = 'DatasetLayoutError';

@@ -1,25 +1,11 @@
-/**
- * The object-store operations the data path needs, behind one interface: S3 (`s3://bucket/key`)
- * for the pipeline, and local folders (`file:///abs/path`) for tools and benchmarks.
- */
+/** Local folders as an object store, and a store that routes each URI to S3 or a folder. */
 import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import type { ObjectInfo, S3Store } from './s3';
+import type { S3Store } from './s3';
+import type { ObjectInfo, ObjectStore } from './store';
 
-export interface ObjectStore {
-  /** Every object under a prefix URI, sorted by key; `key` is relative to the store root. */
-  list(prefixUri: string): Promise<ObjectInfo[]>;
-  getBytes(uri: string): Promise<Uint8Array>;
-  getJson<T>(uri: string): Promise<T>;
-  put(uri: string, body: Uint8Array | string, contentType?: string): Promise<void>;
-  putJson(uri: string, value: unknown): Promise<void>;
-  exists(uri: string): Promise<boolean>;
-  /** The URI of `key` as returned by list() under `prefixUri`'s root (bucket or filesystem). */
-  uriOf(prefixUri: string, key: string): string;
-  /** The inverse of uriOf: the key list() reports for `uri`. */
-  keyOf(uri: string): string;
-}
+export type { ObjectInfo, ObjectStore } from './store';
 
 /** Local folders through file:// URIs. Writes go to a temporary name first, then are renamed. */
 export class LocalStore implements ObjectStore {

@@ -12,7 +12,7 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 import type { Config } from '../config';
-import type { ObjectStore } from './object-store';
+import type { ObjectInfo, ObjectStore } from './store';
 
 export interface S3Location {
   bucket: string;
@@ -36,12 +36,6 @@ export function s3Uri(bucket: string, key: string): string {
 /** Joins URI parts with single slashes: joinUri('s3://b/a/', '/x') === 's3://b/a/x'. */
 export function joinUri(base: string, ...parts: string[]): string {
   return [base.replace(/\/+$/, ''), ...parts.map((p) => p.replace(/^\/+|\/+$/g, ''))].filter(Boolean).join('/');
-}
-
-export interface ObjectInfo {
-  key: string;
-  etag: string;
-  size: number;
 }
 
 export function createS3Client(config: Config): S3Client {

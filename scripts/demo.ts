@@ -77,6 +77,8 @@ async function main(): Promise<void> {
     // One live workflow owns an endpoint: the previous demo's run (under either id) gives it up first.
     const ourBuild = config.temporal.buildId ?? defaultBuildId();
     for (const id of [LEGACY_WORKFLOW_ID, workflowId]) await retire(client, id, config.temporal.versioning ? ourBuild : undefined);
+    // The demo's own time, after set-up (stack, dataset, workers): from the run's start to the prediction.
+    const started = Date.now();
     const handle = await client.start<typeof cnnSkinCancerWorkflow>('cnnSkinCancerWorkflow', {
       taskQueue: TASK_QUEUES.pipeline,
       workflowId,
@@ -143,6 +145,8 @@ async function main(): Promise<void> {
         endpoint: deployment.url,
         prediction,
         links,
+        seconds: Math.round((Date.now() - started) / 100) / 10,
+        models: Object.fromEntries(status.models.map((m) => [m.modelClass, m.validation?.accuracy ?? null])),
       }),
     );
   } finally {

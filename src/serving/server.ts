@@ -4,7 +4,9 @@
  * or a raw image/jpeg / image/png. The answer names the label and every class probability.
  */
 import { timingSafeEqual } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { LayersModel, Tensor } from '@tensorflow/tfjs-node';
 import { decodeAndResize, ImageTooLargeError } from '../data/images';
 import type { ModelMetadata } from '../ml/model-store';
@@ -29,7 +31,10 @@ export interface ServerOptions {
   adminToken?: string;
   /** Invocations in progress (reading, decoding, waiting for the model) beyond which new ones get 503 with Retry-After (default 128). */
   maxPendingRequests?: number;
-  /** Open connections beyond which new ones are refused (default 256). */
+  /**
+   * Open connections beyond which new ones are refused (default 256): the next CONTROL_CONNECTIONS
+   * get 503 to an invocation but an answer to anything else, then are closed; any more are closed unanswered.
+   */
   maxConnections?: number;
   /** How long a client may take to send its headers, and its whole request (defaults 10 s and 60 s). */
   headersTimeoutMs?: number;
@@ -86,32 +91,51 @@ export function createInferenceServer(
   const invocations = async (req: IncomingMessage): Promise<Batched> => {
     if (!current) throw new HttpError(503, 'no model loaded');
     const size = current.metadata.imageSize;
-    const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    checkBodyHeaders(req);
+    if (!acceptsJson(req.headers.accept))
+      throw new HttpError(
+        406,
+        `accept '${clip(req.headers.accept!)}' excludes application/json, the only type answered; accept application/json or */*`,
+      );
+    const { type, charset } = mediaType(req.headers['content-type']);
+    if (type !== 'application/json' && type !== 'image/jpeg' && type !== 'image/png')
+      throw new HttpError(415, `unsupported content type '${type || '(none)'}'; send application/json, image/jpeg or image/png`);
+    // JSON is UTF-8 (RFC 8259); a valid body is all ASCII, so only charsets that are not ASCII-compatible are unreadable.
+    if (type === 'application/json' && charset !== undefined && !ASCII_CHARSETS.has(charset))
+      throw new HttpError(415, `charset '${clip(charset)}' cannot be read: send the JSON as UTF-8, with charset=utf-8 or no charset`);
     const body = await readBody(req, maxBody);
+    if (body.length === 0)
+      throw new HttpError(
+        400,
+        'the body is empty; send {"instances": [...]} as application/json, or a JPEG or PNG file as image/jpeg or image/png',
+      );
     if (type === 'image/jpeg' || type === 'image/png') {
       let pixels: Uint8Array;
       try {
         pixels = decodeAndResize(body, size);
       } catch (err) {
-        if (err instanceof ImageTooLargeError) throw new HttpError(413, err.message);
-        throw new HttpError(400, `the body is not a decodable ${type} image`);
+        if (err instanceof ImageTooLargeError) throw new HttpError(413, `${err.message}; send a smaller image`);
+        throw new HttpError(400, `the body is not a decodable ${type} image; send the bytes of a JPEG or PNG file`);
       }
       const floats = new Float32Array(pixels.length);
       for (let i = 0; i < pixels.length; i++) floats[i] = pixels[i]! / 255;
       return batcher.run(floats, 1);
     }
-    if (type !== 'application/json')
-      throw new HttpError(415, `unsupported content type '${type || '(none)'}'; send application/json, image/jpeg or image/png`);
     let parsed: unknown;
     try {
       parsed = JSON.parse(body.toString('utf8'));
-    } catch {
-      throw new HttpError(400, 'the body is not valid JSON');
+    } catch (err) {
+      // JSON has no NaN or Infinity: those tokens land here too.
+      throw new HttpError(400, `the body is not valid JSON (${(err as Error).message}); send numbers only, no NaN or Infinity`);
     }
     const instances = (parsed as { instances?: unknown })?.instances;
     if (!Array.isArray(instances) || instances.length === 0)
-      throw new HttpError(400, 'expected {"instances": [...]} with at least one instance');
-    if (instances.length > maxInstances) throw new HttpError(413, `at most ${maxInstances} instances per request, got ${instances.length}`);
+      throw new HttpError(400, `expected {"instances": [...]} with at least one instance, each of shape [${size}, ${size}, 3]`);
+    if (instances.length > maxInstances) {
+      // One image not wrapped in a list looks like too many instances: its shape error says so better.
+      flattenInstance(instances[0], size, new Float32Array(size * size * 3), 0, 'instances[0]');
+      throw new HttpError(413, `at most ${maxInstances} instances per request, got ${instances.length}; send the rest in another request`);
+    }
     const flat = new Float32Array(instances.length * size * size * 3);
     instances.forEach((instance, i) => flattenInstance(instance, size, flat, i * size * size * 3, `instances[${i}]`));
     return batcher.run(flat, instances.length);
@@ -119,6 +143,7 @@ export function createInferenceServer(
 
   const adminLoad = async (req: IncomingMessage): Promise<object> => {
     if (!options.loadModel) throw new HttpError(404, 'not found');
+    checkBodyHeaders(req);
     if (!tokenMatches(req.headers.authorization, options.adminToken!)) {
       req.resume();
       throw new HttpError(401, 'POST /admin/model needs "authorization: Bearer <admin token>"', { 'www-authenticate': 'Bearer' });
@@ -139,20 +164,30 @@ export function createInferenceServer(
   };
 
   const metrics = new ServingMetrics();
-  // A slow or stalled client cannot hold a connection (checked every second; Node's default is
-  // every 30 s), and a flood of them cannot exhaust the process.
+  // A slow or stalled client cannot hold a connection (checked every second, Node's default being
+  // every 30 s; more often for short timeouts), and a flood of them cannot exhaust the process.
+  const headersTimeout = options.headersTimeoutMs ?? 10_000;
+  const requestTimeout = options.requestTimeoutMs ?? 60_000;
   const timeouts = {
-    headersTimeout: options.headersTimeoutMs ?? 10_000,
-    requestTimeout: options.requestTimeoutMs ?? 60_000,
+    headersTimeout,
+    requestTimeout,
     keepAliveTimeout: 5_000,
-    connectionsCheckingInterval: 1_000,
+    connectionsCheckingInterval: Math.max(10, Math.min(1_000, Math.floor(Math.min(headersTimeout, requestTimeout) / 4))),
   };
+  const maxConnections = options.maxConnections ?? 256;
+  // Connections past maxConnections, up to CONTROL_CONNECTIONS more: invocations there are refused,
+  // but /ping still answers, so a server whose connections are all busy is not taken for a hung one.
+  const overflow = new WeakSet<Socket>();
+  let open = 0;
   const server = createServer(timeouts, (req, res) => {
     const route = `${req.method} ${(req.url ?? '').split('?')[0]}`;
     const started = process.hrtime.bigint();
     res.on('finish', () =>
       metrics.observe(KNOWN_ROUTES.has(route) ? route : 'other', res.statusCode, Number(process.hrtime.bigint() - started) / 1e9),
     );
+    // One answer, then the connection is given back.
+    const overflowing = overflow.has(req.socket);
+    if (overflowing) res.setHeader('connection', 'close');
     if (route === 'GET /metrics') {
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(metrics.render(current?.info.version));
       return;
@@ -173,6 +208,10 @@ export function createInferenceServer(
             },
           ];
         case 'POST /invocations': {
+          if (overflowing) {
+            req.resume();
+            throw new HttpError(503, `all ${maxConnections} connections are in use; retry shortly`, { 'retry-after': '1' });
+          }
           // Beyond this a longer queue only adds latency: the client is told to come back.
           if (pending >= maxPending) {
             req.resume();
@@ -203,8 +242,101 @@ export function createInferenceServer(
         ),
     );
   });
-  server.maxConnections = options.maxConnections ?? 256;
+  server.on('connection', (socket: Socket) => {
+    if (++open > maxConnections) overflow.add(socket);
+    socket.once('close', () => open--);
+  });
+  server.maxConnections = maxConnections + CONTROL_CONNECTIONS;
+  // Node's parser refuses a malformed request (a bad or duplicate content-length, headers too
+  // large, a request too slow) with a bare status; this answers why, as JSON like every other error.
+  server.on('clientError', (err: NodeJS.ErrnoException & { reason?: string }, socket: Duplex) => {
+    const inFlight = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (err.code !== 'ECONNRESET' && socket.writable && !inFlight?.headersSent) {
+      const [status, message] = clientErrorAnswer(err, headersTimeout, requestTimeout);
+      const text = JSON.stringify({ error: message });
+      socket.write(
+        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nconnection: close\r\ncontent-type: application/json\r\n` +
+          `content-length: ${Buffer.byteLength(text)}\r\n\r\n${text}`,
+      );
+    }
+    socket.destroy();
+  });
   return { server, current: () => current };
+}
+
+/** Connections beyond maxConnections that are still answered (all but invocations): health checks, metrics, hot swaps. */
+const CONTROL_CONNECTIONS = 16;
+
+function clientErrorAnswer(err: NodeJS.ErrnoException & { reason?: string }, headersMs: number, requestMs: number): [number, string] {
+  switch (err.code) {
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return [408, `the request arrived too slowly: send the headers within ${headersMs} ms and all of it within ${requestMs} ms`];
+    case 'HPE_HEADER_OVERFLOW':
+      return [431, 'the request headers are too large; send only the headers the request needs'];
+    case 'HPE_INVALID_CONTENT_LENGTH':
+    case 'HPE_UNEXPECTED_CONTENT_LENGTH':
+    case 'HPE_INVALID_TRANSFER_ENCODING':
+      return [400, `malformed request: ${err.reason}; send one content-length, the body's size in bytes, or transfer-encoding: chunked`];
+    default:
+      return [400, `malformed request: ${err.reason ?? err.message}`];
+  }
+}
+
+/** Charsets in which a valid JSON body (ASCII only) reads the same as in UTF-8. */
+const ASCII_CHARSETS = new Set(['utf-8', 'utf8', 'us-ascii', 'ascii', 'iso-8859-1', 'latin1', 'windows-1252']);
+/** Far longer than any real content-type ("application/json; charset=utf-8"). */
+const MAX_CONTENT_TYPE = 256;
+
+/** A header value cut short for an error message. */
+function clip(value: string): string {
+  return value.length > 64 ? `${value.slice(0, 64)}...` : value;
+}
+
+/** The media type and charset of a content-type header ('' when there is none). */
+function mediaType(header: string | undefined): { type: string; charset?: string } {
+  if (header === undefined || header.trim() === '') return { type: '' };
+  if (header.length > MAX_CONTENT_TYPE)
+    throw new HttpError(
+      400,
+      `the content-type header is ${header.length} characters long; send just the media type, e.g. application/json`,
+    );
+  const [type, ...params] = header.split(';');
+  const media = type!.trim().toLowerCase();
+  if (!/^[\w!#$%&'*+.^`|~-]+\/[\w!#$%&'*+.^`|~-]+$/.test(media))
+    throw new HttpError(
+      400,
+      `content-type '${clip(header)}' is not a media type (type/subtype); send application/json, image/jpeg or image/png`,
+    );
+  const charset = params.map((p) => /^\s*charset\s*=\s*"?([^"]*)"?\s*$/i.exec(p)?.[1]).find((c) => c !== undefined);
+  return { type: media, charset: charset?.trim().toLowerCase() };
+}
+
+/** Whether an accept header admits JSON: none, a wildcard, or application/json, at a quality above 0. */
+function acceptsJson(header: string | undefined): boolean {
+  if (header === undefined || header.trim() === '') return true;
+  return header.split(',').some((range) => {
+    const [type, ...params] = range.split(';').map((p) => p.trim().toLowerCase());
+    if (params.some((p) => /^q\s*=\s*0(\.0*)?$/.test(p))) return false;
+    return type === '*/*' || type === '*' || type === 'application/*' || type === 'application/json';
+  });
+}
+
+/**
+ * Headers that decide how a body is read. Node keeps the first of two content-type or
+ * authorization headers and drops the second: two that disagree are refused, not guessed between.
+ */
+function checkBodyHeaders(req: IncomingMessage): void {
+  const seen = new Map<string, string>();
+  for (let i = 0; i < req.rawHeaders.length; i += 2) {
+    const name = req.rawHeaders[i]!.toLowerCase();
+    if (name !== 'content-type' && name !== 'authorization') continue;
+    const value = req.rawHeaders[i + 1]!;
+    if (seen.has(name) && seen.get(name) !== value) throw new HttpError(400, `the request has two different ${name} headers; send one`);
+    seen.set(name, value);
+  }
+  const encoding = (req.headers['content-encoding'] ?? '').trim().toLowerCase();
+  if (encoding !== '' && encoding !== 'identity')
+    throw new HttpError(415, `content-encoding '${clip(encoding)}' is not supported; send the body uncompressed`);
 }
 
 const KNOWN_ROUTES = new Set(['GET /ping', 'GET /model', 'POST /invocations', 'POST /admin/model', 'GET /metrics']);
@@ -215,21 +347,44 @@ function tokenMatches(header: string | undefined, token: string): boolean {
   return given.length === expected.length && timingSafeEqual(given, expected);
 }
 
+/** Above this a value becomes Infinity in the model's float32 input. */
+const FLOAT32_MAX = 3.4028234663852886e38;
+
 function flattenInstance(instance: unknown, size: number, out: Float32Array, offset: number, path: string): void {
-  const shapeError = (): HttpError =>
-    new HttpError(400, `${path} must have shape [${size}, ${size}, 3] (rows, columns, RGB floats in [0, 1])`);
-  if (!Array.isArray(instance) || instance.length !== size) throw shapeError();
+  // Each error names the first element that is wrong, and what it should be.
+  const shaped = (value: unknown, length: number, at: string): unknown[] => {
+    if (Array.isArray(value) && value.length === length) return value;
+    throw new HttpError(
+      400,
+      `${path} must have shape [${size}, ${size}, 3] (rows, columns, RGB floats in [0, 1]): ${at} is ${describe(value)}, not an array of ${length}`,
+    );
+  };
   let o = offset;
-  for (const row of instance) {
-    if (!Array.isArray(row) || row.length !== size) throw shapeError();
-    for (const px of row) {
-      if (!Array.isArray(px) || px.length !== 3) throw shapeError();
-      for (const v of px) {
-        if (typeof v !== 'number' || !Number.isFinite(v)) throw new HttpError(400, `${path} holds a non-numeric value`);
+  const rows = shaped(instance, size, path);
+  for (let r = 0; r < size; r++) {
+    const row = shaped(rows[r], size, `${path}[${r}]`);
+    for (let c = 0; c < size; c++) {
+      const px = shaped(row[c], 3, `${path}[${r}][${c}]`);
+      for (let k = 0; k < 3; k++) {
+        const v = px[k];
+        if (typeof v !== 'number')
+          throw new HttpError(400, `${path}[${r}][${c}][${k}] is ${describe(v)}; every value must be a number (RGB floats in [0, 1])`);
+        // JSON.parse reads 1e400 as Infinity; 1e39 is finite but overflows float32.
+        if (!(Math.abs(v) <= FLOAT32_MAX))
+          throw new HttpError(400, `${path}[${r}][${c}][${k}] is out of float32 range; send RGB floats in [0, 1]`);
         out[o++] = v;
       }
     }
   }
+}
+
+/** What a JSON value is, for an error message. */
+function describe(value: unknown): string {
+  if (Array.isArray(value)) return `an array of ${value.length}`;
+  if (value === null) return 'null';
+  if (typeof value === 'string') return `a string (${JSON.stringify(clip(value))})`;
+  if (typeof value === 'object') return 'an object';
+  return `a ${typeof value} (${String(value)})`;
 }
 
 function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
@@ -237,7 +392,7 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
     const declared = Number(req.headers['content-length'] ?? 0);
     if (declared > limit) {
       req.resume();
-      return reject(new HttpError(413, `body of ${declared} bytes exceeds the ${limit}-byte limit`));
+      return reject(new HttpError(413, `body of ${declared} bytes exceeds the ${limit}-byte limit; send less per request`));
     }
     const chunks: Buffer[] = [];
     let size = 0;
@@ -247,7 +402,9 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
       if (size <= limit) chunks.push(chunk);
     });
     req.on('end', () =>
-      size > limit ? reject(new HttpError(413, `body exceeds the ${limit}-byte limit`)) : resolve(Buffer.concat(chunks)),
+      size > limit
+        ? reject(new HttpError(413, `body exceeds the ${limit}-byte limit; send less per request`))
+        : resolve(Buffer.concat(chunks)),
     );
     req.on('error', reject);
   });

@@ -67,7 +67,9 @@ export function createInferenceServer(
   if (options.loadModel && !options.adminToken) throw new Error('POST /admin/model needs an admin token');
   let current = initial;
 
+  const metrics = new ServingMetrics();
   const batcher = new Batcher(options.maxBatch ?? 32, (pixels, n) => {
+    metrics.modelCall(n);
     const tf = loadTf();
     const { model, metadata } = current!;
     const size = metadata.imageSize;
@@ -163,7 +165,6 @@ export function createInferenceServer(
     return next.info;
   };
 
-  const metrics = new ServingMetrics();
   // A slow or stalled client cannot hold a connection (checked every second, Node's default being
   // every 30 s; more often for short timeouts), and a flood of them cannot exhaust the process.
   const headersTimeout = options.headersTimeoutMs ?? 10_000;

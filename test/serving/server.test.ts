@@ -443,12 +443,19 @@ describe('inference server', () => {
   });
 
   it('answers concurrent requests, batched into shared model calls, each with its own predictions', async () => {
-    const bodies = [0.1, 0.3, 0.5, 0.7, 0.9].map((v) => JSON.stringify({ instances: [instance(v), instance(1 - v)] }));
+    const bodies = Array.from({ length: 16 }, (_, i) => (i + 0.5) / 16).map((v) =>
+      JSON.stringify({ instances: [instance(v), instance(1 - v)] }),
+    );
     type P = { label: string; probabilities: Record<string, number> }[];
     const one = async (body: string) => ((await (await post(body)).json()) as { predictions: P }).predictions;
     const alone: P[] = [];
     for (const body of bodies) alone.push(await one(body));
-    const together = await Promise.all(bodies.map(one));
+    // The clients are another process, as real ones are: a client in this process could not send
+    // while the model call holds the event loop, so nothing would arrive while the model is busy.
+    const { predictions, modelCalls } = await concurrentClients(url, bodies);
+    const together = predictions as P[];
+    // Requests that arrive while the model is busy share its next call: fewer calls than requests.
+    assert.ok(modelCalls < bodies.length, `${bodies.length} concurrent requests took ${modelCalls} model calls`);
     // A batched call may round differently in the last float digits, nothing more.
     const rounded = (ps: P[]) =>
       ps.map((p) => p.map((x) => ({ ...x, probabilities: Object.values(x.probabilities).map((v) => v.toFixed(5)) })));
@@ -764,3 +771,38 @@ describe('redeploying a busy local endpoint (a server process; no S3)', () => {
     }
   });
 });
+
+/**
+ * Posts every body at once from a process of its own, twice: the first round opens the connections,
+ * the second sends on them (as a busy client's are) and is the one measured. Resolves with the
+ * second round's predictions, in order, and the model calls the server made for it.
+ */
+function concurrentClients(url: string, bodies: string[]): Promise<{ predictions: unknown[]; modelCalls: number }> {
+  const script = `
+    const [url, file] = process.argv.slice(1);
+    const bodies = JSON.parse(require('node:fs').readFileSync(file, 'utf8'));
+    const calls = () => fetch(url + '/metrics').then((r) => r.text()).then((t) => Number(/^serving_model_calls_total (\\d+)$/m.exec(t)[1]));
+    const round = () => Promise.all(bodies.map((body) =>
+      fetch(url + '/invocations', { method: 'POST', headers: { 'content-type': 'application/json' }, body })
+        .then((r) => r.json()).then((j) => j.predictions)));
+    (async () => {
+      await round();
+      const before = await calls();
+      const predictions = await round();
+      process.stdout.write(JSON.stringify({ predictions, modelCalls: (await calls()) - before }));
+    })();`;
+  const dir = mkdtempSync(join(tmpdir(), 'clients-'));
+  const file = join(dir, 'bodies.json');
+  writeFileSync(file, JSON.stringify(bodies));
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(process.execPath, ['-e', script, url, file], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      rmSync(dir, { recursive: true, force: true });
+      if (code === 0) resolvePromise(JSON.parse(out) as { predictions: unknown[]; modelCalls: number });
+      else reject(new Error(`the client process exited with ${code}`));
+    });
+  });
+}

@@ -20,6 +20,20 @@ interface Slot {
 
 type Message = { ready: true } | { built: BuiltShard } | { maxRssMb: number } | { error: string };
 
+/** A shard-building process ended (killed by `signal`, or exited with `code`). */
+export class ShardBuilderExitError extends Error {
+  override readonly name = 'ShardBuilderExitError';
+  constructor(
+    readonly signal: NodeJS.Signals | null,
+    readonly code: number | null,
+  ) {
+    super(`shard builder process exited (${signal ?? code})`);
+  }
+}
+
+/** How many rounds of killed-while-starting children ready() waits through before it gives up. */
+const MAX_READY_ATTEMPTS = 5;
+
 export class ShardPool {
   private readonly slots: Slot[] = [];
   private readonly waiting: (() => void)[] = [];
@@ -31,9 +45,22 @@ export class ShardPool {
     for (let i = 0; i < size; i++) this.slots.push(this.spawn());
   }
 
-  /** Resolves once every child has loaded its TensorFlow backend. */
+  /**
+   * Resolves once every child has loaded its TensorFlow backend. A child killed by a signal while
+   * it starts (the OOM killer, a node under pressure, the chaos harness) has already been replaced
+   * by its exit handler, so its replacement is waited for instead: before, that one kill rejected
+   * this and the data worker exited at start-up. A child that exits by itself (no native backend)
+   * still fails it, as it would fail every job.
+   */
   async ready(): Promise<void> {
-    await Promise.all(this.slots.map((s) => s.ready));
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await Promise.all(this.slots.map((s) => s.ready));
+        return;
+      } catch (err) {
+        if (!(err instanceof ShardBuilderExitError && err.signal) || attempt >= MAX_READY_ATTEMPTS) throw err;
+      }
+    }
   }
 
   /** Builds a shard on the next free child. */
@@ -128,7 +155,7 @@ export class ShardPool {
       else job.resolve(('built' in m ? m.built : m.maxRssMb) as never);
     });
     child.on('exit', (code, signal) => {
-      const err = new Error(`shard builder process exited (${signal ?? code})`);
+      const err = new ShardBuilderExitError(signal, code);
       markFailed(err);
       slot.job?.reject(err);
       if (this.closed) return;

@@ -45,11 +45,32 @@ export interface RunInfo {
 type Tags = Record<string, string>;
 const tagList = (tags: Tags = {}): { key: string; value: string }[] => Object.entries(tags).map(([key, value]) => ({ key, value }));
 
+/**
+ * Delays before each retry of a call that failed transiently (unreachable, reset, 429, 5xx): about
+ * 30 s in all, so an MLflow restart or a proxy's hiccup costs a wait, not a training attempt.
+ */
+export const DEFAULT_RETRY_DELAYS_MS: readonly number[] = [500, 1000, 2000, 4000, 8000, 8000, 8000];
+
+/**
+ * Calls that create something: a retry after an answer was lost would create it twice (a second
+ * run, a second registered version). They are retried only when the request cannot have reached
+ * MLflow (connection refused) or a proxy in front said it did not pass it on (502/503/504); their
+ * callers find what an earlier attempt made (activity-runs.ts, run-log.ts registerVersion).
+ */
+const CREATES = new Set(['runs/create', 'model-versions/create']);
+
+/** Whether an MLflow call failed in a way that trying again later may fix. */
+export function isTransientMlflowError(err: unknown): boolean {
+  return err instanceof MlflowError && (err.status === 0 || err.status === 429 || err.status >= 500);
+}
+
 export class MlflowClient {
   private readonly base: string;
+  private readonly retryDelaysMs: readonly number[];
 
-  constructor(trackingUri: string) {
+  constructor(trackingUri: string, { retryDelaysMs = DEFAULT_RETRY_DELAYS_MS }: { retryDelaysMs?: readonly number[] } = {}) {
     this.base = trackingUri.replace(/\/+$/, '');
+    this.retryDelaysMs = retryDelaysMs;
   }
 
   get trackingUri(): string {
@@ -119,9 +140,17 @@ export class MlflowClient {
         0,
       );
     const url = `${this.base}/api/2.0/mlflow-artifacts/artifacts/${match[1]!.replace(/\/+$/, '')}/${path}`;
-    const res = await fetch(url, { method: 'PUT', headers: { 'content-type': contentType }, body, signal: AbortSignal.timeout(60_000) });
-    if (!res.ok)
-      throw new MlflowError(`MLflow artifact upload ${path} failed (${res.status}): ${(await res.text()).slice(0, 300)}`, res.status);
+    // A PUT overwrites: always safe to repeat.
+    await this.withRetries(true, async () => {
+      let res: Response;
+      try {
+        res = await fetch(url, { method: 'PUT', headers: { 'content-type': contentType }, body, signal: AbortSignal.timeout(60_000) });
+      } catch (err) {
+        throw unreachable(this.base, err);
+      }
+      if (!res.ok)
+        throw new MlflowError(`MLflow artifact upload ${path} failed (${res.status}): ${(await res.text()).slice(0, 300)}`, res.status);
+    });
   }
 
   async setRunStatus(runId: string, status: RunStatus): Promise<void> {
@@ -199,6 +228,34 @@ export class MlflowClient {
     body: Record<string, unknown>,
     tolerated: string[] = [],
   ): Promise<T | undefined> {
+    return this.withRetries(!CREATES.has(path), () => this.callOnce<T>(method, path, body, tolerated));
+  }
+
+  /**
+   * Runs `attempt` again after each delay while it fails transiently. A non-idempotent call is
+   * repeated only when it surely did not happen: refused connection, or 502/503/504 (see CREATES).
+   */
+  private async withRetries<T>(idempotent: boolean, attempt: () => Promise<T>): Promise<T> {
+    for (let i = 0; ; i++) {
+      try {
+        return await attempt();
+      } catch (err) {
+        const retry =
+          i < this.retryDelaysMs.length &&
+          isTransientMlflowError(err) &&
+          (idempotent || [502, 503, 504].includes((err as MlflowError).status) || (err as MlflowError).errorCode === 'ECONNREFUSED');
+        if (!retry) throw err;
+        await new Promise((r) => setTimeout(r, this.retryDelaysMs[i]));
+      }
+    }
+  }
+
+  private async callOnce<T>(
+    method: 'GET' | 'POST',
+    path: string,
+    body: Record<string, unknown>,
+    tolerated: string[],
+  ): Promise<T | undefined> {
     let url = `${this.base}/api/2.0/mlflow/${path}`;
     const init: RequestInit = { method, headers: { 'content-type': 'application/json' }, signal: AbortSignal.timeout(30_000) };
     if (method === 'GET') url += `?${new URLSearchParams(body as Record<string, string>).toString()}`;
@@ -207,7 +264,7 @@ export class MlflowClient {
     try {
       res = await fetch(url, init);
     } catch (err) {
-      throw new MlflowError(`MLflow at ${this.base} is unreachable (${(err as Error).message}); is MLFLOW_TRACKING_URI right?`, 0);
+      throw unreachable(this.base, err);
     }
     const text = await res.text();
     if (res.ok) return (text ? JSON.parse(text) : {}) as T;
@@ -223,6 +280,17 @@ export class MlflowClient {
     if (code && tolerated.includes(code)) return undefined;
     throw new MlflowError(`MLflow ${method} ${path} failed (${res.status} ${code ?? ''}): ${message.slice(0, 500)}`, res.status, code);
   }
+}
+
+/** A failed fetch as an MlflowError (status 0); a refused connection keeps its code, ECONNREFUSED: nothing was sent. */
+function unreachable(base: string, err: unknown): MlflowError {
+  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+  const detail = cause?.message ? `${(err as Error).message}: ${cause.message}` : (err as Error).message;
+  return new MlflowError(
+    `MLflow at ${base} is unreachable (${detail}); is MLFLOW_TRACKING_URI right?`,
+    0,
+    cause?.code === 'ECONNREFUSED' ? 'ECONNREFUSED' : undefined,
+  );
 }
 
 /**

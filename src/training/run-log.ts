@@ -5,7 +5,10 @@ import type { DatasetManifest } from '../data/shards';
 import { reportedMetrics, rocCurves, type Evaluation } from '../ml/metrics';
 import { confusionMatrixPng, rocCurvePng } from '../ml/plots';
 import type { EpochLogs } from '../ml/trainer';
-import type { MlflowClient, MlflowMetric } from '../tracking/mlflow';
+import { isTransientMlflowError, type MlflowClient, type MlflowMetric } from '../tracking/mlflow';
+
+/** Rounds of search-then-create registerVersion makes when a create's answer is lost. */
+const REGISTER_ATTEMPTS = 3;
 
 /** A split as the final model scored it. */
 export interface ScoredSplit {
@@ -106,16 +109,27 @@ export class TrainingRunLog {
     }
   }
 
-  /** Idempotent under retries: one registered version per MLflow run. */
+  /**
+   * Idempotent under retries: one registered version per MLflow run. A create whose answer was
+   * lost (connection reset, timeout) may have happened, so it is not simply repeated: the search
+   * by run id goes first again, and only finds nothing when the create did not happen. Before, such
+   * a loss failed the whole training attempt (the next attempt's search found the version).
+   */
   async registerVersion(input: TrainModelInput, modelUri: string, modelClass: ModelClass): Promise<string> {
     await this.mlflow.createRegisteredModelIfAbsent(input.registeredModelName, { project: 'cnn-skin-cancer' });
-    const existing = await this.mlflow.searchModelVersions(`name='${input.registeredModelName}' and run_id='${this.runId}'`);
-    if (existing[0]) return existing[0].version;
-    const created = await this.mlflow.createModelVersion(input.registeredModelName, modelUri, this.runId, {
-      model_class: modelClass,
-      'temporal.workflow_id': input.workflowId,
-    });
-    return created.version;
+    for (let attempt = 1; ; attempt++) {
+      const existing = await this.mlflow.searchModelVersions(`name='${input.registeredModelName}' and run_id='${this.runId}'`);
+      if (existing[0]) return existing[0].version;
+      try {
+        const created = await this.mlflow.createModelVersion(input.registeredModelName, modelUri, this.runId, {
+          model_class: modelClass,
+          'temporal.workflow_id': input.workflowId,
+        });
+        return created.version;
+      } catch (err) {
+        if (attempt >= REGISTER_ATTEMPTS || !isTransientMlflowError(err)) throw err;
+      }
+    }
   }
 
   finished(): Promise<void> {

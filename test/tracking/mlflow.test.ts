@@ -1,6 +1,9 @@
 import { strict as assert } from 'node:assert';
 import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { createRegistryActivities } from '../../src/activities/registry';
+import { MlflowClient } from '../../src/tracking/mlflow';
 import { ApplicationFailure } from '@temporalio/common';
 import { runActivity, testMlflow } from '../helpers/services';
 import { useTestStack } from '../helpers/global';
@@ -61,5 +64,68 @@ describe('MLflow client and registry activities (real MLflow server)', () => {
       runActivity(registry.resolveModelVersion, [{ registeredModelName: name, version: '99' }]),
       (err: unknown) => err instanceof ApplicationFailure && err.nonRetryable && /has no version 99/.test(err.message),
     );
+  });
+});
+
+describe('MLflow client retries (a stub server)', () => {
+  /** A server answering each request with the next of `answers` (a status, or 'reset'), then 200; counts requests per path. */
+  async function stub(answers: (number | 'reset')[]): Promise<{ url: string; hits: Map<string, number>; close: () => Promise<void> }> {
+    const hits = new Map<string, number>();
+    const server = createServer((req, res) => {
+      const path = (req.url ?? '').split('?')[0]!;
+      hits.set(path, (hits.get(path) ?? 0) + 1);
+      req.resume();
+      req.on('end', () => {
+        const next = answers.shift() ?? 200;
+        if (next === 'reset') return void req.socket.destroy();
+        res.writeHead(next, { 'content-type': 'application/json' });
+        res.end(
+          next === 200
+            ? JSON.stringify({ run: { info: { run_id: 'r1', experiment_id: '1', status: 'RUNNING' } } })
+            : '{"error_code":"TEMPORARILY_UNAVAILABLE"}',
+        );
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const { port } = server.address() as AddressInfo;
+    return { url: `http://127.0.0.1:${port}`, hits, close: () => new Promise((r) => server.close(() => r())) };
+  }
+  const fast = { retryDelaysMs: [1, 1, 1] };
+
+  it('retries an idempotent call through 503s and resets', async () => {
+    const s = await stub([503, 'reset', 502]);
+    try {
+      await new MlflowClient(s.url, fast).logBatch('r1', { tags: { a: 'b' } });
+      assert.equal(s.hits.get('/api/2.0/mlflow/runs/log-batch'), 4);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('does not repeat a create whose answer was lost, but does one a proxy refused to pass on', async () => {
+    const lost = await stub(['reset']);
+    try {
+      await assert.rejects(new MlflowClient(lost.url, fast).createRun('1', 'Basic'), /unreachable/);
+      assert.equal(lost.hits.get('/api/2.0/mlflow/runs/create'), 1, 'a reset may come after the run was created');
+    } finally {
+      await lost.close();
+    }
+    const refused = await stub([503]);
+    try {
+      assert.equal((await new MlflowClient(refused.url, fast).createRun('1', 'Basic')).run_id, 'r1');
+      assert.equal(refused.hits.get('/api/2.0/mlflow/runs/create'), 2);
+    } finally {
+      await refused.close();
+    }
+  });
+
+  it('gives up after its delays run out', async () => {
+    const s = await stub([503, 503, 503, 503, 503]);
+    try {
+      await assert.rejects(new MlflowClient(s.url, fast).setRunStatus('r1', 'FINISHED'), /503/);
+      assert.equal(s.hits.get('/api/2.0/mlflow/runs/update'), 4);
+    } finally {
+      await s.close();
+    }
   });
 });

@@ -217,6 +217,28 @@ async function waitHealthy(o: StackOptions, s: ServiceSpec, timeoutMs = 180_000)
   throw new Error(`${s.name} was not healthy within ${timeoutMs / 1000}s; see ${join(o.dir, 'logs', `${s.name}.log`)}`);
 }
 
+/**
+ * Stops one service and starts it again on the same data (Temporal's database file, MLflow's
+ * sqlite store), leaving the local endpoints alone: what the chaos harness (scripts/chaos.ts) does
+ * to the Temporal dev server and MLflow mid-run. `stackDown` would also stop every endpoint.
+ */
+export async function restartService(
+  o: StackOptions,
+  name: ServiceName,
+  log: (line: string) => void = () => undefined,
+  { downSeconds = 0 }: { downSeconds?: number } = {},
+): Promise<void> {
+  const only: StackOptions = { ...o, services: [name] };
+  const pid = readPid(only, name);
+  if (pid && isProcessAlive(pid.pid)) {
+    await killGroup(pid.pid);
+    log(`${name}: stopped (pid ${pid.pid})`);
+  }
+  rmSync(pidPath(only, name), { force: true });
+  if (downSeconds > 0) await sleep(downSeconds * 1000);
+  await stackUp(only, log);
+}
+
 /** Stops the services this stack started (by their pid files), newest first. */
 export async function stackDown(o: StackOptions, log: (line: string) => void = () => undefined): Promise<void> {
   // Local endpoints started by the pipeline's deploy activity keep their state in the same folder.

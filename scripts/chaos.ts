@@ -1,0 +1,370 @@
+/**
+ * `npm run chaos -- --runs N`: N small pipelines on a local stack of their own while processes are
+ * SIGKILLed, Temporal and MLflow are restarted, and a fault proxy breaks S3, MLflow and SageMaker
+ * API calls; then one JSON line says whether everything still came out right (docs/chaos.md).
+ *
+ * Progress goes to stderr; stdout carries only the final JSON line.
+ */
+import { rmSync, mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Connection, WorkflowClient } from '@temporalio/client';
+import { TASK_QUEUES } from '../src/common/constants';
+import { mapLimit } from '../src/common/map-limit';
+import { seededRandom } from '../src/common/random';
+import { loadConfig } from '../src/config';
+import { writeSyntheticDataset } from '../src/data/generate';
+import { defaultBuildId } from '../src/runtime/build-id';
+import { setCurrentVersion } from '../src/runtime/deployment';
+import { LocalEndpoints } from '../src/serving/local-endpoints';
+import { stackDown, stackUp, type StackOptions } from '../src/stack/services';
+import { createS3Client, S3Store } from '../src/storage/s3';
+import { MlflowClient } from '../src/tracking/mlflow';
+import type { PipelineInput } from '../src/workflows/input';
+import {
+  duplicateRegisteredVersions,
+  endpointCounts,
+  orphanProcesses,
+  recoverySeconds,
+  runsLeftRunning,
+  type Report,
+} from './chaos/checks';
+import { FaultProxy } from './chaos/fault-proxy';
+import { Injector } from './chaos/injector';
+import { findProcesses, MARKER_ENV, sigkill, type ProcessKind } from './chaos/procs';
+import { driveRun, PRE_SERVING, type HookedAim, type LiveRun, type RunOutcome } from './chaos/runs';
+import { makeSchedule } from './chaos/schedule';
+import { Supervisor } from './chaos/supervisor';
+
+const ROOT = resolve(__dirname, '..', '..');
+const EXPERIMENT = 'cnn_skin_cancer';
+const REGISTERED_MODEL = 'cnn-skin-cancer';
+const DEPLOYMENT_NAME = 'cnn-skin-cancer';
+/** How often each run checks its endpoint while serving (the default, 120 s, is longer than the harness waits). */
+const ENDPOINT_CHECK_SECONDS = 10;
+/**
+ * The proxied call a hooked kill waits for: a shard builder's upload of a shard (shard-builder.ts),
+ * the MLflow call that registers a trained version (run-log.ts), the first call of a promotion (registry.ts).
+ */
+const HOOK_CALLS: Record<HookedAim, { proxy: 's3' | 'mlflow'; method: string; path: RegExp }> = {
+  preprocessing: { proxy: 's3', method: 'PUT', path: /\/shard-\d+\.bin$/ },
+  registration: { proxy: 'mlflow', method: 'POST', path: /\/model-versions\/create$/ },
+  promoting: { proxy: 'mlflow', method: 'POST', path: /\/model-versions\/transition-stage$/ },
+};
+
+interface Options {
+  runs: number;
+  concurrency: number;
+  seed: number;
+  minutes: number;
+  faultRate: number;
+  /** Mean seconds between background kills. */
+  killEvery: number;
+  /** First of the harness's ports (see `ports`): away from the demo's 7233/8233/5000/4566 and the tests' 5071/4571/8091. */
+  portBase: number;
+}
+
+function parseArgs(argv: string[]): Options {
+  const o: Options = { runs: 20, concurrency: 4, seed: 1, minutes: 40, faultRate: 0.05, killEvery: 30, portBase: 17300 };
+  const keys: Record<string, keyof Options> = {
+    '--runs': 'runs',
+    '--concurrency': 'concurrency',
+    '--seed': 'seed',
+    '--minutes': 'minutes',
+    '--fault-rate': 'faultRate',
+    '--kill-every': 'killEvery',
+    '--port-base': 'portBase',
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const key = keys[argv[i]!];
+    const value = Number(argv[i + 1]);
+    if (!key || !Number.isFinite(value)) throw new Error(`usage: npm run chaos -- [${Object.keys(keys).join(' N] [')} N]`);
+    o[key] = value;
+    i++;
+  }
+  if (o.runs < 1 || o.concurrency < 1 || o.minutes <= 0 || o.faultRate < 0 || o.faultRate > 1) throw new Error('invalid option values');
+  return o;
+}
+
+const say = (line: string): void => void process.stderr.write(`[chaos ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
+
+async function main(): Promise<void> {
+  const opts = parseArgs(process.argv.slice(2));
+  const started = Date.now();
+  const deadline = started + opts.minutes * 60_000;
+  const marker = `${process.pid}-${started}`;
+  const host = '127.0.0.1';
+  const p = opts.portBase;
+  const stack: StackOptions = {
+    dir: join(ROOT, '.stack', 'chaos'),
+    host,
+    projectRoot: ROOT,
+    ports: { temporal: p, temporalUi: p + 1, mlflow: p + 2, moto: p + 3 },
+  };
+  const random = seededRandom(opts.seed);
+  const schedule = makeSchedule(opts.seed, opts.runs, { horizonSeconds: opts.minutes * 60, meanKillIntervalSeconds: opts.killEvery });
+  say(
+    `seed ${opts.seed}: ${schedule.aimed.length} aimed kills, ${schedule.background.length} background kills, restarts ${JSON.stringify(schedule.restarts)}`,
+  );
+
+  // A fresh stack each time, so every count below is about this run only.
+  await stackDown(stack).catch(() => undefined);
+  rmSync(stack.dir, { recursive: true, force: true });
+  mkdirSync(join(stack.dir, 'logs'), { recursive: true });
+
+  const proxies = {
+    s3: new FaultProxy({
+      name: 's3',
+      host,
+      port: p + 4,
+      upstream: { host, port: stack.ports.moto },
+      rate: opts.faultRate,
+      random: seededRandom(opts.seed + 1),
+      errorBody: 'xml',
+    }),
+    sagemaker: new FaultProxy({
+      name: 'sagemaker',
+      host,
+      port: p + 5,
+      upstream: { host, port: stack.ports.moto },
+      rate: opts.faultRate,
+      random: seededRandom(opts.seed + 2),
+      errorBody: 'json',
+    }),
+    mlflow: new FaultProxy({
+      name: 'mlflow',
+      host,
+      port: p + 6,
+      upstream: { host, port: stack.ports.mlflow },
+      rate: opts.faultRate,
+      random: seededRandom(opts.seed + 3),
+      errorBody: 'json',
+    }),
+  };
+  const buildId = defaultBuildId();
+  const workerEnv: NodeJS.ProcessEnv = {
+    ...process.env,
+    AWS_ENDPOINT_URL_S3: proxies.s3.url,
+    AWS_ENDPOINT_URL_SAGEMAKER: proxies.sagemaker.url,
+    AWS_ACCESS_KEY_ID: 'testing',
+    AWS_SECRET_ACCESS_KEY: 'testing',
+    AWS_REGION: 'us-east-1',
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+    MLFLOW_TRACKING_URI: proxies.mlflow.url,
+    TEMPORAL_ADDRESS: `${host}:${stack.ports.temporal}`,
+    TEMPORAL_NAMESPACE: 'default',
+    TEMPORAL_WORKER_BUILD_ID: buildId,
+    TEMPORAL_DEPLOYMENT_NAME: DEPLOYMENT_NAME,
+    PIPELINE_STATE_DIR: stack.dir,
+    LOCAL_ENDPOINT_PORT: String(p + 100),
+    DEFAULT_DEPLOY_TARGET: 'local',
+    LOG_FORMAT: 'json',
+    [MARKER_ENV]: marker,
+  };
+  // The harness's own view (dataset seeding, checks) bypasses the proxies: it measures, it is not under test.
+  const direct = loadConfig({
+    ...workerEnv,
+    AWS_ENDPOINT_URL_S3: `http://${host}:${stack.ports.moto}`,
+    MLFLOW_TRACKING_URI: `http://${host}:${stack.ports.mlflow}`,
+  });
+  const supervisor = new Supervisor({
+    workersDir: join(ROOT, 'dist', 'src', 'workers'),
+    logDir: join(stack.dir, 'logs'),
+    env: workerEnv,
+    healthPort: p + 10,
+    metricsPort: p + 20,
+    log: say,
+  });
+  const endpointNames = Array.from({ length: opts.runs }, (_, i) => `chaos-${i}`);
+
+  let cleaned = false;
+  const cleanup = async (): Promise<void> => {
+    if (cleaned) return;
+    cleaned = true;
+    await supervisor.stop(15_000).catch(() => undefined);
+    for (const proc of findProcesses(marker)) sigkill(proc.pid);
+    await stackDown(stack).catch((err: Error) => say(`stack down: ${err.message}`));
+    await Promise.all(Object.values(proxies).map((x) => x.stop()));
+  };
+  for (const signal of ['SIGINT', 'SIGTERM'] as const)
+    process.once(signal, () => {
+      say(`${signal}: stopping the workers, the endpoints and the stack`);
+      void cleanup().finally(() => process.exit(130));
+    });
+
+  try {
+    say(`stack in ${stack.dir}: Temporal ${p}, UI ${p + 1}, MLflow ${p + 2}, moto ${p + 3}; proxies ${p + 4}-${p + 6}`);
+    await stackUp(stack, say);
+    for (const x of Object.values(proxies)) await x.start();
+
+    const s3 = new S3Store(createS3Client(direct));
+    await s3.ensureBucket('chaos');
+    await mapLimit(endpointNames, 4, (_, i) =>
+      writeSyntheticDataset(s3, {
+        outUri: `s3://chaos/data/run-${i}`,
+        counts: { train: { benign: 16, malignant: 16 }, test: { benign: 4, malignant: 4 } },
+        size: 32,
+        seed: opts.seed * 1000 + i,
+      }),
+    );
+    say(`seeded ${opts.runs} datasets (32 px, 16 + 4 images per class)`);
+
+    supervisor.start();
+    const connection = await Connection.connect({ address: workerEnv.TEMPORAL_ADDRESS! });
+    await setCurrentVersion(
+      connection.workflowService,
+      { namespace: 'default', deploymentName: DEPLOYMENT_NAME, buildId },
+      { timeoutMs: 180_000 },
+    );
+    const client = new WorkflowClient({ connection });
+    say(`workers up as ${DEPLOYMENT_NAME}.${buildId}`);
+
+    const live = new Map<number, LiveRun>();
+    const injector = new Injector({ supervisor, marker, stack, random, log: say });
+    const inFlight = (stages: string[]): string[] =>
+      [...live.values()].filter((r) => !r.closed && stages.includes(r.stage ?? '')).map((r) => r.workflowId);
+    const affectedBy = (kind: ProcessKind, run?: LiveRun): string[] => {
+      switch (kind) {
+        case 'pipeline-worker':
+          return inFlight(PRE_SERVING);
+        case 'data-worker':
+        case 'shard-builder':
+          return inFlight(['preprocessing']);
+        case 'training-worker':
+        case 'training-child':
+          return [...live.values()]
+            .filter((r) => !r.closed && r.pending.some((a) => a.type === 'trainModel' || a.type === 'evaluateChampion'))
+            .map((r) => r.workflowId);
+        case 'endpoint-server':
+          return run ? [run.workflowId] : [];
+      }
+    };
+
+    // Service restarts, one at a time, each a seeded delay after its run enters training.
+    let restarting: Promise<void> = Promise.resolve();
+    const onEnterTraining = (index: number): void => {
+      for (const r of schedule.restarts.filter((x) => x.run === index))
+        void sleep(r.delaySeconds * 1000).then(() => {
+          restarting = restarting.then(() =>
+            injector.restart(r.kind, inFlight(PRE_SERVING)).catch((err: Error) => say(`restart failed: ${err.message}`)),
+          );
+        });
+    };
+
+    let runsDone = false;
+    const background = (async () => {
+      for (const k of schedule.background) {
+        while (!runsDone && Date.now() < started + k.atSeconds * 1000) await sleep(500);
+        if (runsDone) return;
+        injector.kill(k.kind, 'background', affectedBy(k.kind));
+      }
+    })();
+
+    const sizes = [16, 20, 24];
+    const outcomes: RunOutcome[] = await mapLimit(endpointNames, opts.concurrency, (endpointName, i) => {
+      if (Date.now() > deadline)
+        return Promise.resolve({
+          index: i,
+          workflowId: `endpoint-${endpointName}`,
+          completed: false,
+          reason: 'not started: time bound reached',
+        });
+      const input: PipelineInput = {
+        dataUri: `s3://chaos/data/run-${i}`,
+        imageSize: sizes[i % sizes.length]!,
+        epochs: 2,
+        batchSize: 8,
+        learningRate: 1e-3,
+        crossValFolds: 2,
+        seed: opts.seed + i,
+        endpointName,
+        // Owned and serving until the harness has checked it and sent finish.
+        lifetimeSeconds: opts.minutes * 60 + 3600,
+        // A killed endpoint server is put right by the serving loop's next check.
+        endpointCheckSeconds: ENDPOINT_CHECK_SECONDS,
+      };
+      return driveRun(
+        {
+          client,
+          taskQueue: TASK_QUEUES.pipeline,
+          injector,
+          live,
+          aimed: schedule.aimed.filter((a) => a.run === i),
+          affectedBy,
+          onEnterTraining,
+          deadline,
+          endpointCheckSeconds: ENDPOINT_CHECK_SECONDS,
+          hook: (aim, fire) => {
+            const call = HOOK_CALLS[aim];
+            return proxies[call.proxy].once({ matches: (method, path) => method === call.method && call.path.test(path), fire });
+          },
+          log: say,
+        },
+        i,
+        input,
+      ).then(async (outcome) => {
+        // Its workflow is done with it: the endpoint is stopped here so 20 servers do not pile up in memory.
+        await new LocalEndpoints({ stateDir: stack.dir, host, port: 0, env: {} }).stop(endpointName).catch(() => undefined);
+        return outcome;
+      });
+    });
+    runsDone = true;
+    await background;
+    await restarting;
+
+    // Runs cut off by the time bound must not keep working while the checks look.
+    for (const o of outcomes.filter((x) => !x.completed))
+      await client
+        .getHandle(o.workflowId)
+        .terminate('chaos harness: stopping')
+        .catch(() => undefined);
+
+    say('stopping the workers');
+    await supervisor.stop(60_000);
+    await sleep(3000); // children notice their parent's end at their next event-loop turn
+    const orphans = orphanProcesses(marker, stack.dir, endpointNames);
+    const mlflow = new MlflowClient(direct.mlflow.trackingUri);
+    const duplicates = await duplicateRegisteredVersions(mlflow, REGISTERED_MODEL);
+    const running = await runsLeftRunning(mlflow, EXPERIMENT);
+    const recovery = await recoverySeconds(client, injector.faults);
+    const endpoints = endpointCounts(outcomes.filter((o) => o.endpoint));
+    await connection.close();
+
+    const report: Report = {
+      seed: opts.seed,
+      runs: opts.runs,
+      completed: outcomes.filter((o) => o.completed).length,
+      failed: outcomes.filter((o) => !o.completed).map((o) => ({ run: o.index, workflowId: o.workflowId, reason: o.reason ?? 'unknown' })),
+      duplicateRegisteredVersions: duplicates.count,
+      mlflowRunsLeftRunning: running.count,
+      orphanProcesses: orphans.length,
+      endpointsNotServingExpected: endpoints.notOk.length,
+      endpointsServingExpected: endpoints.ok,
+      medianRecoverySeconds: recovery.median,
+      faultsInjected: injector.counts(),
+      details: {
+        minutes: Math.round((Date.now() - started) / 6000) / 10,
+        options: opts,
+        proxyFaults: Object.fromEntries(Object.entries(proxies).map(([k, x]) => [k, { requests: x.requests, ...x.counts }])),
+        workerRestarts: supervisor.restarts(),
+        faultsSkipped: injector.skipped.length,
+        recoveryMeasured: recovery.measured,
+        recoveryPerFault: recovery.perFault,
+        unrecovered: recovery.unrecovered,
+        duplicates: duplicates.details,
+        runsLeftRunning: running.details,
+        orphans: orphans.map((o) => `${o.kind} pid ${o.pid} (ppid ${o.ppid})`),
+        endpointProblems: endpoints.notOk,
+      },
+    };
+    await cleanup();
+    process.stdout.write(JSON.stringify(report) + '\n');
+  } catch (err) {
+    say(`failed: ${(err as Error).stack ?? err}`);
+    await cleanup();
+    process.exitCode = 1;
+  }
+}
+
+// Explicit exit: sockets the SDK clients keep alive must not hold the harness open after its report.
+void main().finally(() => process.stdout.write('', () => process.exit()));

@@ -1,0 +1,64 @@
+/**
+ * The processes the harness injects faults into and looks for afterwards, found in /proc by their
+ * command line. Only processes carrying this harness run's marker in their environment count, so
+ * another engineer's workers, trainings or endpoints on the same machine are never touched.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+
+/** Every process kind the harness can SIGKILL. */
+export type ProcessKind = 'pipeline-worker' | 'data-worker' | 'training-worker' | 'training-child' | 'shard-builder' | 'endpoint-server';
+
+/** Inherited by everything the workers start (fork and spawn copy process.env), so it marks this run's processes. */
+export const MARKER_ENV = 'CHAOS_HARNESS_RUN';
+
+/** The command-line signature of each kind spawned by the workers (the workers themselves are the supervisor's children). */
+const SIGNATURES: Partial<Record<ProcessKind, RegExp>> = {
+  'training-child': /[/\\]training[/\\]child\.js$/,
+  'shard-builder': /[/\\]data[/\\]shard-worker\.js$/,
+  'endpoint-server': /[/\\]serving[/\\]main\.js$/,
+};
+
+export interface ProcInfo {
+  pid: number;
+  ppid: number;
+  kind: ProcessKind;
+  argv: string[];
+}
+
+function read(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined; // gone meanwhile, or not ours to read
+  }
+}
+
+/** Live processes of the given kinds that carry `marker` (zombies excluded: they are already dead). */
+export function findProcesses(marker: string, kinds: ProcessKind[] = Object.keys(SIGNATURES) as ProcessKind[]): ProcInfo[] {
+  const out: ProcInfo[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const cmdline = read(`/proc/${entry}/cmdline`);
+    if (!cmdline) continue;
+    const argv = cmdline.split('\0').filter(Boolean);
+    const script = argv[1] ?? '';
+    const kind = kinds.find((k) => SIGNATURES[k]?.test(script));
+    if (!kind) continue;
+    if (!read(`/proc/${entry}/environ`)?.split('\0').includes(`${MARKER_ENV}=${marker}`)) continue;
+    // /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may hold spaces, so parse after the last ')'.
+    const stat = read(`/proc/${entry}/stat`) ?? '';
+    const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (state === 'Z') continue;
+    out.push({ pid: Number(entry), ppid: Number(ppid), kind, argv });
+  }
+  return out;
+}
+
+export function sigkill(pid: number): boolean {
+  try {
+    process.kill(pid, 'SIGKILL');
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,114 @@
+/**
+ * The fault schedule, fixed by the seed before anything runs, so `--seed S` repeats it:
+ *
+ * - aimed faults: SIGKILLs tied to one pipeline's position (its status query's `stage`, or for
+ *   training its heartbeat's phase), fired when the harness sees the run there, so that kills land
+ *   in registration, promotion and deployment and not only in the long training stretch;
+ * - background kills: a random process kind at seeded, exponentially spaced times;
+ * - one Temporal dev server restart and one MLflow restart, each when a seeded run enters training
+ *   (plus a seeded delay), so they happen mid-run with work in flight.
+ */
+import { seededRandom } from '../../src/common/random';
+import type { ProcessKind } from './procs';
+
+export type FaultKind = ProcessKind | 'temporal-restart' | 'mlflow-restart';
+
+/**
+ * Where a run must be for an aimed fault to fire: a status stage, or `registration`, which is a
+ * training whose last heartbeat reports the final phase's last epoch done (evaluation, saving the
+ * model and registering its version follow, in that order).
+ */
+export type Aim = 'preprocessing' | 'training' | 'registration' | 'deploying' | 'promoting' | 'serving';
+
+export interface AimedFault {
+  run: number;
+  kind: ProcessKind;
+  aim: Aim;
+  /** Seconds to wait after the run is seen there (spreads kills within the stage). */
+  delaySeconds: number;
+}
+
+export interface BackgroundKill {
+  atSeconds: number;
+  kind: ProcessKind;
+}
+
+export interface ServiceRestart {
+  kind: 'temporal-restart' | 'mlflow-restart';
+  /** Fires this many seconds after run `run` enters training. */
+  run: number;
+  delaySeconds: number;
+}
+
+export interface FaultSchedule {
+  seed: number;
+  aimed: AimedFault[];
+  background: BackgroundKill[];
+  restarts: ServiceRestart[];
+}
+
+/**
+ * The aimed faults every harness run includes (each on a different pipeline while there are
+ * enough). `endpoint-server` at `serving` kills a deployed endpoint: nothing in the pipeline
+ * restarts it yet (the serving loop's health check is in progress), so it is expected to show in
+ * `endpointsNotServingExpected` until that lands.
+ */
+const AIMED: readonly Pick<AimedFault, 'kind' | 'aim'>[] = [
+  { kind: 'data-worker', aim: 'preprocessing' },
+  { kind: 'shard-builder', aim: 'preprocessing' },
+  { kind: 'training-worker', aim: 'training' },
+  { kind: 'training-child', aim: 'training' },
+  { kind: 'pipeline-worker', aim: 'training' },
+  { kind: 'training-child', aim: 'registration' },
+  { kind: 'training-worker', aim: 'registration' },
+  { kind: 'pipeline-worker', aim: 'deploying' },
+  { kind: 'endpoint-server', aim: 'deploying' },
+  { kind: 'pipeline-worker', aim: 'promoting' },
+  { kind: 'endpoint-server', aim: 'serving' },
+];
+
+/** Background kills never target endpoint servers: one aimed kill shows that case, more would only repeat it. */
+const BACKGROUND_KINDS: readonly ProcessKind[] = ['pipeline-worker', 'data-worker', 'training-worker', 'training-child', 'shard-builder'];
+
+export function makeSchedule(
+  seed: number,
+  runs: number,
+  { horizonSeconds, meanKillIntervalSeconds }: { horizonSeconds: number; meanKillIntervalSeconds: number },
+): FaultSchedule {
+  const random = seededRandom(seed);
+  const int = (n: number): number => Math.floor(random() * n);
+  // A seeded permutation of the runs: aimed fault j goes to order[j % runs].
+  const order = Array.from({ length: runs }, (_, i) => i);
+  for (let i = runs - 1; i > 0; i--) {
+    const j = int(i + 1);
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
+  // Only the long stages get a spread; deploying, promoting and registration last about a second,
+  // so their kills go in as soon as the run is seen there.
+  const long: readonly Aim[] = ['preprocessing', 'training', 'serving'];
+  const aimed = AIMED.map((a, j) => ({
+    ...a,
+    run: order[j % runs]!,
+    delaySeconds: long.includes(a.aim) ? Math.round(random() * 30) / 10 : 0,
+  }));
+  const background: BackgroundKill[] = [];
+  for (let t = 0; ;) {
+    t += -Math.log(1 - random()) * meanKillIntervalSeconds;
+    if (t > horizonSeconds) break;
+    background.push({ atSeconds: Math.round(t), kind: BACKGROUND_KINDS[int(BACKGROUND_KINDS.length)]! });
+  }
+  // Early enough that later runs start after it, late enough that earlier ones are mid-flight.
+  const restarts: ServiceRestart[] = [
+    {
+      kind: 'temporal-restart',
+      run: Math.min(runs - 1, Math.floor(runs * 0.25) + int(Math.max(1, Math.floor(runs / 4)))),
+      delaySeconds: 5 + int(15),
+    },
+    {
+      kind: 'mlflow-restart',
+      run: Math.min(runs - 1, Math.floor(runs * 0.5) + int(Math.max(1, Math.floor(runs / 4)))),
+      delaySeconds: 5 + int(15),
+    },
+  ];
+  return { seed, aimed, background, restarts };
+}

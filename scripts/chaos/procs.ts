@@ -1,7 +1,7 @@
 /**
  * The processes the harness injects faults into and looks for afterwards, found in /proc by their
  * command line. Only processes carrying this harness run's marker in their environment count, so
- * another engineer's workers, trainings or endpoints on the same machine are never touched.
+ * other workers, trainings or endpoints on the same machine (a demo stack, a test run) are never touched.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 

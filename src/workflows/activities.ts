@@ -21,11 +21,11 @@ export const data = proxyActivities<ReturnType<typeof createDataActivities>>({
 export const training = proxyActivities<ReturnType<typeof createTrainingActivities>>({
   taskQueue: TASK_QUEUES.training,
   startToCloseTimeout: '12h',
-  // A killed training worker is noticed within a minute (heartbeats come from the activity, not the
-  // busy training process, so a long batch never starves them); the next attempt resumes from the
-  // newest checkpoint, which makes retries cheap.
-  heartbeatTimeout: '1m',
-  retry: { maximumAttempts: 5, initialInterval: '10s', nonRetryableErrorTypes: [...NON_RETRYABLE.training] },
+  // A killed training worker is noticed within 30 s (the activity heartbeats every 10 s from a timer,
+  // not from the busy training process, so a long batch never starves them); the next attempt
+  // resumes from the newest checkpoint, which makes retries cheap, so a run survives many kills.
+  heartbeatTimeout: '30s',
+  retry: { maximumAttempts: 12, initialInterval: '10s', nonRetryableErrorTypes: [...NON_RETRYABLE.training] },
 });
 
 export const evaluation = proxyActivities<ReturnType<typeof createEvaluationActivities>>({

@@ -112,34 +112,21 @@ async function main(): Promise<void> {
   rmSync(stack.dir, { recursive: true, force: true });
   mkdirSync(join(stack.dir, 'logs'), { recursive: true });
 
+  // Each with its own seeded stream, so one proxy's traffic does not move another's faults.
+  const proxy = (name: string, offset: number, upstreamPort: number, errorBody: 'xml' | 'json') =>
+    new FaultProxy({
+      name,
+      host,
+      port: p + offset,
+      upstream: { host, port: upstreamPort },
+      rate: opts.faultRate,
+      random: seededRandom(opts.seed + offset - 3),
+      errorBody,
+    });
   const proxies = {
-    s3: new FaultProxy({
-      name: 's3',
-      host,
-      port: p + 4,
-      upstream: { host, port: stack.ports.moto },
-      rate: opts.faultRate,
-      random: seededRandom(opts.seed + 1),
-      errorBody: 'xml',
-    }),
-    sagemaker: new FaultProxy({
-      name: 'sagemaker',
-      host,
-      port: p + 5,
-      upstream: { host, port: stack.ports.moto },
-      rate: opts.faultRate,
-      random: seededRandom(opts.seed + 2),
-      errorBody: 'json',
-    }),
-    mlflow: new FaultProxy({
-      name: 'mlflow',
-      host,
-      port: p + 6,
-      upstream: { host, port: stack.ports.mlflow },
-      rate: opts.faultRate,
-      random: seededRandom(opts.seed + 3),
-      errorBody: 'json',
-    }),
+    s3: proxy('s3', 4, stack.ports.moto, 'xml'),
+    sagemaker: proxy('sagemaker', 5, stack.ports.moto, 'json'),
+    mlflow: proxy('mlflow', 6, stack.ports.mlflow, 'json'),
   };
   const buildId = defaultBuildId();
   const workerEnv: NodeJS.ProcessEnv = {

@@ -22,6 +22,7 @@ import { cnnSkinCancerWorkflow } from '../../src/workflows';
 import type { PipelineInput } from '../../src/workflows/input';
 import { finishSignal, redeploySignal, redeployUpdate, statusQuery, type PipelineStatus } from '../../src/workflows/messages';
 import { startDevServer } from '../helpers/temporal';
+import { metrics } from '../helpers/metrics';
 
 // ---------------------------------------------------------------------------------------------
 // Stubs, typed against the real activity factories, on the queues the real workers serve them.
@@ -53,16 +54,6 @@ interface Scenario {
 
 const calls: Call[] = [];
 const scenarios = new Map<string, Scenario>();
-
-const metrics = (accuracy: number, loss = 0.5, extra: Partial<ClassificationMetrics> = {}): ClassificationMetrics => ({
-  loss,
-  accuracy,
-  precision: accuracy,
-  recall: accuracy,
-  f1: accuracy,
-  auc: accuracy,
-  ...extra,
-});
 
 /** Registered versions the stub trainings create, per model class. */
 const VERSION: Record<ModelClass, string> = { Basic: '11', ResNet50: '12', CrossVal: '13' };

@@ -2,16 +2,7 @@ import { strict as assert } from 'node:assert';
 import type { ClassificationMetrics, TrainedModel } from '../../src/common/types';
 import { championGate, selectBestModel } from '../../src/workflows/selection';
 import { appendBounded, STATUS_HISTORY_LIMIT } from '../../src/workflows/status';
-
-const metrics = (accuracy: number, loss = 0.5, extra: Partial<ClassificationMetrics> = {}): ClassificationMetrics => ({
-  loss,
-  accuracy,
-  precision: accuracy,
-  recall: accuracy,
-  f1: accuracy,
-  auc: accuracy,
-  ...extra,
-});
+import { metrics } from '../helpers/metrics';
 
 const model = (
   modelClass: TrainedModel['modelClass'],

@@ -16,6 +16,7 @@ import { loadConfig } from '../src/config';
 import { writeSyntheticDataset } from '../src/data/generate';
 import { defaultBuildId } from '../src/runtime/build-id';
 import { setCurrentVersion } from '../src/runtime/deployment';
+import { createSageMakerClient } from '../src/sagemaker/api';
 import { LocalEndpoints } from '../src/serving/local-endpoints';
 import { stackDown, stackUp, type StackOptions } from '../src/stack/services';
 import { createS3Client, S3Store } from '../src/storage/s3';
@@ -30,6 +31,7 @@ import {
   type Report,
 } from './chaos/checks';
 import { FaultProxy } from './chaos/fault-proxy';
+import { sageMakerLeftovers, sageMakerServedVersion } from './chaos/sagemaker';
 import { Injector } from './chaos/injector';
 import { findProcesses, MARKER_ENV, sigkill, type ProcessKind } from './chaos/procs';
 import { driveRun, PRE_SERVING, type HookedAim, type LiveRun, type RunOutcome } from './chaos/runs';
@@ -46,10 +48,13 @@ const ENDPOINT_CHECK_SECONDS = 10;
  * The proxied call a hooked kill waits for: a shard builder's upload of a shard (shard-builder.ts),
  * the MLflow call that registers a trained version (run-log.ts), the first call of a promotion (registry.ts).
  */
-const HOOK_CALLS: Record<HookedAim, { proxy: 's3' | 'mlflow'; method: string; path: RegExp }> = {
+const HOOK_CALLS: Record<HookedAim, { proxy: 's3' | 'mlflow' | 'sagemaker'; method: string; path: RegExp; target?: RegExp }> = {
   preprocessing: { proxy: 's3', method: 'PUT', path: /\/shard-\d+\.bin$/ },
   registration: { proxy: 'mlflow', method: 'POST', path: /\/model-versions\/create$/ },
   promoting: { proxy: 'mlflow', method: 'POST', path: /\/model-versions\/transition-stage$/ },
+  // SageMaker's JSON protocol names the operation in a header (src/sagemaker/deploy.ts makes these calls).
+  'sagemaker-model': { proxy: 'sagemaker', method: 'POST', path: /^\/$/, target: /^SageMaker\.CreateModel$/ },
+  'sagemaker-endpoint': { proxy: 'sagemaker', method: 'POST', path: /^\/$/, target: /^SageMaker\.CreateEndpoint$/ },
 };
 
 interface Options {
@@ -62,10 +67,12 @@ interface Options {
   killEvery: number;
   /** First of the harness's ports (see `ports`): away from the demo's 7233/8233/5000/4566 and the tests' 5071/4571/8091. */
   portBase: number;
+  /** Every Nth run (runs N-1, 2N-1, ...) deploys to SageMaker (moto) instead of a local endpoint; 0 for none. */
+  sagemakerEvery: number;
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { runs: 20, concurrency: 4, seed: 1, minutes: 40, faultRate: 0.05, killEvery: 30, portBase: 17300 };
+  const o: Options = { runs: 20, concurrency: 4, seed: 1, minutes: 40, faultRate: 0.05, killEvery: 30, portBase: 17300, sagemakerEvery: 3 };
   const keys: Record<string, keyof Options> = {
     '--runs': 'runs',
     '--concurrency': 'concurrency',
@@ -74,6 +81,7 @@ function parseArgs(argv: string[]): Options {
     '--fault-rate': 'faultRate',
     '--kill-every': 'killEvery',
     '--port-base': 'portBase',
+    '--sagemaker-every': 'sagemakerEvery',
   };
   for (let i = 0; i < argv.length; i++) {
     const key = keys[argv[i]!];
@@ -82,7 +90,8 @@ function parseArgs(argv: string[]): Options {
     o[key] = value;
     i++;
   }
-  if (o.runs < 1 || o.concurrency < 1 || o.minutes <= 0 || o.faultRate < 0 || o.faultRate > 1) throw new Error('invalid option values');
+  if (o.runs < 1 || o.concurrency < 1 || o.minutes <= 0 || o.faultRate < 0 || o.faultRate > 1 || o.sagemakerEvery < 0)
+    throw new Error('invalid option values');
   return o;
 }
 
@@ -102,7 +111,12 @@ async function main(): Promise<void> {
     ports: { temporal: p, temporalUi: p + 1, mlflow: p + 2, moto: p + 3 },
   };
   const random = seededRandom(opts.seed);
-  const schedule = makeSchedule(opts.seed, opts.runs, { horizonSeconds: opts.minutes * 60, meanKillIntervalSeconds: opts.killEvery });
+  const onSageMaker = (i: number): boolean => opts.sagemakerEvery > 0 && i % opts.sagemakerEvery === opts.sagemakerEvery - 1;
+  const schedule = makeSchedule(opts.seed, opts.runs, {
+    horizonSeconds: opts.minutes * 60,
+    meanKillIntervalSeconds: opts.killEvery,
+    sageMakerRuns: Array.from({ length: opts.runs }, (_, i) => i).filter(onSageMaker),
+  });
   say(
     `seed ${opts.seed}: ${schedule.aimed.length} aimed kills, ${schedule.background.length} background kills, restarts ${JSON.stringify(schedule.restarts)}`,
   );
@@ -145,6 +159,10 @@ async function main(): Promise<void> {
     PIPELINE_STATE_DIR: stack.dir,
     LOCAL_ENDPOINT_PORT: String(p + 100),
     DEFAULT_DEPLOY_TARGET: 'local',
+    // For the runs that deploy to SageMaker: moto creates endpoints InService at once, so a short poll.
+    SAGEMAKER_IMAGE_URI: '123456789012.dkr.ecr.us-east-1.amazonaws.com/cnn-skin-cancer:chaos',
+    SAGEMAKER_EXECUTION_ROLE_ARN: 'arn:aws:iam::123456789012:role/sagemaker-exec',
+    SAGEMAKER_POLL_SECONDS: '1',
     LOG_FORMAT: 'json',
     [MARKER_ENV]: marker,
   };
@@ -247,6 +265,7 @@ async function main(): Promise<void> {
       }
     })();
 
+    const sageMaker = createSageMakerClient(direct);
     const sizes = [16, 20, 24];
     const outcomes: RunOutcome[] = await mapLimit(endpointNames, opts.concurrency, (endpointName, i) => {
       if (Date.now() > deadline)
@@ -265,6 +284,7 @@ async function main(): Promise<void> {
         crossValFolds: 2,
         seed: opts.seed + i,
         endpointName,
+        ...(onSageMaker(i) ? { deployTarget: 'sagemaker' as const } : {}),
         // Owned and serving until the harness has checked it and sent finish.
         lifetimeSeconds: opts.minutes * 60 + 3600,
         // A killed endpoint server is put right by the serving loop's next check.
@@ -281,9 +301,14 @@ async function main(): Promise<void> {
           onEnterTraining,
           deadline,
           endpointCheckSeconds: ENDPOINT_CHECK_SECONDS,
+          sageMakerServedVersion: (deployment) => sageMakerServedVersion(sageMaker, deployment),
           hook: (aim, fire) => {
             const call = HOOK_CALLS[aim];
-            return proxies[call.proxy].once({ matches: (method, path) => method === call.method && call.path.test(path), fire });
+            return proxies[call.proxy].once({
+              matches: (method, path, headers) =>
+                method === call.method && call.path.test(path) && (!call.target || call.target.test(String(headers['x-amz-target'] ?? ''))),
+              fire,
+            });
           },
           log: say,
         },
@@ -315,6 +340,10 @@ async function main(): Promise<void> {
     const running = await runsLeftRunning(mlflow, EXPERIMENT);
     const recovery = await recoverySeconds(client, injector.faults);
     const endpoints = endpointCounts(outcomes.filter((o) => o.endpoint));
+    const sageMakerLeft = await sageMakerLeftovers(
+      sageMaker,
+      endpointNames.filter((_, i) => onSageMaker(i)),
+    );
     await connection.close();
 
     const report: Report = {
@@ -327,6 +356,7 @@ async function main(): Promise<void> {
       orphanProcesses: orphans.length,
       endpointsNotServingExpected: endpoints.notOk.length,
       endpointsServingExpected: endpoints.ok,
+      sageMakerResourcesLeft: sageMakerLeft.length,
       medianRecoverySeconds: recovery.median,
       faultsInjected: injector.counts(),
       details: {
@@ -342,6 +372,8 @@ async function main(): Promise<void> {
         runsLeftRunning: running.details,
         orphans: orphans.map((o) => `${o.kind} pid ${o.pid} (ppid ${o.ppid})`),
         endpointProblems: endpoints.notOk,
+        sageMakerRuns: endpointNames.filter((_, i) => onSageMaker(i)),
+        sageMakerLeftovers: sageMakerLeft,
       },
     };
     await cleanup();

@@ -120,6 +120,8 @@ export interface Report {
   orphanProcesses: number;
   endpointsNotServingExpected: number;
   endpointsServingExpected: number;
+  /** SageMaker models and endpoint configs owned by an endpoint but not used by its live config. */
+  sageMakerResourcesLeft: number;
   medianRecoverySeconds: number | null;
   faultsInjected: Record<FaultKind, number>;
   details: Record<string, unknown>;

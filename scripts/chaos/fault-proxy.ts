@@ -35,7 +35,7 @@ export interface FaultProxyOptions {
  * promotion, which last too little for the status query to catch).
  */
 export interface RequestHook {
-  matches: (method: string, path: string) => boolean;
+  matches: (method: string, path: string, headers: IncomingMessage['headers']) => boolean;
   fire: () => void;
 }
 
@@ -122,7 +122,7 @@ export class FaultProxy {
       (up) => {
         const path = (req.url ?? '').split('?')[0]!;
         for (const hook of this.hooks)
-          if (hook.matches(req.method ?? '', path)) {
+          if (hook.matches(req.method ?? '', path, req.headers)) {
             this.hooks.delete(hook);
             hook.fire();
           }

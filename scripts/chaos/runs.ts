@@ -8,6 +8,7 @@ import { WorkflowExecutionAlreadyStartedError, WorkflowFailedError, type Workflo
 import { defaultPayloadConverter } from '@temporalio/common';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { workflowIdForEndpoint } from '../../src/common/constants';
+import type { Deployment } from '../../src/common/types';
 import type { cnnSkinCancerWorkflow, PipelineResult } from '../../src/workflows';
 import type { PipelineInput } from '../../src/workflows/input';
 import { finishSignal, statusQuery, type PipelineStatus } from '../../src/workflows/messages';
@@ -56,6 +57,8 @@ export interface RunContext {
   hook: (aim: HookedAim, fire: () => void) => () => void;
   /** The runs' endpointCheckSeconds: how long a killed serving endpoint may take to be put right. */
   endpointCheckSeconds: number;
+  /** Which version a SageMaker endpoint serves (sagemaker.ts); local endpoints are asked over HTTP. */
+  sageMakerServedVersion: (deployment: Deployment) => Promise<NonNullable<RunOutcome['endpoint']>>;
   log: (line: string) => void;
 }
 
@@ -100,7 +103,7 @@ export async function driveRun(ctx: RunContext, index: number, input: PipelineIn
       if (err instanceof WorkflowExecutionAlreadyStartedError) return ctx.client.getHandle(workflowId);
       throw err;
     });
-    ctx.log(`run ${index}: started ${workflowId} (${input.imageSize} px)`);
+    ctx.log(`run ${index}: started ${workflowId} (${input.imageSize} px, deploys to ${input.deployTarget ?? 'local'})`);
 
     const status = await follow(
       ctx,
@@ -225,18 +228,22 @@ async function follow(
   return last;
 }
 
-export type HookedAim = 'preprocessing' | 'registration' | 'promoting';
+export type HookedAim = 'preprocessing' | 'registration' | 'promoting' | 'sagemaker-model' | 'sagemaker-endpoint';
 
 /**
- * Preprocessing (at this size), registration and promotion last a second or less: their kills are
- * fired by a proxy (RunContext.hook) once it has passed the call that does the work on (a shard's
- * upload to S3, MLflow's model-versions/create, model-versions/transition-stage), while the run is
- * on its way there. The call may be another run's at the same point; it is the same kill.
+ * Preprocessing (at this size), registration, promotion and a SageMaker deploy last a second or
+ * less: their kills are fired by a proxy (RunContext.hook) once it has passed the call that does
+ * the work on (a shard's upload to S3, MLflow's model-versions/create, model-versions/transition-stage,
+ * SageMaker's CreateModel or CreateEndpoint), while the run is on its way there. The call may be
+ * another run's at the same point; it is the same kill.
  */
 const HOOKED_AIMS: Partial<Record<AimedFault['aim'], { armWhen: (run: LiveRun) => boolean }>> = {
   preprocessing: { armWhen: (run) => run.stage === undefined || run.stage === 'preprocessing' },
   registration: { armWhen: (run) => isAt(run, 'training') },
   promoting: { armWhen: (run) => ['selecting', 'deploying'].includes(run.stage ?? '') },
+  // Armed from training on: selecting and deploying can both pass between two polls.
+  'sagemaker-model': { armWhen: (run) => ['training', 'selecting', 'deploying'].includes(run.stage ?? '') },
+  'sagemaker-endpoint': { armWhen: (run) => ['training', 'selecting', 'deploying'].includes(run.stage ?? '') },
 };
 
 /** Whether the run is where a fault aims. */
@@ -282,6 +289,12 @@ async function checkEndpoint(ctx: RunContext, query: () => Promise<PipelineStatu
   const status = await retrying('status query', query, ctx.deadline);
   const deployment = status.deployments.at(-1);
   if (!deployment) return { url: '', expectedVersion: '', error: 'the status lists no deployment' };
+  if (deployment.target === 'sagemaker')
+    return retrying('SageMaker endpoint check', () => ctx.sageMakerServedVersion(deployment), ctx.deadline).catch((err: Error) => ({
+      url: deployment.arn ?? '',
+      expectedVersion: deployment.version,
+      error: err.message,
+    }));
   const check = { url: deployment.url ?? '', expectedVersion: deployment.version };
   try {
     const res = await fetch(`${check.url}/model`, { signal: AbortSignal.timeout(10_000) });

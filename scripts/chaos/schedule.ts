@@ -16,9 +16,12 @@ export type FaultKind = ProcessKind | 'temporal-restart' | 'mlflow-restart';
 /**
  * Where a run must be for an aimed fault to fire: a status stage, or `registration`, which is a
  * training whose last heartbeat reports the final phase's last epoch done (evaluation, saving the
- * model and registering its version follow, in that order).
+ * model and registering its version follow, in that order), or `sagemaker-model` and
+ * `sagemaker-endpoint`, a SageMaker deploy right after its CreateModel or CreateEndpoint went
+ * through (runs that deploy to SageMaker only).
  */
-export type Aim = 'preprocessing' | 'training' | 'registration' | 'deploying' | 'promoting' | 'serving';
+export type Aim =
+  'preprocessing' | 'training' | 'registration' | 'deploying' | 'promoting' | 'serving' | 'sagemaker-model' | 'sagemaker-endpoint';
 
 export interface AimedFault {
   run: number;
@@ -49,9 +52,9 @@ export interface FaultSchedule {
 
 /**
  * The aimed faults every harness run includes (each on a different pipeline while there are
- * enough). `endpoint-server` at `serving` kills a deployed endpoint: nothing in the pipeline
- * restarts it yet (the serving loop's health check is in progress), so it is expected to show in
- * `endpointsNotServingExpected` until that lands.
+ * enough). `endpoint-server` at `serving` kills a deployed endpoint, which the run's serving loop
+ * must notice and restart (endpointCheckSeconds). Those at `sagemaker-*` go to runs that deploy
+ * to SageMaker (SAGEMAKER_AIMED).
  */
 const AIMED: readonly Pick<AimedFault, 'kind' | 'aim'>[] = [
   { kind: 'data-worker', aim: 'preprocessing' },
@@ -67,13 +70,23 @@ const AIMED: readonly Pick<AimedFault, 'kind' | 'aim'>[] = [
   { kind: 'endpoint-server', aim: 'serving' },
 ];
 
+/** Kills of the pipeline worker mid-deploy to SageMaker, one per create call a retry must not repeat. */
+const SAGEMAKER_AIMED: readonly Pick<AimedFault, 'kind' | 'aim'>[] = [
+  { kind: 'pipeline-worker', aim: 'sagemaker-model' },
+  { kind: 'pipeline-worker', aim: 'sagemaker-endpoint' },
+];
+
 /** Background kills never target endpoint servers: one aimed kill shows that case, more would only repeat it. */
 const BACKGROUND_KINDS: readonly ProcessKind[] = ['pipeline-worker', 'data-worker', 'training-worker', 'training-child', 'shard-builder'];
 
 export function makeSchedule(
   seed: number,
   runs: number,
-  { horizonSeconds, meanKillIntervalSeconds }: { horizonSeconds: number; meanKillIntervalSeconds: number },
+  {
+    horizonSeconds,
+    meanKillIntervalSeconds,
+    sageMakerRuns = [],
+  }: { horizonSeconds: number; meanKillIntervalSeconds: number; sageMakerRuns?: number[] },
 ): FaultSchedule {
   const random = seededRandom(seed);
   const int = (n: number): number => Math.floor(random() * n);
@@ -86,11 +99,22 @@ export function makeSchedule(
   // Only the long stages get a spread; deploying, promoting and registration last about a second,
   // so their kills go in as soon as the run is seen there.
   const long: readonly Aim[] = ['preprocessing', 'training', 'serving'];
+  // A SageMaker endpoint has no local server: endpoint-server kills go to the next run that serves locally.
+  const local = order.filter((i) => !sageMakerRuns.includes(i));
+  const runFor = (a: (typeof AIMED)[number], j: number): number =>
+    a.kind === 'endpoint-server' && sageMakerRuns.includes(order[j % runs]!) && local.length
+      ? (local.find((i) => order.indexOf(i) > j % runs) ?? local[0]!)
+      : order[j % runs]!;
   const aimed = AIMED.map((a, j) => ({
     ...a,
-    run: order[j % runs]!,
+    run: runFor(a, j),
     delaySeconds: long.includes(a.aim) ? Math.round(random() * 30) / 10 : 0,
   }));
+  // Drawn after the others, so adding SageMaker runs leaves the rest of a seed's schedule as it was.
+  if (sageMakerRuns.length) {
+    const first = int(sageMakerRuns.length);
+    SAGEMAKER_AIMED.forEach((a, j) => aimed.push({ ...a, run: sageMakerRuns[(first + j) % sageMakerRuns.length]!, delaySeconds: 0 }));
+  }
   const background: BackgroundKill[] = [];
   for (let t = 0; ;) {
     t += -Math.log(1 - random()) * meanKillIntervalSeconds;

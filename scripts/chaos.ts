@@ -17,7 +17,8 @@ import { writeSyntheticDataset } from '../src/data/generate';
 import { defaultBuildId } from '../src/runtime/build-id';
 import { setCurrentVersion } from '../src/runtime/deployment';
 import { createSageMakerClient } from '../src/sagemaker/api';
-import { LocalEndpoints } from '../src/serving/local-endpoints';
+import { isOurServer } from '../src/serving/local-endpoints';
+import { killGroup } from '../src/system/process';
 import { stackDown, stackUp, type StackOptions } from '../src/stack/services';
 import { createS3Client, S3Store } from '../src/storage/s3';
 import { MlflowClient } from '../src/tracking/mlflow';
@@ -32,7 +33,7 @@ import {
 } from './chaos/checks';
 import { FaultProxy } from './chaos/fault-proxy';
 import { sageMakerLeftovers, sageMakerServedVersion } from './chaos/sagemaker';
-import { Injector } from './chaos/injector';
+import { endpointPid, Injector } from './chaos/injector';
 import { findProcesses, MARKER_ENV, sigkill, type ProcessKind } from './chaos/procs';
 import { driveRun, PRE_SERVING, type HookedAim, type LiveRun, type RunOutcome } from './chaos/runs';
 import { makeSchedule } from './chaos/schedule';
@@ -315,8 +316,11 @@ async function main(): Promise<void> {
         i,
         input,
       ).then(async (outcome) => {
-        // Its workflow is done with it: the endpoint is stopped here so 20 servers do not pile up in memory.
-        await new LocalEndpoints({ stateDir: stack.dir, host, port: 0, env: {} }).stop(endpointName).catch(() => undefined);
+        // Its workflow is done with it: the endpoint is stopped here so 20 servers do not pile up in
+        // memory. Only the server its state file names (not LocalEndpoints.stop, which also stops
+        // unrecorded ones): any other server of this endpoint is a leak the orphan count must see.
+        const pid = endpointPid(stack.dir, endpointName);
+        if (pid && isOurServer(pid)) await killGroup(pid).catch(() => undefined);
         return outcome;
       });
     });

@@ -6,9 +6,9 @@
  * its state, so a worker restart or a crashed server gets the same URL back).
  */
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/common';
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { extname, join, resolve } from 'node:path';
 import { FAILURE } from '../common/failures';
 import type { ModelVersionRef } from '../common/types';
@@ -81,18 +81,33 @@ export class LocalEndpoints {
     }
     // A stale state file's pid may belong to another process by now: only our server is stopped.
     if (state && alive) await killGroup(state.pid);
+    const strays = await this.stopStrays(name);
     progress(`starting ${name} with v${model.version}`);
     const next = await this.start(name, model, await this.port(name, state));
-    if (!state) return { state: next, unchanged: false };
+    const stopped = strays.length ? `; stopped server${strays.length > 1 ? 's' : ''} ${strays.join(', ')} that no state file named` : '';
+    if (!state) return { state: next, unchanged: false, ...(stopped ? { restarted: `started at ${next.url}${stopped}` } : {}) };
     const why = alive ? `its server (pid ${state.pid}) stopped answering /ping` : `its server (pid ${state.pid}) was not running`;
-    return { state: next, unchanged: false, restarted: `${why}; restarted at ${next.url}` };
+    return { state: next, unchanged: false, restarted: `${why}; restarted at ${next.url}${stopped}` };
   }
 
   async stop(name: string): Promise<boolean> {
     const state = this.read(name);
-    if (!state || !isOurServer(state.pid)) return false;
+    const strays = await this.stopStrays(name, state?.pid);
+    if (!state || !isOurServer(state.pid)) return strays.length > 0;
     await killGroup(state.pid);
     return true;
+  }
+
+  /**
+   * Stops this endpoint's servers other than `keep`: a deploy killed after it started a server
+   * and before it wrote the state file leaves one that nothing names, holding a port and memory.
+   * Each server carries its endpoint's id on its command line (endpointId), so it is found
+   * without the state file. Returns the pids stopped.
+   */
+  private async stopStrays(name: string, keep?: number): Promise<number[]> {
+    const strays = endpointServers(endpointId(this.o.stateDir, name)).filter((pid) => pid !== keep);
+    await Promise.all(strays.map((pid) => killGroup(pid)));
+    return strays;
   }
 
   /** The endpoint's own port if it is free again, else the first free port no other endpoint holds. */
@@ -138,7 +153,7 @@ export class LocalEndpoints {
     const script = join(__dirname, `main${ext}`);
     const args = [...(ext === '.ts' ? ['-r', 'ts-node/register/transpile-only'] : []), script];
     args.push('--model-uri', model.modelUri, '--model-name', model.registeredModelName, '--model-version', model.version);
-    args.push('--host', this.o.host, '--port', String(port), '--admin');
+    args.push('--host', this.o.host, '--port', String(port), '--admin', '--endpoint-id', endpointId(this.o.stateDir, name));
     const adminToken = randomBytes(24).toString('base64url');
     const child = spawn(process.execPath, args, {
       detached: true,
@@ -167,8 +182,11 @@ export class LocalEndpoints {
     return state;
   }
 
+  /** Whole or not at all: a worker killed mid-write must not leave a file that reads as no endpoint. */
   private write(state: EndpointState): void {
-    writeFileSync(this.statePath(state.name), JSON.stringify(state, null, 2), { mode: 0o600 });
+    const path = this.statePath(state.name);
+    writeFileSync(`${path}.tmp`, JSON.stringify(state, null, 2), { mode: 0o600 });
+    renameSync(`${path}.tmp`, path);
   }
 }
 
@@ -184,6 +202,32 @@ export function isOurServer(pid: number): boolean {
     // No /proc (not Linux): liveness is all that can be known.
     return true;
   }
+}
+
+/** Names one endpoint (its state folder and name) on its server's command line, in a form safe for any name. */
+export function endpointId(stateDir: string, name: string): string {
+  return createHash('sha256')
+    .update(`${resolve(stateDir)}\0${name}`)
+    .digest('hex')
+    .slice(0, 24);
+}
+
+/** Live inference servers started for the endpoint with this id (none found where there is no /proc). */
+export function endpointServers(id: string): number[] {
+  let pids: string[];
+  try {
+    pids = readdirSync('/proc').filter((p) => /^\d+$/.test(p));
+  } catch {
+    return [];
+  }
+  return pids.map(Number).filter((pid) => {
+    try {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      return argv.some((a) => /serving[/\\]main\.(js|ts)$/.test(a)) && argv[argv.indexOf('--endpoint-id') + 1] === id;
+    } catch {
+      return false; // gone meanwhile
+    }
+  });
 }
 
 export async function ping(url: string, timeoutMs = 2000, tries = 1): Promise<boolean> {

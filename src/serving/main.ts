@@ -18,6 +18,8 @@ async function main(): Promise<void> {
       port: { type: 'string', default: process.env.SAGEMAKER_BIND_TO_PORT ?? '8080' },
       admin: { type: 'boolean', default: false },
       'max-batch': { type: 'string', default: process.env.MAX_BATCH ?? '32' },
+      // Which local endpoint this server is (set by LocalEndpoints), so a deploy can find it without its state file.
+      'endpoint-id': { type: 'string' },
     },
   });
   const port = Number(values.port);

@@ -7,7 +7,8 @@ import type { DeployInput } from '../../src/common/types';
 import { loadConfig } from '../../src/config';
 import { saveModelToS3 } from '../../src/ml/model-store';
 import { buildBasicCnn } from '../../src/ml/models';
-import { LocalEndpoints } from '../../src/serving/local-endpoints';
+import { endpointId, endpointServers, LocalEndpoints, ping } from '../../src/serving/local-endpoints';
+import { isProcessAlive } from '../../src/system/process';
 import { runActivity, testS3, uniqueBucket } from '../helpers/services';
 import { useTestStack } from '../helpers/global';
 
@@ -135,6 +136,58 @@ describe('local endpoint (a real server process, models from S3 on moto)', () =>
     } finally {
       stranger.kill();
       for (const name of names) await endpoints.stop(name);
+    }
+  });
+
+  it('stops a server that a deploy started but never recorded (its worker killed in between), and only that one', async () => {
+    const bucket = uniqueBucket('models');
+    await s3.ensureBucket(bucket);
+    const uri = `s3://${bucket}/strays/1`;
+    const model = buildBasicCnn({ imageSize: size, numClasses: 2, seed: 4 });
+    await saveModelToS3(s3, model, uri, { modelClass: 'Basic', classes: ['benign', 'malignant'], imageSize: size, inputScale: '0-1' });
+    model.dispose();
+    const endpoints = new LocalEndpoints({
+      stateDir: config.stateDir,
+      host: '127.0.0.1',
+      port: config.localEndpoint.port + 40,
+      env: process.env,
+    });
+    const ref = { registeredModelName: 'strays-model', version: '1', modelUri: uri, mlflowRunId: 'run-1' };
+    // What start() runs, as a deploy killed right after spawning it leaves it: no state file names it.
+    const serve = (name: string, port: number) =>
+      spawn(
+        process.execPath,
+        ['-r', 'ts-node/register/transpile-only', join(__dirname, '..', '..', 'src', 'serving', 'main.ts')].concat([
+          '--model-uri',
+          uri,
+          '--host',
+          '127.0.0.1',
+          '--port',
+          String(port),
+          '--endpoint-id',
+          endpointId(config.stateDir, name),
+        ]),
+        { stdio: 'ignore', detached: true, env: process.env },
+      );
+    const stray = serve('strays-a', config.localEndpoint.port + 50);
+    const neighbour = serve('strays-b', config.localEndpoint.port + 51);
+    try {
+      for (const port of [50, 51]) {
+        const url = `http://127.0.0.1:${config.localEndpoint.port + port}`;
+        for (let i = 0; i < 240 && !(await ping(url)); i++) await new Promise((r) => setTimeout(r, 250));
+      }
+      assert.deepEqual(endpointServers(endpointId(config.stateDir, 'strays-a')), [stray.pid]);
+      assert.equal(endpoints.read('strays-a'), undefined);
+
+      const { state, restarted } = await endpoints.deploy('strays-a', ref);
+      assert.equal(restarted, `started at ${state.url}; stopped server ${stray.pid} that no state file named`);
+      assert.equal(isProcessAlive(stray.pid!), false, 'the unrecorded server was stopped');
+      assert.equal(isProcessAlive(neighbour.pid!), true, "another endpoint's server was left alone");
+      assert.deepEqual(endpointServers(endpointId(config.stateDir, 'strays-a')), [state.pid]);
+      assert.equal(((await (await fetch(`${state.url}/model`)).json()) as { version: string }).version, '1');
+    } finally {
+      await endpoints.stop('strays-a');
+      for (const p of [stray, neighbour]) if (isProcessAlive(p.pid!)) process.kill(-p.pid!, 'SIGKILL');
     }
   });
 });

@@ -10,7 +10,7 @@ import { createInterface } from 'node:readline';
 import { gzipSync } from 'node:zlib';
 import { encodeJpeg, syntheticLesion } from '../../src/data/synthetic';
 import { buildBasicCnn } from '../../src/ml/models';
-import { Batcher, createInferenceServer, type LoadedModel } from '../../src/serving/server';
+import { Batcher, BatchSizer, createInferenceServer, type LoadedModel } from '../../src/serving/server';
 import { getJson, LocalEndpoints, ping, postJson } from '../../src/serving/local-endpoints';
 import { isProcessAlive } from '../../src/system/process';
 import { blackPng } from '../helpers/images';
@@ -481,6 +481,28 @@ describe('inference server', () => {
       [['1', '1'], ['2', '2'], ['3'], ['4', '4']],
       'each request gets its own rows back',
     );
+  });
+
+  it('learns the batch size from what model calls cost: large where batching pays, one where it does not', () => {
+    // A busy server: always more waiting than the cap, so every call takes the whole cap.
+    const busy = (msPerImage: (n: number) => number, calls = 200): number[] => {
+      const sizer = new BatchSizer(32);
+      const sizes: number[] = [];
+      for (let i = 0; i < calls; i++) {
+        const n = sizer.next();
+        sizes.push(n);
+        sizer.record(n, n * msPerImage(n));
+      }
+      return sizes.slice(-100);
+    };
+    const share = (sizes: number[], n: number): number => sizes.filter((x) => x === n).length / sizes.length;
+    // A small model: a call's fixed cost dominates, so the larger the cheaper per image.
+    const small = busy((n) => 5 / n + 0.2);
+    assert.ok(share(small, 32) > 0.9, `small model: calls took ${JSON.stringify(small.slice(-20))}`);
+    // The 224 px Basic CNN on 2 cores (bench:serve): 15.9 ms per image alone, 21.4 at 8, 22.4 at 32.
+    const large = busy((n) => (n === 1 ? 15.9 : n < 8 ? 19 : n < 32 ? 21.4 : 22.4));
+    assert.ok(share(large, 1) > 0.9, `large model: calls took ${JSON.stringify(large.slice(-20))}`);
+    assert.equal(new BatchSizer(32).next(), 32, 'before anything is measured, calls take up to maxBatch');
   });
 
   it('answers 413 to an image that would decode to too many pixels, and keeps answering', async () => {

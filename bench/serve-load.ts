@@ -12,11 +12,11 @@ export interface LoadResult {
   firstFailure?: string;
 }
 
-function post(agent: Agent, url: URL, body: Buffer): Promise<{ status: number; text: string }> {
+function post(agent: Agent, url: URL, body: Buffer, contentType: string): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
     const req = request(
       url,
-      { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': body.length } },
+      { method: 'POST', agent, headers: { 'content-type': contentType, 'content-length': body.length } },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
@@ -29,7 +29,13 @@ function post(agent: Agent, url: URL, body: Buffer): Promise<{ status: number; t
   });
 }
 
-export async function runLoad(url: string, bodies: Buffer[], total: number, concurrency: number): Promise<LoadResult> {
+export async function runLoad(
+  url: string,
+  bodies: Buffer[],
+  total: number,
+  concurrency: number,
+  contentType = 'application/json',
+): Promise<LoadResult> {
   const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
   const target = new URL(url);
   const latencies: number[] = [];
@@ -42,7 +48,7 @@ export async function runLoad(url: string, bodies: Buffer[], total: number, conc
       const i = next++;
       const t0 = process.hrtime.bigint();
       try {
-        const res = await post(agent, target, bodies[i % bodies.length]!);
+        const res = await post(agent, target, bodies[i % bodies.length]!, contentType);
         if (res.status !== 200 || !res.text.includes('predictions')) {
           failed++;
           firstFailure ??= `${res.status} ${res.text.slice(0, 200)}`;

@@ -1,17 +1,26 @@
 /**
- * `npm run bench:serve`: our inference server against MLflow's own scoring server
- * (`mlflow models serve`, what the original pipeline deployed), both serving the Basic CNN at
- * 224 px (ours in tfjs-node, MLflow's in Keras, on the same libtensorflow), side by side in one
- * run, driven by the same load generator with the same request bodies (the original endpoint's
- * JSON). Prints requests/s and p50/p99 latency of each; the last line is one JSON object with
- * `ratio` (our req/s / MLflow's) and `p99Ratio` (our p99 / MLflow's).
+ * `npm run bench:serve`: two comparisons of our inference server serving the Basic CNN at 224 px.
  *
- *   node dist/bench/serve.js [--requests 300] [--concurrency 8] [--size 224]
+ * 1. Against MLflow's own scoring server (`mlflow models serve`, what the original pipeline
+ *    deployed; Keras on the same libtensorflow), driven by the same load generator with the same
+ *    bodies (the original endpoint's JSON): `ratio` (our req/s / MLflow's) and `p99Ratio`.
+ * 2. Against the model's limit: clients send what real clients send, 224 px JPEG files
+ *    (`image/jpeg`), at 1, 8 and 32 concurrent clients; the limit is the same model's batched
+ *    predict on already-decoded tensors in this process, with no HTTP, at the mean batch the
+ *    server formed at 32 clients (read from its /metrics). Measured alternately, two rounds:
+ *    `ratioToLimit` (our req/s at 32 clients / the limit's images/s).
+ *
+ * The last line is one JSON object with those fields.
+ *
+ *   node dist/bench/serve.js [--requests 300] [--concurrency 8] [--size 224] [--rounds 2]
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import type { LayersModel, Tensor } from '@tensorflow/tfjs-node';
+import { decodeAndResize } from '../src/data/images';
+import { encodeJpeg, syntheticLesion } from '../src/data/synthetic';
 import { buildBasicCnn } from '../src/ml/models';
 import { loadTf } from '../src/ml/tf';
 import { isProcessAlive, killGroup } from '../src/system/process';
@@ -26,8 +35,12 @@ const { values } = parseArgs({
     concurrency: { type: 'string', default: '8' },
     size: { type: 'string', default: '224' },
     bodies: { type: 'string', default: '16' },
+    rounds: { type: 'string', default: '2' },
   },
 });
+/** Concurrent JPEG clients; the last is the one set against the limit. */
+const JPEG_CONCURRENCY = [1, 8, 32];
+const ROUNDS = Number(values.rounds);
 const REQUESTS = Number(values.requests);
 const CONCURRENCY = Number(values.concurrency);
 const SIZE = Number(values.size);
@@ -71,14 +84,73 @@ function requestBodies(count: number): Buffer[] {
   });
 }
 
-async function measure(name: string, url: string, bodies: Buffer[]): Promise<LoadResult> {
-  await runLoad(`${url}/invocations`, bodies, WARMUP, CONCURRENCY);
-  const result = await runLoad(`${url}/invocations`, bodies, REQUESTS, CONCURRENCY);
+async function measure(name: string, url: string, bodies: Buffer[], concurrency = CONCURRENCY, type?: string): Promise<LoadResult> {
+  await runLoad(`${url}/invocations`, bodies, Math.max(20, 2 * concurrency), concurrency, type);
+  const result = await runLoad(`${url}/invocations`, bodies, REQUESTS, concurrency, type);
   say(
     `${name.padEnd(7)} ${result.requestsPerSecond.toFixed(1)} req/s  p50 ${result.p50Ms.toFixed(0)} ms  p99 ${result.p99Ms.toFixed(0)} ms  ` +
       `${result.failed} failed${result.firstFailure ? ` (first: ${result.firstFailure})` : ''}`,
   );
   return result;
+}
+
+/** 224 px lesion-like JPEG files, as the Kaggle dataset's are, both classes. */
+async function jpegBodies(count: number): Promise<Buffer[]> {
+  const kinds = ['benign', 'malignant'] as const;
+  return Promise.all(
+    Array.from({ length: count }, async (_, i) => Buffer.from(await encodeJpeg(syntheticLesion(kinds[i % 2]!, SIZE, 1000 + i), SIZE))),
+  );
+}
+
+/** The server's model calls and the images in them so far (GET /metrics). */
+async function modelCalls(url: string): Promise<{ calls: number; instances: number }> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const value = (name: string): number => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+  return { calls: value('serving_model_calls_total'), instances: value('serving_model_instances_total') };
+}
+
+/** JPEG load at one concurrency, with the mean batch the server formed meanwhile. */
+async function measureJpeg(url: string, bodies: Buffer[], concurrency: number): Promise<LoadResult & { meanBatch: number }> {
+  const before = await modelCalls(url);
+  const result = await measure(`jpeg x${concurrency}`, url, bodies, concurrency, 'image/jpeg');
+  const after = await modelCalls(url);
+  // The warm-up's calls are in the difference too; it runs the same load, so the mean is the same.
+  const meanBatch = (after.instances - before.instances) / (after.calls - before.calls);
+  say(`          mean batch ${meanBatch.toFixed(1)}`);
+  return { ...result, meanBatch };
+}
+
+/**
+ * The limit: the served model's predict on already-decoded images, batched `batch` at a time,
+ * the way the server calls it (predict, then read the probabilities back), in this process with
+ * no HTTP and no decoding. Images per second over at least `total` images and 3 s, after two warm-up calls.
+ */
+function limitImagesPerSecond(model: LayersModel, decoded: Float32Array[], batch: number, total: number): number {
+  const tf = loadTf();
+  const inputs = Array.from({ length: Math.min(4, decoded.length) }, (_, k) => {
+    const pixels = new Float32Array(batch * SIZE * SIZE * 3);
+    for (let i = 0; i < batch; i++) pixels.set(decoded[(k * batch + i) % decoded.length]!, i * SIZE * SIZE * 3);
+    return tf.tensor4d(pixels, [batch, SIZE, SIZE, 3]);
+  });
+  const call = (x: Tensor): void => {
+    const probs = model.predict(x) as Tensor;
+    probs.arraySync();
+    probs.dispose();
+  };
+  call(inputs[0]!);
+  call(inputs[1 % inputs.length]!);
+  // At least `total` images and three seconds: single calls vary by tens of percent here.
+  const t0 = process.hrtime.bigint();
+  let calls = 0;
+  let seconds = 0;
+  while (calls * batch < total || seconds < 3) {
+    call(inputs[calls++ % inputs.length]!);
+    seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  }
+  inputs.forEach((x) => x.dispose());
+  const ips = (calls * batch) / seconds;
+  say(`limit   ${ips.toFixed(1)} images/s at batch ${batch} (predict on decoded tensors, no HTTP)`);
+  return ips;
 }
 
 async function main(): Promise<void> {
@@ -123,25 +195,61 @@ async function main(): Promise<void> {
   // One server at a time, so neither competes with the other for the two cores.
   const a = await measure(ours.name, ours.url, bodies);
   const b = await measure(mlflow.name, mlflow.url, bodies);
-  const round = (x: number, d = 3): number => Math.round(x * 10 ** d) / 10 ** d;
-  const summary = (r: LoadResult) => ({
-    requestsPerSecond: round(r.requestsPerSecond, 2),
-    p50Ms: round(r.p50Ms, 1),
-    p99Ms: round(r.p99Ms, 1),
-    failed: r.failed,
-  });
+  await killGroup(mlflowPid);
+
+  const jpegs = await jpegBodies(Number(values.bodies));
+  const meanKb = jpegs.reduce((n, x) => n + x.length, 0) / jpegs.length / 1024;
+  say(`JPEG bodies: ${jpegs.length} files of ${SIZE} px, ${meanKb.toFixed(0)} KB on average; concurrency ${JPEG_CONCURRENCY.join(', ')}`);
+  const decoded = jpegs.map((j) => Float32Array.from(decodeAndResize(j, SIZE), (v) => v / 255));
+  const served = await loadTf().loadLayersModel(`file://${join(tfjsDir, 'model.json')}`);
+  const perConcurrency: Record<number, LoadResult & { meanBatch: number }> = {};
+  const rounds: { requestsPerSecond: number; meanBatch: number; limitBatch: number; limitImagesPerSecond: number }[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    // The first round also measures the lower concurrencies; each round then sets 32 clients against the limit.
+    for (const c of r === 0 ? JPEG_CONCURRENCY : JPEG_CONCURRENCY.slice(-1)) perConcurrency[c] = await measureJpeg(ours.url, jpegs, c);
+    const top = perConcurrency[JPEG_CONCURRENCY.at(-1)!]!;
+    const limitBatch = Math.max(1, Math.round(top.meanBatch));
+    rounds.push({
+      // Answered requests only: a refused one (503) is not served throughput.
+      requestsPerSecond: (top.requests - top.failed) / top.seconds,
+      meanBatch: top.meanBatch,
+      limitBatch,
+      limitImagesPerSecond: limitImagesPerSecond(served, decoded, limitBatch, REQUESTS),
+    });
+  }
+  const limitAt = Object.fromEntries(JPEG_CONCURRENCY.map((n) => [n, round(limitImagesPerSecond(served, decoded, n, REQUESTS), 1)]));
+  served.dispose();
+
+  const sum = (xs: number[]): number => xs.reduce((x, y) => x + y, 0);
   console.log(
     JSON.stringify({
       ratio: round(a.requestsPerSecond / b.requestsPerSecond),
       p99Ratio: round(a.p99Ms / b.p99Ms),
+      ratioToLimit: round(sum(rounds.map((x) => x.requestsPerSecond)) / sum(rounds.map((x) => x.limitImagesPerSecond))),
       ours: summary(a),
       mlflow: summary(b),
+      jpeg: Object.fromEntries(Object.entries(perConcurrency).map(([c, r]) => [c, { ...summary(r), meanBatch: round(r.meanBatch, 1) }])),
+      limitRounds: rounds.map((x) => ({
+        oursRequestsPerSecond: round(x.requestsPerSecond, 2),
+        limitBatch: x.limitBatch,
+        limitImagesPerSecond: round(x.limitImagesPerSecond, 2),
+      })),
+      limitImagesPerSecondAtBatch: limitAt,
+      jpegKb: round(meanKb, 1),
       requests: REQUESTS,
       concurrency: CONCURRENCY,
       imageSize: SIZE,
     }),
   );
 }
+
+const round = (x: number, d = 3): number => Math.round(x * 10 ** d) / 10 ** d;
+const summary = (r: LoadResult) => ({
+  requestsPerSecond: round(r.requestsPerSecond, 2),
+  p50Ms: round(r.p50Ms, 1),
+  p99Ms: round(r.p99Ms, 1),
+  failed: r.failed,
+});
 
 async function cleanup(): Promise<void> {
   await Promise.all(pids.filter(isProcessAlive).map((pid) => killGroup(pid)));

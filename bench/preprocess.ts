@@ -1,15 +1,19 @@
 /**
- * `npm run bench:preprocess`: this project's preprocessing against the original pipeline's Python loop, side by
- * side on the same generated images (Kaggle split sizes at 224 px, then 4x as many), each run in a
- * process of its own. Prints images/s, their ratio, and peak RSS at 1x and 4x; the last line is
- * one JSON object with `ratio` (ours / the original's images/s at 1x) and `rssGrowth` (our peak RSS at
- * 4x / at 1x).
+ * `npm run bench:preprocess`: this project's preprocessing against two anchors, side by side on
+ * the same generated images (Kaggle split sizes at 224 px, then 4x as many), each run in a process
+ * of its own: the original pipeline's Python loop, and the tf.data input pipeline a Keras user
+ * writes (bench/tfdata_preprocess.py, in .venv-bench). Ours and tf.data run alternately,
+ * `--rounds` times each at 1x (default 5) and at most twice at 4x, best round counting. Prints images/s, ratios and peak RSS; the last line
+ * is one JSON object with `ratio` (ours / the original's images/s at 1x), `ratioTfData` (ours /
+ * tf.data's at 1x), `ratioTfData4x`, `rssGrowth` (our peak RSS at 4x / at 1x) and our per-stage
+ * profile (bench/preprocess-profile.ts).
  */
 import { execFileSync } from 'node:child_process';
 import { freemem, totalmem } from 'node:os';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
 import { scaledCounts, writeSyntheticDataset } from '../src/data/generate';
 import { LocalStore } from '../src/storage/object-store';
 
@@ -51,6 +55,23 @@ function ours(dir: string): Measure {
   }
 }
 
+function tfData(dir: string): Measure {
+  const out = mkdtempSync(join(OUT, 'tfdata-'));
+  try {
+    const stdout = execFileSync(
+      join(ROOT, '.venv-bench', 'bin', 'python'),
+      [join(ROOT, 'bench', 'tfdata_preprocess.py'), dir, out, String(SIZE)],
+      {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
+    return JSON.parse(stdout.trim().split('\n').at(-1)!) as Measure;
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+}
+
 function original(dir: string): Measure {
   const out = join(OUT, 'original.pkl');
   try {
@@ -80,32 +101,63 @@ const fmt = (m: Measure | undefined): string =>
     ? `${rate(m).toFixed(0).padStart(6)} img/s  ${m.maxRssMb.toFixed(0).padStart(6)} MB peak RSS  (${m.images} images in ${m.seconds.toFixed(1)} s)`
     : 'not run';
 
+const best = (ms: Measure[]): Measure => ms.reduce((a, b) => (rate(b) > rate(a) ? b : a));
+
 async function main(): Promise<void> {
+  // A 1x pass takes about two seconds, so other work on the machine moves single rounds a lot.
+  const { values } = parseArgs({ options: { rounds: { type: 'string', default: '5' } } });
+  const rounds = Number(values.rounds);
+  execFileSync('bash', [join(ROOT, 'scripts', 'bench-env.sh')], { stdio: 'inherit' });
   const one = await dataset(1);
   const four = await dataset(4);
-  const results: Record<string, { ours: Measure; original?: Measure; originalNote?: string }> = {};
+  const results: Record<string, { ours: Measure; tfData: Measure; original?: Measure; originalNote?: string }> = {};
   for (const [label, dir] of [
     ['1x', one],
     ['4x', four],
   ] as const) {
-    const o = ours(dir);
+    // Alternating, so a slow spell on the machine hits both sides.
+    const oursRounds: Measure[] = [];
+    const tfRounds: Measure[] = [];
+    for (let r = 0; r < (label === '1x' ? rounds : Math.min(rounds, 2)); r++) {
+      oursRounds.push(ours(dir));
+      tfRounds.push(tfData(dir));
+      console.log(
+        `${label}  round ${r + 1}: ours ${rate(oursRounds.at(-1)!).toFixed(0)} img/s, tf.data ${rate(tfRounds.at(-1)!).toFixed(0)} img/s`,
+      );
+    }
+    const o = best(oursRounds);
+    const t = best(tfRounds);
     const images = o.images;
     let s: Measure | undefined;
     let note: string | undefined;
     if (originalFits(images)) s = original(dir);
     else
       note = `not run: the original pipeline's loop would need about ${((images * SIZE * SIZE * 3 * 17) / 2 ** 30).toFixed(0)} GiB of memory for ${images} images`;
-    results[label] = { ours: o, original: s, originalNote: note };
+    results[label] = { ours: o, tfData: t, original: s, originalNote: note };
     console.log(`${label}  ours: ${fmt(o)}`);
+    console.log(`${label}  tf.data: ${fmt(t)}`);
+    console.log(`${label}  ratio (ours / tf.data images/s): ${(rate(o) / rate(t)).toFixed(2)}`);
     console.log(`${label}  original: ${s ? fmt(s) : note}`);
     if (s) console.log(`${label}  ratio (ours / original images/s): ${(rate(o) / rate(s)).toFixed(2)}`);
   }
+  // Where our time goes, stage by stage, in one process over the 1x files.
+  const profileOut = execFileSync(process.execPath, [join(__dirname, 'preprocess-profile.js'), one, String(SIZE)], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  }).trim();
+  const profileLines = profileOut.split('\n');
+  console.log(`our stages, one process, 1x:\n${profileLines.slice(0, -1).join('\n')}`);
+  const profile = JSON.parse(profileLines.at(-1)!) as { msPerImage: number; stages: Record<string, { msPerImage: number; share: number }> };
   const ratio = rate(results['1x']!.ours) / rate(results['1x']!.original!);
   const rssGrowth = results['4x']!.ours.maxRssMb / results['1x']!.ours.maxRssMb;
   console.log(`our peak RSS growth from 1x to 4x: ${rssGrowth.toFixed(2)}x`);
   console.log(
     JSON.stringify({
       ratio: Number(ratio.toFixed(3)),
+      ratioTfData: Number((rate(results['1x']!.ours) / rate(results['1x']!.tfData)).toFixed(3)),
+      ratioTfData4x: Number((rate(results['4x']!.ours) / rate(results['4x']!.tfData)).toFixed(3)),
+      tfDataImagesPerSec1x: Number(rate(results['1x']!.tfData).toFixed(1)),
+      tfDataPeakRssMb: { '1x': Math.round(results['1x']!.tfData.maxRssMb), '4x': Math.round(results['4x']!.tfData.maxRssMb) },
       rssGrowth: Number(rssGrowth.toFixed(3)),
       oursImagesPerSec1x: Number(rate(results['1x']!.ours).toFixed(1)),
       originalImagesPerSec1x: Number(rate(results['1x']!.original!).toFixed(1)),
@@ -114,6 +166,8 @@ async function main(): Promise<void> {
         '1x': Math.round(results['1x']!.original!.maxRssMb),
         '4x': results['4x']!.original ? Math.round(results['4x']!.original.maxRssMb) : null,
       },
+      profileMsPerImage: profile.msPerImage,
+      profileShares: Object.fromEntries(Object.entries(profile.stages).map(([k, v]) => [k, v.share])),
       ratio4x: results['4x']!.original ? Number((rate(results['4x']!.ours) / rate(results['4x']!.original)).toFixed(3)) : null,
     }),
   );

@@ -47,6 +47,8 @@ function ours(dir: string): Measure {
       {
         encoding: 'utf8',
         stdio: ['ignore', 'pipe', 'inherit'],
+        // TensorFlow's start-up notices from each decoding process, as the tf.data side silences its own.
+        env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '2' },
       },
     );
     return JSON.parse(stdout.trim().split('\n').at(-1)!) as Measure;

@@ -438,7 +438,6 @@ export class Batcher {
   constructor(
     private readonly maxBatch: number,
     private readonly predict: (pixels: Float32Array, n: number) => Batched,
-    private readonly now: () => number = () => performance.now(),
   ) {
     this.sizer = new BatchSizer(maxBatch);
   }
@@ -446,11 +445,6 @@ export class Batcher {
   /** Forgets the measured costs (another model was loaded). */
   relearn(): void {
     this.sizer = new BatchSizer(this.maxBatch);
-  }
-
-  /** The most instances the next call may take. */
-  get cap(): number {
-    return this.sizer.peek();
   }
 
   run(pixels: Float32Array, n: number): Promise<Batched> {
@@ -481,9 +475,9 @@ export class Batcher {
           offset += item.pixels.length;
         }
       }
-      const started = this.now();
+      const started = performance.now();
       const out = this.predict(pixels, n);
-      this.sizer.record(n, this.now() - started);
+      this.sizer.record(n, performance.now() - started);
       let at = 0;
       for (const item of take) {
         item.resolve({ version: out.version, predictions: out.predictions.slice(at, at + item.n) });
@@ -513,16 +507,9 @@ export class BatchSizer {
 
   constructor(private readonly maxBatch: number) {}
 
-  /** The cap for the call being made now. */
+  /** The most instances the call being made now may take. */
   next(): number {
-    const cap = this.capAt(this.calls);
-    this.calls++;
-    return cap;
-  }
-
-  /** The cap the next call will get. */
-  peek(): number {
-    return this.capAt(this.calls);
+    return this.capAt(this.calls++);
   }
 
   record(instances: number, ms: number): void {
@@ -554,7 +541,7 @@ export class BatchSizer {
   }
 }
 
-/** Calls between two tries of a size class next to the cheapest one. */
+/** Calls between two re-measurements (each of the next size class in turn). */
 const EXPLORE = 16;
 
 /** The power of two at or below n. */

@@ -30,11 +30,12 @@ import { loadConfig } from '../src/config';
 import { writeSyntheticDataset } from '../src/data/generate';
 import { setCurrentVersion } from '../src/runtime/deployment';
 import { LocalEndpoints } from '../src/serving/local-endpoints';
-import { stackDown, stackUp, type StackOptions } from '../src/stack/services';
+import { stackDown, stackUp } from '../src/stack/services';
 import { createS3Client, S3Store } from '../src/storage/s3';
 import type { cnnSkinCancerWorkflow } from '../src/workflows';
 import type { PipelineInput } from '../src/workflows/input';
 import { criticalPath, type CriticalPath } from './critical-path';
+import { privateStack } from './private-stack';
 
 const ROOT = resolve(__dirname, '..', '..');
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, warmup: { type: 'string', default: '1' } } });
@@ -61,29 +62,11 @@ const BUILD_ID = 'bench-overhead';
 const DEPLOYMENT_NAME = 'cnn-skin-cancer';
 const ENDPOINT = 'bench-overhead';
 
-const stack: StackOptions = {
-  dir: join(ROOT, '.stack', 'bench-overhead'),
-  host: '127.0.0.1',
-  projectRoot: ROOT,
-  ports: { temporal: 7273, temporalUi: 8273, mlflow: 5097, moto: 4597 },
-};
-
-const env: NodeJS.ProcessEnv = {
-  ...process.env,
-  TEMPORAL_ADDRESS: `127.0.0.1:${stack.ports.temporal}`,
+const { stack, env } = privateStack('bench-overhead', { temporal: 7273, temporalUi: 8273, mlflow: 5097, moto: 4597 }, 8197, {
   TEMPORAL_WORKER_BUILD_ID: BUILD_ID,
   TEMPORAL_DEPLOYMENT_NAME: DEPLOYMENT_NAME,
-  MLFLOW_TRACKING_URI: `http://127.0.0.1:${stack.ports.mlflow}`,
-  AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${stack.ports.moto}`,
-  AWS_ENDPOINT_URL_SAGEMAKER: `http://127.0.0.1:${stack.ports.moto}`,
-  AWS_ACCESS_KEY_ID: 'testing',
-  AWS_SECRET_ACCESS_KEY: 'testing',
-  AWS_REGION: 'us-east-1',
-  AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-  PIPELINE_STATE_DIR: stack.dir,
-  LOCAL_ENDPOINT_PORT: '8197',
   LOG_FORMAT: 'json',
-};
+});
 
 /** Each worker's health and metrics ports (the defaults, 9090 and 9464, would collide). */
 const WORKERS = [

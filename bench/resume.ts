@@ -14,35 +14,17 @@ import { join, resolve } from 'node:path';
 import { Connection, WorkflowClient } from '@temporalio/client';
 import { TASK_QUEUES } from '../src/common/constants';
 import { writeSyntheticDataset } from '../src/data/generate';
-import { stackDown, stackUp, type StackOptions } from '../src/stack/services';
+import { stackDown, stackUp } from '../src/stack/services';
 import { createS3Client, S3Store } from '../src/storage/s3';
 import { loadConfig } from '../src/config';
 import type { cnnSkinCancerWorkflow } from '../src/workflows';
+import { privateStack } from './private-stack';
 
 const ROOT = resolve(__dirname, '..', '..');
 const EPOCHS = 6;
 const KILL_IN_EPOCH = 3;
 
-const stack: StackOptions = {
-  dir: join(ROOT, '.stack', 'bench-resume'),
-  host: '127.0.0.1',
-  projectRoot: ROOT,
-  ports: { temporal: 7263, temporalUi: 8263, mlflow: 5093, moto: 4593 },
-};
-
-const env: NodeJS.ProcessEnv = {
-  ...process.env,
-  TEMPORAL_ADDRESS: `127.0.0.1:${stack.ports.temporal}`,
-  MLFLOW_TRACKING_URI: `http://127.0.0.1:${stack.ports.mlflow}`,
-  AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${stack.ports.moto}`,
-  AWS_ENDPOINT_URL_SAGEMAKER: `http://127.0.0.1:${stack.ports.moto}`,
-  AWS_ACCESS_KEY_ID: 'testing',
-  AWS_SECRET_ACCESS_KEY: 'testing',
-  AWS_REGION: 'us-east-1',
-  AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-  PIPELINE_STATE_DIR: stack.dir,
-  LOCAL_ENDPOINT_PORT: '8193',
-};
+const { stack, env } = privateStack('bench-resume', { temporal: 7263, temporalUi: 8263, mlflow: 5093, moto: 4593 }, 8193);
 
 const log = (line: string) => console.log(`[resume] ${line}`);
 

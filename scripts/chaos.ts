@@ -47,13 +47,14 @@ const DEPLOYMENT_NAME = 'cnn-skin-cancer';
 const ENDPOINT_CHECK_SECONDS = 10;
 /**
  * The proxied call a hooked kill waits for: a shard builder's upload of a shard (shard-builder.ts),
- * the MLflow call that registers a trained version (run-log.ts), the first call of a promotion (registry.ts).
+ * the MLflow call that registers a trained version (run-log.ts), the first call of a promotion
+ * (registry.ts), a SageMaker deploy's CreateModel or CreateEndpoint (src/sagemaker/deploy.ts).
  */
 const HOOK_CALLS: Record<HookedAim, { proxy: 's3' | 'mlflow' | 'sagemaker'; method: string; path: RegExp; target?: RegExp }> = {
   preprocessing: { proxy: 's3', method: 'PUT', path: /\/shard-\d+\.bin$/ },
   registration: { proxy: 'mlflow', method: 'POST', path: /\/model-versions\/create$/ },
   promoting: { proxy: 'mlflow', method: 'POST', path: /\/model-versions\/transition-stage$/ },
-  // SageMaker's JSON protocol names the operation in a header (src/sagemaker/deploy.ts makes these calls).
+  // SageMaker's JSON protocol names the operation in a header.
   'sagemaker-model': { proxy: 'sagemaker', method: 'POST', path: /^\/$/, target: /^SageMaker\.CreateModel$/ },
   'sagemaker-endpoint': { proxy: 'sagemaker', method: 'POST', path: /^\/$/, target: /^SageMaker\.CreateEndpoint$/ },
 };

@@ -110,7 +110,7 @@ export function makeSchedule(
     run: runFor(a, j),
     delaySeconds: long.includes(a.aim) ? Math.round(random() * 30) / 10 : 0,
   }));
-  // Drawn after the others, so adding SageMaker runs leaves the rest of a seed's schedule as it was.
+  // One draw picks where the pair starts; they go to different SageMaker runs while there are two.
   if (sageMakerRuns.length) {
     const first = int(sageMakerRuns.length);
     SAGEMAKER_AIMED.forEach((a, j) => aimed.push({ ...a, run: sageMakerRuns[(first + j) % sageMakerRuns.length]!, delaySeconds: 0 }));

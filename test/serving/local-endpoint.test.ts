@@ -29,17 +29,24 @@ describe('local endpoint (a real server process, models from S3 on moto)', () =>
 
   after(() => local.stop('swap-test'));
 
-  it('swaps to a new version under concurrent load with zero failed requests', async () => {
+  /** A Basic CNN of `seed` saved to a fresh bucket under `path`; its URI. */
+  const uploadModel = async (path: string, seed: number): Promise<string> => {
     const bucket = uniqueBucket('models');
     await s3.ensureBucket(bucket);
-    const uris: string[] = [];
-    for (const seed of [1, 2]) {
-      const uri = `s3://${bucket}/swap/${seed}`;
-      const model = buildBasicCnn({ imageSize: size, numClasses: 2, seed });
-      await saveModelToS3(s3, model, uri, { modelClass: 'Basic', classes: ['benign', 'malignant'], imageSize: size, inputScale: '0-1' });
-      model.dispose();
-      uris.push(uri);
-    }
+    const uri = `s3://${bucket}/${path}`;
+    const model = buildBasicCnn({ imageSize: size, numClasses: 2, seed });
+    await saveModelToS3(s3, model, uri, { modelClass: 'Basic', classes: ['benign', 'malignant'], imageSize: size, inputScale: '0-1' });
+    model.dispose();
+    return uri;
+  };
+  /** Endpoints from a port of their own (LOCAL_ENDPOINT_PORT + offset). */
+  const endpointsFrom = (offset: number) =>
+    new LocalEndpoints({ stateDir: config.stateDir, host: '127.0.0.1', port: config.localEndpoint.port + offset, env: process.env });
+  const servedVersion = async (url: string): Promise<string> =>
+    ((await (await fetch(`${url}/model`)).json()) as { version: string }).version;
+
+  it('swaps to a new version under concurrent load with zero failed requests', async () => {
+    const uris = [await uploadModel('swap/1', 1), await uploadModel('swap/2', 2)];
     const first = await runActivity(deployModel, [input('1', uris[0]!)]);
     assert.equal(first.unchanged, false);
 
@@ -89,18 +96,8 @@ describe('local endpoint (a real server process, models from S3 on moto)', () =>
   });
 
   it('gives each endpoint its own port, keeps it across restarts, and never signals a process a stale pid file names', async () => {
-    const bucket = uniqueBucket('models');
-    await s3.ensureBucket(bucket);
-    const uri = `s3://${bucket}/ports/1`;
-    const model = buildBasicCnn({ imageSize: size, numClasses: 2, seed: 3 });
-    await saveModelToS3(s3, model, uri, { modelClass: 'Basic', classes: ['benign', 'malignant'], imageSize: size, inputScale: '0-1' });
-    model.dispose();
-    const endpoints = new LocalEndpoints({
-      stateDir: config.stateDir,
-      host: '127.0.0.1',
-      port: config.localEndpoint.port + 10,
-      env: process.env,
-    });
+    const uri = await uploadModel('ports/1', 3);
+    const endpoints = endpointsFrom(10);
     const ref = { registeredModelName: 'ports-model', version: '1', modelUri: uri, mlflowRunId: 'run-1' };
     const names = ['ports-a', 'ports-b', 'ports-c'];
     const stranger = spawn('sleep', ['120']);
@@ -108,7 +105,7 @@ describe('local endpoint (a real server process, models from S3 on moto)', () =>
       const a = (await endpoints.deploy('ports-a', ref)).state;
       const b = (await endpoints.deploy('ports-b', ref)).state;
       assert.notEqual(a.url, b.url, 'two endpoints, two ports');
-      for (const s of [a, b]) assert.equal(((await (await fetch(`${s.url}/model`)).json()) as { version: string }).version, '1');
+      for (const s of [a, b]) assert.equal(await servedVersion(s.url), '1');
 
       // A crashed server comes back on the same URL at the serving workflow's next endpoint check.
       const { checkEndpoint } = createDeployActivities({ local: endpoints });
@@ -122,7 +119,7 @@ describe('local endpoint (a real server process, models from S3 on moto)', () =>
       const again = endpoints.read('ports-a')!;
       assert.equal(again.url, a.url);
       assert.notEqual(again.pid, a.pid);
-      assert.equal(((await (await fetch(`${again.url}/model`)).json()) as { version: string }).version, '1');
+      assert.equal(await servedVersion(again.url), '1');
       assert.deepEqual(await check().then((h) => [h.state, h.detail]), ['up', 'serves v1']);
 
       // A state file left behind whose pid now belongs to another process.
@@ -140,18 +137,8 @@ describe('local endpoint (a real server process, models from S3 on moto)', () =>
   });
 
   it('stops a server that a deploy started but never recorded (its worker killed in between), and only that one', async () => {
-    const bucket = uniqueBucket('models');
-    await s3.ensureBucket(bucket);
-    const uri = `s3://${bucket}/strays/1`;
-    const model = buildBasicCnn({ imageSize: size, numClasses: 2, seed: 4 });
-    await saveModelToS3(s3, model, uri, { modelClass: 'Basic', classes: ['benign', 'malignant'], imageSize: size, inputScale: '0-1' });
-    model.dispose();
-    const endpoints = new LocalEndpoints({
-      stateDir: config.stateDir,
-      host: '127.0.0.1',
-      port: config.localEndpoint.port + 40,
-      env: process.env,
-    });
+    const uri = await uploadModel('strays/1', 4);
+    const endpoints = endpointsFrom(40);
     const ref = { registeredModelName: 'strays-model', version: '1', modelUri: uri, mlflowRunId: 'run-1' };
     // What start() runs, as a deploy killed right after spawning it leaves it: no state file names it.
     const serve = (name: string, port: number) =>
@@ -184,7 +171,7 @@ describe('local endpoint (a real server process, models from S3 on moto)', () =>
       assert.equal(isProcessAlive(stray.pid!), false, 'the unrecorded server was stopped');
       assert.equal(isProcessAlive(neighbour.pid!), true, "another endpoint's server was left alone");
       assert.deepEqual(endpointServers(endpointId(config.stateDir, 'strays-a')), [state.pid]);
-      assert.equal(((await (await fetch(`${state.url}/model`)).json()) as { version: string }).version, '1');
+      assert.equal(await servedVersion(state.url), '1');
     } finally {
       await endpoints.stop('strays-a');
       for (const p of [stray, neighbour]) if (isProcessAlive(p.pid!)) process.kill(-p.pid!, 'SIGKILL');

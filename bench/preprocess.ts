@@ -38,57 +38,31 @@ async function dataset(scale: number): Promise<string> {
   return dir;
 }
 
-function ours(dir: string): Measure {
-  const out = mkdtempSync(join(OUT, 'ours-'));
+/** Runs one side in a process of its own, writing to `out` (removed after); its last stdout line is its Measure. */
+function measureIn(out: string, command: string, args: string[], env: NodeJS.ProcessEnv = process.env): Measure {
   try {
-    const stdout = execFileSync(
-      process.execPath,
-      [join(__dirname, 'preprocess-ours.js'), pathToFileURL(dir).href, pathToFileURL(out).href, String(SIZE)],
-      {
-        encoding: 'utf8',
-        stdio: ['ignore', 'pipe', 'inherit'],
-        // TensorFlow's start-up notices from each decoding process, as the tf.data side silences its own.
-        env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '2' },
-      },
-    );
+    const stdout = execFileSync(command, [...args, String(SIZE)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], env });
     return JSON.parse(stdout.trim().split('\n').at(-1)!) as Measure;
   } finally {
     rmSync(out, { recursive: true, force: true });
   }
+}
+
+function ours(dir: string): Measure {
+  const out = mkdtempSync(join(OUT, 'ours-'));
+  const args = [join(__dirname, 'preprocess-ours.js'), pathToFileURL(dir).href, pathToFileURL(out).href];
+  // TensorFlow's start-up notices from each decoding process, as the tf.data side silences its own.
+  return measureIn(out, process.execPath, args, { ...process.env, TF_CPP_MIN_LOG_LEVEL: '2' });
 }
 
 function tfData(dir: string): Measure {
   const out = mkdtempSync(join(OUT, 'tfdata-'));
-  try {
-    const stdout = execFileSync(
-      join(ROOT, '.venv-bench', 'bin', 'python'),
-      [join(ROOT, 'bench', 'tfdata_preprocess.py'), dir, out, String(SIZE)],
-      {
-        encoding: 'utf8',
-        stdio: ['ignore', 'pipe', 'inherit'],
-      },
-    );
-    return JSON.parse(stdout.trim().split('\n').at(-1)!) as Measure;
-  } finally {
-    rmSync(out, { recursive: true, force: true });
-  }
+  return measureIn(out, join(ROOT, '.venv-bench', 'bin', 'python'), [join(ROOT, 'bench', 'tfdata_preprocess.py'), dir, out]);
 }
 
 function original(dir: string): Measure {
   const out = join(OUT, 'original.pkl');
-  try {
-    const stdout = execFileSync(
-      join(ROOT, '.venv', 'bin', 'python'),
-      [join(ROOT, 'bench', 'original_preprocess.py'), dir, out, String(SIZE)],
-      {
-        encoding: 'utf8',
-        stdio: ['ignore', 'pipe', 'inherit'],
-      },
-    );
-    return JSON.parse(stdout.trim().split('\n').at(-1)!) as Measure;
-  } finally {
-    rmSync(out, { force: true });
-  }
+  return measureIn(out, join(ROOT, '.venv', 'bin', 'python'), [join(ROOT, 'bench', 'original_preprocess.py'), dir, out]);
 }
 
 /** The original pipeline's loop holds uint8 + float64 copies and pickles them: about 17 bytes per pixel value. */

@@ -4,7 +4,7 @@
  */
 import { DescribeModelCommand, ListTagsCommand, type SageMakerClient } from '@aws-sdk/client-sagemaker';
 import type { Deployment } from '../../src/common/types';
-import { ownedBy } from '../../src/sagemaker/deploy';
+import { unusedResources } from '../../src/sagemaker/deploy';
 import { sageMakerApi } from '../../src/sagemaker/api';
 import type { RunOutcome } from './runs';
 
@@ -32,19 +32,16 @@ export async function sageMakerServedVersion(
 }
 
 /**
- * Models and endpoint configs an endpoint owns besides the ones its live config uses: what a
- * deploy retried after a lost answer or a kill could leave behind and pay for.
+ * Models and endpoint configs an endpoint owns besides the ones its live config uses (the set a
+ * deploy's clean-up deletes, found after every run ended): what a deploy retried after a lost
+ * answer or a kill could leave behind and pay for.
  */
 export async function sageMakerLeftovers(client: SageMakerClient, endpointNames: string[]): Promise<string[]> {
   const api = sageMakerApi(client);
   const left: string[] = [];
   for (const name of endpointNames) {
-    const endpoint = await api.describeEndpoint(name);
-    const inUse = endpoint?.configName;
-    const models = new Set(inUse ? ((await api.describeEndpointConfig(inUse))?.modelNames ?? []) : []);
-    const prefix = name.slice(0, 40);
-    for (const c of await api.listEndpointConfigs(prefix)) if (ownedBy(name, c) && c !== inUse) left.push(`${name}: endpoint config ${c}`);
-    for (const m of await api.listModels(prefix)) if (ownedBy(name, m) && !models.has(m)) left.push(`${name}: model ${m}`);
+    const { configs, models } = await unusedResources(api, name, (await api.describeEndpoint(name))?.configName);
+    left.push(...configs.map((c) => `${name}: endpoint config ${c}`), ...models.map((m) => `${name}: model ${m}`));
   }
   return left;
 }

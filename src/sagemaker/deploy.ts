@@ -181,12 +181,22 @@ async function waitSettled(api: SageMakerApi, endpointName: string, cfg: SageMak
   }
 }
 
-/** Deletes this endpoint's configs and models that its current config does not use. */
-async function removeUnused(api: SageMakerApi, endpointName: string, inUse: string, hooks: DeployHooks): Promise<string[]> {
-  const keepModels = new Set((await api.describeEndpointConfig(inUse))?.modelNames ?? []);
+/** This endpoint's configs and models (by name) that the config `inUse` does not use. */
+export async function unusedResources(
+  api: SageMakerApi,
+  endpointName: string,
+  inUse: string | undefined,
+): Promise<{ configs: string[]; models: string[] }> {
+  const keepModels = new Set(inUse ? ((await api.describeEndpointConfig(inUse))?.modelNames ?? []) : []);
   const prefix = endpointName.slice(0, 40);
   const configs = (await api.listEndpointConfigs(prefix)).filter((c) => c !== inUse && ownedBy(endpointName, c));
   const models = (await api.listModels(prefix)).filter((m) => !keepModels.has(m) && ownedBy(endpointName, m));
+  return { configs, models };
+}
+
+/** Deletes this endpoint's configs and models that its current config does not use. */
+async function removeUnused(api: SageMakerApi, endpointName: string, inUse: string, hooks: DeployHooks): Promise<string[]> {
+  const { configs, models } = await unusedResources(api, endpointName, inUse);
   const removed: string[] = [];
   for (const c of configs.sort()) {
     hooks.progress(`deleting unused endpoint config ${c}`);

@@ -1,7 +1,7 @@
 /**
  * The inference server's Prometheus metrics (GET /metrics, text format 0.0.4): requests by route
- * and status, the latency of invocations, and the model calls they were batched into. The server runs without a Temporal runtime, so it
- * keeps these few series itself.
+ * and status, the latency of invocations, and the model calls they were batched into. The server
+ * runs without a Temporal runtime, so it keeps these few series itself.
  */
 const BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 

@@ -7,10 +7,23 @@
  *   training step `s` is drawn from (seed, s), and the loop sets `step` when it resumes.
  * - 'Conv2D': convolution + bias (+ ReLU) as one native kernel with lazily computed gradients.
  * - 'MaxPooling2D': pooling that keeps where each max came from, so its gradient is one scatter.
- * - 'BatchNormalization': training-mode normalisation as one fused TensorFlow kernel (NHWC, last axis).
+ * - 'BatchNormalization': training-mode normalisation, moving averages included, as one kernel (NHWC,
+ *   last axis), with the ReLU of the activation layer that takes its output inside.
+ * - 'Add': in training, two inputs followed by a ReLU activation layer add and rectify in one pass.
+ * - 'Activation': a ReLU over a tensor that is already a ReLU's output (from either of the two
+ *   above, or a convolution with its ReLU inside) passes it on in training: ReLU is idempotent.
  */
 import type { LayersModel, Tensor } from '@tensorflow/tfjs-node';
-import { BATCH_NORM_KERNEL, CONV_KERNEL, DROPOUT_KERNEL, installNativeGradients, maxPool, movingAverages } from './native-ops';
+import { isReluOutput, markReluOutput } from './gradient-hints';
+import {
+  ADD_RELU_KERNEL,
+  BATCH_NORM_KERNEL,
+  CONV_KERNEL,
+  DROPOUT_KERNEL,
+  installNativeGradients,
+  maxPool,
+  type BatchNormAttrs,
+} from './native-ops';
 import type { Tf } from './tf';
 
 export interface SeededDropoutLayer {
@@ -136,6 +149,8 @@ function defineMaxPooling2D(tf: Tf) {
 
 type BatchNormArgs = Parameters<Tf['layers']['batchNormalization']>[0];
 let batchNormClass: (new (args: BatchNormArgs) => AnyLayer) | undefined;
+let addClass: (new (args: object) => AnyLayer) | undefined;
+let activationClass: (new (args: Parameters<Tf['layers']['activation']>[0]) => AnyLayer) | undefined;
 
 interface BatchNormFields {
   axis: number;
@@ -147,6 +162,24 @@ interface BatchNormFields {
   movingVariance: { read(): Tensor; write(t: Tensor): void };
 }
 
+interface GraphFields {
+  inboundNodes: unknown[];
+  outboundNodes: { outboundLayer: AnyLayer }[];
+}
+
+/**
+ * Whether the layer's output goes to one layer only, a ReLU activation of ours (which then passes
+ * a rectified tensor on), in the one model it was applied in: the ReLU can run inside this layer.
+ */
+function onlyReluFollows(layer: AnyLayer): boolean {
+  const { inboundNodes, outboundNodes } = layer as unknown as GraphFields;
+  if (inboundNodes.length !== 1 || outboundNodes.length !== 1) return false;
+  const next = outboundNodes[0]!.outboundLayer;
+  return activationClass !== undefined && next instanceof activationClass && isRelu(next);
+}
+
+const isRelu = (layer: AnyLayer) => (layer as unknown as ConvFields).activation.getClassName() === 'relu';
+
 function defineBatchNormalization(tf: Tf) {
   const Base = tf.layers.batchNormalization({}).constructor as new (args: BatchNormArgs) => AnyLayer;
   class BatchNormalization extends Base {
@@ -156,24 +189,61 @@ function defineBatchNormalization(tf: Tf) {
       const x = Array.isArray(inputs) ? inputs[0]! : inputs;
       const lastAxis = f.axis === -1 || f.axis === x.rank - 1;
       if (!kwargs.training || x.rank !== 4 || !lastAxis || !f.gamma || !f.beta) return super.call(inputs, kwargs) as Tensor;
+      const relu = onlyReluFollows(this);
       return tf.tidy(() => {
-        const [y, mean, besselVariance] = tf
+        const attrs: BatchNormAttrs = { epsilon: f.epsilon, rate: 1 - f.momentum, relu };
+        const [y, movedMean, movedVariance] = tf
           .engine()
-          .runKernel(BATCH_NORM_KERNEL, { x, scale: f.gamma!.read(), offset: f.beta!.read() }, { epsilon: f.epsilon }) as Tensor[];
-        // Keras' moving averages use the batch's plain (biased) variance, as tfjs' own layer does.
-        const n = x.size / x.shape[3]!;
-        const [movedMean, movedVariance] = movingAverages(tf, [f.movingMean.read(), f.movingVariance.read(), mean!, besselVariance!], {
-          rate: 1 - f.momentum,
-          varianceScale: (n - 1) / n,
-        });
-        f.movingMean.write(movedMean);
-        f.movingVariance.write(movedVariance);
+          .runKernel(
+            BATCH_NORM_KERNEL,
+            { x, scale: f.gamma!.read(), offset: f.beta!.read(), movingMean: f.movingMean.read(), movingVariance: f.movingVariance.read() },
+            attrs as never,
+          ) as Tensor[];
+        f.movingMean.write(movedMean!);
+        f.movingVariance.write(movedVariance!);
+        if (relu) markReluOutput(y!);
         return y!;
       });
     }
   }
   tf.serialization.registerClass(BatchNormalization as never);
   return BatchNormalization;
+}
+
+function defineAdd(tf: Tf) {
+  const Base = tf.layers.add({}).constructor as new (args: object) => AnyLayer;
+  class Add extends Base {
+    static className = 'Add';
+    override call(inputs: Tensor | Tensor[], kwargs: { training?: boolean }): Tensor {
+      const [a, b, ...more] = Array.isArray(inputs) ? inputs : [inputs];
+      // Only in training: outside it the activation layer copies, so fusing would not pay.
+      if (!kwargs.training || !a || !b || more.length || !tf.util.arraysEqual(a.shape, b.shape) || !onlyReluFollows(this))
+        return super.call(inputs, kwargs) as Tensor;
+      const y = tf.engine().runKernel(ADD_RELU_KERNEL, { a, b }) as Tensor;
+      markReluOutput(y);
+      return y;
+    }
+  }
+  tf.serialization.registerClass(Add as never);
+  return Add;
+}
+
+function defineActivation(tf: Tf) {
+  const Base = tf.layers.activation({ activation: 'relu' }).constructor as new (
+    args: Parameters<Tf['layers']['activation']>[0],
+  ) => AnyLayer;
+  class Activation extends Base {
+    static className = 'Activation';
+    override call(inputs: Tensor | Tensor[], kwargs: { training?: boolean }): Tensor {
+      const x = Array.isArray(inputs) ? inputs[0]! : inputs;
+      if (!isRelu(this) || !isReluOutput(x)) return super.call(inputs, kwargs) as Tensor;
+      // Outside training the model's executor frees a layer's input after its last use, so the
+      // output must be a tensor of its own (a new handle on the same data).
+      return kwargs.training ? x : x.clone();
+    }
+  }
+  tf.serialization.registerClass(Activation as never);
+  return Activation;
 }
 
 export function batchNormalization(tf: Tf, args: BatchNormArgs): AnyLayer {
@@ -191,6 +261,16 @@ export function maxPooling2d(tf: Tf, args: Pool2DArgs): AnyLayer {
   return new poolClass!(args);
 }
 
+export function add(tf: Tf): AnyLayer {
+  registerLayers(tf);
+  return new addClass!({});
+}
+
+export function activation(tf: Tf, args: Parameters<Tf['layers']['activation']>[0]): AnyLayer {
+  registerLayers(tf);
+  return new activationClass!(args);
+}
+
 /** Registers our kernels and layer classes, so models we saved load with them (call before loading one). */
 export function registerLayers(tf: Tf): void {
   installNativeGradients(tf);
@@ -198,6 +278,8 @@ export function registerLayers(tf: Tf): void {
   convClass ??= defineConv2D(tf);
   poolClass ??= defineMaxPooling2D(tf);
   batchNormClass ??= defineBatchNormalization(tf);
+  addClass ??= defineAdd(tf);
+  activationClass ??= defineActivation(tf);
 }
 
 /**

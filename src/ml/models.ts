@@ -1,7 +1,7 @@
 /** Model architectures, built with tfjs layers. Each builder is deterministic given its seed. */
 import type { LayersModel } from '@tensorflow/tfjs-node';
 import type { ModelClass, OptimizerName } from '../common/constants';
-import { batchNormalization, conv2d, maxPooling2d, registerLayers, seededDropout } from './layers';
+import { activation, add, batchNormalization, conv2d, maxPooling2d, registerLayers, seededDropout } from './layers';
 import { NativeAdam, type TrainingOptimizer } from './native-adam';
 import { loadTf } from './tf';
 
@@ -64,14 +64,14 @@ export function buildResNet50({ imageSize, numClasses, seed }: ModelSpec): Layer
   const conv = (x: T, filters: number, kernelSize: number, strides = 1, name?: string): T =>
     conv2d(tf, { filters, kernelSize, strides, padding: 'same', useBias: false, kernelInitializer: init(), name }).apply(x) as T;
   const bn = (x: T): T => batchNormalization(tf, { axis: 3, epsilon: 1.001e-5 }).apply(x) as T;
-  const relu = (x: T): T => tf.layers.activation({ activation: 'relu' }).apply(x) as T;
+  const relu = (x: T): T => activation(tf, { activation: 'relu' }).apply(x) as T;
 
   const block = (x: T, filters: number, strides: number, project: boolean): T => {
     const shortcut = project ? bn(conv(x, 4 * filters, 1, strides)) : x;
     let y = relu(bn(conv(x, filters, 1, strides)));
     y = relu(bn(conv(y, filters, 3)));
     y = bn(conv(y, 4 * filters, 1));
-    return relu(tf.layers.add().apply([y, shortcut]) as T);
+    return relu(add(tf).apply([y, shortcut]) as T);
   };
 
   const input = tf.input({ shape: [imageSize, imageSize, 3] });

@@ -19,6 +19,7 @@ interface Binding {
   TF_ATTR_STRING: number;
   TF_ATTR_BOOL: number;
   TF_FLOAT: number;
+  TF_INT32: number;
 }
 
 export interface NativeBackend {
@@ -44,6 +45,8 @@ export interface AttrKit {
   bool(name: string, value: boolean): Attr;
   /** float32, as `T` (or another type attribute's name). */
   float32(name?: string): Attr;
+  /** int32 as a type attribute's value. */
+  int32(name: string): Attr;
   nhwc: Attr;
   /** oneDNN's kernels under their registered label, as TensorFlow's graph rewrite would pick them. */
   mkl: Attr;
@@ -58,6 +61,7 @@ export function attrKit(tf: Tf): AttrKit {
     str,
     bool: (name, value) => ({ name, type: b.TF_ATTR_BOOL, value }),
     float32: (name = 'T') => ({ name, type: b.TF_ATTR_TYPE, value: b.TF_FLOAT }),
+    int32: (name) => ({ name, type: b.TF_ATTR_TYPE, value: b.TF_INT32 }),
     nhwc: str('data_format', 'NHWC'),
     mkl: str('_kernel', 'MklNameChangeOp'),
   };

@@ -9,14 +9,20 @@
  *   convolution computes the input gradient of the first layer too, which nothing uses). With a
  *   ReLU inside, the ReLU's gradient and the bias' take one pass (`CnnReluBiasGrad`), or none when
  *   the layer above already went through them (see throughRelu).
- * - Batch normalisation in training (`CnnBatchNorm`): TensorFlow's FusedBatchNormV3 and its
- *   gradient, two kernels instead of about twenty tfjs ops, which also kept every intermediate
- *   for their gradients (ResNet50 at 224 px, batch 32, ran out of 24 GiB that way).
+ * - Batch normalisation in training (`CnnBatchNorm`, from the ops library): statistics, the
+ *   normalised output and the moving averages in one kernel, with the ReLU that follows inside
+ *   when the layer above is one (see layers.ts), and its gradient (through that ReLU) in one more:
+ *   two ops where tfjs runs about twenty, each of which kept its intermediate for the gradient
+ *   (ResNet50 at 224 px, batch 32, ran out of 24 GiB that way), and where FusedBatchNormV3, a
+ *   moving-average op and a ReLU each took a pass of their own.
+ * - A residual block's add and the ReLU after it (`CnnAddRelu`) in one pass; its gradient is
+ *   ReluGrad, given to both inputs.
  * - Max pooling (`CnnMaxPool`, from the ops library): keeps where each max came from, one byte per
  *   value, so its gradient is one pass that writes each value once, instead of TensorFlow's
  *   MaxPoolGrad, which searches every window again; the gradient also gives the bias' gradient
  *   below it, and over a ReLU's output the ReLU's. Taken through customGrad, so the engine does not
  *   fill a zero gradient for the positions output at every step.
+ * - Identity's gradient: a new handle on dy's data, not a copy (see installIdentityGradient).
  * - ReLU's gradient: tfjs-node builds it from `step`, whose kernel fills JS-side `ones`/`fill`
  *   tensors of the activation's full size and selects between them; TensorFlow's `ReluGrad` is one
  *   multithreaded pass. At 224 px this alone was most of a Basic CNN's gradient step.
@@ -26,8 +32,8 @@
  *   is recomputed, never stored), or over a ReLU's output `CnnDropoutReluGrad`, through the ReLU
  *   and with the bias' gradient too. Seeded by (layer seed, step), every mask is reproducible, so a
  *   run resumed from a checkpoint draws the same masks as one that never stopped.
- * - Batch norm's moving averages (`CnnMovingAverages`) in one op per layer and step, and the squared
- *   gradient norm for the trainer's finite check (`CnnSquaredNorm`) in one read of the gradients.
+ * - The squared gradient norm for the trainer's finite check (`CnnSquaredNorm`) in one read of the
+ *   gradients.
  */
 import type { Tensor } from '@tensorflow/tfjs-node';
 import { describeGradient, isReluOutput, isThroughRelu, knownChannelSums, markReluOutput } from './gradient-hints';
@@ -38,6 +44,15 @@ export const CONV_KERNEL = 'CnnConv2D';
 export const MAX_POOL_KERNEL = 'CnnMaxPool';
 export const BATCH_NORM_KERNEL = 'CnnBatchNorm';
 export const DROPOUT_KERNEL = 'CnnDropout';
+export const ADD_RELU_KERNEL = 'CnnAddRelu';
+
+export interface BatchNormAttrs {
+  epsilon: number;
+  /** How far the moving averages move towards the batch's statistics: 1 - momentum. */
+  rate: number;
+  /** A ReLU follows, inside the same kernel. */
+  relu: boolean;
+}
 
 export interface PoolAttrs {
   poolSize: number[];
@@ -69,21 +84,6 @@ export function maxPool(tf: Tf, x: Tensor, pool: PoolAttrs): Tensor {
 }
 
 /**
- * Batch norm's moving mean and variance moved towards a batch's mean and Bessel-corrected variance
- * (CnnMovingAverages): `avg - (avg - batch) * rate`, the variance first scaled by `varianceScale`.
- * Not differentiated.
- */
-export function movingAverages(
-  tf: Tf,
-  stats: [Tensor, Tensor, Tensor, Tensor],
-  a: { rate: number; varianceScale: number },
-): [Tensor, Tensor] {
-  const k = attrKit(tf);
-  const attrs = [k.float('rate', a.rate), k.float('variance_scale', a.varianceScale)];
-  return native(tf).executeMultipleOutputs('CnnMovingAverages', attrs, stats, 2) as [Tensor, Tensor];
-}
-
-/**
  * The sum of the squares of every value of `tensors`, accumulated in double (CnnSquaredNorm, one
  * read pass, no temporaries); inf when it passes float's range, NaN when any value is.
  */
@@ -103,6 +103,7 @@ export function installNativeGradients(tf: Tf): void {
   installMaxPool(tf, k);
   installDropout(tf, k);
   installReluGradient(tf, k);
+  installIdentityGradient(tf);
 }
 
 const backendOf = (backend: unknown) => backend as NativeBackend;
@@ -140,7 +141,11 @@ function installConvolution(tf: Tf, k: AttrKit): void {
       const a = convAttrs(attrs as never);
       const relu = (attrs as { relu?: boolean }).relu === true;
       let y: Tensor;
-      if (bias && relu && onednnEnabled())
+      if (isPointwise(filter, attrs as never)) {
+        y = pointwiseForward(tf, k, x, filter);
+        if (bias) y = consume(y, be.executeSingleOutput('BiasAdd', [T, k.nhwc], [y, bias]));
+        if (relu) y = consume(y, be.executeSingleOutput('Relu', [T], [y]));
+      } else if (bias && relu && onednnEnabled())
         y = be.executeSingleOutput('_MklNativeFusedConv2D', [...a, ...fusedBiasRelu, k.mkl], [x, filter, bias]);
       else {
         if (bias && onednnEnabled()) y = be.executeSingleOutput('_MklNativeConv2DWithBias', [...a, k.mkl], [x, filter, bias]);
@@ -170,6 +175,15 @@ function installConvolution(tf: Tf, k: AttrKit): void {
       if (relu && isThroughRelu(dz)) db = hasBias ? knownChannelSums(dz) : undefined;
       else if (relu && hasBias) [dz, db] = be.executeMultipleOutputs('CnnReluBiasGrad', [], [dz, y], 2) as [Tensor, Tensor];
       else if (relu) dz = be.executeSingleOutput('ReluGrad', [T], [dz, y]);
+      if (isPointwise(filter, attrs as never)) {
+        const rows = dz.size / dz.shape[3]!;
+        const dz2 = reshape(tf, k, dz, [rows, dz.shape[3]!]);
+        return {
+          x: () => reshape(tf, k, matMul(tf, k, dz2, reshape(tf, k, filter, filter.shape.slice(2)), false, true), x.shape),
+          filter: () => reshape(tf, k, matMul(tf, k, reshape(tf, k, x, [rows, x.shape[3]!]), dz2, true, false), filter.shape),
+          bias: () => db ?? knownChannelSums(dz) ?? be.executeSingleOutput('BiasAddGrad', [T, k.nhwc], [dz]),
+        };
+      }
       return {
         x: () => be.executeSingleOutput('Conv2DBackpropInput', a, [tf.tensor1d(x.shape, 'int32'), filter, dz]),
         filter: () => be.executeSingleOutput('Conv2DBackpropFilter', a, [x, tf.tensor1d(filter.shape, 'int32'), dz]),
@@ -179,44 +193,89 @@ function installConvolution(tf: Tf, k: AttrKit): void {
   });
 }
 
+/**
+ * A 1x1 convolution with stride 1 is one matrix product of the [pixels, channels] view of its
+ * input with the [in, out] view of its filter; oneDNN's MatMul runs it, and both of its gradients,
+ * faster than its convolution kernels (ResNet50's 1x1 layers at 64 and 224 px; bench/conv1x1.ts).
+ */
+function isPointwise(filter: Tensor, a: { strides: [number, number] }): boolean {
+  return filter.shape[0] === 1 && filter.shape[1] === 1 && a.strides[0] === 1 && a.strides[1] === 1;
+}
+
+function pointwiseForward(tf: Tf, k: AttrKit, x: Tensor, filter: Tensor): Tensor {
+  const [n, h, w, c] = x.shape as [number, number, number, number];
+  const x2 = reshape(tf, k, x, [n * h * w, c]);
+  const f2 = reshape(tf, k, filter, filter.shape.slice(2));
+  const y2 = matMul(tf, k, x2, f2, false, false);
+  x2.dispose();
+  f2.dispose();
+  return consume(y2, reshape(tf, k, y2, [n, h, w, filter.shape[3]!]));
+}
+
+function matMul(tf: Tf, k: AttrKit, a: Tensor, b: Tensor, transposeA: boolean, transposeB: boolean): Tensor {
+  return native(tf).executeSingleOutput(
+    'MatMul',
+    [k.float32(), k.bool('transpose_a', transposeA), k.bool('transpose_b', transposeB)],
+    [a, b],
+  );
+}
+
+/** TensorFlow's Reshape: a new handle on the same buffer. */
+function reshape(tf: Tf, k: AttrKit, t: Tensor, shape: number[]): Tensor {
+  const s = tf.tensor1d(shape, 'int32');
+  try {
+    return native(tf).executeSingleOutput('Reshape', [k.float32(), k.int32('Tshape')], [t, s]);
+  } finally {
+    s.dispose();
+  }
+}
+
 function installBatchNorm(tf: Tf, k: AttrKit): void {
-  const bnAttrs = (a: { epsilon: number }): Attr[] => [
-    k.float32(),
-    k.float32('U'),
-    k.nhwc,
-    k.float('epsilon', a.epsilon),
-    k.bool('is_training', true),
-  ];
   tf.registerKernel({
     kernelName: BATCH_NORM_KERNEL,
     backendName: 'tensorflow',
-    // Outputs: y, batch mean, batch variance (Bessel-corrected), and three opaque reserve spaces for the gradient.
+    // Outputs: y, the moved moving mean and variance, and the batch's mean and 1/sqrt(variance + epsilon) for the gradient.
     kernelFunc: ({ inputs, backend, attrs }) => {
-      const { x, scale, offset } = inputs as { x: Tensor; scale: Tensor; offset: Tensor };
-      const empty = tf.tensor1d([]);
-      const out = backendOf(backend).executeMultipleOutputs(
-        'FusedBatchNormV3',
-        bnAttrs(attrs as never),
-        [x, scale, offset, empty, empty],
-        6,
+      const { x, scale, offset, movingMean, movingVariance } = inputs as Record<string, Tensor>;
+      const a = attrs as unknown as BatchNormAttrs;
+      return backendOf(backend).executeMultipleOutputs(
+        BATCH_NORM_KERNEL,
+        [k.float('epsilon', a.epsilon), k.float('rate', a.rate), k.bool('relu', a.relu)],
+        [x!, scale!, offset!, movingMean!, movingVariance!],
+        5,
       );
-      empty.dispose();
-      return out;
     },
   });
   tf.registerGradient({
     kernelName: BATCH_NORM_KERNEL,
     inputsToSave: ['x', 'scale'],
-    outputsToSave: [false, false, false, true, true, true],
+    outputsToSave: [true, false, false, true, true],
     gradFunc: (dy, saved, attrs) => {
-      const [x, scale, r1, r2, r3] = saved as Tensor[];
+      const [x, scale, y, mean, invStd] = saved as Tensor[];
       const grad = Array.isArray(dy) ? dy[0]! : dy;
+      const relu = (attrs as unknown as BatchNormAttrs).relu;
       // One kernel gives all three gradients. It runs here, in the gradient pass's own scope (which
       // frees what is not returned), not in a thunk: each thunk runs in a scope of its own, which
       // would free the other two.
-      const out = native(tf).executeMultipleOutputs('FusedBatchNormGradV3', bnAttrs(attrs as never), [grad, x!, scale!, r1!, r2!, r3!], 5);
+      const out = native(tf).executeMultipleOutputs('CnnBatchNormGrad', [k.bool('relu', relu)], [grad, x!, y!, scale!, mean!, invStd!], 3);
       const get = (i: number) => () => out[i]!;
+      // The moving averages are not trained: nothing asks for their gradients.
       return { x: get(0), scale: get(1), offset: get(2) };
+    },
+  });
+  tf.registerKernel({
+    kernelName: ADD_RELU_KERNEL,
+    backendName: 'tensorflow',
+    kernelFunc: ({ inputs, backend }) =>
+      backendOf(backend).executeSingleOutput(ADD_RELU_KERNEL, [], [inputs.a as Tensor, inputs.b as Tensor]),
+  });
+  tf.registerGradient({
+    kernelName: ADD_RELU_KERNEL,
+    outputsToSave: [true],
+    gradFunc: (dy, saved) => {
+      // Computed once here and given to both inputs: they get the same gradient.
+      const dz = native(tf).executeSingleOutput('ReluGrad', [k.float32()], [dy as Tensor, saved[0]!]);
+      return { a: () => dz, b: () => dz.clone() };
     },
   });
 }
@@ -288,5 +347,20 @@ function installReluGradient(tf: Tf, k: AttrKit): void {
     kernelName: 'Relu',
     inputsToSave: ['x'],
     gradFunc: (dy, saved) => ({ x: () => native(tf).executeSingleOutput('ReluGrad', [T], [dy as Tensor, saved[0]!]) }),
+  });
+}
+
+/**
+ * Identity's gradient as a new handle on dy's data. tfjs' own casts dy to float32, which on this
+ * backend is a TensorFlow Cast, a copy, even when dy is float32 already; a layer that passes its
+ * input through (a ReLU over a ReLU's output) is an Identity, so each paid a copy per step.
+ */
+function installIdentityGradient(tf: Tf): void {
+  tf.registerGradient({
+    kernelName: 'Identity',
+    gradFunc: (dy) => {
+      const g = dy as Tensor;
+      return { x: () => (g.dtype === 'float32' ? g.clone() : g.cast('float32')) };
+    },
   });
 }

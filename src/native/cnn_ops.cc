@@ -68,12 +68,12 @@ inline uint32_t Mix32(uint32_t x) {
 // Runs block(b, acc) for every block b in [0, blocks) on the CPU threads, each block adding into
 // its own `channels` partial sums, then adds the partials into `sums` in block order: the result
 // does not depend on how the thread pool schedules the blocks.
-template <typename Block>
-void SumOverBlocks(OpKernelContext* ctx, int64_t blocks, int64_t channels, int64_t cost_per_block, float* sums,
+template <typename T, typename Block>
+void SumOverBlocks(OpKernelContext* ctx, int64_t blocks, int64_t channels, int64_t cost_per_block, T* sums,
                    const Block& block) {
-  std::fill(sums, sums + channels, 0.0f);
-  std::vector<float> partial(blocks * channels, 0.0f);
-  float* parts = partial.data();
+  std::fill(sums, sums + channels, T(0));
+  std::vector<T> partial(blocks * channels, T(0));
+  T* parts = partial.data();
   auto work = [&](int64_t first, int64_t last) {
     for (int64_t b = first; b < last; ++b) block(b, parts + b * channels);
   };
@@ -771,6 +771,263 @@ class CnnAdamOp : public OpKernel {
   float lr_, beta1_, beta2_, epsilon_;
 };
 
+
+// Per-channel sums over rows [begin, end) in runs of 32 rows: each run adds into float lanes (t1,
+// t2: `channels` each, scratch) that the loop keeps vectorised, and each run's total is folded into
+// the double sums s1, s2, so rounding does not grow with the number of rows. add(r, t1, t2) adds row r.
+template <typename AddRow>
+inline void SumRowsInRuns(double* __restrict__ s1, double* __restrict__ s2, float* __restrict__ t1,
+                          float* __restrict__ t2, int64_t begin, int64_t end, int64_t channels, const AddRow& add) {
+  for (int64_t r0 = begin; r0 < end; r0 += 32) {
+    std::fill(t1, t1 + channels, 0.0f);
+    std::fill(t2, t2 + channels, 0.0f);
+    for (int64_t r = r0; r < std::min(end, r0 + 32); ++r) add(r, t1, t2);
+    for (int64_t c = 0; c < channels; ++c) {
+      s1[c] += t1[c];
+      s2[c] += t2[c];
+    }
+  }
+}
+
+// Rows [begin, end) of x [rows, channels]: per-channel sums of (x - shift) and of its squares. The
+// shift (the first row) keeps E[d^2] - E[d]^2 from cancelling when the mean is large.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void MomentRows(const float* __restrict__ x,
+                                                                           const float* __restrict__ shift,
+                                                                           double* s1, double* s2, float* t1, float* t2,
+                                                                           int64_t begin, int64_t end, int64_t channels) {
+  SumRowsInRuns(s1, s2, t1, t2, begin, end, channels, [=](int64_t r, float* __restrict__ u1, float* __restrict__ u2) {
+    const float* p = x + r * channels;
+    for (int64_t c = 0; c < channels; ++c) {
+      const float d = p[c] - shift[c];
+      u1[c] += d;
+      u2[c] += d * d;
+    }
+  });
+}
+
+// Rows [begin, end) of y = x * a + b per channel, with a ReLU when `relu`.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void NormalizeRows(const float* __restrict__ x,
+                                                                              const float* __restrict__ a,
+                                                                              const float* __restrict__ b,
+                                                                              float* __restrict__ y, int64_t begin,
+                                                                              int64_t end, int64_t channels, bool relu) {
+  if (relu)
+    for (int64_t r = begin; r < end; ++r)
+      for (int64_t c = 0; c < channels; ++c) y[r * channels + c] = std::max(x[r * channels + c] * a[c] + b[c], 0.0f);
+  else
+    for (int64_t r = begin; r < end; ++r)
+      for (int64_t c = 0; c < channels; ++c) y[r * channels + c] = x[r * channels + c] * a[c] + b[c];
+}
+
+// Rows [begin, end) of a batch norm's gradient sums: dz = dy (where the ReLU's output y > 0 when
+// `relu`), s1 += dz, s2 += dz * (x - mean).
+__attribute__((target_clones("avx512f", "avx2", "default"))) void BatchNormGradSumRows(
+    const float* __restrict__ dy, const float* __restrict__ y, const float* __restrict__ x, const float* __restrict__ mean,
+    double* s1, double* s2, float* t1, float* t2, int64_t begin, int64_t end, int64_t channels, bool relu) {
+  if (relu)
+    SumRowsInRuns(s1, s2, t1, t2, begin, end, channels, [=](int64_t r, float* __restrict__ u1, float* __restrict__ u2) {
+      const int64_t at = r * channels;
+      for (int64_t c = 0; c < channels; ++c) {
+        const float dz = y[at + c] > 0.0f ? dy[at + c] : 0.0f;
+        u1[c] += dz;
+        u2[c] += dz * (x[at + c] - mean[c]);
+      }
+    });
+  else
+    SumRowsInRuns(s1, s2, t1, t2, begin, end, channels, [=](int64_t r, float* __restrict__ u1, float* __restrict__ u2) {
+      const int64_t at = r * channels;
+      for (int64_t c = 0; c < channels; ++c) {
+        u1[c] += dy[at + c];
+        u2[c] += dy[at + c] * (x[at + c] - mean[c]);
+      }
+    });
+}
+
+// Rows [begin, end) of a batch norm's input gradient: dx = p * dz - r * (x - mean) - q per channel.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void BatchNormGradRows(
+    const float* __restrict__ dy, const float* __restrict__ y, const float* __restrict__ x, const float* __restrict__ mean,
+    const float* __restrict__ p, const float* __restrict__ rr, const float* __restrict__ q, float* __restrict__ dx,
+    int64_t begin, int64_t end, int64_t channels, bool relu) {
+  if (relu)
+    for (int64_t at = begin * channels; at < end * channels; at += channels)
+      for (int64_t c = 0; c < channels; ++c)
+        dx[at + c] = p[c] * (y[at + c] > 0.0f ? dy[at + c] : 0.0f) - rr[c] * (x[at + c] - mean[c]) - q[c];
+  else
+    for (int64_t at = begin * channels; at < end * channels; at += channels)
+      for (int64_t c = 0; c < channels; ++c) dx[at + c] = p[c] * dy[at + c] - rr[c] * (x[at + c] - mean[c]) - q[c];
+}
+
+// How many fixed blocks of rows a batch norm's sums run in: enough for the threads to share the
+// work, few enough (about 64 K values each) that small tensors do not pay for many partials.
+int64_t StatBlocks(int64_t rows, int64_t channels) {
+  return std::max<int64_t>(1, std::min<int64_t>({rows, 64, rows * channels / 65536}));
+}
+
+// The [rows, channels] view of an NHWC tensor, checked against a per-channel vector's length.
+tensorflow::Status ChannelsOf(const Tensor& x, const Tensor& v, const char* name, int64_t* rows, int64_t* channels) {
+  if (x.dims() < 1) return tensorflow::errors::InvalidArgument("x must have a channel axis");
+  *channels = x.dim_size(x.dims() - 1);
+  *rows = *channels == 0 ? 0 : x.NumElements() / *channels;
+  if (v.dims() != 1 || v.dim_size(0) != *channels)
+    return tensorflow::errors::InvalidArgument(name, " must be a vector of ", *channels, " values, got shape ",
+                                               v.shape().DebugString());
+  return tensorflow::OkStatus();
+}
+
+// CnnBatchNorm(x, scale, offset, mean_avg, var_avg) -> (y, new mean_avg, new var_avg, batch mean,
+// batch 1/sqrt(variance + epsilon)): training-mode batch normalisation over all but the last axis,
+// the moving averages moved as Keras moves them (avg - (avg - batch) * rate, the batch's plain
+// variance), and with `relu` the ReLU that follows, in the same pass that writes y.
+class CnnBatchNormOp : public OpKernel {
+ public:
+  explicit CnnBatchNormOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("epsilon", &epsilon_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("rate", &rate_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("relu", &relu_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& x = ctx->input(0);
+    int64_t rows = 0, C = 0;
+    for (int i = 1; i < 5; ++i) OP_REQUIRES_OK(ctx, ChannelsOf(x, ctx->input(i), kInputNames[i], &rows, &C));
+    OP_REQUIRES(ctx, rows >= 1, tensorflow::errors::InvalidArgument("batch norm needs at least one value per channel"));
+    Tensor* y = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, x.shape(), &y));
+    std::vector<float*> vec(4);
+    for (int i = 0; i < 4; ++i) {
+      Tensor* t = nullptr;
+      OP_REQUIRES_OK(ctx, ctx->allocate_output(i + 1, tensorflow::TensorShape({C}), &t));
+      vec[i] = t->flat<float>().data();
+    }
+    const float* in = x.flat<float>().data();
+    const int64_t blocks = StatBlocks(rows, C);
+    std::vector<double> sums(2 * C);
+    SumOverBlocks(ctx, blocks, 2 * C, (rows / blocks + 1) * C * 4, sums.data(), [&](int64_t b, double* acc) {
+      std::vector<float> scratch(2 * C);
+      MomentRows(in, in, acc, acc + C, scratch.data(), scratch.data() + C, rows * b / blocks, rows * (b + 1) / blocks, C);
+    });
+    const float* scale = ctx->input(1).flat<float>().data();
+    const float* offset = ctx->input(2).flat<float>().data();
+    const float* mean_avg = ctx->input(3).flat<float>().data();
+    const float* var_avg = ctx->input(4).flat<float>().data();
+    std::vector<float> a(C), b(C);
+    for (int64_t c = 0; c < C; ++c) {
+      const double m1 = sums[c] / rows;
+      const double variance = std::max(sums[C + c] / rows - m1 * m1, 0.0);
+      const float mean = static_cast<float>(in[c] + m1);
+      const float inv_std = static_cast<float>(1.0 / std::sqrt(variance + epsilon_));
+      vec[0][c] = mean_avg[c] - (mean_avg[c] - mean) * rate_;
+      vec[1][c] = var_avg[c] - (var_avg[c] - static_cast<float>(variance)) * rate_;
+      vec[2][c] = mean;
+      vec[3][c] = inv_std;
+      a[c] = scale[c] * inv_std;
+      b[c] = offset[c] - mean * a[c];
+    }
+    float* out = y->flat<float>().data();
+    const float *pa = a.data(), *pb = b.data();
+    const bool relu = relu_;
+    auto work = [=](int64_t begin, int64_t end) { NormalizeRows(in, pa, pb, out, begin, end, C, relu); };
+    auto* threads = ctx->device()->tensorflow_cpu_worker_threads();
+    tensorflow::Shard(threads->num_threads, threads->workers, rows, C * 2, work);
+  }
+
+ private:
+  static constexpr const char* kInputNames[5] = {"x", "scale", "offset", "mean_avg", "var_avg"};
+  float epsilon_, rate_;
+  bool relu_;
+};
+
+// CnnBatchNormGrad(dy, x, y, scale, mean, inv_std) -> (dx, dscale, doffset): CnnBatchNorm's
+// gradient, from the batch statistics it returned; with `relu`, through its ReLU too (y is then
+// its output, else unused and may be empty). Two passes: the per-channel sums, then dx.
+class CnnBatchNormGradOp : public OpKernel {
+ public:
+  explicit CnnBatchNormGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("relu", &relu_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& dy = ctx->input(0);
+    const Tensor& x = ctx->input(1);
+    const Tensor& y = ctx->input(2);
+    OP_REQUIRES(ctx, dy.shape() == x.shape() && (!relu_ || y.shape() == x.shape()),
+                tensorflow::errors::InvalidArgument("dy, x (and y with relu) must have one shape, got ",
+                                                    dy.shape().DebugString(), ", ", x.shape().DebugString(), ", ",
+                                                    y.shape().DebugString()));
+    int64_t rows = 0, C = 0;
+    for (int i = 3; i < 6; ++i) OP_REQUIRES_OK(ctx, ChannelsOf(x, ctx->input(i), kInputNames[i], &rows, &C));
+    OP_REQUIRES(ctx, rows >= 1, tensorflow::errors::InvalidArgument("batch norm needs at least one value per channel"));
+    Tensor* dx = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({0}, 0, x.shape(), &dx));
+    Tensor *dscale = nullptr, *doffset = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, tensorflow::TensorShape({C}), &dscale));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, tensorflow::TensorShape({C}), &doffset));
+    const float* g = dy.flat<float>().data();
+    const float* in = x.flat<float>().data();
+    const float* f = relu_ ? y.flat<float>().data() : nullptr;
+    const float* scale = ctx->input(3).flat<float>().data();
+    const float* mean = ctx->input(4).flat<float>().data();
+    const float* inv_std = ctx->input(5).flat<float>().data();
+    const bool relu = relu_;
+    const int64_t blocks = StatBlocks(rows, C);
+    std::vector<double> sums(2 * C);
+    SumOverBlocks(ctx, blocks, 2 * C, (rows / blocks + 1) * C * 5, sums.data(), [&](int64_t b, double* acc) {
+      std::vector<float> scratch(2 * C);
+      BatchNormGradSumRows(g, f, in, mean, acc, acc + C, scratch.data(), scratch.data() + C, rows * b / blocks,
+                           rows * (b + 1) / blocks, C, relu);
+    });
+    std::vector<float> p(C), r(C), q(C);
+    float* ds = dscale->flat<float>().data();
+    float* doff = doffset->flat<float>().data();
+    for (int64_t c = 0; c < C; ++c) {
+      const double a = static_cast<double>(scale[c]) * inv_std[c];
+      p[c] = static_cast<float>(a);
+      q[c] = static_cast<float>(a * sums[c] / rows);
+      r[c] = static_cast<float>(a * inv_std[c] * inv_std[c] * sums[C + c] / rows);
+      ds[c] = static_cast<float>(sums[C + c] * inv_std[c]);
+      doff[c] = static_cast<float>(sums[c]);
+    }
+    float* out = dx->flat<float>().data();
+    const float *pp = p.data(), *pr = r.data(), *pq = q.data();
+    auto work = [=](int64_t begin, int64_t end) { BatchNormGradRows(g, f, in, mean, pp, pr, pq, out, begin, end, C, relu); };
+    auto* threads = ctx->device()->tensorflow_cpu_worker_threads();
+    tensorflow::Shard(threads->num_threads, threads->workers, rows, C * 5, work);
+  }
+
+ private:
+  static constexpr const char* kInputNames[6] = {"dy", "x", "y", "scale", "mean", "inv_std"};
+  bool relu_;
+};
+
+// CnnAddRelu(a, b) -> max(a + b, 0), one pass (a residual block's end). Its gradient is ReluGrad.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void AddReluRange(const float* __restrict__ a,
+                                                                             const float* __restrict__ b,
+                                                                             float* __restrict__ y, int64_t begin,
+                                                                             int64_t end) {
+  for (int64_t i = begin; i < end; ++i) y[i] = std::max(a[i] + b[i], 0.0f);
+}
+
+class CnnAddReluOp : public OpKernel {
+ public:
+  explicit CnnAddReluOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& a = ctx->input(0);
+    const Tensor& b = ctx->input(1);
+    OP_REQUIRES(ctx, a.shape() == b.shape(),
+                tensorflow::errors::InvalidArgument("a and b must have one shape, got ", a.shape().DebugString(), " and ",
+                                                    b.shape().DebugString()));
+    Tensor* y = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({0, 1}, 0, a.shape(), &y));
+    const float* pa = a.flat<float>().data();
+    const float* pb = b.flat<float>().data();
+    float* out = y->flat<float>().data();
+    auto work = [=](int64_t begin, int64_t end) { AddReluRange(pa, pb, out, begin, end); };
+    auto* threads = ctx->device()->tensorflow_cpu_worker_threads();
+    tensorflow::Shard(threads->num_threads, threads->workers, a.NumElements(), 2, work);
+  }
+};
+
 }  // namespace
 
 REGISTER_OP("CnnAdam")
@@ -874,6 +1131,56 @@ REGISTER_OP("CnnDropoutReluGrad")
     });
 
 REGISTER_KERNEL_BUILDER(Name("CnnDropoutReluGrad").Device(tensorflow::DEVICE_CPU), CnnDropoutReluGradOp);
+
+REGISTER_OP("CnnBatchNorm")
+    .Input("x: float")
+    .Input("scale: float")
+    .Input("offset: float")
+    .Input("mean_avg: float")
+    .Input("var_avg: float")
+    .Output("y: float")
+    .Output("new_mean_avg: float")
+    .Output("new_var_avg: float")
+    .Output("mean: float")
+    .Output("inv_std: float")
+    .Attr("epsilon: float")
+    .Attr("rate: float")
+    .Attr("relu: bool")
+    .SetShapeFn([](tensorflow::shape_inference::InferenceContext* c) {
+      c->set_output(0, c->input(0));
+      for (int i = 1; i < 5; ++i) c->set_output(i, c->input(1));
+      return tensorflow::OkStatus();
+    });
+
+REGISTER_KERNEL_BUILDER(Name("CnnBatchNorm").Device(tensorflow::DEVICE_CPU), CnnBatchNormOp);
+
+REGISTER_OP("CnnBatchNormGrad")
+    .Input("dy: float")
+    .Input("x: float")
+    .Input("y: float")
+    .Input("scale: float")
+    .Input("mean: float")
+    .Input("inv_std: float")
+    .Output("dx: float")
+    .Output("dscale: float")
+    .Output("doffset: float")
+    .Attr("relu: bool")
+    .SetShapeFn([](tensorflow::shape_inference::InferenceContext* c) {
+      c->set_output(0, c->input(1));
+      c->set_output(1, c->input(3));
+      c->set_output(2, c->input(3));
+      return tensorflow::OkStatus();
+    });
+
+REGISTER_KERNEL_BUILDER(Name("CnnBatchNormGrad").Device(tensorflow::DEVICE_CPU), CnnBatchNormGradOp);
+
+REGISTER_OP("CnnAddRelu")
+    .Input("a: float")
+    .Input("b: float")
+    .Output("y: float")
+    .SetShapeFn(tensorflow::shape_inference::UnchangedShape);
+
+REGISTER_KERNEL_BUILDER(Name("CnnAddRelu").Device(tensorflow::DEVICE_CPU), CnnAddReluOp);
 
 // Loaded with process.dlopen: Node looks for this well-known N-API entry point and is content with
 // a module that exports nothing.

@@ -1,15 +1,18 @@
 /**
  * Run as a script (by native-ops.test.ts, once with oneDNN on and once off): the project's native
  * convolution and pooling layers against tfjs' built-in layers with the same weights, forward and
- * gradients. Prints one JSON line of the largest absolute differences.
+ * gradients. Prints one JSON line of the largest differences, relative to the reference's largest value.
  */
 import type { Scalar, Tensor } from '@tensorflow/tfjs-node';
-import { batchNormalization, conv2d, maxPooling2d, seededDropout } from '../../src/ml/layers';
+import { activation, add, batchNormalization, conv2d, maxPooling2d, seededDropout } from '../../src/ml/layers';
 import { loadTf } from '../../src/ml/tf';
 
 const tf = loadTf();
 const diffs: Record<string, number> = {};
-const maxDiff = (a: Tensor, b: Tensor) => tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]!);
+// Relative to the reference's largest value (at least 1): a bias' gradient sums a few hundred values,
+// and float's rounding of such a sum alone reached 1.2e-4 in absolute terms.
+const maxDiff = (a: Tensor, b: Tensor) =>
+  tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]! / Math.max(1, tf.max(tf.abs(b)).dataSync()[0]!));
 
 function compare(
   name: string,
@@ -54,6 +57,10 @@ const reluArgs = { ...convArgs, activation: 'relu' as const };
 compare('conv3x3relu', conv2d(tf, reluArgs), tf.layers.conv2d(reluArgs), [2, 9, 9, 3]);
 const reluNoBias = { filters: 6, kernelSize: 1, activation: 'relu' as const, useBias: false };
 compare('conv1x1relu', conv2d(tf, reluNoBias), tf.layers.conv2d(reluNoBias), [2, 5, 5, 4]);
+// 1x1 with stride 1 runs as a matrix product (with a bias added after it); strided, as a convolution.
+const pointwiseBias = { filters: 5, kernelSize: 1, biasInitializer: 'randomNormal' as const };
+compare('conv1x1bias', conv2d(tf, pointwiseBias), tf.layers.conv2d(pointwiseBias), [2, 5, 5, 4]);
+compare('conv1x1s2', conv2d(tf, { ...reluNoBias, strides: 2 }), tf.layers.conv2d({ ...reluNoBias, strides: 2 }), [2, 5, 5, 4]);
 const strided = { filters: 4, kernelSize: 7, strides: 2, padding: 'same' as const, useBias: false };
 compare('conv7x7s2', conv2d(tf, strided), tf.layers.conv2d(strided), [2, 15, 15, 3]);
 compare('pool2', maxPooling2d(tf, { poolSize: 2 }), tf.layers.maxPooling2d({ poolSize: 2 }), [2, 8, 8, 5]);
@@ -117,4 +124,33 @@ const bnArgs = {
   betaInitializer: 'randomNormal' as const,
 };
 compare('batchnorm', batchNormalization(tf, bnArgs), tf.layers.batchNormalization(bnArgs), [4, 5, 5, 6], true);
+// A residual block's shape: batch norm with the ReLU after it inside, and add + ReLU in one pass;
+// against the same block of tfjs' own layers, where every ReLU is a pass of its own.
+type Build = {
+  conv: typeof conv2d;
+  bn: typeof batchNormalization;
+  relu: () => ReturnType<typeof conv2d>;
+  add: () => ReturnType<typeof conv2d>;
+};
+const residual = (b: Build) => {
+  type T = ReturnType<typeof tf.input>;
+  const input = tf.input({ shape: [6, 6, 4] });
+  const conv = (x: T, filters: number) =>
+    b.conv(tf, { filters, kernelSize: 3, padding: 'same', useBias: false, kernelInitializer: 'glorotUniform' }).apply(x) as T;
+  const y = b.relu().apply(b.bn(tf, bnArgs).apply(conv(input, 5)) as T) as T;
+  const z = b.bn(tf, bnArgs).apply(conv(y, 4)) as T;
+  return tf.model({ inputs: input, outputs: b.relu().apply(b.add().apply([z, input]) as T) as T });
+};
+compare(
+  'bnrelu+addrelu',
+  residual({ conv: conv2d, bn: batchNormalization, relu: () => activation(tf, { activation: 'relu' }), add: () => add(tf) }) as never,
+  residual({
+    conv: (_, a) => tf.layers.conv2d(a),
+    bn: (_, a) => tf.layers.batchNormalization(a),
+    relu: () => tf.layers.activation({ activation: 'relu' }),
+    add: () => tf.layers.add(),
+  }) as never,
+  [3, 6, 6, 4],
+  true,
+);
 console.log(JSON.stringify({ onednn: process.env.TF_ENABLE_ONEDNN_OPTS, diffs }));

@@ -1,12 +1,13 @@
 """Reference side of `npm run bench:train`: Keras (TensorFlow backend, the tensorflow-cpu wheel whose
 libtensorflow tfjs-node also runs on) trains the same architecture on the same bench data folder
 with the same hyper-parameters, and prints one JSON line: images/s over the timed epochs (all but
-the first, which traces and warms up) and the final validation accuracy.
+the first, which traces and warms up), the final validation accuracy and the peak RSS.
 
 usage: keras_train.py <data_dir> <Basic|ResNet50> <epochs> <batch_size> <seed> [--folds K]
 """
 import json
 import os
+import resource
 import sys
 import time
 
@@ -124,6 +125,7 @@ def main():
     loss, acc = model.evaluate(vx, vy, batch_size=64, verbose=0)
     result["valAccuracy"] = float(acc)
     result["valLoss"] = float(loss)
+    result["peakRssMb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result), flush=True)
 
 

@@ -1,8 +1,8 @@
 /**
  * One side of `npm run bench:train`: trains a model with this project's loop on a bench data folder
- * and prints one JSON line: images/s over the timed epochs (all but the first, which warms up) and
- * the final validation accuracy; with `--folds K`, first K-fold cross-validation of the model on the
- * training images (as CrossVal does) and the folds' mean accuracy.
+ * and prints one JSON line: images/s over the timed epochs (all but the first, which warms up), the
+ * final validation accuracy and the process' peak RSS; with `--folds K`, first K-fold
+ * cross-validation of the model on the training images (as CrossVal does) and the folds' mean accuracy.
  * Usage: node train-ours.js <dataDir> <model> <epochs> <batchSize> <seed> [--folds K]
  */
 import type { ModelClass } from '../src/common/constants';
@@ -69,6 +69,7 @@ async function main(): Promise<void> {
       valLoss: v.loss,
       onednn: process.env.TF_ENABLE_ONEDNN_OPTS,
       tensorsLeft: tf.memory().numTensors,
+      peakRssMb: process.resourceUsage().maxRSS / 1024,
     }) + '\n',
   );
 }

@@ -1,19 +1,22 @@
 /**
  * `npm run bench:train`: training speed and accuracy of this project's tfjs-node training against
  * Keras on the same libtensorflow (the tensorflow-cpu wheel), side by side in one run, on the same
- * generated images and hyper-parameters (Adam 1e-3, batch 32), each run in a process of its own.
+ * generated images and hyper-parameters (Adam 1e-3), each run in a process of its own.
  *
- * Speed: the Basic CNN at 64, 128 and 224 px, images/s over all epochs but the first (warm-up), ours
- * with oneDNN on (the default) and Keras as it comes (oneDNN on), in ROUNDS alternating rounds; each
- * side's best round counts (other work on the machine only ever slows a run down), and every round
- * is printed. Ours with oneDNN off once per size; ResNet50 at 64 px, best of ROUNDS alternating rounds too.
+ * Speed: the Basic CNN at 64, 128 and 224 px (batch 32), images/s over all epochs but the first
+ * (warm-up), ours with oneDNN on (the default) and Keras as it comes (oneDNN on), in ROUNDS
+ * alternating rounds; each side's best round counts (other work on the machine only ever slows a
+ * run down), and every round is printed. Ours with oneDNN off once per size. ResNet50 the same way
+ * at 64 px (batch 32, oneDNN off once too) and at 224 px, at batch 16, what a training pod on a
+ * t3.large holds in one pass (see src/ml/memory.ts), in at most 3 rounds, with each side's peak RSS.
  * Accuracy: Basic and ResNet50 (means of three seeds) and CrossVal (3 folds) trained to the end on both
  * sides; the validation accuracies and their difference in points.
  *
  * The last line is one JSON object: ratio64, ratio128, ratio224 (our images/s / Keras'), the
- * oneDNN-off ratios, ResNet50 images/s, and the accuracy parity figures.
- * `--speed-only` skips the accuracy part, `--parity-only` the speed part; `--rounds N` sets the
- * rounds (default 5), `--sizes 64,128` times only those sizes (and skips ResNet50).
+ * oneDNN-off ratios, ratioResnet64 and ratioResnet224 with their images/s, and the accuracy parity
+ * figures. `--speed-only` skips the accuracy part, `--parity-only` the speed part; `--rounds N` sets
+ * the rounds (default 5), `--sizes 64,128` times only those Basic sizes (and skips ResNet50),
+ * `--resnet-only` times only ResNet50.
  */
 import { execFileSync } from 'node:child_process';
 import { join, resolve } from 'node:path';
@@ -25,6 +28,7 @@ const PY = join(ROOT, '.venv-bench', 'bin', 'python');
 
 interface SideResult {
   imagesPerSecond: number;
+  peakRssMb: number;
   valAccuracy: number;
   cvAccuracyMean?: number;
 }
@@ -55,25 +59,39 @@ if (!(Number.isInteger(ROUNDS) && ROUNDS >= 1)) throw new Error(`--rounds must b
 const SIZES = flag('sizes')?.split(',').map(Number);
 if (SIZES?.some((s) => ![64, 128, 224].includes(s))) throw new Error(`--sizes takes a list of 64, 128, 224; got ${flag('sizes')}`);
 
+const RESNET_ONLY = process.argv.includes('--resnet-only');
+
 const list = (xs: number[]) => xs.map((x) => x.toFixed(1)).join(' ');
 
 /**
- * ROUNDS alternating rounds of ours (oneDNN on) and Keras on the same arguments, each side's best
- * counting, then ours with oneDNN off once.
+ * `rounds` alternating rounds of ours (oneDNN on) and Keras on the same arguments, each side's best
+ * counting, then (with `off`) ours with oneDNN off once.
  */
-function bestOfRounds(args: (string | number)[]): { ours: number[]; keras: number[]; on: number; k: number; off: number } {
-  const ours: number[] = [];
-  const keras: number[] = [];
-  for (let r = 0; r < ROUNDS; r++) {
-    ours.push(run('ours', args, { TF_ENABLE_ONEDNN_OPTS: '1' }).imagesPerSecond);
-    keras.push(run('keras', args).imagesPerSecond);
+function bestOfRounds(
+  args: (string | number)[],
+  rounds = ROUNDS,
+  off = true,
+): { ours: number[]; keras: number[]; on: number; k: number; off?: number; rss: { ours: number; keras: number } } {
+  const ours: SideResult[] = [];
+  const keras: SideResult[] = [];
+  for (let r = 0; r < rounds; r++) {
+    ours.push(run('ours', args, { TF_ENABLE_ONEDNN_OPTS: '1' }));
+    keras.push(run('keras', args));
   }
-  const off = run('ours', args, { TF_ENABLE_ONEDNN_OPTS: '0' }).imagesPerSecond;
-  return { ours, keras, on: Math.max(...ours), k: Math.max(...keras), off };
+  const rate = (xs: SideResult[]) => xs.map((x) => x.imagesPerSecond);
+  const peak = (xs: SideResult[]) => Math.round(Math.max(...xs.map((x) => x.peakRssMb)));
+  return {
+    ours: rate(ours),
+    keras: rate(keras),
+    on: Math.max(...rate(ours)),
+    k: Math.max(...rate(keras)),
+    off: off ? run('ours', args, { TF_ENABLE_ONEDNN_OPTS: '0' }).imagesPerSecond : undefined,
+    rss: { ours: peak(ours), keras: peak(keras) },
+  };
 }
 
-function speed(): Record<string, number> {
-  const out: Record<string, number> = { rounds: ROUNDS };
+function speed(): Record<string, unknown> {
+  const out: Record<string, unknown> = { rounds: ROUNDS };
   // Enough images for a few seconds per timed epoch at each size on two cores.
   const plan = (
     [
@@ -82,36 +100,50 @@ function speed(): Record<string, number> {
       [224, 192],
     ] as [number, number][]
   ).filter(([size]) => !SIZES || SIZES.includes(size));
-  console.log(`Basic CNN, batch 32, Adam: images/s (epochs 2-3 of 3), best of ${ROUNDS} alternating rounds`);
-  console.log('size   ours(oneDNN on)  Keras   ratio  ours(oneDNN off)  ratio(off)  rounds ours | Keras');
-  for (const [size, n] of plan) {
-    const data = benchData(OUT, size, n, 64);
-    const { ours, keras, on, k, off } = bestOfRounds([data.dir, 'Basic', 3, 32, 1]);
-    out[`ours${size}`] = round(on, 1);
-    out[`keras${size}`] = round(k, 1);
-    out[`ratio${size}`] = round(on / k);
-    out[`oursOnednnOff${size}`] = round(off, 1);
-    out[`ratioOnednnOff${size}`] = round(off / k);
-    console.log(
-      `${String(size).padEnd(6)} ${on.toFixed(1).padStart(15)}  ${k.toFixed(1).padStart(5)}  ${(on / k).toFixed(2).padStart(5)}  ${off
-        .toFixed(1)
-        .padStart(16)}  ${(off / k).toFixed(2).padStart(10)}  ${list(ours)} | ${list(keras)}`,
-    );
+  if (!RESNET_ONLY) {
+    console.log(`Basic CNN, batch 32, Adam: images/s (epochs 2-3 of 3), best of ${ROUNDS} alternating rounds`);
+    console.log('size   ours(oneDNN on)  Keras   ratio  ours(oneDNN off)  ratio(off)  rounds ours | Keras');
+    for (const [size, n] of plan) {
+      const data = benchData(OUT, size, n, 64);
+      const { ours, keras, on, k, off } = bestOfRounds([data.dir, 'Basic', 3, 32, 1]);
+      out[`ours${size}`] = round(on, 1);
+      out[`keras${size}`] = round(k, 1);
+      out[`ratio${size}`] = round(on / k);
+      out[`oursOnednnOff${size}`] = round(off!, 1);
+      out[`ratioOnednnOff${size}`] = round(off! / k);
+      console.log(
+        `${String(size).padEnd(6)} ${on.toFixed(1).padStart(15)}  ${k.toFixed(1).padStart(5)}  ${(on / k).toFixed(2).padStart(5)}  ${off!
+          .toFixed(1)
+          .padStart(16)}  ${(off! / k).toFixed(2).padStart(10)}  ${list(ours)} | ${list(keras)}`,
+      );
+    }
   }
   if (SIZES) return out;
-  const data = benchData(OUT, 64, 256, 64);
-  const { ours: resOurs, keras: resKeras, on: rOn, k: rKeras, off: rOff } = bestOfRounds([data.dir, 'ResNet50', 2, 32, 1]);
+  // 64 px: 16 steps a timed epoch; 224 px: 6 steps of 16 images, each a few seconds.
+  const small = bestOfRounds([benchData(OUT, 64, 512, 64).dir, 'ResNet50', 3, 32, 1]);
   console.log(
-    `ResNet50 at 64 px, batch 32, best of ${ROUNDS}: ours ${rOn.toFixed(1)} img/s (oneDNN off: ${rOff.toFixed(1)}), Keras ${rKeras.toFixed(1)}, ` +
-      `ratio ${(rOn / rKeras).toFixed(2)}; rounds ${list(resOurs)} | ${list(resKeras)}`,
+    `ResNet50 at 64 px, batch 32, best of ${ROUNDS}: ours ${small.on.toFixed(1)} img/s (oneDNN off: ${small.off!.toFixed(1)}), ` +
+      `Keras ${small.k.toFixed(1)}, ratio ${(small.on / small.k).toFixed(2)}; rounds ${list(small.ours)} | ${list(small.keras)}`,
   );
-  Object.assign(out, {
-    resnet50Ours64: round(rOn, 1),
-    resnet50OursOnednnOff64: round(rOff, 1),
-    resnet50Keras64: round(rKeras, 1),
-    resnet50Ratio64: round(rOn / rKeras),
-  });
-  return out;
+  const rounds224 = Math.min(ROUNDS, 3);
+  const large = bestOfRounds([benchData(OUT, 224, 96, 32).dir, 'ResNet50', 3, 16, 1], rounds224, false);
+  console.log(
+    `ResNet50 at 224 px, batch 16, best of ${rounds224}: ours ${large.on.toFixed(2)} img/s, Keras ${large.k.toFixed(2)}, ` +
+      `ratio ${(large.on / large.k).toFixed(2)}; rounds ${list(large.ours)} | ${list(large.keras)}; ` +
+      `peak RSS ours ${large.rss.ours} MB, Keras ${large.rss.keras} MB`,
+  );
+  return {
+    ...out,
+    ratioResnet64: round(small.on / small.k),
+    resnetOurs64: round(small.on, 1),
+    resnetOursOnednnOff64: round(small.off!, 1),
+    resnetKeras64: round(small.k, 1),
+    ratioResnet224: round(large.on / large.k),
+    resnetOurs224: round(large.on, 2),
+    resnetKeras224: round(large.k, 2),
+    resnetBatch224: 16,
+    resnetPeakRssMb224: large.rss,
+  };
 }
 
 function parity(): Record<string, number> {

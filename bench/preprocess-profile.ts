@@ -1,8 +1,9 @@
 /**
  * Where our preprocessing's time goes: each stage a shard builder runs per image, timed alone in
- * one process over the same files (read, header check, decode, resize, read back as uint8, content
- * hash), then per shard (encode, write). Stages run one after another here; in the pipeline the
- * pool runs one builder per core, so these are CPU-seconds, not wall time.
+ * one process over the same files, through the functions the builders use (read, header check,
+ * decode, resize, read back the uint8 pixels, content hash), then per shard (encode, write). Stages
+ * run one after another here; in the pipeline the pool runs one builder per core, so these are
+ * CPU-seconds, not wall time.
  *
  * usage: node preprocess-profile.js DATA_DIR SIZE (at the Kaggle sizes, 224 px files to 224 px, resize is skipped)
  * prints per-stage milliseconds per image and shares, then one JSON line.
@@ -10,9 +11,9 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Tensor3D } from '@tensorflow/tfjs-node';
 import { imageDimensions } from '../src/data/image-size';
-import { encodeShard } from '../src/data/shards';
+import { decodeUint8, resizeUint8, uint8Bytes } from '../src/data/images';
+import { ShardWriter } from '../src/data/shards';
 import { loadTf } from '../src/ml/tf';
 
 const [dir, sizeArg] = process.argv.slice(2);
@@ -38,39 +39,26 @@ function main(): void {
     return out;
   };
   const tmp = mkdtempSync(join(dir!, '..', 'profile-'));
-  const px = SIZE * SIZE * 3;
-  let pixels = new Uint8Array(SHARD * px);
+  // As a builder does: pixels go straight into the shard's bytes, one buffer reused shard after shard.
+  let writer = new ShardWriter(SHARD, SIZE, SIZE, 3);
   let inShard = 0;
   let shards = 0;
   const flush = (): void => {
-    const bytes = time('encode', () =>
-      encodeShard({
-        count: inShard,
-        height: SIZE,
-        width: SIZE,
-        channels: 3,
-        labels: new Uint16Array(inShard),
-        pixels: pixels.subarray(0, inShard * px),
-      }),
-    );
+    const bytes = time('encode', () => writer.finish(new Uint16Array(inShard)));
     time('write', () => writeFileSync(join(tmp, `shard-${shards++}.bin`), bytes));
-    pixels = new Uint8Array(SHARD * px);
+    writer = new ShardWriter(SHARD, SIZE, SIZE, 3, writer.buffer);
     inShard = 0;
   };
   // Warm-up: the first decode loads the codec.
-  tf.node.decodeImage(readFileSync(files[0]!), 3).dispose();
+  decodeUint8(tf, readFileSync(files[0]!)).dispose();
   const started = process.hrtime.bigint();
   const hash = createHash('sha256');
   for (const file of files) {
     const bytes = time('read', () => readFileSync(file));
     time('header', () => imageDimensions(bytes));
-    const decoded = time('decode', () => tf.node.decodeImage(bytes, 3, 'int32', false) as Tensor3D);
-    const resized = time('resize', () =>
-      decoded.shape[0] === SIZE && decoded.shape[1] === SIZE
-        ? decoded
-        : tf.tidy(() => tf.image.resizeBilinear(decoded, [SIZE, SIZE], true).round().clipByValue(0, 255) as Tensor3D),
-    );
-    time('readback', () => pixels.set(new Uint8Array(resized.dataSync()), inShard * px));
+    const decoded = time('decode', () => decodeUint8(tf, bytes));
+    const resized = time('resize', () => resizeUint8(tf, decoded, SIZE));
+    time('readback', () => writer.image(inShard).set(uint8Bytes(tf, resized)));
     if (resized !== decoded) resized.dispose();
     decoded.dispose();
     time('hash', () => hash.update(bytes));

@@ -3,10 +3,12 @@
  * CPU-bound part of preprocessing; it runs in the ShardPool's processes.
  */
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { mapLimit } from '../common/map-limit';
 import type { ObjectStore } from '../storage/object-store';
 import { decodeAndResize } from './images';
-import { encodeShard } from './shards';
+import { ShardWriter } from './shards';
 
 export interface ShardJob {
   /** Image URIs, in shard order. */
@@ -26,35 +28,44 @@ export interface BuiltShard {
   ok: boolean[];
 }
 
+/**
+ * The buffer of the last shard this process wrote, for the next one (a builder process builds one
+ * shard at a time; see ShardWriter for why).
+ */
+let spare: Uint8Array | undefined;
+
 export async function buildShard(store: ObjectStore, job: ShardJob): Promise<BuiltShard> {
   const { images, labels, size } = job;
-  const bytes = await mapLimit(images, job.concurrency, (uri) => store.getBytes(uri));
+  const bytes = images.every((uri) => uri.startsWith('file:'))
+    ? images.map((uri) => readLocal(uri))
+    : await mapLimit(images, job.concurrency, (uri) => store.getBytes(uri));
 
-  const px = size * size * 3;
-  const pixels = new Uint8Array(images.length * px);
+  const writer = new ShardWriter(images.length, size, size, 3, spare);
+  spare = undefined;
   const ok = images.map(() => false);
   const hash = createHash('sha256');
   let kept = 0;
   bytes.forEach((image, i) => {
     hash.update(image);
     try {
-      pixels.set(decodeAndResize(image, size), kept * px);
+      writer.image(kept).set(decodeAndResize(image, size));
       ok[i] = true;
       kept++;
     } catch {
       // Not a decodable image: the caller lists it as skipped.
     }
   });
-  await store.put(
-    job.shardUri,
-    encodeShard({
-      count: kept,
-      height: size,
-      width: size,
-      channels: 3,
-      labels: Uint16Array.from(labels.filter((_, i) => ok[i])),
-      pixels: kept === images.length ? pixels : pixels.subarray(0, kept * px),
-    }),
-  );
+  await store.put(job.shardUri, writer.finish(Uint16Array.from(labels.filter((_, i) => ok[i]))));
+  // Written: the next shard this process builds can reuse the buffer.
+  spare = writer.buffer;
   return { sha256: hash.digest('hex'), ok };
+}
+
+/**
+ * A local image, read without the event loop's thread pool: a builder process does nothing else
+ * while it builds, and each asynchronous read is several hand-offs to a pool thread and back (open,
+ * stat, read, close): 110,000 context switches for 13,188 images read that way, 27,000 read so.
+ */
+function readLocal(uri: string): Uint8Array {
+  return readFileSync(fileURLToPath(uri));
 }

@@ -28,16 +28,68 @@ export function encodeShard(shard: Shard): Uint8Array {
   if (labels.length !== count) throw new ShardFormatError(`shard has ${count} images but ${labels.length} labels`);
   if (pixels.length !== count * height * width * channels)
     throw new ShardFormatError(`shard pixel buffer has ${pixels.length} bytes, expected ${count * height * width * channels}`);
-  const out = new Uint8Array(HEADER + 2 * count + pixels.length);
-  const view = new DataView(out.buffer);
-  out.set(Buffer.from(SHARD_MAGIC, 'ascii'), 0);
-  view.setUint32(4, count, true);
-  view.setUint16(8, height, true);
-  view.setUint16(10, width, true);
-  view.setUint8(12, channels);
-  for (let i = 0; i < count; i++) view.setUint16(HEADER + 2 * i, labels[i]!, true);
-  out.set(pixels, HEADER + 2 * count);
-  return out;
+  const writer = new ShardWriter(count, height, width, channels);
+  writer.pixels().set(pixels);
+  return writer.finish(labels);
+}
+
+/**
+ * A shard encoded in place: each image is written straight into the encoded bytes (no pixel buffer
+ * of its own and no copy of it), and `finish` writes the header and labels for the images kept,
+ * moving their pixels up when fewer than `capacity` were. It can write into a buffer kept from an
+ * earlier shard: a new 38 MB one per 256-image shard at 224 px cost more page faults (zeroing
+ * fresh pages) than the shard's encoding did.
+ */
+export class ShardWriter {
+  readonly imageBytes: number;
+  /** The bytes written into: `buffer` when it was large enough, else new. */
+  readonly buffer: Uint8Array;
+
+  constructor(
+    readonly capacity: number,
+    readonly height: number,
+    readonly width: number,
+    readonly channels: number,
+    buffer?: Uint8Array,
+  ) {
+    this.imageBytes = height * width * channels;
+    const size = HEADER + capacity * (2 + this.imageBytes);
+    this.buffer = buffer && buffer.length >= size ? buffer : new Uint8Array(size);
+  }
+
+  private get pixelsAt(): number {
+    return HEADER + 2 * this.capacity;
+  }
+
+  /** Where image `k`'s pixels go (k < capacity). */
+  image(k: number): Uint8Array {
+    if (!(k >= 0 && k < this.capacity)) throw new RangeError(`image ${k} is outside a shard of ${this.capacity}`);
+    const at = this.pixelsAt + k * this.imageBytes;
+    return this.buffer.subarray(at, at + this.imageBytes);
+  }
+
+  /** Every image's pixels, in order. */
+  pixels(): Uint8Array {
+    return this.buffer.subarray(this.pixelsAt, this.pixelsAt + this.capacity * this.imageBytes);
+  }
+
+  /** The encoded shard of the first `labels.length` images written (a view of `buffer`). */
+  finish(labels: Uint16Array): Uint8Array {
+    const count = labels.length;
+    if (count > this.capacity) throw new ShardFormatError(`${count} labels for a shard of ${this.capacity} images`);
+    const out = this.buffer;
+    const pixelsAt = HEADER + 2 * count;
+    if (count < this.capacity) out.copyWithin(pixelsAt, this.pixelsAt, this.pixelsAt + count * this.imageBytes);
+    const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
+    out.set(Buffer.from(SHARD_MAGIC, 'ascii'), 0);
+    view.setUint32(4, count, true);
+    view.setUint16(8, this.height, true);
+    view.setUint16(10, this.width, true);
+    view.setUint8(12, this.channels);
+    out.fill(0, 13, HEADER);
+    for (let i = 0; i < count; i++) view.setUint16(HEADER + 2 * i, labels[i]!, true);
+    return out.subarray(0, pixelsAt + count * this.imageBytes);
+  }
 }
 
 export function decodeShard(bytes: Uint8Array): Shard {

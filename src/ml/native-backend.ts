@@ -13,6 +13,7 @@ export interface Attr {
 }
 
 interface Binding {
+  [type: `TF_${string}`]: number;
   TF_ATTR_TYPE: number;
   TF_ATTR_INT: number;
   TF_ATTR_FLOAT: number;
@@ -20,6 +21,7 @@ interface Binding {
   TF_ATTR_BOOL: number;
   TF_FLOAT: number;
   TF_INT32: number;
+  TF_UINT8: number;
 }
 
 export interface NativeBackend {

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { decodeShard, encodeShard, ShardFormatError } from '../../src/data/shards';
+import { decodeShard, encodeShard, ShardFormatError, ShardWriter } from '../../src/data/shards';
 
 describe('shard format', () => {
   const shard = {
@@ -24,5 +24,21 @@ describe('shard format', () => {
 
   it('refuses to encode inconsistent buffers', () => {
     assert.throws(() => encodeShard({ ...shard, count: 4 }), /4 images but 3 labels/);
+  });
+
+  it('writes images in place, closes the gap when fewer are kept than planned, and reuses a dirty buffer', () => {
+    const image = (k: number) => shard.pixels.subarray(12 * k, 12 * (k + 1));
+    // A buffer left over from a larger shard, full of other bytes.
+    const used = new Uint8Array(200).fill(0xee);
+    const writer = new ShardWriter(5, 2, 2, 3, used);
+    assert.equal(writer.buffer, used);
+    for (let k = 0; k < 3; k++) writer.image(k).set(image(k));
+    const bytes = writer.finish(shard.labels);
+    assert.deepEqual(Array.from(bytes), Array.from(encodeShard(shard)));
+    assert.deepEqual(decodeShard(bytes), shard);
+    // A buffer too small is not used.
+    assert.notEqual(new ShardWriter(5, 2, 2, 3, new Uint8Array(10)).buffer.length, 10);
+    assert.throws(() => writer.image(5), RangeError);
+    assert.throws(() => new ShardWriter(2, 2, 2, 3).finish(shard.labels), /3 labels for a shard of 2 images/);
   });
 });

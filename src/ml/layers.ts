@@ -9,9 +9,9 @@
  * - 'MaxPooling2D': pooling that keeps where each max came from, so its gradient is one scatter.
  * - 'BatchNormalization': training-mode normalisation, moving averages included, as one kernel (NHWC,
  *   last axis), with the ReLU of the activation layer that takes its output inside.
- * - 'Add': in training, two inputs followed by a ReLU activation layer add and rectify in one pass.
+ * - 'Add': two inputs followed by a ReLU activation layer add and rectify in one pass.
  * - 'Activation': a ReLU over a tensor that is already a ReLU's output (from either of the two
- *   above, or a convolution with its ReLU inside) passes it on in training: ReLU is idempotent.
+ *   above, or a convolution with its ReLU inside) passes it on: ReLU is idempotent.
  */
 import type { LayersModel, Tensor } from '@tensorflow/tfjs-node';
 import { isReluOutput, markReluOutput } from './gradient-hints';
@@ -216,8 +216,7 @@ function defineAdd(tf: Tf) {
     static className = 'Add';
     override call(inputs: Tensor | Tensor[], kwargs: { training?: boolean }): Tensor {
       const [a, b, ...more] = Array.isArray(inputs) ? inputs : [inputs];
-      // Only in training: outside it the activation layer copies, so fusing would not pay.
-      if (!kwargs.training || !a || !b || more.length || !tf.util.arraysEqual(a.shape, b.shape) || !onlyReluFollows(this))
+      if (!a || !b || more.length || !tf.util.arraysEqual(a.shape, b.shape) || !onlyReluFollows(this))
         return super.call(inputs, kwargs) as Tensor;
       const y = tf.engine().runKernel(ADD_RELU_KERNEL, { a, b }) as Tensor;
       markReluOutput(y);
@@ -237,9 +236,8 @@ function defineActivation(tf: Tf) {
     override call(inputs: Tensor | Tensor[], kwargs: { training?: boolean }): Tensor {
       const x = Array.isArray(inputs) ? inputs[0]! : inputs;
       if (!isRelu(this) || !isReluOutput(x)) return super.call(inputs, kwargs) as Tensor;
-      // Outside training the model's executor frees a layer's input after its last use, so the
-      // output must be a tensor of its own (a new handle on the same data).
-      return kwargs.training ? x : x.clone();
+      // Layer.apply hands on an input returned as is as a new handle on the same data (a clone).
+      return x;
     }
   }
   tf.serialization.registerClass(Activation as never);

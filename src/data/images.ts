@@ -1,6 +1,6 @@
 /** Image decoding and resizing on the native TensorFlow backend. */
 import type { Tensor, Tensor3D } from '@tensorflow/tfjs-node';
-import { attrKit, native } from '../ml/native-backend';
+import { attrKit, native, reshape, type DType } from '../ml/native-backend';
 import { loadTf, type Tf } from '../ml/tf';
 import { imageDimensions, MAX_DECODED_PIXELS } from './image-size';
 
@@ -46,13 +46,6 @@ export function decodeAndResize(bytes: Uint8Array, size: number): Uint8Array {
  * Tensors below hold uint8 data under tfjs' int32 label; only the native ops here touch them.
  */
 
-type TypeName = 'TF_UINT8' | 'TF_FLOAT' | 'TF_INT32';
-const typeAttr = (tf: Tf, name: string, type: TypeName) => ({
-  name,
-  type: native(tf).binding.TF_ATTR_TYPE,
-  value: native(tf).binding[type],
-});
-
 /** TensorFlow's DecodeImage (JPEG, PNG, GIF's first frame, BMP) to [height, width, 3] uint8. */
 export function decodeUint8(tf: Tf, bytes: Uint8Array): Tensor3D {
   const k = attrKit(tf);
@@ -60,7 +53,7 @@ export function decodeUint8(tf: Tf, bytes: Uint8Array): Tensor3D {
   try {
     return native(tf).executeSingleOutput(
       'DecodeImage',
-      [k.int('channels', 3), typeAttr(tf, 'dtype', 'TF_UINT8'), k.bool('expand_animations', false)],
+      [k.int('channels', 3), k.dtype('dtype', 'uint8'), k.bool('expand_animations', false)],
       [contents],
     ) as Tensor3D;
   } finally {
@@ -72,14 +65,15 @@ export function decodeUint8(tf: Tf, bytes: Uint8Array): Tensor3D {
 export function resizeUint8(tf: Tf, image: Tensor3D, size: number): Tensor {
   if (image.shape[0] === size && image.shape[1] === size) return image;
   return tf.tidy(() => {
-    const float = cast(tf, image, 'TF_UINT8', 'TF_FLOAT') as Tensor3D;
-    return cast(tf, tf.image.resizeBilinear(float, [size, size], true).round().clipByValue(0, 255), 'TF_FLOAT', 'TF_UINT8');
+    const float = cast(tf, image, 'uint8', 'float32') as Tensor3D;
+    return cast(tf, tf.image.resizeBilinear(float, [size, size], true).round().clipByValue(0, 255), 'float32', 'uint8');
   });
 }
 
 /** TensorFlow's Cast (float to uint8 only of values already rounded into [0, 255]). */
-function cast(tf: Tf, x: Tensor, from: TypeName, to: TypeName): Tensor {
-  const attrs = [typeAttr(tf, 'SrcT', from), typeAttr(tf, 'DstT', to), attrKit(tf).bool('Truncate', false)];
+function cast(tf: Tf, x: Tensor, from: DType, to: DType): Tensor {
+  const k = attrKit(tf);
+  const attrs = [k.dtype('SrcT', from), k.dtype('DstT', to), k.bool('Truncate', false)];
   return native(tf).executeSingleOutput('Cast', attrs, [x]);
 }
 
@@ -89,19 +83,18 @@ function cast(tf: Tf, x: Tensor, from: TypeName, to: TypeName): Tensor {
  */
 export function uint8Bytes(tf: Tf, pixels: Tensor): Uint8Array {
   const n = pixels.size;
-  const k = attrKit(tf);
-  const be = native(tf);
-  const shape = tf.tensor1d([n / 4, 4], 'int32');
-  const temps: Tensor[] = [shape];
+  const temps: Tensor[] = [];
   try {
     if (n % 4 !== 0) {
-      const wide = cast(tf, pixels, 'TF_UINT8', 'TF_INT32');
+      const wide = cast(tf, pixels, 'uint8', 'int32');
       temps.push(wide);
       return new Uint8Array(wide.dataSync());
     }
-    const grouped = be.executeSingleOutput('Reshape', [typeAttr(tf, 'T', 'TF_UINT8'), k.int32('Tshape')], [pixels, shape]);
-    const words = be.executeSingleOutput('Bitcast', [typeAttr(tf, 'T', 'TF_UINT8'), k.int32('type')], [grouped]);
-    temps.push(grouped, words);
+    const grouped = reshape(tf, pixels, [n / 4, 4], 'uint8');
+    temps.push(grouped);
+    const k = attrKit(tf);
+    const words = native(tf).executeSingleOutput('Bitcast', [k.dtype('T', 'uint8'), k.dtype('type', 'int32')], [grouped]);
+    temps.push(words);
     const data = words.dataSync() as Int32Array;
     return new Uint8Array(data.buffer, data.byteOffset, n);
   } finally {

@@ -13,7 +13,6 @@ export interface Attr {
 }
 
 interface Binding {
-  [type: `TF_${string}`]: number;
   TF_ATTR_TYPE: number;
   TF_ATTR_INT: number;
   TF_ATTR_FLOAT: number;
@@ -39,6 +38,9 @@ export function onednnEnabled(): boolean {
   return process.env.TF_ENABLE_ONEDNN_OPTS === '1';
 }
 
+/** Element types as TensorFlow names them; uint8 has no tfjs dtype (tfjs labels such tensors int32). */
+export type DType = 'float32' | 'int32' | 'uint8';
+
 /** Attribute builders for one backend. */
 export interface AttrKit {
   int(name: string, value: number | number[]): Attr;
@@ -47,8 +49,8 @@ export interface AttrKit {
   bool(name: string, value: boolean): Attr;
   /** float32, as `T` (or another type attribute's name). */
   float32(name?: string): Attr;
-  /** int32 as a type attribute's value. */
-  int32(name: string): Attr;
+  /** A type attribute with one of the element types used here. */
+  dtype(name: string, type: DType): Attr;
   nhwc: Attr;
   /** oneDNN's kernels under their registered label, as TensorFlow's graph rewrite would pick them. */
   mkl: Attr;
@@ -63,10 +65,21 @@ export function attrKit(tf: Tf): AttrKit {
     str,
     bool: (name, value) => ({ name, type: b.TF_ATTR_BOOL, value }),
     float32: (name = 'T') => ({ name, type: b.TF_ATTR_TYPE, value: b.TF_FLOAT }),
-    int32: (name) => ({ name, type: b.TF_ATTR_TYPE, value: b.TF_INT32 }),
+    dtype: (name, type) => ({ name, type: b.TF_ATTR_TYPE, value: { float32: b.TF_FLOAT, int32: b.TF_INT32, uint8: b.TF_UINT8 }[type] }),
     nhwc: str('data_format', 'NHWC'),
     mkl: str('_kernel', 'MklNameChangeOp'),
   };
+}
+
+/** TensorFlow's Reshape of `t` (elements of `type`): a new handle on the same buffer. */
+export function reshape(tf: Tf, t: Tensor, shape: number[], type: DType = 'float32'): Tensor {
+  const k = attrKit(tf);
+  const s = tf.tensor1d(shape, 'int32');
+  try {
+    return native(tf).executeSingleOutput('Reshape', [k.dtype('T', type), k.dtype('Tshape', 'int32')], [t, s]);
+  } finally {
+    s.dispose();
+  }
 }
 
 /** Returns `next`, freeing `previous` (an intermediate no one else holds). */

@@ -37,7 +37,7 @@
  */
 import type { Tensor } from '@tensorflow/tfjs-node';
 import { describeGradient, isReluOutput, isThroughRelu, knownChannelSums, markReluOutput } from './gradient-hints';
-import { attrKit, consume, native, onednnEnabled, type Attr, type AttrKit, type NativeBackend } from './native-backend';
+import { attrKit, consume, native, onednnEnabled, reshape, type Attr, type AttrKit, type NativeBackend } from './native-backend';
 import type { Tf } from './tf';
 
 export const CONV_KERNEL = 'CnnConv2D';
@@ -177,10 +177,10 @@ function installConvolution(tf: Tf, k: AttrKit): void {
       else if (relu) dz = be.executeSingleOutput('ReluGrad', [T], [dz, y]);
       if (isPointwise(filter, attrs as never)) {
         const rows = dz.size / dz.shape[3]!;
-        const dz2 = reshape(tf, k, dz, [rows, dz.shape[3]!]);
+        const dz2 = reshape(tf, dz, [rows, dz.shape[3]!]);
         return {
-          x: () => reshape(tf, k, matMul(tf, k, dz2, reshape(tf, k, filter, filter.shape.slice(2)), false, true), x.shape),
-          filter: () => reshape(tf, k, matMul(tf, k, reshape(tf, k, x, [rows, x.shape[3]!]), dz2, true, false), filter.shape),
+          x: () => reshape(tf, matMul(tf, k, dz2, reshape(tf, filter, filter.shape.slice(2)), false, true), x.shape),
+          filter: () => reshape(tf, matMul(tf, k, reshape(tf, x, [rows, x.shape[3]!]), dz2, true, false), filter.shape),
           bias: () => db ?? knownChannelSums(dz) ?? be.executeSingleOutput('BiasAddGrad', [T, k.nhwc], [dz]),
         };
       }
@@ -204,12 +204,12 @@ function isPointwise(filter: Tensor, a: { strides: [number, number] }): boolean 
 
 function pointwiseForward(tf: Tf, k: AttrKit, x: Tensor, filter: Tensor): Tensor {
   const [n, h, w, c] = x.shape as [number, number, number, number];
-  const x2 = reshape(tf, k, x, [n * h * w, c]);
-  const f2 = reshape(tf, k, filter, filter.shape.slice(2));
+  const x2 = reshape(tf, x, [n * h * w, c]);
+  const f2 = reshape(tf, filter, filter.shape.slice(2));
   const y2 = matMul(tf, k, x2, f2, false, false);
   x2.dispose();
   f2.dispose();
-  return consume(y2, reshape(tf, k, y2, [n, h, w, filter.shape[3]!]));
+  return consume(y2, reshape(tf, y2, [n, h, w, filter.shape[3]!]));
 }
 
 function matMul(tf: Tf, k: AttrKit, a: Tensor, b: Tensor, transposeA: boolean, transposeB: boolean): Tensor {
@@ -218,16 +218,6 @@ function matMul(tf: Tf, k: AttrKit, a: Tensor, b: Tensor, transposeA: boolean, t
     [k.float32(), k.bool('transpose_a', transposeA), k.bool('transpose_b', transposeB)],
     [a, b],
   );
-}
-
-/** TensorFlow's Reshape: a new handle on the same buffer. */
-function reshape(tf: Tf, k: AttrKit, t: Tensor, shape: number[]): Tensor {
-  const s = tf.tensor1d(shape, 'int32');
-  try {
-    return native(tf).executeSingleOutput('Reshape', [k.float32(), k.int32('Tshape')], [t, s]);
-  } finally {
-    s.dispose();
-  }
 }
 
 function installBatchNorm(tf: Tf, k: AttrKit): void {

@@ -159,9 +159,10 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void DropoutShard(
 }
 
 // Rows [begin, end) of a [rows, channels] dropout gradient below a ReLU: dx = dy * scale where the
-// element was kept and the ReLU's output y > 0, else 0; adds dx's rows to `acc`.
+// element was kept and the ReLU's output y > 0, else 0; adds dx's rows to `acc`. dx may be dy's
+// own buffer (MaskedGradWithSums forwards it), so neither is __restrict__.
 __attribute__((target_clones("avx512f", "avx2", "default"))) void DropoutReluGradRows(
-    const float* __restrict__ dy, const float* __restrict__ y, float* __restrict__ dx, float* __restrict__ acc,
+    const float* dy, const float* __restrict__ y, float* dx, float* __restrict__ acc,
     int64_t begin, int64_t end, int64_t channels, DropoutKeys keys, uint32_t threshold, float scale) {
   for (int64_t r = begin; r < end; ++r) {
     const float* g = dy + r * channels;
@@ -759,8 +760,9 @@ class CnnAdamOp : public OpKernel {
     auto work = [=](int64_t first, int64_t last) {
       for (int64_t c = first; c < last; ++c) {
         const int w = parts[c].weight;
-        (avx512 ? AdamRangeAvx512 : AdamRange)(ins[w], ins[n + w], ins[2 * n + w], ins[3 * n + w], outs[w], outs[n + w], outs[2 * n + w], parts[c].begin,
-                  parts[c].end, alpha, one_minus_beta1, one_minus_beta2, epsilon);
+        (avx512 ? AdamRangeAvx512 : AdamRange)(ins[w], ins[n + w], ins[2 * n + w], ins[3 * n + w], outs[w], outs[n + w],
+                                               outs[2 * n + w], parts[c].begin, parts[c].end, alpha, one_minus_beta1,
+                                               one_minus_beta2, epsilon);
       }
     };
     auto* threads = ctx->device()->tensorflow_cpu_worker_threads();
@@ -772,7 +774,6 @@ class CnnAdamOp : public OpKernel {
   int n_;
   float lr_, beta1_, beta2_, epsilon_;
 };
-
 
 // Per-channel sums over rows [begin, end) in runs of 32 rows: each run adds into float lanes (t1,
 // t2: `channels` each, scratch) that the loop keeps vectorised, and each run's total is folded into
@@ -846,10 +847,11 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void BatchNormGradS
 }
 
 // Rows [begin, end) of a batch norm's input gradient: dx = p * dz - r * (x - mean) - q per channel.
+// dx may be dy's own buffer (forwarded), so neither is __restrict__.
 __attribute__((target_clones("avx512f", "avx2", "default"))) void BatchNormGradRows(
-    const float* __restrict__ dy, const float* __restrict__ y, const float* __restrict__ x, const float* __restrict__ mean,
-    const float* __restrict__ p, const float* __restrict__ rr, const float* __restrict__ q, float* __restrict__ dx,
-    int64_t begin, int64_t end, int64_t channels, bool relu) {
+    const float* dy, const float* __restrict__ y, const float* __restrict__ x, const float* __restrict__ mean,
+    const float* __restrict__ p, const float* __restrict__ rr, const float* __restrict__ q, float* dx, int64_t begin,
+    int64_t end, int64_t channels, bool relu) {
   if (relu)
     for (int64_t at = begin * channels; at < end * channels; at += channels)
       for (int64_t c = 0; c < channels; ++c)
@@ -1002,10 +1004,9 @@ class CnnBatchNormGradOp : public OpKernel {
 };
 
 // CnnAddRelu(a, b) -> max(a + b, 0), one pass (a residual block's end). Its gradient is ReluGrad.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void AddReluRange(const float* __restrict__ a,
-                                                                             const float* __restrict__ b,
-                                                                             float* __restrict__ y, int64_t begin,
-                                                                             int64_t end) {
+// y may be a's or b's buffer (forwarded), so none is __restrict__.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void AddReluRange(const float* a, const float* b, float* y,
+                                                                             int64_t begin, int64_t end) {
   for (int64_t i = begin; i < end; ++i) y[i] = std::max(a[i] + b[i], 0.0f);
 }
 

@@ -262,6 +262,60 @@ export async function fitModel(
   return { position: { ...at }, stopped: false };
 }
 
+export interface RecalibrationOptions {
+  /** Images per forward pass: the training's pass size, so each pass normalises as training did. */
+  passSize: number;
+  /** Seeds the order the images are drawn in (a split is often stored class by class). */
+  seed: number;
+  /** At most this many images (default 2048). */
+  maxImages?: number;
+  /** After each pass, once the loop has yielded to the event loop. */
+  onPass?: (pass: number, passes: number) => void;
+  /** Checked after every pass: once true, stops and returns `stopped` (the statistics are then partial). */
+  shouldStop?: () => boolean;
+}
+
+/**
+ * Sets every batch norm's moving mean and variance to the average of its batch statistics over
+ * the training images, in training mode and without updating a weight ("precise batch norm").
+ * The moving averages training leaves (momentum 0.99, as in Keras) still weigh their initial
+ * values 0 and 1 at 0.99^steps: after the 80-400 steps of a small run they are far from the
+ * statistics the network was trained under, and inference-mode predictions suffer for it.
+ * Only whole passes are used, so a short tail does not count a one-image variance of zero. The
+ * result depends only on the weights, the images and the seed: a rerun gives the same statistics.
+ * Returns how many images were used (0 when the model has no batch norm).
+ */
+export async function recalibrateBatchNorm(
+  model: LayersModel,
+  split: LoadedSplit,
+  options: RecalibrationOptions,
+): Promise<{ images: number; stopped: boolean }> {
+  const tf = loadTf();
+  const layers = model.layers.filter((l) => l.getClassName() === 'BatchNormalization') as unknown as { momentum: number }[];
+  if (!layers.length || split.count === 0) return { images: 0, stopped: false };
+  const pass = Math.max(1, Math.min(options.passSize, split.count));
+  const passes = Math.floor(Math.min(split.count, options.maxImages ?? 2048) / pass);
+  const order = epochOrder(split.count, options.seed, 0);
+  const momenta = layers.map((l) => l.momentum);
+  try {
+    for (let k = 0; k < passes; k++) {
+      // The k-th pass moves each average 1/(k+1) of the way: a running mean of the passes' statistics.
+      for (const l of layers) l.momentum = 1 - 1 / (k + 1);
+      const xs = batchInputs(split, order.subarray(k * pass, (k + 1) * pass));
+      tf.tidy(() => {
+        model.apply(xs, { training: true });
+      });
+      xs.dispose();
+      await yieldToEventLoop();
+      options.onPass?.(k + 1, passes);
+      if (k + 1 < passes && options.shouldStop?.()) return { images: (k + 1) * pass, stopped: true };
+    }
+  } finally {
+    layers.forEach((l, i) => (l.momentum = momenta[i]!));
+  }
+  return { images: passes * pass, stopped: false };
+}
+
 /** Class probabilities, row-major [n, numClasses], predicted in batches. */
 export async function predictProbabilities(
   model: LayersModel,

@@ -19,7 +19,7 @@ import { MODEL_ARCHIVE, saveModelToS3 } from '../ml/model-store';
 import { buildModel, createOptimizer } from '../ml/models';
 import { defaultBudgetBytes, planMicroBatch } from '../ml/memory';
 import type { TrainingOptimizer } from '../ml/native-adam';
-import { fitModel, predictProbabilities, type TrainPosition } from '../ml/trainer';
+import { fitModel, predictProbabilities, recalibrateBatchNorm, type TrainPosition } from '../ml/trainer';
 import { joinUri, parseS3Uri, s3Uri, type S3Store } from '../storage/s3';
 import type { MlflowClient } from '../tracking/mlflow';
 import { RunCheckpoints, type StoredCheckpoint } from './checkpoints';
@@ -47,6 +47,8 @@ export interface TrainingProgress {
   checkpoint?: string;
   /** The last batch's mean training loss. */
   loss?: number;
+  /** Set once the epochs are done and batch norm's statistics are computed (`batch` of `batches` passes). */
+  step?: 'batch-norm statistics';
 }
 
 export interface TrainingHooks {
@@ -247,6 +249,31 @@ async function trainPhase(
     throw new TrainingStoppedError(
       `${modelClass} ${phase.name} stopped at epoch ${result.position.epoch + 1}, batch ${result.position.batch}; checkpoint ${checkpoint}`,
     );
+  }
+  // After the last checkpoint, which holds the trained weights: a resumed attempt restores them and
+  // computes the same statistics again.
+  const statistics = await recalibrateBatchNorm(model, data, {
+    passSize: microBatchSize,
+    seed: hp.seed + phase.index,
+    onPass: (pass, passes) =>
+      hooks.progress({
+        phase: phase.name,
+        epoch: hp.epochs,
+        epochs: hp.epochs,
+        batch: pass,
+        batches: passes,
+        checkpoint,
+        step: 'batch-norm statistics',
+      }),
+    shouldStop: () => hooks.shouldStop(),
+  });
+  if (statistics.stopped)
+    throw new TrainingStoppedError(
+      `${modelClass} ${phase.name} stopped while computing batch-norm statistics; it resumes from its last checkpoint`,
+    );
+  if (statistics.images) {
+    hooks.log(`${modelClass} ${phase.name}: batch-norm statistics from ${statistics.images} training images`);
+    await run.log.tags({ [`training.${prefix}batch_norm_images`]: String(statistics.images) });
   }
 }
 

@@ -5,7 +5,7 @@ import type { LoadedSplit } from '../../src/common/types';
 import { batchNormalization, conv2d, seededDropout } from '../../src/ml/layers';
 import { createOptimizer } from '../../src/ml/models';
 import { planMicroBatch } from '../../src/ml/memory';
-import { fitModel } from '../../src/ml/trainer';
+import { epochOrder, fitModel, recalibrateBatchNorm } from '../../src/ml/trainer';
 import { loadTf } from '../../src/ml/tf';
 
 describe('training loop: micro-batches', () => {
@@ -197,5 +197,96 @@ describe('non-finite gradients', () => {
       before,
     );
     model.dispose();
+  });
+});
+
+describe('batch-norm statistics after training', () => {
+  const tf = loadTf();
+  const size = 4;
+  const count = 37;
+  const rand = seededRandom(11);
+  const split: LoadedSplit = {
+    count,
+    imageSize: size,
+    pixels: Uint8Array.from({ length: count * size * size * 3 }, (_, i) => Math.floor(rand() * 64) + (i % 3) * 64),
+    labels: Uint16Array.from({ length: count }, (_, i) => i % 2),
+  };
+  const model = () => {
+    const m = tf.sequential({
+      layers: [
+        batchNormalization(tf, { axis: 3, inputShape: [size, size, 3] }),
+        tf.layers.flatten(),
+        tf.layers.dense({ units: 2, activation: 'softmax', kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) }),
+      ],
+    });
+    // Moving averages far from anything the data gives, as a short training leaves them.
+    const bn = m.layers[0]!;
+    const [gamma, beta] = bn.getWeights();
+    bn.setWeights([gamma!, beta!, tf.fill([3], 5), tf.fill([3], 9)]);
+    return m;
+  };
+
+  /** Per channel: the mean over passes of each pass's mean and plain (biased) variance. */
+  function expected(pass: number, seed: number): { mean: number[]; variance: number[] } {
+    const order = epochOrder(count, seed, 0);
+    const passes = Math.floor(count / pass);
+    const mean = [0, 0, 0];
+    const variance = [0, 0, 0];
+    for (let k = 0; k < passes; k++) {
+      for (let c = 0; c < 3; c++) {
+        const v: number[] = [];
+        for (const img of order.subarray(k * pass, (k + 1) * pass))
+          for (let p = 0; p < size * size; p++) v.push(split.pixels[(img * size * size + p) * 3 + c]! / 255);
+        const m = v.reduce((a, b) => a + b, 0) / v.length;
+        mean[c]! += m / passes;
+        variance[c]! += v.reduce((a, b) => a + (b - m) ** 2, 0) / v.length / passes;
+      }
+    }
+    return { mean, variance };
+  }
+
+  it('are the average of the batch statistics over whole passes of training images, and nothing trained moves', async () => {
+    const m = model();
+    const before = tf.memory().numTensors;
+    const [gamma, beta] = m.layers[0]!.getWeights().map((w) => Array.from(w.dataSync()));
+    const passes: number[] = [];
+    // 37 images in passes of 8: four passes, the last 5 images unused.
+    const result = await recalibrateBatchNorm(m, split, { passSize: 8, seed: 4, onPass: (k, n) => void passes.push(k, n) });
+    assert.deepEqual(result, { images: 32, stopped: false });
+    assert.deepEqual(passes, [1, 4, 2, 4, 3, 4, 4, 4]);
+    assert.equal(tf.memory().numTensors, before, 'no tensor is left behind');
+    const [g, b, movingMean, movingVariance] = m.layers[0]!.getWeights().map((w) => Array.from(w.dataSync()));
+    const want = expected(8, 4);
+    for (let c = 0; c < 3; c++) {
+      assert.ok(Math.abs(movingMean![c]! - want.mean[c]!) < 1e-5, `mean ${movingMean} vs ${want.mean}`);
+      assert.ok(Math.abs(movingVariance![c]! - want.variance[c]!) < 1e-5, `variance ${movingVariance} vs ${want.variance}`);
+    }
+    assert.deepEqual([g, b], [gamma, beta]);
+    assert.equal((m.layers[0] as unknown as { momentum: number }).momentum, 0.99, 'the momentum is restored');
+    // A rerun from other moving averages gives the same statistics (to float rounding: the first
+    // pass moves each average all the way, as avg - (avg - batch)).
+    m.layers[0]!.setWeights([tf.tensor1d(g!), tf.tensor1d(b!), tf.fill([3], -3), tf.fill([3], 0.5)]);
+    await recalibrateBatchNorm(m, split, { passSize: 8, seed: 4 });
+    const again = m.layers[0]!.getWeights()
+      .slice(2)
+      .map((w) => Array.from(w.dataSync()));
+    [movingMean!, movingVariance!].forEach((v, i) =>
+      v.forEach((x, c) => assert.ok(Math.abs(x - again[i]![c]!) < 1e-6, `rerun ${again} vs ${[movingMean, movingVariance]}`)),
+    );
+    m.dispose();
+  });
+
+  it('stop between passes when asked, and leave a model without batch norm alone', async () => {
+    const m = model();
+    let polls = 0;
+    assert.deepEqual(await recalibrateBatchNorm(m, split, { passSize: 8, seed: 4, shouldStop: () => ++polls >= 2 }), {
+      images: 16,
+      stopped: true,
+    });
+    assert.equal((m.layers[0] as unknown as { momentum: number }).momentum, 0.99);
+    m.dispose();
+    const plain = tf.sequential({ layers: [tf.layers.flatten({ inputShape: [size, size, 3] }), tf.layers.dense({ units: 2 })] });
+    assert.deepEqual(await recalibrateBatchNorm(plain, split, { passSize: 8, seed: 4 }), { images: 0, stopped: false });
+    plain.dispose();
   });
 });

@@ -32,9 +32,10 @@ const ROOT = resolve(__dirname, '..', '..');
 const DATA_URI = 's3://cnn-skin-cancer/demo';
 const DATA_COUNTS = { train: { benign: 320, malignant: 320 }, test: { benign: 80, malignant: 80 } };
 // ResNet50 from scratch needs data more than epochs: trained on 128 images at 32 px for 20 epochs
-// of batch 8, it scored 0.59 on this demo's validation images; on 512 at 64 px for 4 epochs of
-// batch 16 (bench data, three seeds), 0.77-0.88. Its 128 steps leave batch norm's moving averages far
-// from the data; training ends by computing them over the training images (recalibrateBatchNorm).
+// of batch 8, it scored 0.59 on the 32 validation images the demo had then; on 512 at 64 px for 4
+// epochs of batch 16 (bench data, three seeds), 0.77-0.88. Its 128 steps leave batch norm's moving
+// averages far from the data; training ends by computing them over the training images
+// (recalibrateBatchNorm).
 const DEMO_INPUT: PipelineInput = {
   dataUri: DATA_URI,
   imageSize: 64,

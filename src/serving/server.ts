@@ -497,9 +497,9 @@ export class Batcher {
  * not (the Basic CNN at 224 px on 2 cores: 63 images/s one at a time, 45 at 32; npm run
  * bench:serve), and a large call only makes every request in it wait. Per power-of-two size class
  * it keeps a moving average of milliseconds per image; calls may take up to the cheapest class's
- * largest size, or the next class's while that one is unmeasured, and every EXPLORE calls the next
- * class in turn, so a cost that changed is seen. Before anything is measured, calls take up to
- * maxBatch.
+ * largest size, or the next class's while that one is unmeasured, and every EXPLORE calls a
+ * neighbouring class's, so a cost that changed is seen. Before anything is measured, calls take up
+ * to maxBatch.
  */
 export class BatchSizer {
   private readonly msPerImage = new Map<number, number>();
@@ -521,28 +521,29 @@ export class BatchSizer {
 
   private capAt(call: number): number {
     if (!this.msPerImage.size) return this.maxBatch;
-    let best = 1;
-    let bestCost = Infinity;
-    for (const [size, cost] of this.msPerImage)
-      if (cost < bestCost) {
-        best = size;
-        bestCost = cost;
-      }
-    // A larger class not yet measured is tried at once (a burst after light load ramps up within
-    // a few calls); every EXPLORE calls, each class in turn is measured again, so a cost that
-    // changed, or a cheaper class the others hid, is found.
-    let size = best;
-    if (best * 2 <= this.maxBatch && !this.msPerImage.has(best * 2)) size = best * 2;
-    else if (call % EXPLORE === 0) {
-      const classes = Math.floor(Math.log2(this.maxBatch)) + 1;
-      size = 2 ** (Math.floor(call / EXPLORE) % classes);
-    }
+    // The smallest class within TIE of the cheapest: a larger call that is not clearly cheaper per
+    // image only makes its requests wait, and on a flat stretch of costs the choice slides down it.
+    const cheapest = Math.min(...this.msPerImage.values());
+    const best = Math.min(...[...this.msPerImage].filter(([, cost]) => cost <= cheapest * (1 + TIE)).map(([size]) => size));
+    // A neighbouring class not yet measured is tried at once: a burst after light load ramps up,
+    // and a first large call walks down, within a few calls. Every EXPLORE calls a neighbour,
+    // larger and smaller in turn, is measured again, so a cost that changed moves the choice one
+    // class at a time: the cost per image has one valley over the batch size. Re-measuring every
+    // class in turn instead cost a busy server 15 % of its images per second where one image per
+    // call is cheapest (the costs in test/serving/server.test.ts).
+    const up = best * 2 <= this.maxBatch ? best * 2 : undefined;
+    const down = best > 1 ? best / 2 : undefined;
+    let size = [up, down].find((c) => c !== undefined && !this.msPerImage.has(c)) ?? best;
+    if (size === best && call % EXPLORE === 0) size = (up && (!down || Math.floor(call / EXPLORE) % 2 === 0) ? up : down) ?? best;
     return Math.min(this.maxBatch, 2 * size - 1);
   }
 }
 
-/** Calls between two re-measurements (each of the next size class in turn). */
+/** Calls between two re-measurements of a neighbouring size class. */
 const EXPLORE = 16;
+
+/** Costs per image this close (relative) count as equal. */
+const TIE = 0.03;
 
 /** The power of two at or below n. */
 const sizeClass = (n: number): number => 2 ** Math.floor(Math.log2(n));

@@ -1,17 +1,19 @@
 /**
  * One side of `npm run bench:train`: trains a model with this project's loop on a bench data folder
  * and prints one JSON line: images/s over the timed epochs (all but the first, which warms up), the
- * final validation accuracy and the process' peak RSS; with `--folds K`, first K-fold
+ * final validation accuracy (after batch norm's statistics are computed over the training images,
+ * as the product's training ends; before that, `valAccuracyMovingAverages`) and the process' peak RSS; with `--folds K`, first K-fold
  * cross-validation of the model on the training images (as CrossVal does) and the folds' mean accuracy.
  * Usage: node train-ours.js <dataDir> <model> <epochs> <batchSize> <seed> [--folds K]
  */
+import type { LayersModel } from '@tensorflow/tfjs-node';
 import type { ModelClass } from '../src/common/constants';
 import type { LoadedSplit } from '../src/common/types';
 import { subset } from '../src/data/dataset';
 import { stratifiedFolds } from '../src/data/split';
 import { evaluatePredictions } from '../src/ml/metrics';
 import { buildModel, createOptimizer } from '../src/ml/models';
-import { fitModel, predictProbabilities } from '../src/ml/trainer';
+import { fitModel, predictProbabilities, recalibrateBatchNorm } from '../src/ml/trainer';
 import { loadTf } from '../src/ml/tf';
 import { readBenchData } from './train-data';
 
@@ -31,6 +33,8 @@ async function main(): Promise<void> {
     optimizer.dispose();
     return model;
   };
+  const accuracy = async (model: LayersModel, split: LoadedSplit) =>
+    evaluatePredictions(await predictProbabilities(model, split, 2), split.labels, 2);
   let cvAccuracyMean: number | undefined;
   if (folds) {
     const all = [...Array(train.count).keys()];
@@ -38,14 +42,13 @@ async function main(): Promise<void> {
     const scores: number[] = [];
     for (const part of parts) {
       const held = new Set(part);
-      const m = await fit(
-        subset(
-          train,
-          all.filter((i) => !held.has(i)),
-        ),
+      const data = subset(
+        train,
+        all.filter((i) => !held.has(i)),
       );
-      const heldOut = subset(train, part);
-      scores.push(evaluatePredictions(await predictProbabilities(m, heldOut, 2), heldOut.labels, 2).accuracy);
+      const m = await fit(data);
+      await recalibrateBatchNorm(m, data, { passSize: batchSize, seed });
+      scores.push((await accuracy(m, subset(train, part))).accuracy);
       m.dispose();
     }
     cvAccuracyMean = scores.reduce((a, b) => a + b, 0) / folds;
@@ -57,14 +60,16 @@ async function main(): Promise<void> {
   });
   const timed = epochs > 1 ? (epochEnds.at(-1)! - epochEnds[0]!) / 1000 : (epochEnds[0]! - start) / 1000;
   const timedEpochs = epochs > 1 ? epochs - 1 : 1;
-  const probs = await predictProbabilities(model, validation, 2);
-  const v = evaluatePredictions(probs, validation.labels, 2);
+  const movingAverages = await accuracy(model, validation);
+  await recalibrateBatchNorm(model, train, { passSize: batchSize, seed });
+  const v = await accuracy(model, validation);
   process.stdout.write(
     JSON.stringify({
       side: 'tfjs-node',
       imagesPerSecond: (timedEpochs * train.count) / timed,
       firstEpochSeconds: (epochEnds[0]! - start) / 1000,
       valAccuracy: v.accuracy,
+      valAccuracyMovingAverages: movingAverages.accuracy,
       cvAccuracyMean,
       valLoss: v.loss,
       onednn: process.env.TF_ENABLE_ONEDNN_OPTS,

@@ -279,8 +279,9 @@ export interface RecalibrationOptions {
  * Sets every batch norm's moving mean and variance to the average of its batch statistics over
  * the training images, in training mode and without updating a weight ("precise batch norm").
  * The moving averages training leaves (momentum 0.99, as in Keras) still weigh their initial
- * values 0 and 1 at 0.99^steps: after the 80-400 steps of a small run they are far from the
- * statistics the network was trained under, and inference-mode predictions suffer for it.
+ * values 0 and 1 at 0.99^steps: after the tens or hundreds of steps of a short run (66 for the
+ * default input, 128 for the demo) they are far from the statistics the network was trained
+ * under, and inference-mode predictions suffer for it.
  * Only whole passes are used, so a short tail does not count a one-image variance of zero. The
  * result depends only on the weights, the images and the seed: a rerun gives the same statistics.
  * Returns how many images were used (0 when the model has no batch norm).
@@ -294,7 +295,7 @@ export async function recalibrateBatchNorm(
   const layers = model.layers.filter((l) => l.getClassName() === 'BatchNormalization') as unknown as { momentum: number }[];
   if (!layers.length || split.count === 0) return { images: 0, stopped: false };
   const pass = Math.max(1, Math.min(options.passSize, split.count));
-  const passes = Math.floor(Math.min(split.count, options.maxImages ?? 2048) / pass);
+  const passes = Math.max(1, Math.floor(Math.min(split.count, options.maxImages ?? 2048) / pass));
   const order = epochOrder(split.count, options.seed, 0);
   const momenta = layers.map((l) => l.momentum);
   try {

@@ -252,6 +252,7 @@ async function trainPhase(
   }
   // After the last checkpoint, which holds the trained weights: a resumed attempt restores them and
   // computes the same statistics again.
+  const statisticsStarted = Date.now();
   const statistics = await recalibrateBatchNorm(model, data, {
     passSize: microBatchSize,
     seed: hp.seed + phase.index,
@@ -272,7 +273,8 @@ async function trainPhase(
       `${modelClass} ${phase.name} stopped while computing batch-norm statistics; it resumes from its last checkpoint`,
     );
   if (statistics.images) {
-    hooks.log(`${modelClass} ${phase.name}: batch-norm statistics from ${statistics.images} training images`);
+    const seconds = ((Date.now() - statisticsStarted) / 1000).toFixed(1);
+    hooks.log(`${modelClass} ${phase.name}: batch-norm statistics from ${statistics.images} training images in ${seconds} s`);
     await run.log.tags({ [`training.${prefix}batch_norm_images`]: String(statistics.images) });
   }
 }

@@ -496,10 +496,10 @@ export class Batcher {
  * Batching pays when a larger call costs less per image; for a large input on a small CPU it does
  * not (the Basic CNN at 224 px on 2 cores: 63 images/s one at a time, 45 at 32; npm run
  * bench:serve), and a large call only makes every request in it wait. Per power-of-two size class
- * it keeps a moving average of milliseconds per image; calls may take up to the cheapest class's
- * largest size, or the next class's while that one is unmeasured, and every EXPLORE calls a
- * neighbouring class's, so a cost that changed is seen. Before anything is measured, calls take up
- * to maxBatch.
+ * it keeps a moving average of milliseconds per image; calls may take up to the largest size of
+ * the smallest class within TIE of the cheapest, or of a neighbouring class while that one is
+ * unmeasured, and every EXPLORE calls of a neighbouring class, so a cost that changed is seen.
+ * Before anything is measured, calls take up to maxBatch.
  */
 export class BatchSizer {
   private readonly msPerImage = new Map<number, number>();

@@ -170,6 +170,47 @@ describe('trainModel activity (child training process, native TensorFlow, S3 on 
     assert.equal((await s3.list(`s3://${bucket}/checkpoints/test-skin-model/Basic/${last.mlflowRunId}/`)).length, 0);
   });
 
+  it('ResNet50 stopped while computing batch-norm statistics resumes after its last epoch, computes them again and scores as an uninterrupted run', async () => {
+    const resnet = () => input('ResNet50', { epochs: 1, batchSize: 16 });
+    const whole = await runActivity(training.trainModel, [resnet()], fresh());
+    const tagsOf = async (runId: string) => Object.fromEntries(((await mlflow.getRun(runId)).data.tags ?? []).map((t) => [t.key, t.value]));
+    // 150 training images in passes of 16: 9 whole passes.
+    assert.equal((await tagsOf(whole.mlflowRunId))['training.batch_norm_images'], '144');
+
+    const beats: TrainingHeartbeat[] = [];
+    const env = new MockActivityEnvironment(fresh(), { logger: new DefaultLogger('ERROR') });
+    env.on('heartbeat', (d: TrainingHeartbeat) => {
+      beats.push(d);
+      if (d.step === 'batch-norm statistics' && d.batch === 3) env.cancel();
+    });
+    await assert.rejects(env.run(training.trainModel, resnet()), CancelledFailure);
+    const last = beats.at(-1)!;
+    assert.equal(last.step, 'batch-norm statistics');
+    assert.ok(last.batch! < last.batches!, `stopped at pass ${last.batch} of ${last.batches}`);
+    assert.equal((await mlflow.getRun(last.mlflowRunId)).info.status, 'KILLED');
+    const bucket = dataset.manifestUri.split('/')[2]!;
+    const models = `s3://${bucket}/models/test-skin-model/ResNet50/${last.mlflowRunId}/`;
+    assert.deepEqual(await s3.list(models), [], 'nothing saved with partial statistics');
+
+    const logs: string[] = [];
+    const env2 = new MockActivityEnvironment(fresh({ attempt: 2, heartbeatDetails: last }), {
+      logger: new DefaultLogger('INFO', (entry) => logs.push(entry.message)),
+    });
+    const resumed = (await env2.run(training.trainModel, resnet())) as Awaited<ReturnType<typeof training.trainModel>>;
+    assert.equal(resumed.mlflowRunId, last.mlflowRunId);
+    assert.ok(
+      logs.some((m) => /resuming from .*e0001-b000000\.ckpt/.test(m)),
+      logs.join('\n'),
+    );
+    assert.deepEqual(
+      logs.filter((m) => /epoch \d+\/1 started/.test(m)),
+      [],
+      'no epoch is trained again',
+    );
+    assert.equal((await tagsOf(resumed.mlflowRunId))['training.batch_norm_images'], '144');
+    assert.deepEqual(resumed.metrics, whole.metrics);
+  });
+
   it('fails for good, registering nothing, when the model diverges to non-finite outputs', async () => {
     // Finite initial weights whose hidden dense layer overflows float (to +inf; the output layer's
     // mixed signs then make NaN): every output is NaN from the first batch on, so every update is

@@ -17,7 +17,7 @@ import { encodeJpeg, syntheticLesion } from '../../src/data/synthetic';
 import { loadTf } from '../../src/ml/tf';
 import { LocalStore, type ObjectStore } from '../../src/storage/object-store';
 import { blackPng } from '../helpers/images';
-import { runActivity, seededDataset, testMlflow, testS3, uniqueBucket } from '../helpers/services';
+import { runActivity, runTags, seededDataset, testMlflow, testS3, uniqueBucket } from '../helpers/services';
 import { useTestStack } from '../helpers/global';
 
 useTestStack();
@@ -42,8 +42,6 @@ describe('preprocessDataset activity (S3 on moto, real MLflow)', () => {
   };
   const params = (r: { data: { params?: { key: string; value: string }[] } }): Record<string, string> =>
     Object.fromEntries((r.data.params ?? []).map((p) => [p.key, p.value]));
-  const tags = (r: { data: { tags?: { key: string; value: string }[] } }): Record<string, string> =>
-    Object.fromEntries((r.data.tags ?? []).map((t) => [t.key, t.value]));
 
   it('logs one Preprocessing run per activity however often it is retried, within MLflow limits for any class names', async () => {
     // 40 classes whose folder names MLflow would refuse as keys: 120 size params, more than one call takes.
@@ -118,7 +116,7 @@ describe('preprocessDataset activity (S3 on moto, real MLflow)', () => {
     assert.equal((await s3.getJson<DatasetManifest>(again.manifestUri)).createdAt, manifest.createdAt, 'a cache hit rewrites nothing');
 
     const logged = await preprocessingRuns('prep-test');
-    assert.deepEqual(logged.map((r) => tags(r).cache_hit).sort(), ['false', 'true']);
+    assert.deepEqual(logged.map((r) => runTags(r).cache_hit).sort(), ['false', 'true']);
     const runs = logged.map(params);
     const p = runs[0]!;
     assert.equal(p.train_size_benign, '15');

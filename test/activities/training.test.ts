@@ -18,7 +18,7 @@ import { loadModelFromS3, saveModelToS3 } from '../../src/ml/model-store';
 import { buildBasicCnn } from '../../src/ml/models';
 import { loadTf } from '../../src/ml/tf';
 import { predictProbabilities } from '../../src/ml/trainer';
-import { runActivity, seededDataset, testMlflow, testS3 } from '../helpers/services';
+import { runActivity, runTags, seededDataset, testMlflow, testS3 } from '../helpers/services';
 import { useTestStack } from '../helpers/global';
 
 /** A fresh activity identity per call, as Temporal gives each scheduled activity. */
@@ -173,7 +173,7 @@ describe('trainModel activity (child training process, native TensorFlow, S3 on 
   it('ResNet50 stopped while computing batch-norm statistics resumes after its last epoch, computes them again and scores as an uninterrupted run', async () => {
     const resnet = () => input('ResNet50', { epochs: 1, batchSize: 16 });
     const whole = await runActivity(training.trainModel, [resnet()], fresh());
-    const tagsOf = async (runId: string) => Object.fromEntries(((await mlflow.getRun(runId)).data.tags ?? []).map((t) => [t.key, t.value]));
+    const tagsOf = async (runId: string) => runTags(await mlflow.getRun(runId));
     // 150 training images in passes of 16: 9 whole passes.
     assert.equal((await tagsOf(whole.mlflowRunId))['training.batch_norm_images'], '144');
 
@@ -296,8 +296,7 @@ describe('trainModel activity (child training process, native TensorFlow, S3 on 
     );
     const run = await mlflow.getRun(trained.mlflowRunId);
     assert.equal(run.info.status, 'FINISHED');
-    const tags = Object.fromEntries((run.data.tags ?? []).map((t) => [t.key, t.value]));
-    assert.equal(tags['training.onednn_fallback'], 'SIGFPE');
+    assert.equal(runTags(run)['training.onednn_fallback'], 'SIGFPE');
   });
 
   it('splits batches into passes that fit the memory budget, and still learns', async () => {
@@ -311,8 +310,7 @@ describe('trainModel activity (child training process, native TensorFlow, S3 on 
       logs.join('\n'),
     );
     const run = await mlflow.getRun(trained.mlflowRunId);
-    const tags = Object.fromEntries((run.data.tags ?? []).map((t) => [t.key, t.value]));
-    assert.equal(tags['training.micro_batch_size'], '1');
+    assert.equal(runTags(run)['training.micro_batch_size'], '1');
     assert.ok(trained.metrics.validation.accuracy >= 0.7, `validation accuracy ${trained.metrics.validation.accuracy}`);
   });
 });

@@ -16,6 +16,11 @@ export function testMlflow(): MlflowClient {
   return new MlflowClient(loadConfig(process.env).mlflow.trackingUri);
 }
 
+/** An MLflow run's tags as a record. */
+export function runTags(run: { data: { tags?: { key: string; value: string }[] } }): Record<string, string> {
+  return Object.fromEntries((run.data.tags ?? []).map((t) => [t.key, t.value]));
+}
+
 /** A fresh bucket name, so tests never see each other's objects. */
 export function uniqueBucket(prefix = 'test'): string {
   return `${prefix}-${randomUUID().slice(0, 8)}`;

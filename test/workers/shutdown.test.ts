@@ -7,7 +7,7 @@ import { TASK_QUEUES } from '../../src/common/constants';
 import { cnnSkinCancerWorkflow } from '../../src/workflows';
 import { statusQuery } from '../../src/workflows/messages';
 import { ROOT, useTestStack } from '../helpers/global';
-import { seededDataset, testMlflow, testS3 } from '../helpers/services';
+import { runTags, seededDataset, testMlflow, testS3 } from '../helpers/services';
 import { createPipelineWorkers, startDevServer } from '../helpers/temporal';
 
 // The training at the size this test runs; SHUTDOWN_TEST_IMAGE_SIZE / _MODEL / _BATCH measure
@@ -153,7 +153,7 @@ describe('training worker process: probes, Prometheus metrics and graceful shutd
 
       const experiment = await mlflow.getOrCreateExperiment('shutdown-test');
       const [run] = await mlflow.searchRuns(experiment, "tags.`temporal.workflow_id` = 'shutdown-resume'");
-      const tags = (id: string) => mlflow.getRun(id).then((r) => Object.fromEntries((r.data.tags ?? []).map((t) => [t.key, t.value])));
+      const tags = (id: string) => mlflow.getRun(id).then(runTags);
       const interrupted = (await tags(run!.run_id))['training.interrupted'] ?? '';
       const at = /stopped at epoch (\d+), batch (\d+); checkpoint (\S+)/.exec(interrupted);
       assert.ok(at, `the interrupted attempt says where it stopped: '${interrupted}'`);

@@ -19,7 +19,7 @@ import { LocalEndpoints } from '../../src/serving/local-endpoints';
 import { finishSignal, redeploySignal, redeployUpdate, statusQuery } from '../../src/workflows/messages';
 import { ROOT, useTestStack } from '../helpers/global';
 import { createPipelineWorkers, startDevServer, recordHistory } from '../helpers/temporal';
-import { seededDataset, testMlflow, testS3 } from '../helpers/services';
+import { runTags, seededDataset, testMlflow, testS3 } from '../helpers/services';
 
 useTestStack();
 
@@ -231,8 +231,7 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
     assert.equal((err.cause as ApplicationFailure).type, 'AllTrainingsFailedError');
     const run = await mlflow.getRun(runId!);
     assert.equal(run.info.status, 'FAILED');
-    const tags = Object.fromEntries((run.data.tags ?? []).map((t) => [t.key, t.value]));
-    assert.match(tags['training.failure'] ?? '', /the training process died \(SIGKILL\)/);
+    assert.match(runTags(run)['training.failure'] ?? '', /the training process died \(SIGKILL\)/);
     await recordHistory(env.client.workflow.getHandle('pipeline-abandoned-run'), 'pipeline-abandoned-run');
   }).timeout(120_000);
 

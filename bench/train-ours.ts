@@ -2,8 +2,9 @@
  * One side of `npm run bench:train`: trains a model with this project's loop on a bench data folder
  * and prints one JSON line: images/s over the timed epochs (all but the first, which warms up), the
  * final validation accuracy (after batch norm's statistics are computed over the training images,
- * as the product's training ends; before that, `valAccuracyMovingAverages`) and the process' peak RSS; with `--folds K`, first K-fold
- * cross-validation of the model on the training images (as CrossVal does) and the folds' mean accuracy.
+ * as the product's training ends; before that, `valAccuracyMovingAverages`) and the process' peak
+ * RSS; with `--folds K`, first K-fold cross-validation of the model on the training images (as
+ * CrossVal does) and the folds' mean accuracy.
  * Usage: node train-ours.js <dataDir> <model> <epochs> <batchSize> <seed> [--folds K]
  */
 import type { LayersModel } from '@tensorflow/tfjs-node';

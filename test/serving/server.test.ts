@@ -537,6 +537,80 @@ describe('inference server', () => {
     assert.equal(new BatchSizer(32).next(), 32, 'before anything is measured, calls take up to maxBatch');
   });
 
+  it('warms a model up before it serves it, at start and at a hot swap, outside the served model calls', async () => {
+    let calls = 0;
+    const counted = (version: string): LoadedModel => {
+      const loaded = model(version, 1);
+      const predict = loaded.model.predict.bind(loaded.model);
+      loaded.model.predict = (x, args) => (calls++, predict(x, args));
+      return loaded;
+    };
+    const { server: own } = createInferenceServer(counted('1'), {
+      loadModel: async ({ version }) => counted(version ?? '?'),
+      adminToken: 'admin-secret',
+    });
+    assert.equal(calls, 3, 'the model ran before the server took a request');
+    const at = `http://127.0.0.1:${await listen(own)}`;
+    try {
+      const served = async () => Number(/^serving_model_calls_total (\d+)$/m.exec(await (await fetch(`${at}/metrics`)).text())![1]);
+      const invoke = () =>
+        fetch(`${at}/invocations`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ instances: [instance()] }),
+        });
+      assert.equal((await invoke()).status, 200);
+      assert.deepEqual([calls, await served()], [4, 1], 'one request, one model call; the warm-up is not counted as served');
+      await postJson(`${at}/admin/model`, { modelUri: 's3://b/m/2', version: '2' }, 10_000, 'admin-secret');
+      assert.equal(calls, 7, 'the new model ran three times before it replaced the old one');
+      assert.equal((await invoke()).headers.get('x-model-version'), '2');
+    } finally {
+      own.close();
+    }
+  });
+
+  it('refuses a model that cannot serve its metadata (input size, classes) at start, and at a hot swap keeps the served one', async () => {
+    const wrong = (version: string, change: Partial<LoadedModel['metadata']>): LoadedModel => {
+      const loaded = model(version, 1);
+      return { ...loaded, metadata: { ...loaded.metadata, ...change } };
+    };
+    assert.throws(
+      () => createInferenceServer(wrong('1', { classes: ['benign', 'malignant', 'other'] })),
+      /s3:\/\/b\/m\/1: the model outputs shape \[1, 2\] for one image, not one probability per class of its metadata \(3: benign, malignant, other\)/,
+    );
+    assert.throws(
+      () => createInferenceServer(wrong('1', { imageSize: 16 })),
+      /cannot predict on one 16x16 RGB image, the size its metadata gives/,
+    );
+    const { server: own } = createInferenceServer(model('1', 1), {
+      loadModel: async ({ version }) => wrong(version ?? '?', { imageSize: 16 }),
+      adminToken: 'admin-secret',
+    });
+    const at = `http://127.0.0.1:${await listen(own)}`;
+    try {
+      const swap = await fetch(`${at}/admin/model`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: 'Bearer admin-secret' },
+        body: JSON.stringify({ modelUri: 's3://b/m/2', version: '2' }),
+      });
+      assert.equal(swap.status, 422);
+      assert.match(
+        ((await swap.json()) as { error: string }).error,
+        /s3:\/\/b\/m\/2: the model cannot predict on one 16x16 RGB image.*; the served model was kept$/,
+      );
+      assert.equal(((await (await fetch(`${at}/model`)).json()) as { version: string }).version, '1');
+      const answer = await fetch(`${at}/invocations`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ instances: [instance()] }),
+      });
+      assert.equal(answer.status, 200);
+      assert.equal(answer.headers.get('x-model-version'), '1');
+    } finally {
+      own.close();
+    }
+  });
+
   it('answers 413 to an image that would decode to too many pixels, and keeps answering', async () => {
     const { server: big } = createInferenceServer(model('1', 1), { maxBodyBytes: 1024 * 1024, maxInstances: 4 });
     await new Promise<void>((r) => big.listen(0, '127.0.0.1', r));
@@ -724,17 +798,19 @@ describe('inference server', () => {
 
 /**
  * A stand-in endpoint process: the real inference server (tiny model, 2 connections), whose first
- * model call blocks its event loop for BLOCK_MS. Run as <dir>/serving/main.js, which is what
+ * model call for a request blocks its event loop for BLOCK_MS. Run as <dir>/serving/main.js, which is what
  * LocalEndpoints takes for its own server.
  */
 const BUSY_SERVER = `
 const { createInferenceServer } = require(process.env.SRC + '/serving/server');
 const { buildBasicCnn } = require(process.env.SRC + '/ml/models');
-const served = (version, modelUri, blockMs) => {
+// Set once the server is created, so the warm-up calls it makes on the model do not block.
+let blockMs = 0;
+const served = (version, modelUri, blocks) => {
   const model = buildBasicCnn({ imageSize: 8, numClasses: 2, seed: 1 });
   const predict = model.predict.bind(model);
   model.predict = (...args) => {
-    if (blockMs > 0) {
+    if (blocks && blockMs > 0) {
       console.log('blocking');
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, blockMs);
       blockMs = 0;
@@ -744,11 +820,12 @@ const served = (version, modelUri, blockMs) => {
   const metadata = { modelClass: 'Basic', classes: ['benign', 'malignant'], imageSize: 8, inputScale: '0-1' };
   return { model, metadata, info: { name: 'm', version, modelUri } };
 };
-const { server } = createInferenceServer(served('1', 'v1', Number(process.env.BLOCK_MS)), {
+const { server } = createInferenceServer(served('1', 'v1', true), {
   maxConnections: 2,
   adminToken: process.env.ADMIN_TOKEN,
-  loadModel: async ({ version, modelUri }) => served(version, modelUri, 0),
+  loadModel: async ({ version, modelUri }) => served(version, modelUri, false),
 });
+blockMs = Number(process.env.BLOCK_MS);
 server.listen(0, '127.0.0.1', () => console.log('listening ' + server.address().port));
 `;
 

@@ -27,6 +27,15 @@ const listen = async (server: Server): Promise<number> => {
   return (server.address() as AddressInfo).port;
 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** POST /invocations of a JSON body (one blank instance unless given) to the server at `at`. */
+const invokeJson = (at: string, body = JSON.stringify({ instances: [instance()] })): Promise<Response> =>
+  fetch(`${at}/invocations`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+/** The model, with `before` run ahead of each of its predict calls. */
+const beforePredict = (loaded: LoadedModel, before: () => void): LoadedModel => {
+  const predict = loaded.model.predict.bind(loaded.model);
+  loaded.model.predict = (x, args) => (before(), predict(x, args));
+  return loaded;
+};
 
 interface RawAnswer {
   status: number;
@@ -446,13 +455,10 @@ describe('inference server', () => {
     // The server batches only where a larger call costs less per image (BatchSizer), and what the
     // 8 px model's calls cost is too close to linear, and too noisy, to say so every run. A fixed
     // 20 ms per call, as a small model's per-call overhead, makes batching clearly pay.
-    const loaded = model('1', 1);
-    const predict = loaded.model.predict.bind(loaded.model);
-    loaded.model.predict = (x, args) => {
+    const loaded = beforePredict(model('1', 1), () => {
       const until = performance.now() + 20;
       while (performance.now() < until);
-      return predict(x, args);
-    };
+    });
     const { server: own } = createInferenceServer(loaded, { maxInstances: 4 });
     const at = `http://127.0.0.1:${await listen(own)}`;
     try {
@@ -460,12 +466,7 @@ describe('inference server', () => {
         JSON.stringify({ instances: [instance(v), instance(1 - v)] }),
       );
       type P = { label: string; probabilities: Record<string, number> }[];
-      const one = async (body: string) =>
-        (
-          (await (await fetch(`${at}/invocations`, { method: 'POST', headers: { 'content-type': 'application/json' }, body })).json()) as {
-            predictions: P;
-          }
-        ).predictions;
+      const one = async (body: string) => ((await (await invokeJson(at, body)).json()) as { predictions: P }).predictions;
       const alone: P[] = [];
       for (const body of bodies) alone.push(await one(body));
       // The clients are another process, as real ones are: a client in this process could not send
@@ -539,12 +540,7 @@ describe('inference server', () => {
 
   it('warms a model up before it serves it, at start and at a hot swap, outside the served model calls', async () => {
     let calls = 0;
-    const counted = (version: string): LoadedModel => {
-      const loaded = model(version, 1);
-      const predict = loaded.model.predict.bind(loaded.model);
-      loaded.model.predict = (x, args) => (calls++, predict(x, args));
-      return loaded;
-    };
+    const counted = (version: string): LoadedModel => beforePredict(model(version, 1), () => calls++);
     const { server: own } = createInferenceServer(counted('1'), {
       loadModel: async ({ version }) => counted(version ?? '?'),
       adminToken: 'admin-secret',
@@ -553,17 +549,11 @@ describe('inference server', () => {
     const at = `http://127.0.0.1:${await listen(own)}`;
     try {
       const served = async () => Number(/^serving_model_calls_total (\d+)$/m.exec(await (await fetch(`${at}/metrics`)).text())![1]);
-      const invoke = () =>
-        fetch(`${at}/invocations`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ instances: [instance()] }),
-        });
-      assert.equal((await invoke()).status, 200);
+      assert.equal((await invokeJson(at)).status, 200);
       assert.deepEqual([calls, await served()], [4, 1], 'one request, one model call; the warm-up is not counted as served');
       await postJson(`${at}/admin/model`, { modelUri: 's3://b/m/2', version: '2' }, 10_000, 'admin-secret');
       assert.equal(calls, 7, 'the new model ran three times before it replaced the old one');
-      assert.equal((await invoke()).headers.get('x-model-version'), '2');
+      assert.equal((await invokeJson(at)).headers.get('x-model-version'), '2');
     } finally {
       own.close();
     }
@@ -599,11 +589,7 @@ describe('inference server', () => {
         /s3:\/\/b\/m\/2: the model cannot predict on one 16x16 RGB image.*; the served model was kept$/,
       );
       assert.equal(((await (await fetch(`${at}/model`)).json()) as { version: string }).version, '1');
-      const answer = await fetch(`${at}/invocations`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ instances: [instance()] }),
-      });
+      const answer = await invokeJson(at);
       assert.equal(answer.status, 200);
       assert.equal(answer.headers.get('x-model-version'), '1');
     } finally {
@@ -683,11 +669,8 @@ describe('inference server', () => {
       let slowOnes = 2;
       void Promise.allSettled([byteByByte, trickledBody]).then(() => (slowOnes = 0));
       const others: number[] = [];
-      const body = JSON.stringify({ instances: [instance()] });
-      const invoke = () =>
-        fetch(`http://127.0.0.1:${port}/invocations`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
       while (slowOnes) {
-        others.push((await fetch(`http://127.0.0.1:${port}/ping`)).status, (await invoke()).status);
+        others.push((await fetch(`http://127.0.0.1:${port}/ping`)).status, (await invokeJson(`http://127.0.0.1:${port}`)).status);
         await sleep(50);
       }
       for (const [what, answer, limit] of [
@@ -702,7 +685,7 @@ describe('inference server', () => {
       assert.ok(others.length >= 4, `only ${others.length} answers to other clients meanwhile`);
       assert.deepEqual([...new Set(others)], [200], 'other clients were answered meanwhile');
       // The cut-off invocation gave its slot back: one busy request and one more still fit in 2.
-      const [busy, next] = await Promise.all([slowInvocation(port, 200), sleep(50).then(invoke)]);
+      const [busy, next] = await Promise.all([slowInvocation(port, 200), sleep(50).then(() => invokeJson(`http://127.0.0.1:${port}`))]);
       assert.deepEqual([busy, next.status], [200, 200]);
     } finally {
       slow.close();
@@ -780,11 +763,7 @@ describe('inference server', () => {
       assert.ok(Date.now() - asked < 1_000, `/ping was answered only after ${Date.now() - asked} ms, once a busy client left`);
       assert.equal((await getJson<{ version: string }>(`${at}/model`)).version, '1');
       await postJson(`${at}/admin/model`, { modelUri: 's3://b/m/2', version: '2' }, 10_000, 'admin-secret');
-      const turnedAway = await fetch(`${at}/invocations`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ instances: [instance()] }),
-      });
+      const turnedAway = await invokeJson(at);
       assert.equal(turnedAway.status, 503);
       assert.equal(turnedAway.headers.get('retry-after'), '1');
       assert.match(((await turnedAway.json()) as { error: string }).error, /all 2 connections are in use; retry shortly/);

@@ -9,8 +9,7 @@
  */
 import type { LayersModel } from '@tensorflow/tfjs-node';
 import type { ModelClass } from '../src/common/constants';
-import type { LoadedSplit } from '../src/common/types';
-import { subset } from '../src/data/dataset';
+import { memorySource, type ImageSource } from '../src/ml/image-source';
 import { stratifiedFolds } from '../src/data/split';
 import { evaluatePredictions } from '../src/ml/metrics';
 import { buildModel, createOptimizer } from '../src/ml/models';
@@ -24,17 +23,19 @@ async function main(): Promise<void> {
   const batchSize = Number(batchArg);
   const seed = Number(seedArg);
   const tf = loadTf();
-  const { train, validation } = readBenchData(dir!);
+  const data = readBenchData(dir!);
+  const train = memorySource(data.train);
+  const validation = memorySource(data.validation);
   const folds = process.argv.includes('--folds') ? Number(process.argv[process.argv.indexOf('--folds') + 1]) : 0;
   const spec = { imageSize: train.imageSize, numClasses: 2, seed };
-  const fit = async (data: LoadedSplit, onEpochEnd?: () => void) => {
+  const fit = async (data: ImageSource, onEpochEnd?: () => void) => {
     const model = buildModel(modelClass as ModelClass, spec);
     const optimizer = createOptimizer('adam', 1e-3);
     await fitModel(model, optimizer, data, { epochs, batchSize, numClasses: 2, seed, onEpochEnd });
     optimizer.dispose();
     return model;
   };
-  const accuracy = async (model: LayersModel, split: LoadedSplit) =>
+  const accuracy = async (model: LayersModel, split: ImageSource) =>
     evaluatePredictions(await predictProbabilities(model, split, 2), split.labels, 2);
   let cvAccuracyMean: number | undefined;
   if (folds) {
@@ -43,13 +44,10 @@ async function main(): Promise<void> {
     const scores: number[] = [];
     for (const part of parts) {
       const held = new Set(part);
-      const data = subset(
-        train,
-        all.filter((i) => !held.has(i)),
-      );
-      const m = await fit(data);
-      await recalibrateBatchNorm(m, data, { passSize: batchSize, seed });
-      scores.push((await accuracy(m, subset(train, part))).accuracy);
+      const foldData = train.subset(all.filter((i) => !held.has(i)));
+      const m = await fit(foldData);
+      await recalibrateBatchNorm(m, foldData, { passSize: batchSize, seed });
+      scores.push((await accuracy(m, train.subset(part))).accuracy);
       m.dispose();
     }
     cvAccuracyMean = scores.reduce((a, b) => a + b, 0) / folds;

@@ -6,6 +6,7 @@
  */
 import type { ModelClass } from '../src/common/constants';
 import { buildModel, createOptimizer } from '../src/ml/models';
+import { memorySource } from '../src/ml/image-source';
 import { fitModel } from '../src/ml/trainer';
 import { loadTf } from '../src/ml/tf';
 import { readBenchData } from './train-data';
@@ -37,7 +38,7 @@ async function main(): Promise<void> {
     },
   }) as typeof real;
 
-  const { train } = readBenchData(dir);
+  const train = memorySource(readBenchData(dir).train);
   const m = buildModel(model as ModelClass, { imageSize: train.imageSize, numClasses: 2, seed: 1 });
   const optimizer = createOptimizer('adam', 1e-3);
   let steps = 0;

@@ -1,60 +1,39 @@
 /**
- * Champion evaluation (queue ml-training, where TensorFlow is loaded): scores the registry's
- * current champion on the new run's validation split, so the workflow can compare it with the
- * new best model on the same data.
+ * Champion evaluation (queue ml-training, where trainings run): scores the registry's current
+ * champion on the new run's validation split (src/training/evaluate-champion.ts), in a child
+ * process like a training, heartbeating while it works.
  */
 import { Context } from '@temporalio/activity';
-import { CHAMPION_ALIAS } from '../common/constants';
 import type { ChampionEvaluation, PreparedDataset } from '../common/types';
-import { loadSplit } from '../data/dataset';
-import type { DatasetManifest } from '../data/shards';
-import { evaluatePredictions, reportedMetrics } from '../ml/metrics';
-import { loadModelFromS3 } from '../ml/model-store';
-import { predictProbabilities } from '../ml/trainer';
-import type { S3Store } from '../storage/s3';
-import type { MlflowClient } from '../tracking/mlflow';
+import { evaluateInChildProcess, type ChildOptions } from '../training/process';
+import type { ChampionEvaluationJob } from '../training/evaluate-champion';
 
 export interface EvaluationDeps {
-  s3: S3Store;
-  mlflow: MlflowClient;
+  /** Start the child with oneDNN kernels (as trainings do). */
+  onednn: boolean;
+  /** How an evaluation runs; default: in a child process. */
+  run?: (job: ChampionEvaluationJob, options: ChildOptions) => Promise<ChampionEvaluation | undefined>;
 }
 
-export function createEvaluationActivities({ s3, mlflow }: EvaluationDeps) {
+const HEARTBEAT_INTERVAL_MS = 10_000;
+
+export function createEvaluationActivities({ onednn, run = evaluateInChildProcess }: EvaluationDeps) {
   return {
     /** The champion's validation metrics on `dataset`; undefined when the registry has no champion. */
     async evaluateChampion(input: { registeredModelName: string; dataset: PreparedDataset }): Promise<ChampionEvaluation | undefined> {
-      const champion = await mlflow.getModelVersionByAlias(input.registeredModelName, CHAMPION_ALIAS);
-      if (!champion) return undefined;
-      const ref = { version: champion.version, modelUri: champion.source };
-      const manifest = await s3.getJson<DatasetManifest>(input.dataset.manifestUri);
-      let loaded: Awaited<ReturnType<typeof loadModelFromS3>>;
+      const ctx = Context.current();
+      ctx.heartbeat('evaluating the champion');
+      const beat = setInterval(() => ctx.heartbeat('evaluating the champion'), HEARTBEAT_INTERVAL_MS);
       try {
-        loaded = await loadModelFromS3(s3, champion.source);
-      } catch (err) {
-        return {
-          ...ref,
-          comparable: false,
-          reason: `champion v${champion.version} could not be loaded from ${champion.source}: ${(err as Error).message}`,
-        };
-      }
-      const { model, metadata } = loaded;
-      try {
-        if (metadata.imageSize !== manifest.imageSize || metadata.classes.join() !== manifest.classes.join()) {
-          return {
-            ...ref,
-            comparable: false,
-            reason:
-              `champion v${champion.version} takes ${metadata.imageSize} px images of [${metadata.classes.join(', ')}], ` +
-              `the new data is ${manifest.imageSize} px of [${manifest.classes.join(', ')}]`,
-          };
-        }
-        Context.current().heartbeat('evaluating the champion');
-        const validation = await loadSplit(s3, manifest, manifest.splits.validation);
-        const k = manifest.classes.length;
-        const e = evaluatePredictions(await predictProbabilities(model, validation, k), validation.labels, k);
-        return { ...ref, comparable: true, metrics: reportedMetrics(e) };
+        return await run(input, {
+          env: { TF_ENABLE_ONEDNN_OPTS: onednn ? '1' : '0' },
+          signal: ctx.cancellationSignal,
+          // Nothing to checkpoint: a cancelled evaluation need not be waited for.
+          stopGraceMs: 5_000,
+          onLog: (message) => ctx.log.info(message),
+        });
       } finally {
-        model.dispose();
+        clearInterval(beat);
       }
     },
   };

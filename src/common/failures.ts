@@ -9,6 +9,8 @@ export const FAILURE = {
   /** The dataset itself is wrong (missing split, empty class, too many undecodable files). */
   invalidDataset: 'InvalidDatasetError',
   invalidTrainingData: 'InvalidTrainingDataError',
+  /** A preprocessed shard is not what its manifest says (changed or truncated after preprocessing). */
+  shardIntegrity: 'ShardIntegrityError',
   /** A checkpoint that does not belong to this training (other architecture or data). */
   checkpointMismatch: 'CheckpointMismatchError',
   invalidInitialWeights: 'InvalidInitialWeightsError',
@@ -38,6 +40,7 @@ export const NON_RETRYABLE = {
   training: [
     FAILURE.invalidDataset,
     FAILURE.invalidTrainingData,
+    FAILURE.shardIntegrity,
     FAILURE.checkpointMismatch,
     FAILURE.invalidInitialWeights,
     FAILURE.trainingDiverged,

@@ -1,4 +1,8 @@
-/** Loads a preprocessed split into memory from its shards. */
+/**
+ * Loads a whole preprocessed split into memory from its shards. Training streams its splits
+ * instead (shard-stream.ts); this is the in-memory path the scale benchmark measures streaming
+ * against, and what tests use to look at a split's contents. Memory grows with the split.
+ */
 import type { LoadedSplit } from '../common/types';
 import type { DatasetManifest, ManifestSplit } from './shards';
 import { decodeShard } from './shards';
@@ -22,16 +26,4 @@ export async function loadSplit(s3: S3Store, manifest: DatasetManifest, split: M
   }
   if (offset !== split.count) throw new Error(`shards hold ${offset} images, the manifest says ${split.count}`);
   return { count: split.count, imageSize: manifest.imageSize, pixels, labels };
-}
-
-/** Selects a subset (by index) of a loaded split. */
-export function subset(split: LoadedSplit, indices: readonly number[]): LoadedSplit {
-  const px = split.imageSize * split.imageSize * 3;
-  const pixels = new Uint8Array(indices.length * px);
-  const labels = new Uint16Array(indices.length);
-  indices.forEach((src, dst) => {
-    pixels.set(split.pixels.subarray(src * px, (src + 1) * px), dst * px);
-    labels[dst] = split.labels[src]!;
-  });
-  return { count: indices.length, imageSize: split.imageSize, pixels, labels };
 }

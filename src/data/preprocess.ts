@@ -123,6 +123,8 @@ export async function preprocess(params: PreprocessParams, options: PreprocessOp
       perClass,
       skipped: items.filter((_, i) => !built.ok[i]).map((o) => o.key),
       sha256: built.sha256,
+      shardBytes: built.shardBytes,
+      shardSha256: built.shardSha256,
     };
     // The record last: only a shard with a record is complete.
     await store.putJson(recordUri, record);
@@ -151,7 +153,7 @@ export async function preprocess(params: PreprocessParams, options: PreprocessOp
         skipped.push(...shard.skipped);
         shardHashes.push(shard.sha256);
         if (shard.count === 0) return;
-        out.shards.push({ uri: shard.uri, count: shard.count });
+        out.shards.push({ uri: shard.uri, count: shard.count, bytes: shard.shardBytes, sha256: shard.shardSha256 });
         out.count += shard.count;
         for (const c of layout.classes) out.perClass[c]! += shard.perClass[c] ?? 0;
       });

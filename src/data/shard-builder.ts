@@ -26,6 +26,9 @@ export interface BuiltShard {
   sha256: string;
   /** Per input image: whether it decoded (the shard holds those only). */
   ok: boolean[];
+  /** The encoded shard as written: its length and sha256, for the manifest. */
+  shardBytes: number;
+  shardSha256: string;
 }
 
 /**
@@ -55,10 +58,12 @@ export async function buildShard(store: ObjectStore, job: ShardJob): Promise<Bui
       // Not a decodable image: the caller lists it as skipped.
     }
   });
-  await store.put(job.shardUri, writer.finish(Uint16Array.from(labels.filter((_, i) => ok[i]))));
+  const shard = writer.finish(Uint16Array.from(labels.filter((_, i) => ok[i])));
+  const shardSha256 = createHash('sha256').update(shard).digest('hex');
+  await store.put(job.shardUri, shard);
   // Written: the next shard this process builds can reuse the buffer.
   spare = writer.buffer;
-  return { sha256: hash.digest('hex'), ok };
+  return { sha256: hash.digest('hex'), ok, shardBytes: shard.length, shardSha256 };
 }
 
 /**

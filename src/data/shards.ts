@@ -8,7 +8,8 @@
  * then `count` labels (u16 each), then count*height*width*channels pixel bytes (NHWC).
  */
 export const SHARD_MAGIC = 'CNS1';
-const HEADER = 16;
+export const SHARD_HEADER_BYTES = 16;
+const HEADER = SHARD_HEADER_BYTES;
 
 export interface Shard {
   count: number;
@@ -92,7 +93,19 @@ export class ShardWriter {
   }
 }
 
-export function decodeShard(bytes: Uint8Array): Shard {
+export interface ShardHeader {
+  count: number;
+  height: number;
+  width: number;
+  channels: number;
+  /** Byte offset of the first image's pixels. */
+  pixelsAt: number;
+  /** The encoded shard's whole length. */
+  bytes: number;
+}
+
+/** Reads a shard's header from its first 16 bytes (or more). */
+export function readShardHeader(bytes: Uint8Array): ShardHeader {
   if (bytes.length < HEADER || Buffer.from(bytes.subarray(0, 4)).toString('ascii') !== SHARD_MAGIC) {
     throw new ShardFormatError('not a shard: bad magic bytes');
   }
@@ -101,17 +114,34 @@ export function decodeShard(bytes: Uint8Array): Shard {
   const height = view.getUint16(8, true);
   const width = view.getUint16(10, true);
   const channels = view.getUint8(12);
-  const expected = HEADER + 2 * count + count * height * width * channels;
-  if (bytes.length !== expected) throw new ShardFormatError(`truncated shard: ${bytes.length} bytes, expected ${expected}`);
-  const labels = new Uint16Array(count);
-  for (let i = 0; i < count; i++) labels[i] = view.getUint16(HEADER + 2 * i, true);
-  const pixels = bytes.slice(HEADER + 2 * count);
+  const pixelsAt = HEADER + 2 * count;
+  return { count, height, width, channels, pixelsAt, bytes: pixelsAt + count * height * width * channels };
+}
+
+/** The labels of a shard, from its header and label block (the rest of the shard is not needed). */
+export function readShardLabels(bytes: Uint8Array, header = readShardHeader(bytes)): Uint16Array {
+  if (bytes.length < header.pixelsAt) throw new ShardFormatError(`truncated shard: ${bytes.length} bytes hold no full label block`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const labels = new Uint16Array(header.count);
+  for (let i = 0; i < header.count; i++) labels[i] = view.getUint16(HEADER + 2 * i, true);
+  return labels;
+}
+
+export function decodeShard(bytes: Uint8Array): Shard {
+  const header = readShardHeader(bytes);
+  const { count, height, width, channels } = header;
+  if (bytes.length !== header.bytes) throw new ShardFormatError(`truncated shard: ${bytes.length} bytes, expected ${header.bytes}`);
+  const labels = readShardLabels(bytes, header);
+  const pixels = bytes.slice(header.pixelsAt);
   return { count, height, width, channels, labels, pixels };
 }
 
 export interface ShardRef {
   uri: string;
   count: number;
+  /** The encoded shard's length and sha256 (hex): checked whenever it is read for training. */
+  bytes: number;
+  sha256: string;
 }
 
 export interface ManifestSplit {
@@ -120,7 +150,8 @@ export interface ManifestSplit {
   shards: ShardRef[];
 }
 
-export const MANIFEST_FORMAT = 'cnn-skin-cancer/shards@1';
+/** @2 added each shard's length and sha256 to its ShardRef; an @1 output is not reused (the format is part of its cache key). */
+export const MANIFEST_FORMAT = 'cnn-skin-cancer/shards@2';
 
 export interface DatasetManifest {
   format: typeof MANIFEST_FORMAT;
@@ -145,4 +176,7 @@ export interface ShardRecord {
   perClass: Record<string, number>;
   skipped: string[];
   sha256: string;
+  /** The encoded shard's length and sha256 (hex). */
+  shardBytes: number;
+  shardSha256: string;
 }

@@ -1,16 +1,16 @@
 /**
  * The training loop and batched prediction, independent of Temporal.
  *
- * A loop of our own rather than `model.fit`: batches are normalised from the uint8 split on the fly
- * (a float copy of a 224 px split would be 4x its size), the shuffle order of epoch e is a pure
- * function of (seed, e) and dropout masks of (seed, step), so a run resumed at an epoch boundary
- * replays exactly what an uninterrupted one would have done; and it yields to the event loop after
- * every batch so heartbeats and cancellation flow.
+ * A loop of our own rather than `model.fit`: images come from an ImageSource (streamed from their
+ * shards, or held in memory) and are normalised batch by batch (a float copy of a 224 px split
+ * would be 4x its size), the shuffle order of epoch e is a pure function of (seed, e) and dropout
+ * masks of (seed, step), so a run resumed at an epoch boundary or mid-epoch replays exactly what an
+ * uninterrupted one would have done; and it yields to the event loop after every batch so
+ * heartbeats and cancellation flow.
  */
 import type { LayersModel, Scalar, Tensor } from '@tensorflow/tfjs-node';
 import type { TrainingOptimizer } from './native-adam';
-import { seededRandom } from '../common/random';
-import type { LoadedSplit } from '../common/types';
+import { naturalOrder, type ImageReader, type ImageSource } from './image-source';
 import { setDropoutPosition } from './layers';
 import { squaredNorm } from './native-ops';
 import { evaluatePredictions } from './metrics';
@@ -46,7 +46,7 @@ export interface FitOptions {
   seed: number;
   /** Where to continue (restored from a checkpoint); default: the start. */
   initial?: TrainPosition;
-  validation?: LoadedSplit;
+  validation?: ImageSource;
   onEpochBegin?: (epoch: number) => void;
   /** Called after each batch, once the loop has yielded to the event loop. */
   /** After each batch, with that batch's mean training loss. */
@@ -68,30 +68,28 @@ export interface FitResult {
 const EPSILON = 1e-7;
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-/** The visiting order of epoch `epoch`: a seeded Fisher-Yates shuffle. */
-export function epochOrder(count: number, seed: number, epoch: number): Uint32Array {
-  const order = Uint32Array.from({ length: count }, (_, i) => i);
-  const rand = seededRandom((Math.imul(seed, 0x9e3779b1) ^ Math.imul(epoch + 1, 0x85ebca6b)) >>> 0);
-  for (let i = count - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1));
-    const t = order[i]!;
-    order[i] = order[j]!;
-    order[j] = t;
-  }
-  return order;
+/** A source's images read in one order, with their labels. */
+interface Feed {
+  source: ImageSource;
+  order: Uint32Array;
+  reader: ImageReader;
 }
 
-/** Images `indices` of a split as a normalised float batch [n, h, w, 3] in [0, 1]. */
-export function batchInputs(split: LoadedSplit, indices: ArrayLike<number>): Tensor {
-  const tf = loadTf();
-  const px = split.imageSize * split.imageSize * 3;
-  const out = new Float32Array(indices.length * px);
-  for (let b = 0; b < indices.length; b++) {
-    const src = split.pixels.subarray(indices[b]! * px, (indices[b]! + 1) * px);
+function openFeed(source: ImageSource, order: Uint32Array): Feed {
+  return { source, order, reader: source.open(order) };
+}
+
+/** Images at positions [from, from + n) of a feed as a normalised float batch [n, h, w, 3] in [0, 1]. */
+async function batchInputs(feed: Feed, from: number, n: number): Promise<Tensor> {
+  const images = await feed.reader.read(from, n);
+  const size = feed.source.imageSize;
+  const px = size * size * 3;
+  const out = new Float32Array(images.length * px);
+  images.forEach((src, b) => {
     const base = b * px;
     for (let i = 0; i < px; i++) out[base + i] = src[i]! / 255;
-  }
-  return tf.tensor4d(out, [indices.length, split.imageSize, split.imageSize, 3]);
+  });
+  return loadTf().tensor4d(out, [images.length, size, size, 3]);
 }
 
 /** Keras' categorical cross-entropy on probabilities (outputs other than softmax): renormalise, clip to [eps, 1 - eps], mean over the batch. */
@@ -129,28 +127,29 @@ function lossAndHits(model: LayersModel, xs: Tensor, ys: Tensor, labels: Tensor)
   return { loss: softmax ? (tf.losses.softmaxCrossEntropy(ys, output) as Scalar) : crossEntropy(ys, output), hits };
 }
 
-function labelTensor(split: LoadedSplit, indices: ArrayLike<number>): Tensor {
+function labelTensor(feed: Feed, from: number, n: number): Tensor {
   return loadTf().tensor1d(
-    Array.from(indices, (i) => split.labels[i]!),
+    Array.from(feed.order.subarray(from, from + n), (i) => feed.source.labels[i]!),
     'int32',
   );
 }
 
 /**
- * One forward and backward pass over the images `part`, its mean loss weighted by `share` (its
- * part of the batch). Returns the gradients (the caller disposes them), the weighted loss and the
- * correct predictions.
+ * One forward and backward pass over the images at positions [from, from + n) of the feed, its
+ * mean loss weighted by `share` (its part of the batch). Returns the gradients (the caller disposes
+ * them), the weighted loss and the correct predictions.
  */
 async function pass(
   model: LayersModel,
-  split: LoadedSplit,
-  part: Uint32Array,
+  feed: Feed,
+  from: number,
+  n: number,
   share: number,
   numClasses: number,
 ): Promise<{ grads: Record<string, Tensor>; loss: number; correct: number }> {
   const tf = loadTf();
-  const xs = batchInputs(split, part);
-  const labels = labelTensor(split, part);
+  const xs = await batchInputs(feed, from, n);
+  const labels = labelTensor(feed, from, n);
   const ys = tf.tidy(() => tf.oneHot(labels, numClasses).toFloat());
   let hits: Tensor | undefined;
   const { value, grads } = tf.variableGrads(() => {
@@ -181,15 +180,16 @@ async function applyIfFinite(optimizer: TrainingOptimizer, grads: Record<string,
 }
 
 /**
- * One update of the batch `idx`, in passes of at most `micro` images: each part's mean loss is
- * weighted by its share of the batch, so the summed gradients are those of the batch's mean loss.
- * Returns the batch's mean loss, its correct predictions, and whether the update was applied.
+ * One update of the batch at positions [from, from + size) of the feed, in passes of at most `micro`
+ * images: each part's mean loss is weighted by its share of the batch, so the summed gradients are
+ * those of the batch's mean loss. Returns the batch's mean loss, its correct predictions, and
+ * whether the update was applied.
  */
 async function trainStep(
   model: LayersModel,
   optimizer: TrainingOptimizer,
-  split: LoadedSplit,
-  idx: Uint32Array,
+  feed: Feed,
+  batch: { from: number; size: number },
   micro: number,
   numClasses: number,
   step: number,
@@ -199,10 +199,10 @@ async function trainStep(
   let loss = 0;
   let correct = 0;
   try {
-    for (let start = 0; start < idx.length; start += micro) {
-      const part = idx.subarray(start, Math.min(start + micro, idx.length));
+    for (let start = 0; start < batch.size; start += micro) {
+      const n = Math.min(micro, batch.size - start);
       setDropoutPosition(model, step, start);
-      const p = await pass(model, split, part, part.length / idx.length, numClasses);
+      const p = await pass(model, feed, batch.from + start, n, n / batch.size, numClasses);
       loss += p.loss;
       correct += p.correct;
       if (!sums) {
@@ -223,7 +223,7 @@ async function trainStep(
 export async function fitModel(
   model: LayersModel,
   optimizer: TrainingOptimizer,
-  train: LoadedSplit,
+  train: ImageSource,
   options: FitOptions,
 ): Promise<FitResult> {
   const { batchSize, numClasses } = options;
@@ -232,20 +232,26 @@ export async function fitModel(
   if (!(Number.isInteger(micro) && micro >= 1)) throw new RangeError(`microBatchSize must be a positive integer, got ${micro}`);
   const at: TrainPosition = { ...(options.initial ?? { epoch: 0, batch: 0, lossSum: 0, correct: 0 }) };
   for (; at.epoch < options.epochs; at.epoch++, at.batch = 0, at.lossSum = 0, at.correct = 0) {
-    const order = epochOrder(train.count, options.seed, at.epoch);
     if (at.batch === 0) options.onEpochBegin?.(at.epoch);
-    for (; at.batch < batches;) {
-      const idx = order.subarray(at.batch * batchSize, Math.min((at.batch + 1) * batchSize, train.count));
-      // Each batch is one dropout step, its masks the same however it is split into passes.
-      const step = at.epoch * batches + at.batch;
-      const { loss: l, correct, applied } = await trainStep(model, optimizer, train, idx, micro, numClasses, step);
-      if (!applied) options.onSkippedStep?.(at.epoch, at.batch);
-      at.lossSum += l * idx.length;
-      at.correct += correct;
-      at.batch++;
-      await yieldToEventLoop();
-      options.onBatchEnd?.(at.epoch, at.batch - 1, batches, l);
-      if (at.batch < batches && options.shouldStop?.()) return { position: { ...at }, stopped: true };
+    const feed = openFeed(train, train.epochOrder(options.seed, at.epoch));
+    try {
+      for (; at.batch < batches;) {
+        const from = at.batch * batchSize;
+        const size = Math.min(batchSize, train.count - from);
+        // Each batch is one dropout step, its masks the same however it is split into passes.
+        const step = at.epoch * batches + at.batch;
+        const { loss: l, correct, applied } = await trainStep(model, optimizer, feed, { from, size }, micro, numClasses, step);
+        if (!applied) options.onSkippedStep?.(at.epoch, at.batch);
+        at.lossSum += l * size;
+        at.correct += correct;
+        at.batch++;
+        await yieldToEventLoop();
+        options.onBatchEnd?.(at.epoch, at.batch - 1, batches, l);
+        if (at.batch < batches && options.shouldStop?.()) return { position: { ...at }, stopped: true };
+      }
+    } finally {
+      // Before validation reads: the epoch's shards are no longer held.
+      feed.reader.close();
     }
     const logs: EpochLogs = { loss: at.lossSum / train.count, accuracy: at.correct / train.count };
     if (options.validation) {
@@ -288,7 +294,7 @@ export interface RecalibrationOptions {
  */
 export async function recalibrateBatchNorm(
   model: LayersModel,
-  split: LoadedSplit,
+  split: ImageSource,
   options: RecalibrationOptions,
 ): Promise<{ images: number; stopped: boolean }> {
   const tf = loadTf();
@@ -296,13 +302,13 @@ export async function recalibrateBatchNorm(
   if (!layers.length || split.count === 0) return { images: 0, stopped: false };
   const pass = Math.max(1, Math.min(options.passSize, split.count));
   const passes = Math.max(1, Math.floor(Math.min(split.count, options.maxImages ?? 2048) / pass));
-  const order = epochOrder(split.count, options.seed, 0);
+  const feed = openFeed(split, split.epochOrder(options.seed, 0).subarray(0, passes * pass));
   const momenta = layers.map((l) => l.momentum);
   try {
     for (let k = 0; k < passes; k++) {
       // The k-th pass moves each average 1/(k+1) of the way: a running mean of the passes' statistics.
       for (const l of layers) l.momentum = 1 - 1 / (k + 1);
-      const xs = batchInputs(split, order.subarray(k * pass, (k + 1) * pass));
+      const xs = await batchInputs(feed, k * pass, pass);
       tf.tidy(() => {
         model.apply(xs, { training: true });
       });
@@ -313,6 +319,7 @@ export async function recalibrateBatchNorm(
     }
   } finally {
     layers.forEach((l, i) => (l.momentum = momenta[i]!));
+    feed.reader.close();
   }
   return { images: passes * pass, stopped: false };
 }
@@ -320,22 +327,23 @@ export async function recalibrateBatchNorm(
 /** Class probabilities, row-major [n, numClasses], predicted in batches. */
 export async function predictProbabilities(
   model: LayersModel,
-  split: LoadedSplit,
+  split: ImageSource,
   numClasses: number,
   batchSize = 64,
 ): Promise<Float32Array> {
   const tf = loadTf();
   const out = new Float32Array(split.count * numClasses);
-  for (let start = 0; start < split.count; start += batchSize) {
-    const n = Math.min(batchSize, split.count - start);
-    const xs = batchInputs(
-      split,
-      Array.from({ length: n }, (_, i) => start + i),
-    );
-    const probs = tf.tidy(() => model.predict(xs) as Tensor);
-    out.set(await probs.data(), start * numClasses);
-    tf.dispose([xs, probs]);
-    await yieldToEventLoop();
+  const feed = openFeed(split, naturalOrder(split.count));
+  try {
+    for (let start = 0; start < split.count; start += batchSize) {
+      const xs = await batchInputs(feed, start, Math.min(batchSize, split.count - start));
+      const probs = tf.tidy(() => model.predict(xs) as Tensor);
+      out.set(await probs.data(), start * numClasses);
+      tf.dispose([xs, probs]);
+      await yieldToEventLoop();
+    }
+  } finally {
+    feed.reader.close();
   }
   return out;
 }

@@ -56,6 +56,13 @@ export class S3Store implements ObjectStore {
     return out.Body!.transformToByteArray();
   }
 
+  /** Bytes [start, start + length) of an object (fewer where the object ends sooner). */
+  async getRange(uri: string, start: number, length: number): Promise<Uint8Array> {
+    const { bucket, key } = parseS3Uri(uri);
+    const out = await this.client.send(new GetObjectCommand({ Bucket: bucket, Key: key, Range: `bytes=${start}-${start + length - 1}` }));
+    return out.Body!.transformToByteArray();
+  }
+
   async getJson<T>(uri: string): Promise<T> {
     return JSON.parse(Buffer.from(await this.getBytes(uri)).toString('utf8')) as T;
   }

@@ -1,14 +1,15 @@
 /**
- * Child-process entry of a training (see process.ts): runs one TrainingJob and reports progress,
- * log lines and the result over IPC. It has its own libtensorflow (so a native crash, or oneDNN's
+ * Child-process entry of a training or a champion's evaluation (see process.ts): runs one task and
+ * reports progress, log lines and the result over IPC. It has its own libtensorflow (so a native crash, or oneDNN's
  * setting, is its own) and builds its S3 and MLflow clients from the environment.
  */
 import { loadConfig } from '../config';
 import { loadTf } from '../ml/tf';
 import { createS3Client, S3Store } from '../storage/s3';
 import { MlflowClient } from '../tracking/mlflow';
-import type { ChildMessage, ParentMessage } from './process';
-import { runTraining } from './run-training';
+import { evaluateChampion } from './evaluate-champion';
+import type { ChildMessage, ChildTask, ParentMessage } from './process';
+import { runTraining, type TrainingDeps, type TrainingHooks } from './run-training';
 
 let stopRequested = false;
 // No orphan outlives its parent (a killed worker takes its trainings with it).
@@ -28,12 +29,17 @@ process.on('message', (message: ParentMessage) => {
   const config = loadConfig(process.env);
   loadTf();
   const deps = { s3: new S3Store(createS3Client(config)), mlflow: new MlflowClient(config.mlflow.trackingUri) };
-  runTraining(deps, message.job, {
+  const hooks: TrainingHooks = {
     progress: (progress) => send({ progress }),
     log: (log) => send({ log }),
     shouldStop: () => stopRequested,
-  }).then(
-    (result) => send({ result }),
+  };
+  run(deps, message.task, hooks).then(
+    (result) => send({ result: result ?? null }),
     (err: Error) => send({ error: { name: err.name, message: err.message, stack: err.stack } }),
   );
 });
+
+function run(deps: TrainingDeps, task: ChildTask, hooks: TrainingHooks) {
+  return 'train' in task ? runTraining(deps, task.train, hooks) : evaluateChampion(deps, task.evaluateChampion);
+}

@@ -3,8 +3,7 @@
  * the other folds, scored on its own) before the `final` phase on all of the training split.
  */
 import type { ModelClass } from '../common/constants';
-import type { LoadedSplit } from '../common/types';
-import { subset } from '../data/dataset';
+import type { ImageSource } from '../ml/image-source';
 import { stratifiedFolds } from '../data/split';
 
 export interface Phase {
@@ -15,15 +14,15 @@ export interface Phase {
 
 export interface PhasePlan {
   phases: Phase[];
-  /** The data a phase trains on and the data it is scored on after each epoch; built when the phase starts. */
-  dataOf(phase: Phase): { data: LoadedSplit; heldOut: LoadedSplit };
+  /** The data a phase trains on and the data it is scored on after each epoch: views of the splits, nothing copied. */
+  dataOf(phase: Phase): { data: ImageSource; heldOut: ImageSource };
 }
 
 export function planPhases(
   modelClass: ModelClass,
   { crossValFolds, seed }: { crossValFolds: number; seed: number },
-  train: LoadedSplit,
-  validation: LoadedSplit,
+  train: ImageSource,
+  validation: ImageSource,
 ): PhasePlan {
   const names = modelClass === 'CrossVal' ? [...Array.from({ length: crossValFolds }, (_, f) => `fold${f + 1}`), 'final'] : ['final'];
   const phases = names.map((name, index) => ({ index, name, isFold: name !== 'final' }));
@@ -42,11 +41,8 @@ export function planPhases(
       if (!phase.isFold) return { data: train, heldOut: validation };
       const held = new Set(folds[phase.index]);
       return {
-        data: subset(
-          train,
-          [...Array(train.count).keys()].filter((i) => !held.has(i)),
-        ),
-        heldOut: subset(train, folds[phase.index]!),
+        data: train.subset([...Array(train.count).keys()].filter((i) => !held.has(i))),
+        heldOut: train.subset(folds[phase.index]!),
       };
     },
   };

@@ -1,5 +1,5 @@
 /**
- * Runs a training in a child process of its own (child.ts):
+ * Runs a training, or a champion's evaluation, in a child process of its own (child.ts):
  *
  * - the activity's event loop stays free while TensorFlow works, so heartbeats flow even when one
  *   batch takes longer than the heartbeat timeout;
@@ -10,15 +10,19 @@
  */
 import { fork } from 'node:child_process';
 import { extname, join } from 'node:path';
-import type { TrainedModel } from '../common/types';
+import type { ChampionEvaluation, TrainedModel } from '../common/types';
 import { configureTensorflowEnv } from '../ml/tf';
+import type { ChampionEvaluationJob } from './evaluate-champion';
 import type { TrainingJob, TrainingProgress } from './run-training';
 
-export type ParentMessage = { job: TrainingJob } | { stop: true };
+/** What a child is asked to do. */
+export type ChildTask = { train: TrainingJob } | { evaluateChampion: ChampionEvaluationJob };
+export type ParentMessage = { task: ChildTask } | { stop: true };
 export type ChildMessage =
   | { progress: TrainingProgress }
   | { log: string }
-  | { result: TrainedModel }
+  // `null`: the task's result was undefined (no champion), which IPC cannot carry.
+  | { result: TrainedModel | ChampionEvaluation | null }
   | { error: { name: string; message: string; stack?: string } };
 
 export class TrainingProcessDiedError extends Error {
@@ -51,6 +55,17 @@ export interface ChildOptions {
 }
 
 export function trainInChildProcess(job: TrainingJob, options: ChildOptions = {}): Promise<TrainedModel> {
+  return runInChildProcess({ train: job }, options) as Promise<TrainedModel>;
+}
+
+export async function evaluateInChildProcess(
+  job: ChampionEvaluationJob,
+  options: ChildOptions = {},
+): Promise<ChampionEvaluation | undefined> {
+  return ((await runInChildProcess({ evaluateChampion: job }, options)) as ChampionEvaluation | null) ?? undefined;
+}
+
+function runInChildProcess(task: ChildTask, options: ChildOptions): Promise<unknown> {
   configureTensorflowEnv();
   // Compiled: child.js; under ts-node (tests): child.ts through its hook.
   const ext = extname(__filename);
@@ -60,8 +75,8 @@ export function trainInChildProcess(job: TrainingJob, options: ChildOptions = {}
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...process.env, ...options.env },
   });
-  return new Promise<TrainedModel>((resolve, reject) => {
-    let settled: { ok: TrainedModel } | { err: Error } | undefined;
+  return new Promise<unknown>((resolve, reject) => {
+    let settled: { ok: unknown } | { err: Error } | undefined;
     let killTimer: NodeJS.Timeout | undefined;
     const onAbort = () => {
       if (child.connected) child.send({ stop: true } satisfies ParentMessage);
@@ -85,6 +100,6 @@ export function trainInChildProcess(job: TrainingJob, options: ChildOptions = {}
       if (settled && 'ok' in settled) resolve(settled.ok);
       else reject(settled?.err ?? new TrainingProcessDiedError(signal, code));
     });
-    child.send({ job } satisfies ParentMessage);
+    child.send({ task } satisfies ParentMessage);
   });
 }

@@ -10,8 +10,9 @@
  * its progress as heartbeats.
  */
 import type { LayersModel } from '@tensorflow/tfjs-node';
-import type { LoadedSplit, TrainedModel, TrainModelInput } from '../common/types';
-import { loadSplit } from '../data/dataset';
+import type { TrainedModel, TrainModelInput } from '../common/types';
+import type { ImageSource } from '../ml/image-source';
+import { maxResidentShards, openShardStream, streamBufferBytes, windowShardsFor } from '../data/shard-stream';
 import type { DatasetManifest } from '../data/shards';
 import { loadInitialWeights } from '../ml/initial-weights';
 import { evaluatePredictions, reportedMetrics } from '../ml/metrics';
@@ -126,10 +127,11 @@ export async function runTraining(
 async function trainAndSave(run: Run): Promise<SavedResult> {
   const { s3, manifest } = run;
   await run.log.params(run.input, manifest);
+  // Streamed from their shards: only labels and a few shards are ever in memory.
   const [train, validation, test] = await Promise.all([
-    loadSplit(s3, manifest, manifest.splits.train),
-    loadSplit(s3, manifest, manifest.splits.validation),
-    loadSplit(s3, manifest, manifest.splits.test),
+    openShardStream(s3, manifest, manifest.splits.train),
+    openShardStream(s3, manifest, manifest.splits.validation),
+    openShardStream(s3, manifest, manifest.splits.test),
   ]);
   assertBothClassesPresent(train, manifest.classes);
   const model = await trainAllPhases(run, train, validation);
@@ -141,7 +143,7 @@ async function trainAndSave(run: Run): Promise<SavedResult> {
 }
 
 /** Trains each phase in turn from where the newest checkpoint left off; returns the final phase's model. */
-async function trainAllPhases(run: Run, train: LoadedSplit, validation: LoadedSplit): Promise<LayersModel> {
+async function trainAllPhases(run: Run, train: ImageSource, validation: ImageSource): Promise<LayersModel> {
   const { modelClass, hyperparams: hp } = run.input;
   const numClasses = run.manifest.classes.length;
   const plan = planPhases(modelClass, hp, train, validation);
@@ -201,8 +203,8 @@ async function trainPhase(
   phase: Phase,
   model: LayersModel,
   optimizer: TrainingOptimizer,
-  data: LoadedSplit,
-  heldOut: LoadedSplit,
+  data: ImageSource,
+  heldOut: ImageSource,
   initial: TrainPosition | undefined,
   foldScores: number[],
 ): Promise<void> {
@@ -214,7 +216,7 @@ async function trainPhase(
     checkpoint = await run.checkpoints.save(model, optimizer, { phase: phase.name, phaseIndex: phase.index, position, foldScores });
   };
   const batches = Math.ceil(data.count / hp.batchSize);
-  const microBatchSize = await planPasses(run, phase, data.imageSize);
+  const microBatchSize = await planPasses(run, phase);
   let skipped = 0;
   const result = await fitModel(model, optimizer, data, {
     epochs: hp.epochs,
@@ -279,15 +281,27 @@ async function trainPhase(
   }
 }
 
-/** How many images one forward/backward pass takes so that a batch fits the memory budget. */
-async function planPasses(run: Run, phase: Phase, imageSize: number): Promise<number> {
+/**
+ * How many images one forward/backward pass takes so that a batch fits the memory budget, next to
+ * what is already in use and the shards the data stream may hold.
+ */
+async function planPasses(run: Run, phase: Phase): Promise<number> {
   const { modelClass, hyperparams: hp } = run.input;
+  const { imageSize, params } = run.manifest;
   const budgetBytes = run.memoryBudgetBytes ?? defaultBudgetBytes();
-  const plan = planMicroBatch({ modelClass, imageSize, batchSize: hp.batchSize, budgetBytes, inUseBytes: process.memoryUsage().rss });
+  const streamBytes = streamBufferBytes(run.manifest);
+  const plan = planMicroBatch({
+    modelClass,
+    imageSize,
+    batchSize: hp.batchSize,
+    budgetBytes,
+    inUseBytes: process.memoryUsage().rss + streamBytes,
+  });
   if (plan.microBatchSize < hp.batchSize || !plan.fits)
     run.hooks.log(
       `${modelClass} ${phase.name}: batches of ${hp.batchSize} run as passes of ${plan.microBatchSize} images (~${mb(plan.perImageBytes)} MB each, ` +
-        `budget ${mb(budgetBytes)} MB${plan.fits ? '' : '; even one image per pass may not fit'})`,
+        `budget ${mb(budgetBytes)} MB with ${mb(streamBytes)} MB for ${maxResidentShards(windowShardsFor(params.shardSize))} shards of data` +
+        `${plan.fits ? '' : '; even one image per pass may not fit'})`,
     );
   const prefix = phase.isFold ? `${phase.name}_` : '';
   await run.log.tags({ [`training.${prefix}micro_batch_size`]: String(plan.microBatchSize) });
@@ -295,7 +309,7 @@ async function planPasses(run: Run, phase: Phase, imageSize: number): Promise<nu
 }
 
 /** Scores the final model on validation and test, logs that, then saves the model and (last) its result. */
-async function evaluateAndSave(run: Run, model: LayersModel, validation: LoadedSplit, test: LoadedSplit): Promise<SavedResult> {
+async function evaluateAndSave(run: Run, model: LayersModel, validation: ImageSource, test: ImageSource): Promise<SavedResult> {
   const { modelClass, hyperparams: hp } = run.input;
   const { classes, imageSize } = run.manifest;
   const numClasses = classes.length;
@@ -318,7 +332,7 @@ async function evaluateAndSave(run: Run, model: LayersModel, validation: LoadedS
 }
 
 /** A split whose labels collapsed to one class trains a constant predictor that looks perfect. */
-function assertBothClassesPresent(train: LoadedSplit, classes: string[]): void {
+function assertBothClassesPresent(train: ImageSource, classes: string[]): void {
   const seen = new Set(train.labels);
   if (seen.size < 2) {
     throw new InvalidTrainingDataError(

@@ -7,7 +7,6 @@ import { createTrainingActivities } from '../activities/training';
 import { TASK_QUEUES } from '../common/constants';
 import { defaultBudgetBytes } from '../ml/memory';
 import { loadTf } from '../ml/tf';
-import { createS3Client, S3Store } from '../storage/s3';
 import { MlflowClient } from '../tracking/mlflow';
 import { SHUTDOWN_TIMES } from '../runtime/shutdown-times';
 import { main, runWorker } from './run';
@@ -32,7 +31,7 @@ main(() => {
             // The child is killed only if it cannot checkpoint before the worker's force time.
             stopGraceMs: Math.max(shutdown.forceSeconds - shutdown.graceSeconds - 10, 5) * 1000,
           }),
-          ...createEvaluationActivities({ s3: new S3Store(createS3Client(config)), mlflow }),
+          ...createEvaluationActivities({ onednn: config.training.onednn }),
         },
       };
     },

@@ -10,6 +10,7 @@ import { createTrainingActivities, type TrainingHeartbeat } from '../../src/acti
 import type { ModelClass } from '../../src/common/constants';
 import type { PreparedDataset, TrainModelInput } from '../../src/common/types';
 import { loadSplit } from '../../src/data/dataset';
+import { memorySource } from '../../src/ml/image-source';
 import { trainInChildProcess } from '../../src/training/process';
 import type { DatasetManifest } from '../../src/data/shards';
 import { unpackModelArchive } from '../../src/ml/model-archive';
@@ -105,7 +106,7 @@ describe('trainModel activity (child training process, native TensorFlow, S3 on 
     assert.deepEqual(metadata.classes, ['benign', 'malignant']);
     const manifest = await s3.getJson<DatasetManifest>(dataset.manifestUri);
     const test = await loadSplit(s3, manifest, manifest.splits.test);
-    const probs = await predictProbabilities(model, test, 2);
+    const probs = await predictProbabilities(model, memorySource(test), 2);
     const e = evaluatePredictions(probs, test.labels, 2);
     assert.ok(Math.abs(e.accuracy - trained.metrics.test.accuracy) < 1e-6);
     assert.ok(e.confusion[0]![0]! > 0 && e.confusion[1]![1]! > 0, `confusion ${JSON.stringify(e.confusion)}`);

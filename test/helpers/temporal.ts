@@ -96,7 +96,7 @@ export function createPipelineWorkers(
             ...versioning,
             activities: {
               ...createTrainingActivities({ mlflow, onednn: false }),
-              ...createEvaluationActivities({ s3, mlflow }),
+              ...createEvaluationActivities({ onednn: false }),
               ...trainingOverrides,
             },
           }),

@@ -5,7 +5,8 @@ import type { LoadedSplit } from '../../src/common/types';
 import { batchNormalization, conv2d, seededDropout } from '../../src/ml/layers';
 import { createOptimizer } from '../../src/ml/models';
 import { planMicroBatch } from '../../src/ml/memory';
-import { epochOrder, fitModel, recalibrateBatchNorm } from '../../src/ml/trainer';
+import { epochOrder, memorySource } from '../../src/ml/image-source';
+import { fitModel, recalibrateBatchNorm } from '../../src/ml/trainer';
 import { loadTf } from '../../src/ml/tf';
 
 describe('training loop: micro-batches', () => {
@@ -42,7 +43,7 @@ describe('training loop: micro-batches', () => {
     const m = model(withBatchNorm);
     const optimizer = createOptimizer(optimizerName, 1e-2);
     const logs: number[] = [];
-    await fitModel(m, optimizer, split, {
+    await fitModel(m, optimizer, memorySource(split), {
       epochs: 2,
       batchSize: 16,
       microBatchSize,
@@ -86,7 +87,7 @@ describe('training loop: micro-batches', () => {
   it('refuses a micro-batch size that is not a positive integer', async () => {
     const m = model(false);
     await assert.rejects(
-      fitModel(m, createOptimizer('adam', 1e-3), split, { epochs: 1, batchSize: 16, microBatchSize: 0, numClasses: 2, seed: 1 }),
+      fitModel(m, createOptimizer('adam', 1e-3), memorySource(split), { epochs: 1, batchSize: 16, microBatchSize: 0, numClasses: 2, seed: 1 }),
       /microBatchSize must be a positive integer, got 0/,
     );
     m.dispose();
@@ -150,7 +151,7 @@ describe('training loss', () => {
     const { model, split, size } = softmaxProbe((t, inputs) => t.zeros([inputs, 2]), [50, -50]);
     const losses: number[] = [];
     const optimizer = createOptimizer('sgd', 0.1);
-    await fitModel(model, optimizer, split, {
+    await fitModel(model, optimizer, memorySource(split), {
       epochs: 1,
       batchSize: 8,
       numClasses: 2,
@@ -181,7 +182,7 @@ describe('non-finite gradients', () => {
     );
     const before = model.layers[1]!.getWeights().map((w) => Array.from(w.dataSync()));
     const skipped: [number, number][] = [];
-    await fitModel(model, createOptimizer('adam', 1e-3), split, {
+    await fitModel(model, createOptimizer('adam', 1e-3), memorySource(split), {
       epochs: 1,
       batchSize: 4,
       numClasses: 2,
@@ -251,7 +252,7 @@ describe('batch-norm statistics after training', () => {
     const [gamma, beta] = m.layers[0]!.getWeights().map((w) => Array.from(w.dataSync()));
     const passes: number[] = [];
     // 37 images in passes of 8: four passes, the last 5 images unused.
-    const result = await recalibrateBatchNorm(m, split, { passSize: 8, seed: 4, onPass: (k, n) => void passes.push(k, n) });
+    const result = await recalibrateBatchNorm(m, memorySource(split), { passSize: 8, seed: 4, onPass: (k, n) => void passes.push(k, n) });
     assert.deepEqual(result, { images: 32, stopped: false });
     assert.deepEqual(passes, [1, 4, 2, 4, 3, 4, 4, 4]);
     assert.equal(tf.memory().numTensors, before, 'no tensor is left behind');
@@ -266,7 +267,7 @@ describe('batch-norm statistics after training', () => {
     // A rerun from other moving averages gives the same statistics (to float rounding: the first
     // pass moves each average all the way, as avg - (avg - batch)).
     m.layers[0]!.setWeights([tf.tensor1d(g!), tf.tensor1d(b!), tf.fill([3], -3), tf.fill([3], 0.5)]);
-    await recalibrateBatchNorm(m, split, { passSize: 8, seed: 4 });
+    await recalibrateBatchNorm(m, memorySource(split), { passSize: 8, seed: 4 });
     const again = m.layers[0]!.getWeights()
       .slice(2)
       .map((w) => Array.from(w.dataSync()));
@@ -279,14 +280,14 @@ describe('batch-norm statistics after training', () => {
   it('stop between passes when asked, and leave a model without batch norm alone', async () => {
     const m = model();
     let polls = 0;
-    assert.deepEqual(await recalibrateBatchNorm(m, split, { passSize: 8, seed: 4, shouldStop: () => ++polls >= 2 }), {
+    assert.deepEqual(await recalibrateBatchNorm(m, memorySource(split), { passSize: 8, seed: 4, shouldStop: () => ++polls >= 2 }), {
       images: 16,
       stopped: true,
     });
     assert.equal((m.layers[0] as unknown as { momentum: number }).momentum, 0.99);
     m.dispose();
     const plain = tf.sequential({ layers: [tf.layers.flatten({ inputShape: [size, size, 3] }), tf.layers.dense({ units: 2 })] });
-    assert.deepEqual(await recalibrateBatchNorm(plain, split, { passSize: 8, seed: 4 }), { images: 0, stopped: false });
+    assert.deepEqual(await recalibrateBatchNorm(plain, memorySource(split), { passSize: 8, seed: 4 }), { images: 0, stopped: false });
     plain.dispose();
   });
 });

@@ -42,7 +42,12 @@ export interface TemporalConfig {
   deploymentName: string;
   /** Build id of this release (TEMPORAL_WORKER_BUILD_ID); unset: derived from the package version and the code. */
   buildId?: string;
-  /** Poll as a version of the Worker Deployment (TEMPORAL_WORKER_VERSIONING, default on). */
+  /**
+   * Poll as a version of the Worker Deployment (TEMPORAL_WORKER_VERSIONING). Default: on when the
+   * build is named (TEMPORAL_WORKER_BUILD_ID, which Temporal's Worker Controller and `npm run
+   * workers` set, and which also make the version current), else off: a worker started on its own,
+   * as a plain Deployment starts it, would otherwise poll as a version nothing makes current.
+   */
   versioning: boolean;
   /** TLS towards the frontend: on with any of the TLS variables or an API key. */
   tls?: { certPath?: string; keyPath?: string; caPath?: string; serverName?: string };
@@ -153,7 +158,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       ...(env.TEMPORAL_WORKER_BUILD_ID
         ? { buildId: matching('TEMPORAL_WORKER_BUILD_ID', /^[\w.+-]{1,200}$/, 'letters, digits, . + _ or -') }
         : {}),
-      versioning: onOff('TEMPORAL_WORKER_VERSIONING', true),
+      versioning: onOff('TEMPORAL_WORKER_VERSIONING', Boolean(env.TEMPORAL_WORKER_BUILD_ID)),
       ...temporalTls(),
     },
     worker: {

@@ -73,7 +73,7 @@ describe('loadConfig: training', () => {
 describe('loadConfig: Temporal connection and worker process', () => {
   it('defaults to the local server, the cnn-skin-cancer deployment, versioning on, no TLS', () => {
     const { temporal, worker } = loadConfig({});
-    assert.deepEqual(temporal, { address: '127.0.0.1:7233', namespace: 'default', deploymentName: 'cnn-skin-cancer', versioning: true });
+    assert.deepEqual(temporal, { address: '127.0.0.1:7233', namespace: 'default', deploymentName: 'cnn-skin-cancer', versioning: false });
     assert.deepEqual(worker, { healthPort: 9090, httpHost: '127.0.0.1', metricsPort: 9464, logFormat: 'auto' });
   });
   it("reads the Worker Controller's variables", () => {
@@ -84,9 +84,15 @@ describe('loadConfig: Temporal connection and worker process', () => {
       TEMPORAL_WORKER_BUILD_ID: '1.4.0-abc123',
     });
     assert.deepEqual(
-      [temporal.address, temporal.namespace, temporal.deploymentName, temporal.buildId],
-      ['temporal-frontend.temporal:7233', 'ml', 'ml-pipeline-workers', '1.4.0-abc123'],
+      [temporal.address, temporal.namespace, temporal.deploymentName, temporal.buildId, temporal.versioning],
+      ['temporal-frontend.temporal:7233', 'ml', 'ml-pipeline-workers', '1.4.0-abc123', true],
     );
+  });
+  it('polls unversioned unless the build is named or versioning is asked for, so a worker started on its own runs workflows', () => {
+    assert.equal(loadConfig({}).temporal.versioning, false);
+    assert.equal(loadConfig({ TEMPORAL_WORKER_BUILD_ID: 'b1' }).temporal.versioning, true);
+    assert.equal(loadConfig({ TEMPORAL_WORKER_VERSIONING: 'on' }).temporal.versioning, true);
+    assert.equal(loadConfig({ TEMPORAL_WORKER_BUILD_ID: 'b1', TEMPORAL_WORKER_VERSIONING: 'off' }).temporal.versioning, false);
   });
   it('turns TLS on for mTLS files or an API key, and wants cert and key together', () => {
     assert.deepEqual(loadConfig({ TEMPORAL_TLS_CERT: '/c.pem', TEMPORAL_TLS_KEY: '/k.pem', TEMPORAL_TLS_CA: '/ca.pem' }).temporal.tls, {

@@ -82,7 +82,8 @@ smoke() {
   local spec name health metrics build_id=
   for spec in $SMOKE_WORKER_PORTS; do
     IFS=: read -r name health metrics <<<"$spec"
-    local env=(--env "WORKER_HEALTH_PORT=$health" --env "WORKER_METRICS_PORT=$metrics")
+    # Versioned, as under the Worker Controller: the image's workers must report one version, made current below.
+    local env=(--env "WORKER_HEALTH_PORT=$health" --env "WORKER_METRICS_PORT=$metrics" --env TEMPORAL_WORKER_VERSIONING=on)
     [[ $name == pipeline ]] && env+=(--env "LOCAL_ENDPOINT_PORT=$SMOKE_ENDPOINT_PORT")
     start_container "$name" "${env[@]}" "${STACK_ENV[@]}" -- node "dist/src/workers/$name.js"
   done

@@ -79,6 +79,11 @@ export interface SageMakerConfig {
   /** IAM role SageMaker assumes to pull the image and read model.tar.gz. */
   executionRoleArn?: string;
   instanceType: string;
+  /**
+   * The instance types a deploy may use (SAGEMAKER_INSTANCE_TYPES; default: instanceType alone):
+   * a redeploy asking for another is refused, and the IAM policy (k8s/iam) allows the same list.
+   */
+  allowedInstanceTypes: string[];
   instanceCount: number;
   /** Blue/green traffic shifting: all at once (default), a canary share first, or linear steps. */
   trafficRouting: TrafficRouting;
@@ -222,6 +227,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         'a SageMaker instance type such as ml.m5.large',
         'ml.m5.large',
       )!,
+      allowedInstanceTypes: [],
       instanceCount: int('SAGEMAKER_INSTANCE_COUNT', 1, 1, 100),
       trafficRouting: matching(
         'SAGEMAKER_TRAFFIC_ROUTING',
@@ -239,6 +245,18 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       pollSeconds: int('SAGEMAKER_POLL_SECONDS', 15, 1, 300),
     },
   };
+  const sm = config.sagemaker;
+  sm.allowedInstanceTypes = (env.SAGEMAKER_INSTANCE_TYPES ?? '')
+    .split(',')
+    .map((t) => t.trim())
+    .filter(Boolean);
+  for (const t of sm.allowedInstanceTypes)
+    if (!INSTANCE_TYPE_PATTERN.test(t)) problems.push(`SAGEMAKER_INSTANCE_TYPES must list instance types such as ml.m5.large, got '${t}'`);
+  if (!sm.allowedInstanceTypes.length) sm.allowedInstanceTypes = [sm.instanceType];
+  else if (!sm.allowedInstanceTypes.includes(sm.instanceType))
+    problems.push(
+      `SAGEMAKER_INSTANCE_TYPE ${sm.instanceType} is not among SAGEMAKER_INSTANCE_TYPES (${sm.allowedInstanceTypes.join(', ')})`,
+    );
   if (!/^[\w.-]+:\d+$/.test(config.temporal.address)) problems.push(`TEMPORAL_ADDRESS must be host:port, got '${config.temporal.address}'`);
   if (problems.length) throw new ConfigError(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
   return config;

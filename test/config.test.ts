@@ -8,6 +8,7 @@ describe('loadConfig: SageMaker', () => {
       imageUri: undefined,
       executionRoleArn: undefined,
       instanceType: 'ml.m5.large',
+      allowedInstanceTypes: ['ml.m5.large'],
       instanceCount: 1,
       trafficRouting: 'all-at-once',
       trafficPercent: 10,
@@ -16,6 +17,19 @@ describe('loadConfig: SageMaker', () => {
       maxWaitSeconds: 3600,
       pollSeconds: 15,
     });
+  });
+
+  it('allows the listed instance types, which must include the default one', () => {
+    const { sagemaker } = loadConfig({ SAGEMAKER_INSTANCE_TYPES: 'ml.m5.large, ml.c5.xlarge' });
+    assert.deepEqual(sagemaker.allowedInstanceTypes, ['ml.m5.large', 'ml.c5.xlarge']);
+    assert.throws(
+      () => loadConfig({ SAGEMAKER_INSTANCE_TYPES: 'ml.c5.xlarge' }),
+      /SAGEMAKER_INSTANCE_TYPE ml\.m5\.large is not among SAGEMAKER_INSTANCE_TYPES/,
+    );
+    assert.throws(
+      () => loadConfig({ SAGEMAKER_INSTANCE_TYPES: 'm5, ml.m5.large' }),
+      /SAGEMAKER_INSTANCE_TYPES must list instance types such as ml\.m5\.large, got 'm5'/,
+    );
   });
 
   it('reads every variable', () => {

@@ -15,6 +15,7 @@ export interface Config {
     s3ForcePathStyle: boolean;
     /** Static keys when both are set; otherwise the SDK's default chain (IRSA, instance role, ...). */
     credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+    s3Limits: S3LimitsConfig;
   };
   mlflow: { trackingUri: string };
   /** Scratch space for checkpoints and local endpoint state. */
@@ -67,6 +68,19 @@ export interface WorkerProcessConfig {
   shutdownForceSeconds?: number;
   /** LOG_FORMAT: json, text, or auto (text on a terminal, JSON otherwise). */
   logFormat: 'json' | 'text' | 'auto';
+}
+
+/** What every S3 request may cost in time and bytes (src/storage/s3-limits.ts applies them). */
+export interface S3LimitsConfig {
+  /** S3_CONNECT_TIMEOUT_MS: how long a connection to S3 may take to open. */
+  connectTimeoutMs: number;
+  /**
+   * S3_IDLE_TIMEOUT_MS: how long a request's connection may stay silent (nothing sent or received)
+   * before the attempt fails. A silence, not a deadline: a large object on a slow link never hits it.
+   */
+  idleTimeoutMs: number;
+  /** S3_MAX_OBJECT_MB: the largest object a read accepts; a larger one is refused before its body is read. */
+  maxObjectBytes: number;
 }
 
 export const TRAFFIC_ROUTING = ['all-at-once', 'canary', 'linear'] as const;
@@ -188,6 +202,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
               sessionToken: env.AWS_SESSION_TOKEN || undefined,
             }
           : undefined,
+      s3Limits: {
+        connectTimeoutMs: int('S3_CONNECT_TIMEOUT_MS', 5_000, 1, 600_000),
+        idleTimeoutMs: int('S3_IDLE_TIMEOUT_MS', 30_000, 1, 3_600_000),
+        // MB of 2^20 bytes. 512: a shard of 256 images at 224 px is 36.8, a ResNet50 checkpoint (weights
+        // and Adam's two moments) 269. A read holds the whole object in one typed array (4 GiB at most).
+        maxObjectBytes: int('S3_MAX_OBJECT_MB', 512, 1, 4096) * 2 ** 20,
+      },
     },
     mlflow: { trackingUri: url('MLFLOW_TRACKING_URI', 'http://127.0.0.1:5000')! },
     stateDir: env.PIPELINE_STATE_DIR || '.stack',

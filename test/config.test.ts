@@ -84,6 +84,25 @@ describe('loadConfig: training', () => {
   });
 });
 
+describe('loadConfig: S3 limits', () => {
+  it('defaults to 5 s to connect, 30 s of silence, and objects up to 512 MB', () => {
+    assert.deepEqual(loadConfig({}).aws.s3Limits, { connectTimeoutMs: 5000, idleTimeoutMs: 30_000, maxObjectBytes: 512 * 2 ** 20 });
+  });
+  it('reads S3_CONNECT_TIMEOUT_MS, S3_IDLE_TIMEOUT_MS and S3_MAX_OBJECT_MB', () => {
+    const env = { S3_CONNECT_TIMEOUT_MS: '1500', S3_IDLE_TIMEOUT_MS: '120000', S3_MAX_OBJECT_MB: '2048' };
+    assert.deepEqual(loadConfig(env).aws.s3Limits, { connectTimeoutMs: 1500, idleTimeoutMs: 120_000, maxObjectBytes: 2048 * 2 ** 20 });
+  });
+  it('names each bad limit', () => {
+    assert.throws(
+      () => loadConfig({ S3_CONNECT_TIMEOUT_MS: '0', S3_IDLE_TIMEOUT_MS: '30s', S3_MAX_OBJECT_MB: '5000' }),
+      (err: Error) =>
+        /S3_CONNECT_TIMEOUT_MS must be an integer from 1 to 600000, got '0'/.test(err.message) &&
+        /S3_IDLE_TIMEOUT_MS must be an integer from 1 to 3600000, got '30s'/.test(err.message) &&
+        /S3_MAX_OBJECT_MB must be an integer from 1 to 4096, got '5000'/.test(err.message),
+    );
+  });
+});
+
 describe('loadConfig: Temporal connection and worker process', () => {
   it('defaults to the local server, the cnn-skin-cancer deployment, versioning on, no TLS', () => {
     const { temporal, worker } = loadConfig({});

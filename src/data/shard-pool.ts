@@ -8,6 +8,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { extname, join } from 'node:path';
 import { configureTensorflowEnv } from '../ml/tf';
 import type { BuiltShard, ShardJob } from './shard-builder';
+import { childEnv } from '../system/child-env';
 import { containerCpus } from '../system/cpus';
 
 interface Slot {
@@ -161,8 +162,8 @@ export class ShardPool {
       serialization: 'advanced',
       execArgv: ext === '.ts' ? ['-r', 'ts-node/register/transpile-only'] : [],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      // The SDK's notice about its future Node.js requirement, once per child, says nothing new.
-      env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...process.env },
+      // What a builder needs to read and write S3, nothing more: it decodes files from anywhere.
+      env: childEnv('shard-builder', process.env),
     });
     let markReady: () => void = () => undefined;
     let markFailed: (err: Error) => void = () => undefined;

@@ -46,7 +46,7 @@ smoke() {
   image_exists "$IMAGE" || die "there is no image $IMAGE here: run 'npm run image -- build' first"
   SMOKE_STARTED=$(date +%s.%N)
   # The host side (stack services, dataset generator, temporal CLI) runs from this checkout.
-  if [[ ! -f dist/scripts/stack.js || ! -f dist/scripts/dataset.js || ! -x .venv/bin/temporal ]]; then
+  if [[ ! -f dist/scripts/stack.js || ! -f dist/scripts/dataset.js || ! -x .venv/bin/temporal || ! -x .venv/bin/weed ]]; then
     log "setting up the checkout first (bash scripts/setup.sh): the stack and the dataset generator run from it"
     bash scripts/setup.sh
   fi

@@ -1,11 +1,11 @@
 /**
  * `npm run bench:overhead`: the orchestration overhead of the pipeline. On a private local stack
- * (Temporal, MLflow, moto; ports 7273/8273/5097/4597, `.stack/bench-overhead`) and the three real
- * workers in processes of their own (dist/src/workers/{pipeline,data,training}.js), it runs the
- * whole pipeline at a small size (all three models, 24 px, 2 epochs, lifetimeSeconds 0) on idle
- * workers, one run after the other, each a fresh workflow on a fresh preprocessing (its own seed)
- * and registered model (no champion to beat). From each run's history it walks the critical path
- * (bench/critical-path.ts) and splits the wall time into activity execution on the path and
+ * (Temporal, MLflow, moto, SeaweedFS; ports 7273/8273/5097/4597/8373, `.stack/bench-overhead`) and
+ * the three real workers in processes of their own (dist/src/workers/{pipeline,data,training}.js),
+ * it runs the whole pipeline at a small size (all three models, 24 px, 2 epochs, lifetimeSeconds 0)
+ * on idle workers, one run after the other, each a fresh workflow on a fresh preprocessing (its own
+ * seed) and registered model (no champion to beat). From each run's history it walks the critical
+ * path (bench/critical-path.ts) and splits the wall time into activity execution on the path and
  * overhead: activity schedule-to-start, workflow tasks (queued, running) and other gaps.
  *
  * The anchor is what the original design pays per task: a Kubernetes pod start per Airflow task
@@ -62,7 +62,7 @@ const BUILD_ID = 'bench-overhead';
 const DEPLOYMENT_NAME = 'cnn-skin-cancer';
 const ENDPOINT = 'bench-overhead';
 
-const { stack, env } = privateStack('bench-overhead', { temporal: 7273, temporalUi: 8273, mlflow: 5097, moto: 4597 }, 8197, {
+const { stack, env } = privateStack('bench-overhead', { temporal: 7273, temporalUi: 8273, mlflow: 5097, moto: 4597, s3: 8373 }, 8197, {
   TEMPORAL_WORKER_BUILD_ID: BUILD_ID,
   TEMPORAL_DEPLOYMENT_NAME: DEPLOYMENT_NAME,
   LOG_FORMAT: 'json',
@@ -247,7 +247,7 @@ async function main(): Promise<void> {
     say(`the machine is not idle (load ${loadBefore[0]} on ${cpus().length} CPUs): the overhead will read high`);
   rmSync(stack.dir, { recursive: true, force: true });
   say(
-    `stack in ${stack.dir}: Temporal ${stack.ports.temporal}, UI ${stack.ports.temporalUi}, MLflow ${stack.ports.mlflow}, moto ${stack.ports.moto}`,
+    `stack in ${stack.dir}: Temporal ${stack.ports.temporal}, UI ${stack.ports.temporalUi}, MLflow ${stack.ports.mlflow}, moto ${stack.ports.moto}, S3 ${stack.ports.s3}`,
   );
   await stackUp(stack, say);
 

@@ -1,8 +1,8 @@
 /**
- * A benchmark's own local stack (Temporal, MLflow, moto on ports of its own, state in
- * .stack/<name>) and the environment its workers run with. Unlike withLocalStackDefaults, the
- * stack's addresses override whatever the caller's environment sets: a benchmark must never
- * measure, or write to, another stack.
+ * A benchmark's own local stack (Temporal, MLflow, SeaweedFS for S3, moto for the SageMaker API,
+ * on ports of its own, state in .stack/<name>) and the environment its workers run with. Unlike
+ * withLocalStackDefaults, the stack's addresses override whatever the caller's environment sets:
+ * a benchmark must never measure, or write to, another stack.
  */
 import { join, resolve } from 'node:path';
 import type { StackOptions } from '../src/stack/services';
@@ -20,7 +20,7 @@ export function privateStack(
     ...process.env,
     TEMPORAL_ADDRESS: `127.0.0.1:${ports.temporal}`,
     MLFLOW_TRACKING_URI: `http://127.0.0.1:${ports.mlflow}`,
-    AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${ports.moto}`,
+    AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${ports.s3}`,
     AWS_ENDPOINT_URL_SAGEMAKER: `http://127.0.0.1:${ports.moto}`,
     AWS_ACCESS_KEY_ID: 'testing',
     AWS_SECRET_ACCESS_KEY: 'testing',

@@ -1,8 +1,8 @@
 /**
- * `npm run bench:resume`: the resume proof. On a private local stack (Temporal, MLflow, moto), it
- * runs the pipeline with one model (Basic, N epochs) and real workers in processes of their own,
- * kills the training worker with SIGKILL in the middle of epoch k, starts a new one, and waits for
- * the workflow to complete. It counts the epochs that started in both workers' logs: with
+ * `npm run bench:resume`: the resume proof. On a private local stack (Temporal, MLflow, SeaweedFS,
+ * moto), it runs the pipeline with one model (Basic, N epochs) and real workers in processes of
+ * their own, kills the training worker with SIGKILL in the middle of epoch k, starts a new one, and
+ * waits for the workflow to complete. It counts the epochs that started in both workers' logs: with
  * checkpoints, at most N + 1 (epoch k runs twice); a training that starts over would run N + k - 1.
  *
  * The last line is one JSON object: epochsPlanned, epochsExecuted, killedInEpoch, resumedFrom,
@@ -24,7 +24,7 @@ const ROOT = resolve(__dirname, '..', '..');
 const EPOCHS = 6;
 const KILL_IN_EPOCH = 3;
 
-const { stack, env } = privateStack('bench-resume', { temporal: 7263, temporalUi: 8263, mlflow: 5093, moto: 4593 }, 8193);
+const { stack, env } = privateStack('bench-resume', { temporal: 7263, temporalUi: 8263, mlflow: 5093, moto: 4593, s3: 8363 }, 8193);
 
 const log = (line: string) => console.log(`[resume] ${line}`);
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One-command, idempotent set-up: npm dependencies, the native TensorFlow backend for
-# @tensorflow/tfjs-node, the project-local Python environment (Temporal CLI, MLflow, moto)
+# @tensorflow/tfjs-node, the project-local Python environment (Temporal CLI, MLflow, moto, SeaweedFS)
 # and the TypeScript build. Quick when everything is already in place.
 set -euo pipefail
 
@@ -125,7 +125,7 @@ if [[ ! -f $ops_stamp || ! -f $OPS_LIB ]]; then
   rm -f dist/native/.cnn_ops-* && touch "$ops_stamp"
 fi
 
-# --- Python environment: Temporal CLI, MLflow, moto ---------------------------------------
+# --- Python environment: Temporal CLI, MLflow, moto, SeaweedFS -----------------------------
 # (Skipped in container images, which need only the workers: SKIP_PYTHON_STACK=1.)
 py_stamp=.venv/.setup-$(hash_of requirements-stack.txt)
 if [[ ${SKIP_PYTHON_STACK:-0} == 1 ]]; then
@@ -138,7 +138,7 @@ elif [[ ! -f $py_stamp ]]; then
   rm -f .venv/.setup-* && touch "$py_stamp"
 fi
 if [[ ${SKIP_PYTHON_STACK:-0} != 1 ]]; then
-  for bin in temporal mlflow moto_server; do
+  for bin in temporal mlflow moto_server weed; do
     [[ -x .venv/bin/$bin ]] || die ".venv/bin/$bin is missing; delete .venv and run npm run setup again"
   done
 fi

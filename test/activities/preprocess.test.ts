@@ -25,7 +25,7 @@ import { useTestStack } from '../helpers/global';
 
 useTestStack();
 
-describe('preprocessDataset activity (S3 on moto, real MLflow)', () => {
+describe('preprocessDataset activity (S3 on SeaweedFS, real MLflow)', () => {
   const s3 = testS3();
   const mlflow = testMlflow();
   const activities = createDataActivities({ store: s3, mlflow, shardSize: 16 });

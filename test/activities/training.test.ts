@@ -31,7 +31,7 @@ const fresh = (over: Partial<Info> = {}): Partial<Info> => ({
 
 useTestStack();
 
-describe('trainModel activity (child training process, native TensorFlow, S3 on moto, real MLflow)', () => {
+describe('trainModel activity (child training process, native TensorFlow, S3 on SeaweedFS, real MLflow)', () => {
   const s3 = testS3();
   const mlflow = testMlflow();
   const training = createTrainingActivities({ mlflow, onednn: false });

@@ -47,7 +47,7 @@ export function startDevServer({
 }
 
 /**
- * The three task queues' workers with the real activities (against the test MLflow and moto),
+ * The three task queues' workers with the real activities (against the test MLflow, S3 and SageMaker API),
  * as the worker entry points compose them.
  */
 export function createPipelineWorkers(

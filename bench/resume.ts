@@ -12,7 +12,7 @@
  * --quick: half the images at 64 px and 4 epochs, killed in epoch 3 (the server still takes the training
  * heartbeat timeout, 30 s, to notice the kill).
  *
- * The last line is one JSON object: epochsPlanned, epochsExecuted, killedInEpoch, resumedFrom,
+ * Progress goes to stderr; the last line on stdout is one JSON object: epochsPlanned, epochsExecuted, killedInEpoch, resumedFrom,
  * workflowStatus, secondsToRecover (kill -> first batch of the resumed attempt).
  */
 import { rmSync } from 'node:fs';
@@ -39,16 +39,17 @@ const SIZE = QUICK ? 64 : 128;
 
 const { stack, env } = privateStack('bench-resume', { temporal: 7263, temporalUi: 8263, mlflow: 5093, moto: 4593 }, 8193);
 
-const log = (line: string) => console.log(`[resume] ${line}`);
+const log = (line: string): void => void process.stderr.write(`[resume] ${line}\n`);
 
 const watch = new DependencyWatch();
 let running: BenchWorkers | undefined;
 let cleaned: Promise<void> | undefined;
 function cleanup(): Promise<void> {
   cleaned ??= (async () => {
+    // The client's connection stays open until the process exits: a wait abandoned by watch.race()
+    // still polls through it, and would throw on a closed one.
     watch.close();
     await running?.workers.stop();
-    await running?.connection.close();
     await stackDown(stack, log).catch((err: Error) => log(`stack down: ${err.message}`));
   })();
   return cleaned;

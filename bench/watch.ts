@@ -26,7 +26,8 @@ export class DependencyWatch {
   /** Rejects with the first dependency's exit; never resolves. */
   readonly failed: Promise<never>;
   private rejectWith!: (err: Error) => void;
-  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly checks = new Map<NodeJS.Timeout, () => void>();
+  private error?: Error;
   private closed = false;
 
   constructor() {
@@ -37,14 +38,23 @@ export class DependencyWatch {
 
   /** Reports a dependency gone (once; later reports are dropped, as is any after close()). */
   fail(reason: string): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.rejectWith(new DependencyExitedError(reason));
+    if (this.closed || this.error) return;
+    this.error = new DependencyExitedError(reason);
+    this.rejectWith(this.error);
   }
 
-  /** `p`, unless a dependency exits first. */
-  race<T>(p: Promise<T>): Promise<T> {
-    return Promise.race([p, this.failed]);
+  /**
+   * `p`, unless a dependency exits first. Also when `p` settles the watched pids are checked once
+   * more: a load that failed fast because its server had died between two checks says so.
+   */
+  async race<T>(p: Promise<T>): Promise<T> {
+    try {
+      return await Promise.race([p, this.failed]);
+    } finally {
+      for (const check of this.checks.values()) check();
+      // eslint-disable-next-line no-unsafe-finally -- the dependency's exit is the reason, whatever p did
+      if (this.error) throw this.error;
+    }
   }
 
   /** A child process of this benchmark: its exit fails the watch unless `expected()` says it was asked for. */
@@ -54,13 +64,21 @@ export class DependencyWatch {
     });
   }
 
-  /** A process this benchmark did not spawn itself (a detached server): its pid is checked every `everyMs`. */
-  pid(name: string, pid: number, log?: string, everyMs = 500): void {
-    const timer = setInterval(() => {
+  /**
+   * A process this benchmark does not wait on itself (a detached server): its pid is checked every
+   * `everyMs`. Returns what stops watching it, before stopping it on purpose.
+   */
+  pid(name: string, pid: number, log?: string, everyMs = 500): () => void {
+    const check = (): void => {
       if (!isProcessAlive(pid)) this.fail(`${name} (pid ${pid}) exited${log ? `; ${log}:${tailOf(log)}` : ''}`);
-    }, everyMs);
+    };
+    const timer = setInterval(check, everyMs);
     timer.unref();
-    this.timers.push(timer);
+    this.checks.set(timer, check);
+    return () => {
+      clearInterval(timer);
+      this.checks.delete(timer);
+    };
   }
 
   /** Every service of a stack that is up. */
@@ -71,6 +89,7 @@ export class DependencyWatch {
   /** Stops watching: what exits from now on is being stopped. */
   close(): void {
     this.closed = true;
-    for (const t of this.timers) clearInterval(t);
+    for (const timer of this.checks.keys()) clearInterval(timer);
+    this.checks.clear();
   }
 }

@@ -20,6 +20,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { scaledCounts, writeSyntheticDataset } from '../src/data/generate';
 import { LocalStore } from '../src/storage/object-store';
+import { lastJsonLine } from './json-line';
 
 const ROOT = resolve(__dirname, '..', '..');
 const OUT = join(ROOT, 'bench', 'out');
@@ -49,28 +50,6 @@ function measureIn(side: string, out: string, command: string, args: string[], e
     return lastJsonLine<Measure>(side, command, [...args, String(SIZE)], env);
   } finally {
     rmSync(out, { recursive: true, force: true });
-  }
-}
-
-/**
- * Runs a process to its end (its stderr passes through, its other stdout lines are printed) and
- * parses its last stdout line; a failure names `what`.
- */
-function lastJsonLine<T>(what: string, command: string, args: string[], env: NodeJS.ProcessEnv = process.env): T {
-  let stdout: string;
-  try {
-    stdout = execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], env });
-  } catch (err) {
-    const e = err as { status?: number | null; signal?: string | null; message: string };
-    throw new Error(`${what} failed (${e.signal ?? `exit code ${e.status}`}): ${command} ${args.join(' ')}; its stderr is above`);
-  }
-  const lines = stdout.trim().split('\n');
-  const last = lines.pop() ?? '';
-  if (lines.length) console.log(lines.join('\n'));
-  try {
-    return JSON.parse(last) as T;
-  } catch {
-    throw new Error(`${what} ended without its JSON line; its last output line: '${last.slice(0, 200)}'`);
   }
 }
 

@@ -24,6 +24,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { join, resolve } from 'node:path';
+import { lastJsonLine } from './json-line';
 import { benchData } from './train-data';
 
 const ROOT = resolve(__dirname, '..', '..');
@@ -43,24 +44,7 @@ function run(side: 'ours' | 'keras', args: (string | number)[], env: Record<stri
   const [cmd, script] =
     side === 'ours' ? [process.execPath, join(__dirname, 'train-ours.js')] : [PY, join(ROOT, 'bench', 'keras_train.py')];
   const what = `${side === 'ours' ? 'our training' : 'the Keras reference'} (${args.join(' ')})`;
-  let stdout: string;
-  try {
-    stdout = execFileSync(cmd, [script, ...args.map(String)], {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'inherit'],
-      env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '2', ...env },
-      maxBuffer: 1 << 24,
-    });
-  } catch (err) {
-    const e = err as { status?: number | null; signal?: string | null };
-    throw new Error(`${what} failed (${e.signal ?? `exit code ${e.status}`}); its stderr is above`);
-  }
-  const last = stdout.trim().split('\n').at(-1) ?? '';
-  try {
-    return JSON.parse(last) as SideResult;
-  } catch {
-    throw new Error(`${what} ended without its JSON line; its last output line: '${last.slice(0, 200)}'`);
-  }
+  return lastJsonLine<SideResult>(what, cmd, [script, ...args.map(String)], { ...process.env, TF_CPP_MIN_LOG_LEVEL: '2', ...env });
 }
 
 const round = (x: number, digits = 2) => Math.round(x * 10 ** digits) / 10 ** digits;

@@ -41,9 +41,9 @@ const BUCKET = 'bench-scale';
 
 const { stack, env } = privateStack(
   'bench-scale',
-  { temporal: 0, temporalUi: 0, mlflow: 0, moto: 0, s3: Number(process.env.BENCH_SCALE_S3_PORT ?? 18533) },
+  { temporal: 0, temporalUi: 0, mlflow: 0, moto: 0, s3: 8393 },
   // No endpoint is deployed; the variable must still name a port.
-  18599,
+  8199,
 );
 stack.services = ['s3'];
 const say = (line: string): void => void process.stderr.write(`[bench:scale] ${line}\n`);

@@ -8,7 +8,8 @@
  * alternating rounds; each side's best round counts (other work on the machine only ever slows a
  * run down), and every round is printed. Ours with oneDNN off once per size. ResNet50 the same way
  * at 64 px (batch 32, oneDNN off once too) and at 224 px, at batch 16, what a training pod on a
- * t3.large holds in one pass (see src/ml/memory.ts), in at most 3 rounds, with each side's peak RSS.
+ * t3.large holds in one pass (see src/ml/memory.ts), in at most 3 rounds, with each side's peak RSS
+ * and their ratio (rssRatioResnet224, ours / Keras).
  * Accuracy: Basic and ResNet50 (means of three seeds) and CrossVal (3 folds) trained to the end on both
  * sides; the validation accuracies and their difference in points. Ours ends as the product's
  * training does, with batch norm's statistics computed over the training images; ResNet50's
@@ -149,6 +150,7 @@ function speed(): Record<string, unknown> {
     resnetKeras224: round(large.k, 2),
     resnetBatch224: 16,
     resnetPeakRssMb224: large.rss,
+    rssRatioResnet224: round(large.rss.ours / large.rss.keras),
   };
 }
 

@@ -15,9 +15,7 @@ export interface FetchRequest {
   sha256: string;
 }
 
-export type FetchReply =
-  | { id: number; buffer: ArrayBuffer }
-  | { id: number; error: { name: string; message: string; integrity: boolean } };
+export type FetchReply = { id: number; buffer: ArrayBuffer } | { id: number; error: { name: string; message: string; integrity: boolean } };
 
 const s3 = new S3Store(createS3Client(loadConfig(process.env)));
 
@@ -25,7 +23,10 @@ parentPort!.on('message', (req: FetchRequest) => {
   fetchShard(req).then(
     (buffer) => parentPort!.postMessage({ id: req.id, buffer } satisfies FetchReply, [buffer]),
     (err: Error & { integrity?: boolean }) =>
-      parentPort!.postMessage({ id: req.id, error: { name: err.name, message: err.message, integrity: err.integrity === true } } satisfies FetchReply),
+      parentPort!.postMessage({
+        id: req.id,
+        error: { name: err.name, message: err.message, integrity: err.integrity === true },
+      } satisfies FetchReply),
   );
 });
 

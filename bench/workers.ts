@@ -30,10 +30,12 @@ export async function startBenchWorkers(o: {
   metricsPort?: number;
   onLine?: (name: WorkerName, line: string) => void;
 }): Promise<BenchWorkers> {
-  const { temporal } = loadConfig(o.env);
-  const buildId = temporal.buildId ?? defaultBuildId();
+  const buildId = loadConfig(o.env).temporal.buildId ?? defaultBuildId();
+  // The workers get it as TEMPORAL_WORKER_BUILD_ID, which turns their versioning on: read it as they will.
+  const env = { ...o.env, TEMPORAL_WORKER_BUILD_ID: buildId };
+  const { temporal } = loadConfig(env);
   const workers = new WorkerProcesses({
-    env: o.env,
+    env,
     buildId,
     healthPort: o.healthPort ?? 0,
     metricsPort: o.metricsPort ?? 0,

@@ -84,7 +84,9 @@ async function main(): Promise<void> {
     const workflowId = workflowIdForEndpoint(params.endpointName);
     // One live workflow owns an endpoint: the previous demo's run (under either id) gives it up first.
     const ourBuild = config.temporal.buildId ?? defaultBuildId();
-    for (const id of [LEGACY_WORKFLOW_ID, workflowId]) await retire(client, id, config.temporal.versioning ? ourBuild : undefined);
+    // npm run workers names the build, which turns versioning on unless it is set off.
+    const versioned = loadConfig({ ...process.env, TEMPORAL_WORKER_BUILD_ID: ourBuild }).temporal.versioning;
+    for (const id of [LEGACY_WORKFLOW_ID, workflowId]) await retire(client, id, versioned ? ourBuild : undefined);
     // The demo's own time, after set-up (stack, dataset, workers): from the run's start to the prediction.
     const started = Date.now();
     const handle = await client.start<typeof cnnSkinCancerWorkflow>('cnnSkinCancerWorkflow', {

@@ -13,10 +13,12 @@ import { makeCurrent } from '../runtime/deployment';
 import { describeExit, WorkerProcesses } from '../runtime/worker-processes';
 import { withLocalStackDefaults } from '../stack/local-env';
 
-const env = withLocalStackDefaults(process.env, join(__dirname, '..', '..', '..'));
+const localEnv = withLocalStackDefaults(process.env, join(__dirname, '..', '..', '..'));
+// All three must report the same version: computed once here. Named, it also turns their
+// versioning on (unless TEMPORAL_WORKER_VERSIONING=off), and this reads it as they will.
+const buildId = loadConfig(localEnv).temporal.buildId ?? defaultBuildId();
+const env = { ...localEnv, TEMPORAL_WORKER_BUILD_ID: buildId };
 const config = loadConfig(env);
-// All three must report the same version: computed once here.
-const buildId = config.temporal.buildId ?? defaultBuildId();
 const say = (line: string): void => console.log(`[workers] ${line}`);
 
 const workers = new WorkerProcesses({

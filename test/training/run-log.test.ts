@@ -29,14 +29,20 @@ describe('training run log: registerVersion', () => {
 
   it('finds the version a create whose answer was lost made, instead of creating a second', async () => {
     const { mlflow, calls, versions } = fakeMlflow(new MlflowError('MLflow at x is unreachable (socket hang up)', 0), true);
-    assert.equal(await new TrainingRunLog(mlflow, 'run-1').registerVersion(input, 's3://b/m', 'Basic'), '7');
+    assert.deepEqual(await new TrainingRunLog(mlflow, 'run-1').registerVersion(input, 's3://b/m', 'Basic'), {
+      version: '7',
+      source: 's3://b/m',
+    });
     assert.equal(calls.create, 1);
     assert.equal(versions.length, 1);
   });
 
   it('creates again when the failed create did not happen', async () => {
     const { mlflow, calls, versions } = fakeMlflow(new MlflowError('MLflow POST model-versions/create failed (503)', 503), false);
-    assert.equal(await new TrainingRunLog(mlflow, 'run-1').registerVersion(input, 's3://b/m', 'Basic'), '8');
+    assert.deepEqual(await new TrainingRunLog(mlflow, 'run-1').registerVersion(input, 's3://b/m', 'Basic'), {
+      version: '8',
+      source: 's3://b/m',
+    });
     assert.equal(calls.create, 2);
     assert.equal(versions.length, 1);
   });

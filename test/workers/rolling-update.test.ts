@@ -83,6 +83,18 @@ const until = async <T>(read: () => Promise<T>, done: (v: T) => boolean, what: s
   }
 };
 
+/** Waits until each worker of a release answers /readyz. */
+async function allReady(release: Proc[], name: string): Promise<void> {
+  for (const p of release)
+    await until(
+      () => get(p.readyUrl),
+      (r) => r.status === 200,
+      `${name}'s ${p.name} worker to be ready`,
+      release,
+      180_000,
+    );
+}
+
 useTestStack();
 
 describe('a rolling update of the base Deployments (worker processes, real dev server, MLflow and S3)', function () {
@@ -102,14 +114,7 @@ describe('a rolling update of the base Deployments (worker processes, real dev s
     const dataUri = await seededDataset(s3, { trainPerClass: 40, testPerClass: 6, size: 32 });
     const release1 = startRelease(env.address, 19400);
     procs.push(...release1);
-    for (const p of release1)
-      await until(
-        () => get(p.readyUrl),
-        (r) => r.status === 200,
-        `release 1's ${p.name} worker to be ready`,
-        release1,
-        180_000,
-      );
+    await allReady(release1, 'release 1');
     for (const p of release1)
       assert.ok(
         p.logs.some((l) => l.includes('"msg":"worker started"') && l.includes('"version":"unversioned"')),
@@ -143,14 +148,7 @@ describe('a rolling update of the base Deployments (worker processes, real dev s
     // kubectl set image: release 2's pods start, then release 1's get SIGTERM.
     const release2 = startRelease(env.address, 19500);
     procs.push(...release2);
-    for (const p of release2)
-      await until(
-        () => get(p.readyUrl),
-        (r) => r.status === 200,
-        `release 2's ${p.name} worker to be ready`,
-        release2,
-        180_000,
-      );
+    await allReady(release2, 'release 2');
     for (const p of release1) p.proc.kill('SIGTERM');
     for (const p of release1) assert.equal(await p.exited, 0, `release 1's ${p.name} exit code:\n${p.logs.slice(-5).join('\n')}`);
 

@@ -21,7 +21,7 @@ import type { ChampionEvaluation, ClassificationMetrics, PreparedDataset, Traine
 import { cnnSkinCancerWorkflow } from '../../src/workflows';
 import type { PipelineInput } from '../../src/workflows/input';
 import { finishSignal, redeploySignal, redeployUpdate, statusQuery, type PipelineStatus } from '../../src/workflows/messages';
-import { startDevServer } from '../helpers/temporal';
+import { recordHistory, startDevServer } from '../helpers/temporal';
 import { metrics } from '../helpers/metrics';
 
 // ---------------------------------------------------------------------------------------------
@@ -618,6 +618,7 @@ describe('workflow decisions (stubbed activities, real Temporal dev server)', fu
       assert.equal(inputsOf(id, 'deployModel').length, deploysBefore + 1);
       await handle.signal(finishSignal);
       await handle.result();
+      await recordHistory(handle, 'serving-bounds-refused-signal');
     });
   });
 

@@ -1,46 +1,51 @@
 /**
  * `npm run bench:overhead`: the orchestration overhead of the pipeline. On a private local stack
- * (Temporal, MLflow, moto; ports 7273/8273/5097/4597, `.stack/bench-overhead`) and the three real
- * workers in processes of their own (dist/src/workers/{pipeline,data,training}.js), it runs the
- * whole pipeline at a small size (all three models, 24 px, 2 epochs, lifetimeSeconds 0) on idle
- * workers, one run after the other, each a fresh workflow on a fresh preprocessing (its own seed)
- * and registered model (no champion to beat). From each run's history it walks the critical path
- * (bench/critical-path.ts) and splits the wall time into activity execution on the path and
+ * (Temporal, MLflow, moto, SeaweedFS; ports 7273/8273/5097/4597/8373, `.stack/bench-overhead`) and
+ * the three real workers in processes of their own (dist/src/workers/{pipeline,data,training}.js),
+ * it runs the whole pipeline at a small size (all three models, 24 px, 2 epochs, lifetimeSeconds 0)
+ * on idle workers, one run after the other, each a fresh workflow on a fresh preprocessing (its own
+ * seed) and registered model (no champion to beat). From each run's history it walks the critical
+ * path (bench/critical-path.ts) and splits the wall time into activity execution on the path and
  * overhead: activity schedule-to-start, workflow tasks (queued, running) and other gaps.
  *
  * The anchor is what the original design pays per task: a Kubernetes pod start per Airflow task
  * (KubernetesPodOperator), taken at Kubernetes' published pod startup SLO.
  *
- *   node dist/bench/overhead.js [--runs 3] [--warmup 1]
+ *   node dist/bench/overhead.js [--runs 3] [--warmup 1] [--quick]
  *
- * --warmup runs come first and are reported apart (`warmup`), outside the medians. Progress goes
+ * --warmup runs come first and are reported apart (`warmup`), outside the medians. --quick is one
+ * measured run and no warm-up. A worker or a stack service that exits on its own ends the benchmark
+ * at once, saying which and why. Progress goes
  * to stderr; the last line on stdout is one JSON object (overheadShare, overheadMsPerActivity,
  * ratioToAnchor, anchor, runs, ...). Each run's history and the workers' logs stay in
  * .stack/bench-overhead/logs until the next run.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import { Connection, WorkflowClient } from '@temporalio/client';
+import { WorkflowClient } from '@temporalio/client';
 import { TASK_QUEUES } from '../src/common/constants';
 import { loadConfig } from '../src/config';
 import { writeSyntheticDataset } from '../src/data/generate';
-import { setCurrentVersion } from '../src/runtime/deployment';
+import { WORKER_NAMES } from '../src/runtime/worker-processes';
 import { LocalEndpoints } from '../src/serving/local-endpoints';
 import { stackDown, stackUp } from '../src/stack/services';
 import { createS3Client, S3Store } from '../src/storage/s3';
 import type { cnnSkinCancerWorkflow } from '../src/workflows';
 import type { PipelineInput } from '../src/workflows/input';
 import { criticalPath, type CriticalPath } from './critical-path';
+import { benchPort } from './ports';
 import { privateStack } from './private-stack';
+import { DependencyExitedError, DependencyWatch } from './watch';
+import { startBenchWorkers, type BenchWorkers } from './workers';
 
-const ROOT = resolve(__dirname, '..', '..');
-const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, warmup: { type: 'string', default: '1' } } });
-const RUNS = Number(values.runs);
-const WARMUP = Number(values.warmup);
+const { values } = parseArgs({
+  options: { runs: { type: 'string', default: '3' }, warmup: { type: 'string', default: '1' }, quick: { type: 'boolean', default: false } },
+});
+const RUNS = values.quick ? 1 : Number(values.runs);
+const WARMUP = values.quick ? 0 : Number(values.warmup);
 if (!Number.isInteger(RUNS) || RUNS < 1 || !Number.isInteger(WARMUP) || WARMUP < 0) throw new Error('--runs must be >= 1, --warmup >= 0');
 
 /**
@@ -62,18 +67,14 @@ const BUILD_ID = 'bench-overhead';
 const DEPLOYMENT_NAME = 'cnn-skin-cancer';
 const ENDPOINT = 'bench-overhead';
 
-const { stack, env } = privateStack('bench-overhead', { temporal: 7273, temporalUi: 8273, mlflow: 5097, moto: 4597 }, 8197, {
+const { stack, env } = privateStack('bench-overhead', { temporal: 7273, temporalUi: 8273, mlflow: 5097, moto: 4597, s3: 8373 }, 8197, {
   TEMPORAL_WORKER_BUILD_ID: BUILD_ID,
   TEMPORAL_DEPLOYMENT_NAME: DEPLOYMENT_NAME,
   LOG_FORMAT: 'json',
 });
 
-/** Each worker's health and metrics ports (the defaults, 9090 and 9464, would collide). */
-const WORKERS = [
-  { name: 'pipeline', healthPort: 8174, metricsPort: 9474 },
-  { name: 'data', healthPort: 8175, metricsPort: 9475 },
-  { name: 'training', healthPort: 8176, metricsPort: 9476 },
-] as const;
+/** The first worker's metrics port; the others follow it (src/runtime/worker-processes.ts). */
+const METRICS_PORT = benchPort(9474);
 
 const say = (line: string): void => void process.stderr.write(`[overhead] ${line}\n`);
 
@@ -86,80 +87,27 @@ interface LogLine {
   modelClass?: string;
 }
 
-interface RunningWorker {
-  name: string;
-  child: ChildProcess;
-  lines: LogLine[];
-}
+const watch = new DependencyWatch();
+let running: BenchWorkers | undefined;
+/** The training worker's first-epoch lines, which trainingSetupMs looks for (the whole log is in the file). */
+const trainingLines: LogLine[] = [];
 
-const workers: RunningWorker[] = [];
-let stopping = false;
-
-function startWorker(w: (typeof WORKERS)[number]): RunningWorker {
-  const log = createWriteStream(join(stack.dir, 'logs', `worker-${w.name}.log`));
-  const child = spawn(process.execPath, [join(ROOT, 'dist', 'src', 'workers', `${w.name}.js`)], {
-    env: { ...env, WORKER_HEALTH_PORT: String(w.healthPort), WORKER_METRICS_PORT: String(w.metricsPort) },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const running: RunningWorker = { name: w.name, child, lines: [] };
-  let rest = '';
-  const take = (chunk: Buffer): void => {
-    log.write(chunk);
-    const parts = (rest + chunk.toString()).split('\n');
-    rest = parts.pop()!;
-    for (const line of parts) {
-      // Kept: the first-epoch lines trainingSetupMs looks for (the whole log is in the file).
-      if (!line.startsWith('{') || !line.includes(': epoch 1/')) continue;
-      try {
-        running.lines.push(JSON.parse(line) as LogLine);
-      } catch {
-        // a line some library printed
-      }
-    }
-  };
-  child.stdout!.on('data', take);
-  child.stderr!.on('data', take);
-  child.on('exit', (code, signal) => {
-    log.end();
-    if (!stopping) {
-      say(`the ${w.name} worker exited (${signal ?? code}); see ${join(stack.dir, 'logs', `worker-${w.name}.log`)}`);
-      void cleanup().finally(() => process.exit(1));
-    }
-  });
-  return running;
-}
-
-async function waitReady(port: number, timeoutMs = 120_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    try {
-      if ((await fetch(`http://127.0.0.1:${port}/readyz`, { signal: AbortSignal.timeout(2000) })).ok) return;
-    } catch {
-      // not listening yet
-    }
-    await sleep(250);
+function keepEpochLine(line: string): void {
+  if (!line.startsWith('{') || !line.includes(': epoch 1/')) return;
+  try {
+    trainingLines.push(JSON.parse(line) as LogLine);
+  } catch {
+    // a line some library printed
   }
-  throw new Error(`the worker with health port ${port} was not ready within ${timeoutMs / 1000} s`);
 }
 
 let cleaned: Promise<void> | undefined;
 function cleanup(): Promise<void> {
   cleaned ??= (async () => {
-    stopping = true;
-    await Promise.all(
-      workers.map(
-        ({ child }) =>
-          new Promise<void>((done) => {
-            if (child.exitCode !== null || child.signalCode !== null) return done();
-            const kill = setTimeout(() => child.kill('SIGKILL'), 15_000);
-            child.once('exit', () => {
-              clearTimeout(kill);
-              done();
-            });
-            child.kill('SIGTERM');
-          }),
-      ),
-    );
+    // The client's connection stays open until the process exits: a wait abandoned by watch.race()
+    // still polls through it, and would throw on a closed one.
+    watch.close();
+    await running?.workers.stop(15_000);
     await stackDown(stack, say).catch((err: Error) => say(`stack down: ${err.message}`));
   })();
   return cleaned;
@@ -174,11 +122,12 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const)
 /** The workers' Prometheus histograms (milliseconds): sum and count by worker, metric name and operation. */
 async function scrape(): Promise<Map<string, { sum: number; count: number }>> {
   const out = new Map<string, { sum: number; count: number }>();
-  for (const w of WORKERS) {
-    const text = await (await fetch(`http://127.0.0.1:${w.metricsPort}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+  for (const name of WORKER_NAMES) {
+    const port = running!.workers.metricsPortOf(name);
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
     for (const m of text.matchAll(/^(temporal_\w+)_(sum|count)\{([^}]*)\} (\S+)$/gm)) {
       const operation = /operation="(\w+)"/.exec(m[3]!)?.[1];
-      const key = `${w.name}:${m[1]}${operation ? `:${operation}` : ''}`;
+      const key = `${name}:${m[1]}${operation ? `:${operation}` : ''}`;
       const entry = out.get(key) ?? { sum: 0, count: 0 };
       entry[m[2] as 'sum' | 'count'] += Number(m[4]);
       out.set(key, entry);
@@ -224,9 +173,8 @@ const r1 = (x: number): number => Math.round(x * 10) / 10;
  * model build. Counted as activity execution, not overhead.
  */
 function trainingSetupMs(workflowId: string, path: CriticalPath): Record<string, number> {
-  const training = workers.find((w) => w.name === 'training')!;
   const out: Record<string, number> = {};
-  for (const line of training.lines) {
+  for (const line of trainingLines) {
     if (line.workflowId !== workflowId || line.activity !== 'trainModel' || !line.modelClass || !line.time) continue;
     if (!/: epoch 1\/\d+ started$/.test(line.msg ?? '') || out[line.modelClass] !== undefined) continue;
     const started = path.startedAt[line.activityId ?? ''];
@@ -247,9 +195,10 @@ async function main(): Promise<void> {
     say(`the machine is not idle (load ${loadBefore[0]} on ${cpus().length} CPUs): the overhead will read high`);
   rmSync(stack.dir, { recursive: true, force: true });
   say(
-    `stack in ${stack.dir}: Temporal ${stack.ports.temporal}, UI ${stack.ports.temporalUi}, MLflow ${stack.ports.mlflow}, moto ${stack.ports.moto}`,
+    `stack in ${stack.dir}: Temporal ${stack.ports.temporal}, UI ${stack.ports.temporalUi}, MLflow ${stack.ports.mlflow}, moto ${stack.ports.moto}, S3 ${stack.ports.s3}`,
   );
   await stackUp(stack, say);
+  await watch.stack(stack);
 
   const s3 = new S3Store(createS3Client(loadConfig(env)));
   await s3.ensureBucket(BUCKET);
@@ -261,12 +210,15 @@ async function main(): Promise<void> {
   });
   say('seeded the dataset: 16 + 4 images per class, 32 px');
 
-  for (const w of WORKERS) workers.push(startWorker(w));
-  await Promise.all(WORKERS.map((w) => waitReady(w.healthPort)));
-  const connection = await Connection.connect({ address: env.TEMPORAL_ADDRESS! });
-  await setCurrentVersion(connection.workflowService, { namespace: 'default', deploymentName: DEPLOYMENT_NAME, buildId: BUILD_ID });
-  const client = new WorkflowClient({ connection });
-  say(`workers polling as ${DEPLOYMENT_NAME}.${BUILD_ID} (current)`);
+  running = await startBenchWorkers({
+    env,
+    watch,
+    logDir: join(stack.dir, 'logs'),
+    metricsPort: METRICS_PORT,
+    onLine: (name, line) => name === 'training' && keepEpochLine(line),
+  });
+  const client = new WorkflowClient({ connection: running.connection });
+  say(`workers polling as ${running.version} (current)`);
 
   const baseInput: PipelineInput = {
     dataUri: `s3://${BUCKET}/data`,
@@ -300,7 +252,7 @@ async function main(): Promise<void> {
     say(
       `${label}: started ${handle.workflowId} (load ${load1}); http://localhost:${stack.ports.temporalUi}/namespaces/default/workflows/${handle.workflowId}`,
     );
-    await handle.result();
+    await watch.race(handle.result());
     // The last workflow task's metrics are recorded as its completion goes out.
     await sleep(1000);
     const metricsAfter = await scrape();
@@ -359,13 +311,12 @@ async function main(): Promise<void> {
     `median over ${RUNS} runs: overhead ${(overheadShare * 100).toFixed(2)} % of the wall time, ${overheadMsPerActivity} ms per activity on the path ` +
       `(${result.ratioToAnchor} x the ${ANCHOR.podStartSecondsP99} s pod start SLO); goals (< ${GOALS.overheadShare * 100} %, < ${GOALS.overheadMsPerActivity} ms) ${result.goals.met ? 'met' : 'NOT met'}`,
   );
-  await connection.close();
   console.log(JSON.stringify(result));
 }
 
 main()
   .catch((err: Error) => {
-    console.error(err);
+    console.error(`bench:overhead: ${err instanceof DependencyExitedError ? err.message : (err.stack ?? err.message)}`);
     process.exitCode = 1;
   })
   .finally(() => cleanup().finally(() => process.exit()));

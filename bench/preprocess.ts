@@ -6,7 +6,11 @@
  * `--rounds` times each at 1x (default 5) and at most twice at 4x, best round counting. Prints images/s, ratios and peak RSS; the last line
  * is one JSON object with `ratio` (ours / the original's images/s at 1x), `ratioTfData` (ours /
  * tf.data's at 1x), `ratioTfData4x`, `rssGrowth` (our peak RSS at 4x / at 1x) and our per-stage
- * profile (bench/preprocess-profile.ts).
+ * profile (bench/preprocess-profile.ts). A side that exits with an error ends the benchmark, naming it.
+ *
+ *   node dist/bench/preprocess.js [--rounds 5] [--quick]
+ *
+ * --quick: 1x and 4x are 5 % of those sizes (same 224 px), one round each.
  */
 import { execFileSync } from 'node:child_process';
 import { freemem, totalmem } from 'node:os';
@@ -16,6 +20,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { scaledCounts, writeSyntheticDataset } from '../src/data/generate';
 import { LocalStore } from '../src/storage/object-store';
+import { lastJsonLine } from './json-line';
 
 const ROOT = resolve(__dirname, '..', '..');
 const OUT = join(ROOT, 'bench', 'out');
@@ -27,11 +32,12 @@ interface Measure {
   maxRssMb: number;
 }
 
-async function dataset(scale: number): Promise<string> {
-  const dir = join(OUT, `data-${scale}x`);
+/** `scale` times the Kaggle split sizes, generated once under bench/out as `<name>`. */
+async function dataset(name: string, scale: number): Promise<string> {
+  const dir = join(OUT, name);
   const uri = pathToFileURL(dir).href;
   if (!existsSync(join(dir, '.complete'))) {
-    process.stderr.write(`generating the ${scale}x dataset in ${dir}\n`);
+    process.stderr.write(`generating the dataset ${name} in ${dir}\n`);
     await writeSyntheticDataset(new LocalStore(), { outUri: uri, counts: scaledCounts(scale), size: SIZE, seed: 2024, force: true });
     await new LocalStore().put(pathToFileURL(join(dir, '.complete')).href, '');
   }
@@ -39,10 +45,9 @@ async function dataset(scale: number): Promise<string> {
 }
 
 /** Runs one side in a process of its own, writing to `out` (removed after); its last stdout line is its Measure. */
-function measureIn(out: string, command: string, args: string[], env: NodeJS.ProcessEnv = process.env): Measure {
+function measureIn(side: string, out: string, command: string, args: string[], env: NodeJS.ProcessEnv = process.env): Measure {
   try {
-    const stdout = execFileSync(command, [...args, String(SIZE)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], env });
-    return JSON.parse(stdout.trim().split('\n').at(-1)!) as Measure;
+    return lastJsonLine<Measure>(side, command, [...args, String(SIZE)], env);
   } finally {
     rmSync(out, { recursive: true, force: true });
   }
@@ -52,17 +57,25 @@ function ours(dir: string): Measure {
   const out = mkdtempSync(join(OUT, 'ours-'));
   const args = [join(__dirname, 'preprocess-ours.js'), pathToFileURL(dir).href, pathToFileURL(out).href];
   // TensorFlow's start-up notices from each decoding process, as the tf.data side silences its own.
-  return measureIn(out, process.execPath, args, { ...process.env, TF_CPP_MIN_LOG_LEVEL: '2' });
+  return measureIn('our preprocessing', out, process.execPath, args, { ...process.env, TF_CPP_MIN_LOG_LEVEL: '2' });
 }
 
 function tfData(dir: string): Measure {
   const out = mkdtempSync(join(OUT, 'tfdata-'));
-  return measureIn(out, join(ROOT, '.venv-bench', 'bin', 'python'), [join(ROOT, 'bench', 'tfdata_preprocess.py'), dir, out]);
+  return measureIn('the tf.data reference', out, join(ROOT, '.venv-bench', 'bin', 'python'), [
+    join(ROOT, 'bench', 'tfdata_preprocess.py'),
+    dir,
+    out,
+  ]);
 }
 
 function original(dir: string): Measure {
   const out = join(OUT, 'original.pkl');
-  return measureIn(out, join(ROOT, '.venv', 'bin', 'python'), [join(ROOT, 'bench', 'original_preprocess.py'), dir, out]);
+  return measureIn("the original pipeline's loop", out, join(ROOT, '.venv', 'bin', 'python'), [
+    join(ROOT, 'bench', 'original_preprocess.py'),
+    dir,
+    out,
+  ]);
 }
 
 /** The original pipeline's loop holds uint8 + float64 copies and pickles them: about 17 bytes per pixel value. */
@@ -81,11 +94,13 @@ const best = (ms: Measure[]): Measure => ms.reduce((a, b) => (rate(b) > rate(a) 
 
 async function main(): Promise<void> {
   // A 1x pass takes about two seconds, so other work on the machine moves single rounds a lot.
-  const { values } = parseArgs({ options: { rounds: { type: 'string', default: '5' } } });
-  const rounds = Number(values.rounds);
+  const { values } = parseArgs({ options: { rounds: { type: 'string', default: '5' }, quick: { type: 'boolean', default: false } } });
+  const quick = values.quick;
+  const rounds = quick ? 1 : Number(values.rounds);
   execFileSync('bash', [join(ROOT, 'scripts', 'bench-env.sh')], { stdio: 'inherit' });
-  const one = await dataset(1);
-  const four = await dataset(4);
+  const base = quick ? 0.05 : 1;
+  const one = await dataset(quick ? 'data-quick-1x' : 'data-1x', base);
+  const four = await dataset(quick ? 'data-quick-4x' : 'data-4x', 4 * base);
   const results: Record<string, { ours: Measure; tfData: Measure; original?: Measure; originalNote?: string }> = {};
   for (const [label, dir] of [
     ['1x', one],
@@ -117,13 +132,12 @@ async function main(): Promise<void> {
     if (s) console.log(`${label}  ratio (ours / original images/s): ${(rate(o) / rate(s)).toFixed(2)}`);
   }
   // Where our time goes, stage by stage, in one process over the 1x files.
-  const profileOut = execFileSync(process.execPath, [join(__dirname, 'preprocess-profile.js'), one, String(SIZE)], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'inherit'],
-  }).trim();
-  const profileLines = profileOut.split('\n');
-  console.log(`our stages, one process, 1x:\n${profileLines.slice(0, -1).join('\n')}`);
-  const profile = JSON.parse(profileLines.at(-1)!) as { msPerImage: number; stages: Record<string, { msPerImage: number; share: number }> };
+  console.log('our stages, one process, 1x:');
+  const profile = lastJsonLine<{ msPerImage: number; stages: Record<string, { msPerImage: number; share: number }> }>(
+    'the stage profile',
+    process.execPath,
+    [join(__dirname, 'preprocess-profile.js'), one, String(SIZE)],
+  );
   const ratio = rate(results['1x']!.ours) / rate(results['1x']!.original!);
   const rssGrowth = results['4x']!.ours.maxRssMb / results['1x']!.ours.maxRssMb;
   console.log(`our peak RSS growth from 1x to 4x: ${rssGrowth.toFixed(2)}x`);

@@ -10,9 +10,12 @@
  *    server formed at 32 clients (read from its /metrics). Measured alternately, two rounds:
  *    `ratioToLimit` (our req/s at 32 clients / the limit's images/s).
  *
- * The last line is one JSON object with those fields.
+ * The last line is one JSON object with those fields. Either server exiting ends the benchmark at
+ * once with the end of its log.
  *
- *   node dist/bench/serve.js [--requests 300] [--concurrency 8] [--size 224] [--rounds 2]
+ *   node dist/bench/serve.js [--requests 300] [--concurrency 8] [--size 224] [--rounds 2] [--quick]
+ *
+ * --quick: 64 px, 40 requests per measurement, 4 bodies, one round, limit measurements of 0.3 s.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
@@ -24,7 +27,9 @@ import { encodeJpeg, syntheticLesion } from '../src/data/synthetic';
 import { buildBasicCnn } from '../src/ml/models';
 import { loadTf } from '../src/ml/tf';
 import { isProcessAlive, killGroup } from '../src/system/process';
+import { benchPort } from './ports';
 import { runLoad, type LoadResult } from './serve-load';
+import { DependencyWatch } from './watch';
 
 const ROOT = resolve(__dirname, '..', '..');
 const OUT = join(ROOT, 'bench', 'out', 'serve');
@@ -36,8 +41,10 @@ const { values } = parseArgs({
     size: { type: 'string', default: '224' },
     bodies: { type: 'string', default: '16' },
     rounds: { type: 'string', default: '2' },
+    quick: { type: 'boolean', default: false },
   },
 });
+if (values.quick) Object.assign(values, { requests: '40', size: '64', bodies: '4', rounds: '1' });
 /** Concurrent JPEG clients; the last is the one set against the limit. */
 const JPEG_CONCURRENCY = [1, 8, 32];
 const ROUNDS = Number(values.rounds);
@@ -45,6 +52,11 @@ const REQUESTS = Number(values.requests);
 const CONCURRENCY = Number(values.concurrency);
 const SIZE = Number(values.size);
 const WARMUP = Math.max(20, 2 * CONCURRENCY);
+/** The shortest limit measurement: single calls vary by tens of percent here. */
+const LIMIT_SECONDS = values.quick ? 0.3 : 3;
+const OURS_PORT = benchPort(18080);
+const MLFLOW_PORT = benchPort(18081);
+const watch = new DependencyWatch();
 
 const say = (line: string): void => void process.stderr.write(`[bench:serve] ${line}\n`);
 const pids: number[] = [];
@@ -85,8 +97,8 @@ function requestBodies(count: number): Buffer[] {
 }
 
 async function measure(name: string, url: string, bodies: Buffer[], concurrency = CONCURRENCY, type?: string): Promise<LoadResult> {
-  await runLoad(`${url}/invocations`, bodies, Math.max(20, 2 * concurrency), concurrency, type);
-  const result = await runLoad(`${url}/invocations`, bodies, REQUESTS, concurrency, type);
+  await watch.race(runLoad(`${url}/invocations`, bodies, Math.max(20, 2 * concurrency), concurrency, type));
+  const result = await watch.race(runLoad(`${url}/invocations`, bodies, REQUESTS, concurrency, type));
   say(
     `${name.padEnd(7)} ${result.requestsPerSecond.toFixed(1)} req/s  p50 ${result.p50Ms.toFixed(0)} ms  p99 ${result.p99Ms.toFixed(0)} ms  ` +
       `${result.failed} failed${result.firstFailure ? ` (first: ${result.firstFailure})` : ''}`,
@@ -123,7 +135,7 @@ async function measureJpeg(url: string, bodies: Buffer[], concurrency: number): 
 /**
  * The limit: the served model's predict on already-decoded images, batched `batch` at a time,
  * the way the server calls it (predict, then read the probabilities back), in this process with
- * no HTTP and no decoding. Images per second over at least `total` images and 3 s, after two warm-up calls.
+ * no HTTP and no decoding. Images per second over at least `total` images and LIMIT_SECONDS, after two warm-up calls.
  */
 function limitImagesPerSecond(model: LayersModel, decoded: Float32Array[], batch: number, total: number): number {
   const tf = loadTf();
@@ -139,11 +151,10 @@ function limitImagesPerSecond(model: LayersModel, decoded: Float32Array[], batch
   };
   call(inputs[0]!);
   call(inputs[1 % inputs.length]!);
-  // At least `total` images and three seconds: single calls vary by tens of percent here.
   const t0 = process.hrtime.bigint();
   let calls = 0;
   let seconds = 0;
-  while (calls * batch < total || seconds < 3) {
+  while (calls * batch < total || seconds < LIMIT_SECONDS) {
     call(inputs[calls++ % inputs.length]!);
     seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   }
@@ -171,22 +182,24 @@ async function main(): Promise<void> {
     stdio: ['ignore', 'ignore', 'inherit'],
   });
 
-  const ours = { name: 'ours', url: 'http://127.0.0.1:18080' };
-  const mlflow = { name: 'mlflow', url: 'http://127.0.0.1:18081' };
+  const ours = { name: 'ours', url: `http://127.0.0.1:${OURS_PORT}` };
+  const mlflow = { name: 'mlflow', url: `http://127.0.0.1:${MLFLOW_PORT}` };
   const env = { ...process.env, TF_CPP_MIN_LOG_LEVEL: '2' };
   const oursPid = start(
     ours.name,
     process.execPath,
-    [join(ROOT, 'dist', 'src', 'serving', 'main.js'), '--model-uri', tfjsDir, '--host', '127.0.0.1', '--port', '18080'],
+    [join(ROOT, 'dist', 'src', 'serving', 'main.js'), '--model-uri', tfjsDir, '--host', '127.0.0.1', '--port', String(OURS_PORT)],
     env,
   );
   const mlflowPid = start(
     mlflow.name,
     join(ROOT, '.venv-bench', 'bin', 'mlflow'),
-    ['models', 'serve', '-m', mlflowDir, '--env-manager', 'local', '-h', '127.0.0.1', '-p', '18081'],
+    ['models', 'serve', '-m', mlflowDir, '--env-manager', 'local', '-h', '127.0.0.1', '-p', String(MLFLOW_PORT)],
     { ...env, PATH: `${join(ROOT, '.venv-bench', 'bin')}:${process.env.PATH}` },
   );
   await Promise.all([waitForPing(ours.name, ours.url, oursPid), waitForPing(mlflow.name, mlflow.url, mlflowPid)]);
+  watch.pid('our server', oursPid, join(OUT, `${ours.name}.log`));
+  const unwatchMlflow = watch.pid("MLflow's scoring server", mlflowPid, join(OUT, `${mlflow.name}.log`));
 
   const bodies = requestBodies(Number(values.bodies));
   say(
@@ -195,6 +208,7 @@ async function main(): Promise<void> {
   // One server at a time, so neither competes with the other for the two cores.
   const a = await measure(ours.name, ours.url, bodies);
   const b = await measure(mlflow.name, mlflow.url, bodies);
+  unwatchMlflow();
   await killGroup(mlflowPid);
 
   const jpegs = await jpegBodies(Number(values.bodies));
@@ -252,6 +266,7 @@ const summary = (r: LoadResult) => ({
 });
 
 async function cleanup(): Promise<void> {
+  watch.close();
   await Promise.all(pids.filter(isProcessAlive).map((pid) => killGroup(pid)));
 }
 

@@ -8,7 +8,8 @@
  * alternating rounds; each side's best round counts (other work on the machine only ever slows a
  * run down), and every round is printed. Ours with oneDNN off once per size. ResNet50 the same way
  * at 64 px (batch 32, oneDNN off once too) and at 224 px, at batch 16, what a training pod on a
- * t3.large holds in one pass (see src/ml/memory.ts), in at most 3 rounds, with each side's peak RSS.
+ * t3.large holds in one pass (see src/ml/memory.ts), in at most 3 rounds, with each side's peak RSS
+ * and their ratio (rssRatioResnet224, ours / Keras).
  * Accuracy: Basic and ResNet50 (means of three seeds) and CrossVal (3 folds) trained to the end on both
  * sides; the validation accuracies and their difference in points. Ours ends as the product's
  * training does, with batch norm's statistics computed over the training images; ResNet50's
@@ -18,10 +19,13 @@
  * oneDNN-off ratios, ratioResnet64 and ratioResnet224 with their images/s, and the accuracy parity
  * figures. `--speed-only` skips the accuracy part, `--parity-only` the speed part; `--rounds N` sets
  * the rounds (default 5), `--sizes 64,128` times only those Basic sizes (and skips ResNet50),
- * `--resnet-only` times only ResNet50.
+ * `--resnet-only` times only ResNet50. `--quick`: the same runs (one round, one seed) on a few
+ * dozen images, 2 epochs each, to show that every part still runs; its figures mean nothing.
+ * A side that fails ends the benchmark, naming it.
  */
 import { execFileSync } from 'node:child_process';
 import { join, resolve } from 'node:path';
+import { lastJsonLine } from './json-line';
 import { benchData } from './train-data';
 
 const ROOT = resolve(__dirname, '..', '..');
@@ -40,13 +44,8 @@ interface SideResult {
 function run(side: 'ours' | 'keras', args: (string | number)[], env: Record<string, string> = {}): SideResult {
   const [cmd, script] =
     side === 'ours' ? [process.execPath, join(__dirname, 'train-ours.js')] : [PY, join(ROOT, 'bench', 'keras_train.py')];
-  const stdout = execFileSync(cmd, [script, ...args.map(String)], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'inherit'],
-    env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '2', ...env },
-    maxBuffer: 1 << 24,
-  });
-  return JSON.parse(stdout.trim().split('\n').at(-1)!) as SideResult;
+  const what = `${side === 'ours' ? 'our training' : 'the Keras reference'} (${args.join(' ')})`;
+  return lastJsonLine<SideResult>(what, cmd, [script, ...args.map(String)], { ...process.env, TF_CPP_MIN_LOG_LEVEL: '2', ...env });
 }
 
 const round = (x: number, digits = 2) => Math.round(x * 10 ** digits) / 10 ** digits;
@@ -57,7 +56,10 @@ function flag(name: string): string | undefined {
   return i >= 0 ? process.argv[i + 1] : undefined;
 }
 
-const ROUNDS = Number(flag('rounds') ?? 5);
+const QUICK = process.argv.includes('--quick');
+const ROUNDS = QUICK ? 1 : Number(flag('rounds') ?? 5);
+/** Epochs of a timed run: the first warms up, the rest are timed. */
+const EPOCHS = QUICK ? 2 : 3;
 if (!(Number.isInteger(ROUNDS) && ROUNDS >= 1)) throw new Error(`--rounds must be a positive integer, got ${flag('rounds')}`);
 /** The Basic sizes to time (all by default); ResNet50 runs only with all of them. */
 const SIZES = flag('sizes')?.split(',').map(Number);
@@ -99,17 +101,18 @@ function speed(): Record<string, unknown> {
   // Enough images for a few seconds per timed epoch at each size on two cores.
   const plan = (
     [
-      [64, 1024],
-      [128, 512],
-      [224, 192],
+      [64, QUICK ? 64 : 1024],
+      [128, QUICK ? 32 : 512],
+      [224, QUICK ? 32 : 192],
     ] as [number, number][]
   ).filter(([size]) => !SIZES || SIZES.includes(size));
+  const validation = QUICK ? 16 : 64;
   if (!RESNET_ONLY) {
-    console.log(`Basic CNN, batch 32, Adam: images/s (epochs 2-3 of 3), best of ${ROUNDS} alternating rounds`);
+    console.log(`Basic CNN, batch 32, Adam: images/s (epochs 2-${EPOCHS} of ${EPOCHS}), best of ${ROUNDS} alternating rounds`);
     console.log('size   ours(oneDNN on)  Keras   ratio  ours(oneDNN off)  ratio(off)  rounds ours | Keras');
     for (const [size, n] of plan) {
-      const data = benchData(OUT, size, n, 64);
-      const { ours, keras, on, k, off } = bestOfRounds([data.dir, 'Basic', 3, 32, 1]);
+      const data = benchData(OUT, size, n, validation);
+      const { ours, keras, on, k, off } = bestOfRounds([data.dir, 'Basic', EPOCHS, 32, 1]);
       out[`ours${size}`] = round(on, 1);
       out[`keras${size}`] = round(k, 1);
       out[`ratio${size}`] = round(on / k);
@@ -124,13 +127,13 @@ function speed(): Record<string, unknown> {
   }
   if (SIZES) return out;
   // 64 px: 16 steps a timed epoch; 224 px: 6 steps of 16 images, each a few seconds.
-  const small = bestOfRounds([benchData(OUT, 64, 512, 64).dir, 'ResNet50', 3, 32, 1]);
+  const small = bestOfRounds([benchData(OUT, 64, QUICK ? 32 : 512, validation).dir, 'ResNet50', EPOCHS, 32, 1]);
   console.log(
     `ResNet50 at 64 px, batch 32, best of ${ROUNDS}: ours ${small.on.toFixed(1)} img/s (oneDNN off: ${small.off!.toFixed(1)}), ` +
       `Keras ${small.k.toFixed(1)}, ratio ${(small.on / small.k).toFixed(2)}; rounds ${list(small.ours)} | ${list(small.keras)}`,
   );
   const rounds224 = Math.min(ROUNDS, 3);
-  const large = bestOfRounds([benchData(OUT, 224, 96, 32).dir, 'ResNet50', 3, 16, 1], rounds224, false);
+  const large = bestOfRounds([benchData(OUT, 224, QUICK ? 16 : 96, QUICK ? 16 : 32).dir, 'ResNet50', EPOCHS, 16, 1], rounds224, false);
   console.log(
     `ResNet50 at 224 px, batch 16, best of ${rounds224}: ours ${large.on.toFixed(2)} img/s, Keras ${large.k.toFixed(2)}, ` +
       `ratio ${(large.on / large.k).toFixed(2)}; rounds ${list(large.ours)} | ${list(large.keras)}; ` +
@@ -147,6 +150,7 @@ function speed(): Record<string, unknown> {
     resnetKeras224: round(large.k, 2),
     resnetBatch224: 16,
     resnetPeakRssMb224: large.rss,
+    rssRatioResnet224: round(large.rss.ours / large.rss.keras),
   };
 }
 
@@ -156,11 +160,17 @@ function parity(): Record<string, number> {
   // A single run swings by a point or more with the seed (and with oneDNN's rounding): Basic and
   // ResNet50 rows are means over three seeds on each side. CrossVal's final model is Basic's seed-1
   // run; its fold mean is what it adds.
-  const cases: { model: string; size: number; train: number; val: number; epochs: number; folds?: number; seeds: number[] }[] = [
-    { model: 'Basic', size: 64, train: 1200, val: 400, epochs: 8, seeds: [1, 2, 3] },
-    { model: 'CrossVal', size: 64, train: 1200, val: 400, epochs: 8, folds: 3, seeds: [1] },
-    { model: 'ResNet50', size: 32, train: 1200, val: 400, epochs: 8, seeds: [1, 2, 3] },
-  ];
+  const cases: { model: string; size: number; train: number; val: number; epochs: number; folds?: number; seeds: number[] }[] = QUICK
+    ? [
+        { model: 'Basic', size: 64, train: 64, val: 32, epochs: 2, seeds: [1] },
+        { model: 'CrossVal', size: 64, train: 64, val: 32, epochs: 2, folds: 3, seeds: [1] },
+        { model: 'ResNet50', size: 32, train: 64, val: 32, epochs: 2, seeds: [1] },
+      ]
+    : [
+        { model: 'Basic', size: 64, train: 1200, val: 400, epochs: 8, seeds: [1, 2, 3] },
+        { model: 'CrossVal', size: 64, train: 1200, val: 400, epochs: 8, folds: 3, seeds: [1] },
+        { model: 'ResNet50', size: 32, train: 1200, val: 400, epochs: 8, seeds: [1, 2, 3] },
+      ];
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   for (const c of cases) {
     const data = benchData(OUT, c.size, c.train, c.val, 11);
@@ -197,4 +207,9 @@ function main(): void {
   console.log(JSON.stringify(result));
 }
 
-main();
+try {
+  main();
+} catch (err) {
+  console.error(`bench:train: ${(err as Error).message}`);
+  process.exit(1);
+}

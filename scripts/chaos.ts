@@ -67,7 +67,10 @@ interface Options {
   faultRate: number;
   /** Mean seconds between background kills. */
   killEvery: number;
-  /** First of the harness's ports (see `ports`): away from the demo's 7233/8233/5000/4566 and the tests' 5071/4571/8091. */
+  /**
+   * First of the harness's ports (see `ports`): away from the demo's 7233/8233/5000/4566/8333 and the
+   * tests' 5071/4571/8343/8091. SeaweedFS's internal ports are 10000 above its S3 port.
+   */
   portBase: number;
   /** Every Nth run (runs N-1, 2N-1, ...) deploys to SageMaker (moto) instead of a local endpoint; 0 for none. */
   sagemakerEvery: number;
@@ -110,7 +113,7 @@ async function main(): Promise<void> {
     dir: join(ROOT, '.stack', 'chaos'),
     host,
     projectRoot: ROOT,
-    ports: { temporal: p, temporalUi: p + 1, mlflow: p + 2, moto: p + 3 },
+    ports: { temporal: p, temporalUi: p + 1, mlflow: p + 2, moto: p + 3, s3: p + 7 },
   };
   const random = seededRandom(opts.seed);
   const onSageMaker = (i: number): boolean => opts.sagemakerEvery > 0 && i % opts.sagemakerEvery === opts.sagemakerEvery - 1;
@@ -140,7 +143,7 @@ async function main(): Promise<void> {
       errorBody,
     });
   const proxies = {
-    s3: proxy('s3', 4, stack.ports.moto, 'xml'),
+    s3: proxy('s3', 4, stack.ports.s3, 'xml'),
     sagemaker: proxy('sagemaker', 5, stack.ports.moto, 'json'),
     mlflow: proxy('mlflow', 6, stack.ports.mlflow, 'json'),
   };
@@ -171,7 +174,7 @@ async function main(): Promise<void> {
   // The harness's own view (dataset seeding, checks) bypasses the proxies: it measures, it is not under test.
   const direct = loadConfig({
     ...workerEnv,
-    AWS_ENDPOINT_URL_S3: `http://${host}:${stack.ports.moto}`,
+    AWS_ENDPOINT_URL_S3: `http://${host}:${stack.ports.s3}`,
     MLFLOW_TRACKING_URI: `http://${host}:${stack.ports.mlflow}`,
   });
   const supervisor = new Supervisor({
@@ -200,7 +203,7 @@ async function main(): Promise<void> {
     });
 
   try {
-    say(`stack in ${stack.dir}: Temporal ${p}, UI ${p + 1}, MLflow ${p + 2}, moto ${p + 3}; proxies ${p + 4}-${p + 6}`);
+    say(`stack in ${stack.dir}: Temporal ${p}, UI ${p + 1}, MLflow ${p + 2}, moto ${p + 3}, S3 ${p + 7}; proxies ${p + 4}-${p + 6}`);
     await stackUp(stack, say);
     for (const x of Object.values(proxies)) await x.start();
 

@@ -55,7 +55,7 @@ async function main(): Promise<void> {
   const config = loadConfig(process.env);
   const stack = stackOptionsFromEnv(process.env, ROOT);
 
-  say('starting the local stack (Temporal, MLflow, moto)');
+  say('starting the local stack (Temporal, MLflow, SeaweedFS for S3, moto for the SageMaker API)');
   await stackUp(stack, (line) => say(line));
 
   const s3 = new S3Store(createS3Client(config));

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One-command, idempotent set-up: npm dependencies, the native TensorFlow backend for
-# @tensorflow/tfjs-node, the project-local Python environment (Temporal CLI, MLflow, moto),
-# Temporal's time-skipping test server (Maven) and the TypeScript build. Quick when everything
-# is already in place.
+# @tensorflow/tfjs-node, the project-local Python environment (Temporal CLI, MLflow, moto, SeaweedFS),
+# Temporal's time-skipping test server (Maven) and the TypeScript build. Quick when everything is
+# already in place.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -126,7 +126,7 @@ if [[ ! -f $ops_stamp || ! -f $OPS_LIB ]]; then
   rm -f dist/native/.cnn_ops-* && touch "$ops_stamp"
 fi
 
-# --- Python environment: Temporal CLI, MLflow, moto ---------------------------------------
+# --- Python environment: Temporal CLI, MLflow, moto, SeaweedFS -----------------------------
 # (Skipped in container images, which need only the workers: SKIP_PYTHON_STACK=1.)
 py_stamp=.venv/.setup-$(hash_of requirements-stack.txt)
 if [[ ${SKIP_PYTHON_STACK:-0} == 1 ]]; then
@@ -139,7 +139,7 @@ elif [[ ! -f $py_stamp ]]; then
   rm -f .venv/.setup-* && touch "$py_stamp"
 fi
 if [[ ${SKIP_PYTHON_STACK:-0} != 1 ]]; then
-  for bin in temporal mlflow moto_server; do
+  for bin in temporal mlflow moto_server weed; do
     [[ -x .venv/bin/$bin ]] || die ".venv/bin/$bin is missing; delete .venv and run npm run setup again"
   done
 fi

@@ -1,4 +1,4 @@
-/** `npm run stack -- up|down|status`: the local Temporal, MLflow and moto services. */
+/** `npm run stack -- up|down|status`: the local Temporal, MLflow, SeaweedFS (S3) and moto (SageMaker API) services. */
 import { resolve } from 'node:path';
 import { stackDown, stackOptionsFromEnv, stackStatus, stackUp, type ServiceStatus } from '../src/stack/services';
 

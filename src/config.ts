@@ -15,6 +15,7 @@ export interface Config {
     s3ForcePathStyle: boolean;
     /** Static keys when both are set; otherwise the SDK's default chain (IRSA, instance role, ...). */
     credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+    s3Limits: S3LimitsConfig;
   };
   mlflow: { trackingUri: string };
   /** Scratch space for checkpoints and local endpoint state. */
@@ -42,7 +43,12 @@ export interface TemporalConfig {
   deploymentName: string;
   /** Build id of this release (TEMPORAL_WORKER_BUILD_ID); unset: derived from the package version and the code. */
   buildId?: string;
-  /** Poll as a version of the Worker Deployment (TEMPORAL_WORKER_VERSIONING, default on). */
+  /**
+   * Poll as a version of the Worker Deployment (TEMPORAL_WORKER_VERSIONING). Default: on when the
+   * build is named (TEMPORAL_WORKER_BUILD_ID, which Temporal's Worker Controller and `npm run
+   * workers` set, and which also make the version current), else off: a worker started on its own,
+   * as a plain Deployment starts it, would otherwise poll as a version nothing makes current.
+   */
   versioning: boolean;
   /** TLS towards the frontend: on with any of the TLS variables or an API key. */
   tls?: { certPath?: string; keyPath?: string; caPath?: string; serverName?: string };
@@ -64,6 +70,19 @@ export interface WorkerProcessConfig {
   logFormat: 'json' | 'text' | 'auto';
 }
 
+/** What every S3 request may cost in time and bytes (src/storage/s3-limits.ts applies them). */
+export interface S3LimitsConfig {
+  /** S3_CONNECT_TIMEOUT_MS: how long a connection to S3 may take to open. */
+  connectTimeoutMs: number;
+  /**
+   * S3_IDLE_TIMEOUT_MS: how long a request's connection may stay silent (nothing sent or received)
+   * before the attempt fails. A silence, not a deadline: a large object on a slow link never hits it.
+   */
+  idleTimeoutMs: number;
+  /** S3_MAX_OBJECT_MB: the largest object a read accepts; a larger one is refused before its body is read. */
+  maxObjectBytes: number;
+}
+
 export const TRAFFIC_ROUTING = ['all-at-once', 'canary', 'linear'] as const;
 export type TrafficRouting = (typeof TRAFFIC_ROUTING)[number];
 
@@ -74,6 +93,11 @@ export interface SageMakerConfig {
   /** IAM role SageMaker assumes to pull the image and read model.tar.gz. */
   executionRoleArn?: string;
   instanceType: string;
+  /**
+   * The instance types a deploy may use (SAGEMAKER_INSTANCE_TYPES; default: instanceType alone):
+   * a redeploy asking for another is refused, and the IAM policy (k8s/iam) allows the same list.
+   */
+  allowedInstanceTypes: string[];
   instanceCount: number;
   /** Blue/green traffic shifting: all at once (default), a canary share first, or linear steps. */
   trafficRouting: TrafficRouting;
@@ -153,7 +177,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       ...(env.TEMPORAL_WORKER_BUILD_ID
         ? { buildId: matching('TEMPORAL_WORKER_BUILD_ID', /^[\w.+-]{1,200}$/, 'letters, digits, . + _ or -') }
         : {}),
-      versioning: onOff('TEMPORAL_WORKER_VERSIONING', true),
+      versioning: onOff('TEMPORAL_WORKER_VERSIONING', Boolean(env.TEMPORAL_WORKER_BUILD_ID)),
       ...temporalTls(),
     },
     worker: {
@@ -178,6 +202,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
               sessionToken: env.AWS_SESSION_TOKEN || undefined,
             }
           : undefined,
+      s3Limits: {
+        connectTimeoutMs: int('S3_CONNECT_TIMEOUT_MS', 5_000, 1, 600_000),
+        idleTimeoutMs: int('S3_IDLE_TIMEOUT_MS', 30_000, 1, 3_600_000),
+        // MB of 2^20 bytes. 512: a shard of 256 images at 224 px is 36.8, a ResNet50 checkpoint (weights
+        // and Adam's two moments) 269. A read holds the whole object in one typed array (4 GiB at most).
+        maxObjectBytes: int('S3_MAX_OBJECT_MB', 512, 1, 4096) * 2 ** 20,
+      },
     },
     mlflow: { trackingUri: url('MLFLOW_TRACKING_URI', 'http://127.0.0.1:5000')! },
     stateDir: env.PIPELINE_STATE_DIR || '.stack',
@@ -217,6 +248,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         'a SageMaker instance type such as ml.m5.large',
         'ml.m5.large',
       )!,
+      allowedInstanceTypes: [],
       instanceCount: int('SAGEMAKER_INSTANCE_COUNT', 1, 1, 100),
       trafficRouting: matching(
         'SAGEMAKER_TRAFFIC_ROUTING',
@@ -234,6 +266,18 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       pollSeconds: int('SAGEMAKER_POLL_SECONDS', 15, 1, 300),
     },
   };
+  const sm = config.sagemaker;
+  sm.allowedInstanceTypes = (env.SAGEMAKER_INSTANCE_TYPES ?? '')
+    .split(',')
+    .map((t) => t.trim())
+    .filter(Boolean);
+  for (const t of sm.allowedInstanceTypes)
+    if (!INSTANCE_TYPE_PATTERN.test(t)) problems.push(`SAGEMAKER_INSTANCE_TYPES must list instance types such as ml.m5.large, got '${t}'`);
+  if (!sm.allowedInstanceTypes.length) sm.allowedInstanceTypes = [sm.instanceType];
+  else if (!sm.allowedInstanceTypes.includes(sm.instanceType))
+    problems.push(
+      `SAGEMAKER_INSTANCE_TYPE ${sm.instanceType} is not among SAGEMAKER_INSTANCE_TYPES (${sm.allowedInstanceTypes.join(', ')})`,
+    );
   if (!/^[\w.-]+:\d+$/.test(config.temporal.address)) problems.push(`TEMPORAL_ADDRESS must be host:port, got '${config.temporal.address}'`);
   if (problems.length) throw new ConfigError(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
   return config;

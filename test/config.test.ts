@@ -8,6 +8,7 @@ describe('loadConfig: SageMaker', () => {
       imageUri: undefined,
       executionRoleArn: undefined,
       instanceType: 'ml.m5.large',
+      allowedInstanceTypes: ['ml.m5.large'],
       instanceCount: 1,
       trafficRouting: 'all-at-once',
       trafficPercent: 10,
@@ -16,6 +17,19 @@ describe('loadConfig: SageMaker', () => {
       maxWaitSeconds: 3600,
       pollSeconds: 15,
     });
+  });
+
+  it('allows the listed instance types, which must include the default one', () => {
+    const { sagemaker } = loadConfig({ SAGEMAKER_INSTANCE_TYPES: 'ml.m5.large, ml.c5.xlarge' });
+    assert.deepEqual(sagemaker.allowedInstanceTypes, ['ml.m5.large', 'ml.c5.xlarge']);
+    assert.throws(
+      () => loadConfig({ SAGEMAKER_INSTANCE_TYPES: 'ml.c5.xlarge' }),
+      /SAGEMAKER_INSTANCE_TYPE ml\.m5\.large is not among SAGEMAKER_INSTANCE_TYPES/,
+    );
+    assert.throws(
+      () => loadConfig({ SAGEMAKER_INSTANCE_TYPES: 'm5, ml.m5.large' }),
+      /SAGEMAKER_INSTANCE_TYPES must list instance types such as ml\.m5\.large, got 'm5'/,
+    );
   });
 
   it('reads every variable', () => {
@@ -70,10 +84,29 @@ describe('loadConfig: training', () => {
   });
 });
 
+describe('loadConfig: S3 limits', () => {
+  it('defaults to 5 s to connect, 30 s of silence, and objects up to 512 MB', () => {
+    assert.deepEqual(loadConfig({}).aws.s3Limits, { connectTimeoutMs: 5000, idleTimeoutMs: 30_000, maxObjectBytes: 512 * 2 ** 20 });
+  });
+  it('reads S3_CONNECT_TIMEOUT_MS, S3_IDLE_TIMEOUT_MS and S3_MAX_OBJECT_MB', () => {
+    const env = { S3_CONNECT_TIMEOUT_MS: '1500', S3_IDLE_TIMEOUT_MS: '120000', S3_MAX_OBJECT_MB: '2048' };
+    assert.deepEqual(loadConfig(env).aws.s3Limits, { connectTimeoutMs: 1500, idleTimeoutMs: 120_000, maxObjectBytes: 2048 * 2 ** 20 });
+  });
+  it('names each bad limit', () => {
+    assert.throws(
+      () => loadConfig({ S3_CONNECT_TIMEOUT_MS: '0', S3_IDLE_TIMEOUT_MS: '30s', S3_MAX_OBJECT_MB: '5000' }),
+      (err: Error) =>
+        /S3_CONNECT_TIMEOUT_MS must be an integer from 1 to 600000, got '0'/.test(err.message) &&
+        /S3_IDLE_TIMEOUT_MS must be an integer from 1 to 3600000, got '30s'/.test(err.message) &&
+        /S3_MAX_OBJECT_MB must be an integer from 1 to 4096, got '5000'/.test(err.message),
+    );
+  });
+});
+
 describe('loadConfig: Temporal connection and worker process', () => {
   it('defaults to the local server, the cnn-skin-cancer deployment, versioning on, no TLS', () => {
     const { temporal, worker } = loadConfig({});
-    assert.deepEqual(temporal, { address: '127.0.0.1:7233', namespace: 'default', deploymentName: 'cnn-skin-cancer', versioning: true });
+    assert.deepEqual(temporal, { address: '127.0.0.1:7233', namespace: 'default', deploymentName: 'cnn-skin-cancer', versioning: false });
     assert.deepEqual(worker, { healthPort: 9090, httpHost: '127.0.0.1', metricsPort: 9464, logFormat: 'auto' });
   });
   it("reads the Worker Controller's variables", () => {
@@ -84,9 +117,15 @@ describe('loadConfig: Temporal connection and worker process', () => {
       TEMPORAL_WORKER_BUILD_ID: '1.4.0-abc123',
     });
     assert.deepEqual(
-      [temporal.address, temporal.namespace, temporal.deploymentName, temporal.buildId],
-      ['temporal-frontend.temporal:7233', 'ml', 'ml-pipeline-workers', '1.4.0-abc123'],
+      [temporal.address, temporal.namespace, temporal.deploymentName, temporal.buildId, temporal.versioning],
+      ['temporal-frontend.temporal:7233', 'ml', 'ml-pipeline-workers', '1.4.0-abc123', true],
     );
+  });
+  it('polls unversioned unless the build is named or versioning is asked for, so a worker started on its own runs workflows', () => {
+    assert.equal(loadConfig({}).temporal.versioning, false);
+    assert.equal(loadConfig({ TEMPORAL_WORKER_BUILD_ID: 'b1' }).temporal.versioning, true);
+    assert.equal(loadConfig({ TEMPORAL_WORKER_VERSIONING: 'on' }).temporal.versioning, true);
+    assert.equal(loadConfig({ TEMPORAL_WORKER_BUILD_ID: 'b1', TEMPORAL_WORKER_VERSIONING: 'off' }).temporal.versioning, false);
   });
   it('turns TLS on for mTLS files or an API key, and wants cert and key together', () => {
     assert.deepEqual(loadConfig({ TEMPORAL_TLS_CERT: '/c.pem', TEMPORAL_TLS_KEY: '/k.pem', TEMPORAL_TLS_CA: '/ca.pem' }).temporal.tls, {

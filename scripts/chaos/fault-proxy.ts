@@ -1,5 +1,5 @@
 /**
- * A reverse proxy in front of one upstream (moto's S3, moto's SageMaker API, MLflow) that, for a
+ * A reverse proxy in front of one upstream (SeaweedFS's S3, moto's SageMaker API, MLflow) that, for a
  * seeded fraction of requests, misbehaves the way networks and overloaded services do:
  *
  * - `error`: answers 503 itself, the request never reaches the upstream (retry is always safe);

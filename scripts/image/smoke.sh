@@ -1,8 +1,8 @@
 # shellcheck shell=bash
 # `npm run image -- smoke`: the built image, run without a Docker engine (buildah run, chroot
 # isolation, host network), as a non-root user on a read-only root, against a private local stack:
-#   1. the stack (Temporal, MLflow, moto) on ports of its own, in .stack/image-smoke, with a small
-#      synthetic dataset seeded into its S3;
+#   1. the stack (Temporal, MLflow, SeaweedFS for S3, moto for the SageMaker API) on ports of its
+#      own, in .stack/image-smoke, with a small synthetic dataset seeded into its S3;
 #   2. the image's three workers, made the current version of the Worker Deployment, and one small
 #      pipeline run through the temporal CLI, waited for to its result;
 #   3. the image's `serve` entry point (SageMaker's contract) on the model that run registered,
@@ -16,6 +16,9 @@ SMOKE_TEMPORAL_PORT=${SMOKE_TEMPORAL_PORT:-7283}
 SMOKE_TEMPORAL_UI_PORT=${SMOKE_TEMPORAL_UI_PORT:-8283}
 SMOKE_MLFLOW_PORT=${SMOKE_MLFLOW_PORT:-5097}
 SMOKE_MOTO_PORT=${SMOKE_MOTO_PORT:-4597}
+# SeaweedFS's S3 gateway; its seven internal ports follow from SMOKE_S3_INTERNAL_PORT.
+SMOKE_S3_PORT=${SMOKE_S3_PORT:-8383}
+SMOKE_S3_INTERNAL_PORT=${SMOKE_S3_INTERNAL_PORT:-$((SMOKE_S3_PORT + 10000))}
 # Health and metrics port of each worker, and the first port the pipeline worker may give a local
 # endpoint (it takes the first free one from there).
 SMOKE_WORKER_PORTS=${SMOKE_WORKER_PORTS:-pipeline:9390:9490 data:9391:9491 training:9392:9492}
@@ -43,18 +46,19 @@ smoke() {
   image_exists "$IMAGE" || die "there is no image $IMAGE here: run 'npm run image -- build' first"
   SMOKE_STARTED=$(date +%s.%N)
   # The host side (stack services, dataset generator, temporal CLI) runs from this checkout.
-  if [[ ! -f dist/scripts/stack.js || ! -f dist/scripts/dataset.js || ! -x .venv/bin/temporal ]]; then
+  if [[ ! -f dist/scripts/stack.js || ! -f dist/scripts/dataset.js || ! -x .venv/bin/temporal || ! -x .venv/bin/weed ]]; then
     log "setting up the checkout first (bash scripts/setup.sh): the stack and the dataset generator run from it"
     bash scripts/setup.sh
   fi
   # The SDK's notice that releases after January 2027 need Node 22 (the pinned one runs on 20).
   export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true
   export TEMPORAL_PORT=$SMOKE_TEMPORAL_PORT TEMPORAL_UI_PORT=$SMOKE_TEMPORAL_UI_PORT MLFLOW_PORT=$SMOKE_MLFLOW_PORT \
-    MOTO_PORT=$SMOKE_MOTO_PORT STACK_DIR=$SMOKE_STACK_DIR
+    MOTO_PORT=$SMOKE_MOTO_PORT S3_PORT=$SMOKE_S3_PORT S3_INTERNAL_PORT=$SMOKE_S3_INTERNAL_PORT STACK_DIR=$SMOKE_STACK_DIR
   SMOKE_DIR=$PWD/$SMOKE_STACK_DIR
   TEMPORAL_ADDR=127.0.0.1:$SMOKE_TEMPORAL_PORT
   MLFLOW_URL=http://127.0.0.1:$SMOKE_MLFLOW_PORT
   MOTO_URL=http://127.0.0.1:$SMOKE_MOTO_PORT
+  S3_URL=http://127.0.0.1:$SMOKE_S3_PORT
   set_stack_env
   # Replaces scripts/image.sh's EXIT trap (nothing is registered with at_exit here).
   trap smoke_finish EXIT
@@ -66,7 +70,7 @@ smoke() {
   check_image
   timed image
 
-  step "starting a private stack in $SMOKE_STACK_DIR (Temporal $SMOKE_TEMPORAL_PORT, MLflow $SMOKE_MLFLOW_PORT, moto $SMOKE_MOTO_PORT)"
+  step "starting a private stack in $SMOKE_STACK_DIR (Temporal $SMOKE_TEMPORAL_PORT, MLflow $SMOKE_MLFLOW_PORT, moto $SMOKE_MOTO_PORT, S3 $SMOKE_S3_PORT)"
   # A fresh one each time (an earlier run's is stopped by now): a registry left from an earlier
   # smoke run would hold a champion.
   rm -rf "$SMOKE_DIR"
@@ -82,7 +86,8 @@ smoke() {
   local spec name health metrics build_id=
   for spec in $SMOKE_WORKER_PORTS; do
     IFS=: read -r name health metrics <<<"$spec"
-    local env=(--env "WORKER_HEALTH_PORT=$health" --env "WORKER_METRICS_PORT=$metrics")
+    # Versioned, as under the Worker Controller: the image's workers must report one version, made current below.
+    local env=(--env "WORKER_HEALTH_PORT=$health" --env "WORKER_METRICS_PORT=$metrics" --env TEMPORAL_WORKER_VERSIONING=on)
     [[ $name == pipeline ]] && env+=(--env "LOCAL_ENDPOINT_PORT=$SMOKE_ENDPOINT_PORT")
     start_container "$name" "${env[@]}" "${STACK_ENV[@]}" -- node "dist/src/workers/$name.js"
   done
@@ -161,8 +166,9 @@ timed() {
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 check_ports_free() {
-  local ports=("$SMOKE_TEMPORAL_PORT" "$SMOKE_TEMPORAL_UI_PORT" "$SMOKE_MLFLOW_PORT" "$SMOKE_MOTO_PORT" "$SMOKE_ENDPOINT_PORT")
+  local ports=("$SMOKE_TEMPORAL_PORT" "$SMOKE_TEMPORAL_UI_PORT" "$SMOKE_MLFLOW_PORT" "$SMOKE_MOTO_PORT" "$SMOKE_S3_PORT" "$SMOKE_ENDPOINT_PORT")
   local spec name health metrics p
+  for ((p = SMOKE_S3_INTERNAL_PORT; p < SMOKE_S3_INTERNAL_PORT + 7; p++)); do ports+=("$p"); done
   for spec in $SMOKE_WORKER_PORTS; do
     IFS=: read -r name health metrics <<<"$spec"
     ports+=("$health" "$metrics")
@@ -181,7 +187,7 @@ STACK_ENV=()
 set_stack_env() {
   local kv
   for kv in "TEMPORAL_ADDRESS=$TEMPORAL_ADDR" "MLFLOW_TRACKING_URI=$MLFLOW_URL" \
-    "AWS_ENDPOINT_URL_S3=$MOTO_URL" "AWS_ENDPOINT_URL_SAGEMAKER=$MOTO_URL" \
+    "AWS_ENDPOINT_URL_S3=$S3_URL" "AWS_ENDPOINT_URL_SAGEMAKER=$MOTO_URL" \
     AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 \
     AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true LOG_FORMAT=json; do
     STACK_ENV+=(--env "$kv")
@@ -300,12 +306,12 @@ set_current_version() {
   log "current version: $DEPLOYMENT_NAME.$1"
 }
 
-# GET of bucket/key (path-style) from the stack's S3, signed with its test keys: moto refuses
-# anonymous reads of private objects.
+# GET of bucket/key (path-style) from the stack's S3, signed with its test keys, as a client of a
+# real S3 would be (SeaweedFS without identities accepts any).
 s3_get() {
   local path=$1
   shift
-  curl -fsS --aws-sigv4 aws:amz:us-east-1:s3 --user testing:testing "$@" "$MOTO_URL/$path"
+  curl -fsS --aws-sigv4 aws:amz:us-east-1:s3 --user testing:testing "$@" "$S3_URL/$path"
 }
 
 # Downloads a model prefix (src/ml/model-store.ts: model.json, weights.bin, metadata.json) from

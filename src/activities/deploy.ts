@@ -166,6 +166,13 @@ async function deploySageMaker(deps: DeployDeps, input: DeployInput) {
   }
   const instanceType = input.instanceType ?? sm.config.instanceType;
   const instanceCount = input.instanceCount ?? sm.config.instanceCount;
+  if (!sm.config.allowedInstanceTypes.includes(instanceType)) {
+    throw ApplicationFailure.nonRetryable(
+      `instance type ${instanceType} is not allowed here (SAGEMAKER_INSTANCE_TYPES on the ml-pipeline worker: ` +
+        `${sm.config.allowedInstanceTypes.join(', ')}); choose one of those, or add it there and to the worker's IAM policy`,
+      FAILURE.invalidDeployRequest,
+    );
+  }
   let updateIssued = (ctx.info.heartbeatDetails as DeployHeartbeat | undefined)?.updateIssued;
   try {
     const out = await deployToSageMaker(

@@ -56,6 +56,8 @@ export function createDataActivities({ store, mlflow, shardSize, concurrency, po
             counted = p.done;
             remaining.set(p.total - p.done);
           },
+          // Queued behind another preprocessing's shards, it is alive, only not progressing.
+          onWaiting: (p) => ctx.heartbeat({ ...p, waitingForBuilder: true }),
         });
       } catch (err) {
         // The dataset itself is wrong: no retry can fix it.

@@ -68,7 +68,7 @@ export function createTrainingActivities({
         for (;;) {
           try {
             return await run(
-              { input, runId, ...(memoryBudgetBytes ? { memoryBudgetBytes } : {}) },
+              { input, runId, attempt: ctx.info.attempt, ...(memoryBudgetBytes ? { memoryBudgetBytes } : {}) },
               {
                 env: { TF_ENABLE_ONEDNN_OPTS: withOnednn ? '1' : '0' },
                 signal: ctx.cancellationSignal,

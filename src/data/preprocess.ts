@@ -31,12 +31,23 @@ export interface PreprocessOptions {
    * images and write the shards through a store built from the environment, not `store`.
    */
   pool?: ShardPool;
-  onProgress?: (progress: { done: number; total: number; shardsReused: number }) => void;
+  onProgress?: (progress: PreprocessProgress) => void;
+  /**
+   * Called every few seconds (the pool's `waitBeatMs`) while this preprocessing waits for a
+   * builder that other callers of the same pool keep busy, with its progress so far.
+   */
+  onWaiting?: (progress: PreprocessProgress) => void;
   /**
    * Once aborted, no further shard is started and preprocessing rejects with the signal's reason;
    * shards already building finish and are recorded, so a later attempt reuses them.
    */
   signal?: AbortSignal;
+}
+
+export interface PreprocessProgress {
+  done: number;
+  total: number;
+  shardsReused: number;
 }
 
 export class DatasetError extends Error {
@@ -93,7 +104,8 @@ export async function preprocess(params: PreprocessParams, options: PreprocessOp
     test: shuffled(layout.test, params.seed + 2),
   };
   const total = plan.train.length + plan.validation.length + plan.test.length;
-  const progress = { done: 0, total, shardsReused: 0 };
+  const progress: PreprocessProgress = { done: 0, total, shardsReused: 0 };
+  const caller = { onWaiting: () => options.onWaiting?.({ ...progress }) };
 
   const writeShard = async (split: string, index: number, items: LabelledObject[]): Promise<ShardRecord & { uri: string }> => {
     options.signal?.throwIfAborted();
@@ -106,13 +118,16 @@ export async function preprocess(params: PreprocessParams, options: PreprocessOp
       options.onProgress?.(progress);
       return { uri, ...(await store.getJson<ShardRecord>(recordUri)) };
     }
-    const built = await pool.build({
-      images: items.map((item) => store.uriOf(base, item.key)),
-      labels: items.map((item) => item.label),
-      size: params.imageSize,
-      shardUri: uri,
-      concurrency,
-    });
+    const built = await pool.build(
+      {
+        images: items.map((item) => store.uriOf(base, item.key)),
+        labels: items.map((item) => item.label),
+        size: params.imageSize,
+        shardUri: uri,
+        concurrency,
+      },
+      caller,
+    );
     progress.done += items.length;
     options.onProgress?.(progress);
 
@@ -144,7 +159,8 @@ export async function preprocess(params: PreprocessParams, options: PreprocessOp
         items: plan[split].slice(index * shardSize, (index + 1) * shardSize),
       })),
     );
-    // One shard more in flight than builders: the next one's files download while they decode.
+    // One shard more in flight than builders: the next one's files download while they decode. So
+    // one preprocessing keeps every builder of its pool busy (the data worker runs one at a time).
     const shards = await mapLimit(jobs, pool.size + 1, (job) => writeShard(job.split, job.index, job.items));
     for (const split of ['train', 'validation', 'test'] as const) {
       const out: ManifestSplit = { count: 0, perClass: Object.fromEntries(layout.classes.map((c) => [c, 0])), shards: [] };

@@ -8,6 +8,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { extname, join } from 'node:path';
 import { configureTensorflowEnv } from '../ml/tf';
 import type { BuiltShard, ShardJob } from './shard-builder';
+import { childEnv } from '../system/child-env';
 import { containerCpus } from '../system/cpus';
 
 interface Slot {
@@ -15,7 +16,24 @@ interface Slot {
   ready: Promise<void>;
   /** Taken by a caller (set synchronously, before any await, so no two callers share a slot). */
   busy: boolean;
+  /** Who took it, when build() was told. */
+  caller?: PoolCaller;
   job?: { resolve: (result: never) => void; reject: (err: Error) => void };
+}
+
+/** Who asks for builds: the jobs given one caller are one preprocessing's. */
+export interface PoolCaller {
+  /**
+   * Called every `waitBeatMs` while a job of this caller waits for a free builder and none of its
+   * jobs holds one: it is queued behind other callers, alive. While one of its own builds runs, that
+   * build's completion is its sign of life, so a build that hangs is not hidden by these calls.
+   */
+  onWaiting(): void;
+}
+
+export interface ShardPoolOptions {
+  /** How often a waiting caller is told (default 10 s, well inside the data activity's 1 min heartbeat timeout). */
+  waitBeatMs?: number;
 }
 
 type Message = { ready: true } | { built: BuiltShard } | { maxRssMb: number } | { error: string };
@@ -39,8 +57,14 @@ export class ShardPool {
   private readonly waiting: (() => void)[] = [];
   private closed = false;
 
+  private readonly waitBeatMs: number;
+
   // One decoding process per CPU the container may use (its quota, not the node's cores).
-  constructor(readonly size = containerCpus()) {
+  constructor(
+    readonly size = containerCpus(),
+    { waitBeatMs = 10_000 }: ShardPoolOptions = {},
+  ) {
+    this.waitBeatMs = waitBeatMs;
     configureTensorflowEnv();
     for (let i = 0; i < size; i++) this.slots.push(this.spawn());
   }
@@ -63,9 +87,9 @@ export class ShardPool {
     }
   }
 
-  /** Builds a shard on the next free child. */
-  async build(job: ShardJob): Promise<BuiltShard> {
-    return this.request(await this.acquire(), { job });
+  /** Builds a shard on the next free child; `caller` hears while the job waits for one (see PoolCaller). */
+  async build(job: ShardJob, caller?: PoolCaller): Promise<BuiltShard> {
+    return this.request(await this.acquire(undefined, caller), { job });
   }
 
   /** The peak RSS of each child so far, in MB (for benchmarks). */
@@ -76,22 +100,33 @@ export class ShardPool {
   }
 
   /** Takes a free slot (or `wanted` once it is free) and waits for its child to be ready. */
-  private async acquire(wanted?: Slot): Promise<Slot> {
+  private async acquire(wanted?: Slot, caller?: PoolCaller): Promise<Slot> {
     if (this.closed) throw new Error('ShardPool is closed');
-    let slot: Slot | undefined;
-    while (!(slot = this.slots.find((s) => !s.busy && (!wanted || s === wanted)))) await new Promise<void>((r) => this.waiting.push(r));
-    slot.busy = true;
+    const beat = caller
+      ? setInterval(() => {
+          if (!this.slots.some((s) => s.busy && s.caller === caller)) caller.onWaiting();
+        }, this.waitBeatMs).unref()
+      : undefined;
     try {
-      await slot.ready;
-    } catch (err) {
-      this.release(slot);
-      throw err;
+      let slot: Slot | undefined;
+      while (!(slot = this.slots.find((s) => !s.busy && (!wanted || s === wanted)))) await new Promise<void>((r) => this.waiting.push(r));
+      slot.busy = true;
+      slot.caller = caller;
+      try {
+        await slot.ready;
+      } catch (err) {
+        this.release(slot);
+        throw err;
+      }
+      return slot;
+    } finally {
+      clearInterval(beat);
     }
-    return slot;
   }
 
   private release(slot: Slot): void {
     slot.busy = false;
+    slot.caller = undefined;
     slot.job = undefined;
     slot.child.channel?.unref();
     this.waiting.splice(0).forEach((wake) => wake());
@@ -127,8 +162,8 @@ export class ShardPool {
       serialization: 'advanced',
       execArgv: ext === '.ts' ? ['-r', 'ts-node/register/transpile-only'] : [],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      // The SDK's notice about its future Node.js requirement, once per child, says nothing new.
-      env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...process.env },
+      // What a builder needs to read and write S3, nothing more: it decodes files from anywhere.
+      env: childEnv('shard-builder', process.env),
     });
     let markReady: () => void = () => undefined;
     let markFailed: (err: Error) => void = () => undefined;

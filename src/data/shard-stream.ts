@@ -10,14 +10,15 @@
  *   continues where the checkpoint left off.
  * - A reader knows its whole order, so it fetches shards ahead (at most `maxResidentShards` held,
  *   counting those its current read needs) and drops each once its last image was read.
- * - Every shard is checked against the manifest (length, sha256, header) when it is fetched.
+ * - Shards are fetched on a thread of their own (shard-fetcher.ts), so reads go on while a training
+ *   step holds the main thread, and each is checked against the manifest (length, sha256, header).
  * - A subset (a CrossVal fold) is a sorted list of indices over the same shards; nothing is copied.
  */
-import { webcrypto } from 'node:crypto';
 import { FAILURE } from '../common/failures';
 import { mapLimit } from '../common/map-limit';
 import type { S3Store } from '../storage/s3';
 import { epochRandom, shuffleInPlace, type ImageReader, type ImageSource } from '../ml/image-source';
+import { ShardFetcher } from './shard-fetcher';
 import { readShardHeader, readShardLabels, SHARD_HEADER_BYTES, type DatasetManifest, type ManifestSplit, type ShardRef } from './shards';
 
 /** A shard that is not what its manifest says: changed, truncated or of other images. */
@@ -90,7 +91,8 @@ export async function openShardStream(
     const head = await s3.getRange(s.ref.uri, 0, SHARD_HEADER_BYTES + 2 * s.count);
     labels.set(readShardLabels(head, checkHeader(s, head, imageSize, channels)), s.start);
   });
-  return new ShardStream(s3, shards, labels, imageSize, options.windowShards ?? windowShardsFor(manifest.params.shardSize));
+  const fetcher = new ShardFetcher((message) => new ShardIntegrityError(message));
+  return new ShardStream(fetcher, shards, labels, imageSize, options.windowShards ?? windowShardsFor(manifest.params.shardSize));
 }
 
 function checkHeader(s: ShardInfo, bytes: Uint8Array, imageSize: number, channels: number) {
@@ -115,7 +117,7 @@ export class ShardStream implements ImageSource {
   private readonly px: number;
 
   constructor(
-    private readonly s3: S3Store,
+    private readonly fetcher: ShardFetcher,
     private readonly shards: readonly ShardInfo[],
     private readonly allLabels: Uint16Array,
     readonly imageSize: number,
@@ -164,7 +166,7 @@ export class ShardStream implements ImageSource {
 
   subset(indices: ArrayLike<number>): ShardStream {
     const domain = Uint32Array.from(indices, (i) => this.global(i)).sort();
-    return new ShardStream(this.s3, this.shards, this.allLabels, this.imageSize, this.windowShards, domain, this.stats);
+    return new ShardStream(this.fetcher, this.shards, this.allLabels, this.imageSize, this.windowShards, domain, this.stats);
   }
 
   open(order: Uint32Array): ImageReader {
@@ -190,24 +192,19 @@ export class ShardStream implements ImageSource {
     return { shard, offset: g - this.shards[shard]!.start };
   }
 
-  /** Fetches and checks one shard; returns its pixels. */
+  /** Fetches and checks one shard (on the fetcher's thread: length and sha256; here: its header); returns its pixels. */
   async fetch(shard: number): Promise<Uint8Array> {
     const s = this.shards[shard]!;
-    const bytes = await this.s3.getBytes(s.ref.uri);
-    if (bytes.length !== s.ref.bytes)
-      throw new ShardIntegrityError(
-        `${s.ref.uri} is ${bytes.length} bytes, the manifest says ${s.ref.bytes}; preprocess the dataset again`,
-      );
-    // Hashed on libuv's thread pool: training's thread keeps computing meanwhile.
-    const digest = Buffer.from(await webcrypto.subtle.digest('SHA-256', bytes)).toString('hex');
-    if (digest !== s.ref.sha256)
-      throw new ShardIntegrityError(
-        `${s.ref.uri} has sha256 ${digest}, the manifest says ${s.ref.sha256}: the shard changed after preprocessing; preprocess the dataset again`,
-      );
+    const bytes = await this.fetcher.fetch(s.ref);
     const header = checkHeader(s, bytes, this.imageSize, 3);
     this.stats.shardsFetched++;
     this.stats.bytesFetched += bytes.length;
     return bytes.subarray(header.pixelsAt);
+  }
+
+  /** Ends the fetching thread (it also ends by itself with the process). */
+  close(): Promise<void> {
+    return this.fetcher.close();
   }
 
   shardBytesOf(shard: number): number {

@@ -5,6 +5,7 @@
 import type * as TfNode from '@tensorflow/tfjs-node';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { installLeanGradients } from './lean-gradients';
 
 export type Tf = typeof TfNode;
 
@@ -36,6 +37,7 @@ export function loadTf(): Tf {
     );
   }
   loadOpsLibrary();
+  installLeanGradients(tf);
   loaded = tf;
   return tf;
 }

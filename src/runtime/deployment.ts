@@ -46,6 +46,21 @@ export async function setCurrentVersion(
   }
 }
 
+/**
+ * Makes `buildId` current unless it already is (waiting for its workers to poll, as
+ * setCurrentVersion does). Returns the build id that was current before, if another was.
+ */
+export async function makeCurrent(
+  service: WorkflowService,
+  ref: DeploymentRef & { buildId: string },
+  options: { timeoutMs?: number; identity?: string } = {},
+): Promise<{ changed: boolean; previous?: string }> {
+  const before = await currentBuildId(service, ref);
+  if (before === ref.buildId) return { changed: false };
+  await setCurrentVersion(service, ref, options);
+  return { changed: true, previous: before };
+}
+
 /** The drainage status of a version: 'DRAINING', 'DRAINED' or undefined (current, ramping, or not yet checked). */
 export async function drainageStatus(service: WorkflowService, ref: DeploymentRef & { buildId: string }): Promise<string | undefined> {
   const { workerDeploymentVersionInfo } = await service.describeWorkerDeploymentVersion({

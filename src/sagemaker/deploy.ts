@@ -45,17 +45,33 @@ export class SageMakerDeployError extends Error {
 const TRANSITIONAL = new Set(['Creating', 'Updating', 'SystemUpdating', 'RollingBack', 'Deleting']);
 const OWNER_TAG = 'cnn-skin-cancer:endpoint';
 
-/** `<endpoint>-v<version>-<hash of image, artifact, role, sizing>`, at most 63 characters. */
+/** 8 hex digits of the sha256 of the whole endpoint name: what tells two endpoints apart once their names are cut. */
+function endpointHash(endpointName: string): string {
+  return createHash('sha256').update(endpointName).digest('hex').slice(0, 8);
+}
+
+/**
+ * `<endpoint, cut to fit>-<hash of the endpoint name>-v<version>-<hash of image, artifact, role,
+ * sizing>`, at most 63 characters. The endpoint's own hash keeps names of two endpoints apart even
+ * where their names share every character that fits.
+ */
 export function resourceName(endpointName: string, version: string, identity: unknown): string {
   const hash = createHash('sha256').update(JSON.stringify(identity)).digest('hex').slice(0, 8);
-  const suffix = `-v${version}-${hash}`;
+  const suffix = `-${endpointHash(endpointName)}-v${version}-${hash}`;
   return endpointName.slice(0, 63 - suffix.length) + suffix;
 }
 
-/** Whether `name` is one of `endpointName`'s resources (as made by resourceName). */
+/**
+ * Whether `name` is one of `endpointName`'s resources (as made by resourceName). Names made before
+ * the endpoint's hash was part of them (`<endpoint>-v<version>-<hash>`) count only when they hold
+ * the whole endpoint name: a cut one could be another endpoint's.
+ */
 export function ownedBy(endpointName: string, name: string): boolean {
-  const m = /-v\d+-[0-9a-f]{8}$/.exec(name);
-  return m !== null && name.slice(0, m.index) === endpointName.slice(0, 63 - m[0].length);
+  const m = /-([0-9a-f]{8})-v\d+-[0-9a-f]{8}$/.exec(name);
+  if (m && m[1] === endpointHash(endpointName) && name.slice(0, m.index) === endpointName.slice(0, 63 - (name.length - m.index)))
+    return true;
+  const old = /-v\d+-[0-9a-f]{8}$/.exec(name);
+  return old !== null && name.slice(0, old.index) === endpointName;
 }
 
 export function deploymentConfig(cfg: SageMakerConfig): DeploymentConfig {

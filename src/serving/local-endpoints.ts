@@ -5,6 +5,7 @@
  * Each endpoint keeps its own port (the first free one from LOCAL_ENDPOINT_PORT up, recorded in
  * its state, so a worker restart or a crashed server gets the same URL back).
  */
+import { childEnv } from '../system/child-env';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/common';
@@ -158,7 +159,8 @@ export class LocalEndpoints {
     const child = spawn(process.execPath, args, {
       detached: true,
       stdio: ['ignore', fd, fd],
-      env: { ...this.o.env, ENDPOINT_ADMIN_TOKEN: adminToken },
+      // The server parses requests from the network: it gets what it needs to load its model, no more.
+      env: childEnv('endpoint', this.o.env, { ENDPOINT_ADMIN_TOKEN: adminToken }),
     });
     closeSync(fd);
     child.unref();

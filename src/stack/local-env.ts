@@ -5,11 +5,10 @@ import { join } from 'node:path';
  * local entry points (`npm run workers`, `demo`, `seed`); a variable already set always wins.
  */
 export function withLocalStackDefaults(env: NodeJS.ProcessEnv, projectRoot: string): NodeJS.ProcessEnv {
-  const moto = `http://127.0.0.1:${env.MOTO_PORT || 4566}`;
   return {
-    AWS_ENDPOINT_URL_S3: moto,
-    AWS_ENDPOINT_URL_SAGEMAKER: moto,
-    // moto accepts any credentials; the SDK insists that some exist.
+    AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${env.S3_PORT || 8333}`,
+    AWS_ENDPOINT_URL_SAGEMAKER: `http://127.0.0.1:${env.MOTO_PORT || 4566}`,
+    // SeaweedFS (no identities configured) and moto accept any credentials; the SDK insists that some exist.
     AWS_ACCESS_KEY_ID: 'testing',
     AWS_SECRET_ACCESS_KEY: 'testing',
     AWS_REGION: 'us-east-1',

@@ -1,41 +1,54 @@
 /**
- * The local stack: Temporal dev server (+ Web UI), MLflow tracking server and a moto server for
- * the S3 and SageMaker APIs. Loopback only. Each service's pid file, log and data live under one
- * folder; `stop` only touches processes whose pid file that folder holds.
+ * The local stack: Temporal dev server (+ Web UI), MLflow tracking server, SeaweedFS for the S3
+ * API and a moto server for the SageMaker API. Loopback only. Each service's pid file, log and
+ * data live under one folder; `stop` only touches processes whose pid file that folder holds.
  */
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SEARCH_ATTRIBUTE_DEFINITIONS } from '../common/constants';
-import { isProcessAlive, killGroup, tcpOpen } from '../system/process';
+import { SEAWEEDFS_ENV, SEAWEEDFS_STOP_GRACE_MS, seaweedArgs, seaweedDataDir, seaweedHealthy, seaweedPorts } from './seaweedfs';
+import { isGroupAlive, isProcessAlive, killGroup, tcpOpen } from '../system/process';
 import { LocalEndpoints } from '../serving/local-endpoints';
 
 export interface StackPorts {
   temporal: number;
   temporalUi: number;
   mlflow: number;
+  /** moto: the SageMaker API. */
   moto: number;
+  /** SeaweedFS's S3 gateway. */
+  s3: number;
+  /** First of SeaweedFS's 7 internal ports (default: `s3` + 10000). */
+  s3Internal?: number;
 }
 
 export interface StackOptions {
   dir: string;
   host: string;
   ports: StackPorts;
-  /** Folder holding the project's .venv (for the temporal, mlflow and moto_server binaries). */
+  /** Folder holding the project's .venv (for the temporal, mlflow, moto_server and weed binaries). */
   projectRoot: string;
   /** Which services to manage (default: all). */
   services?: ServiceName[];
 }
 
-export type ServiceName = 'temporal' | 'mlflow' | 'moto';
-export const SERVICE_NAMES: ServiceName[] = ['temporal', 'mlflow', 'moto'];
+export type ServiceName = 'temporal' | 'mlflow' | 'moto' | 's3';
+export const SERVICE_NAMES: ServiceName[] = ['temporal', 'mlflow', 'moto', 's3'];
 
 interface ServiceSpec {
   name: ServiceName;
   port: number;
+  /** Other ports it listens on, which must be free before it starts. */
+  otherPorts?: number[];
   command: string;
   args: string[];
+  env?: Record<string, string>;
+  /** Folder it keeps its data in, made before it starts. */
+  dataDir?: string;
+  /** How long a stop waits after SIGTERM before SIGKILL (default 10 s). */
+  stopGraceMs?: number;
   healthy: () => Promise<boolean>;
   urls: Record<string, string>;
 }
@@ -46,17 +59,21 @@ export function stackOptionsFromEnv(env: Record<string, string | undefined>, pro
     if (!Number.isInteger(n) || n < 1 || n > 65535) throw new Error(`${key} must be a port number, got '${env[key]}'`);
     return n;
   };
-  return {
-    dir: resolve(projectRoot, env.STACK_DIR || '.stack'),
-    host: '127.0.0.1',
-    projectRoot,
-    ports: {
-      temporal: port('TEMPORAL_PORT', 7233),
-      temporalUi: port('TEMPORAL_UI_PORT', 8233),
-      mlflow: port('MLFLOW_PORT', 5000),
-      moto: port('MOTO_PORT', 4566),
-    },
+  const s3 = port('S3_PORT', 8333);
+  const ports: StackPorts = {
+    temporal: port('TEMPORAL_PORT', 7233),
+    temporalUi: port('TEMPORAL_UI_PORT', 8233),
+    mlflow: port('MLFLOW_PORT', 5000),
+    moto: port('MOTO_PORT', 4566),
+    s3,
+    ...(env.S3_INTERNAL_PORT ? { s3Internal: port('S3_INTERNAL_PORT', 0) } : {}),
   };
+  try {
+    seaweedPorts(ports.s3, ports.s3Internal);
+  } catch (err) {
+    throw new Error(`S3_PORT / S3_INTERNAL_PORT: ${(err as Error).message}`);
+  }
+  return { dir: resolve(projectRoot, env.STACK_DIR || '.stack'), host: '127.0.0.1', projectRoot, ports };
 }
 
 function specs(o: StackOptions): ServiceSpec[] {
@@ -120,10 +137,28 @@ function specs(o: StackOptions): ServiceSpec[] {
       command: bin('moto_server'),
       args: ['-H', o.host, '-p', String(o.ports.moto)],
       healthy: http(`http://${o.host}:${o.ports.moto}/moto-api/`),
-      urls: { endpoint: `http://${o.host}:${o.ports.moto}` },
+      urls: { sagemaker: `http://${o.host}:${o.ports.moto}` },
     },
+    s3Spec(o, bin('weed'), data),
   ];
   return all.filter((s) => (o.services ?? SERVICE_NAMES).includes(s.name));
+}
+
+function s3Spec(o: StackOptions, command: string, data: string): ServiceSpec {
+  const ports = seaweedPorts(o.ports.s3, o.ports.s3Internal);
+  const dataDir = seaweedDataDir(data);
+  return {
+    name: 's3',
+    port: ports.s3,
+    otherPorts: Object.values(ports).filter((p) => p !== ports.s3),
+    command,
+    args: seaweedArgs(o.host, ports, dataDir),
+    env: SEAWEEDFS_ENV,
+    dataDir,
+    stopGraceMs: SEAWEEDFS_STOP_GRACE_MS,
+    healthy: () => seaweedHealthy(o.host, ports),
+    urls: { endpoint: `http://${o.host}:${ports.s3}` },
+  };
 }
 
 interface PidFile {
@@ -181,16 +216,24 @@ export async function stackUp(o: StackOptions, log: (line: string) => void = () 
       started.push(s);
       continue;
     }
-    if (await tcpOpen(o.host, s.port)) {
-      throw new Error(
-        `${s.name}: port ${s.port} on ${o.host} is already in use by a process this stack did not start; stop it or choose another port (see docs/configuration.md)`,
-      );
+    for (const port of [s.port, ...(s.otherPorts ?? [])]) {
+      if (await tcpOpen(o.host, port)) {
+        throw new Error(
+          `${s.name}: port ${port} on ${o.host} is already in use by a process this stack did not start; stop it or choose another port (see docs/configuration.md)`,
+        );
+      }
     }
     if (!existsSync(s.command)) throw new Error(`${s.name}: ${s.command} is missing; run 'npm run setup' first`);
+    if (s.dataDir) mkdirSync(s.dataDir, { recursive: true });
     const logFile = join(o.dir, 'logs', `${s.name}.log`);
     const fd = openSync(logFile, 'a');
     // Detached in its own process group so `down` can stop the service and its children.
-    const child = spawn(s.command, s.args, { detached: true, stdio: ['ignore', fd, fd], cwd: o.dir });
+    const child = spawn(s.command, s.args, {
+      detached: true,
+      stdio: ['ignore', fd, fd],
+      cwd: o.dir,
+      env: { ...process.env, ...s.env },
+    });
     closeSync(fd);
     child.unref();
     writeFileSync(
@@ -229,12 +272,7 @@ export async function restartService(
   { downSeconds = 0 }: { downSeconds?: number } = {},
 ): Promise<void> {
   const only: StackOptions = { ...o, services: [name] };
-  const pid = readPid(only, name);
-  if (pid && isProcessAlive(pid.pid)) {
-    await killGroup(pid.pid);
-    log(`${name}: stopped (pid ${pid.pid})`);
-  }
-  rmSync(pidPath(only, name), { force: true });
+  await stopService(only, specs(only)[0]!, log);
   if (downSeconds > 0) await sleep(downSeconds * 1000);
   await stackUp(only, log);
 }
@@ -244,13 +282,23 @@ export async function stackDown(o: StackOptions, log: (line: string) => void = (
   // Local endpoints started by the pipeline's deploy activity keep their state in the same folder.
   const endpoints = new LocalEndpoints({ stateDir: o.dir, host: o.host, port: 0, env: {} });
   for (const name of endpoints.names()) if (await endpoints.stop(name)) log(`endpoint ${name}: stopped`);
-  for (const s of specs(o).reverse()) {
-    const pid = readPid(o, s.name);
-    if (!pid) continue;
-    if (isProcessAlive(pid.pid)) {
-      await killGroup(pid.pid);
-      log(`${s.name}: stopped (pid ${pid.pid})`);
-    }
-    rmSync(pidPath(o, s.name), { force: true });
+  for (const s of specs(o).reverse()) await stopService(o, s, log);
+}
+
+/**
+ * SIGTERM to the service's process group, then waits for the whole group to exit (SIGKILL after
+ * the service's grace time), whether it is serving or still starting.
+ */
+async function stopService(o: StackOptions, s: ServiceSpec, log: (line: string) => void): Promise<void> {
+  const pid = readPid(o, s.name);
+  if (!pid) return;
+  // The group too: a leader that died can leave children (MLflow's workers) holding ports.
+  if (isProcessAlive(pid.pid) || isGroupAlive(pid.pid)) {
+    const graceMs = s.stopGraceMs ?? 10_000;
+    // Announced, so that a long wait (SeaweedFS takes about 17 s) does not look like a hang.
+    if (graceMs > 10_000) log(`${s.name}: stopping (pid ${pid.pid}; SIGKILL if still running after ${graceMs / 1000} s)`);
+    await killGroup(pid.pid, graceMs);
+    log(`${s.name}: stopped (pid ${pid.pid})`);
   }
+  rmSync(pidPath(o, s.name), { force: true });
 }

@@ -12,7 +12,10 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 import type { Config } from '../config';
+import { applyS3Limits, isTimeout, requestHandlerOptions, S3TimeoutError } from './s3-limits';
 import type { ObjectInfo, ObjectStore } from './store';
+
+export { S3ObjectTooLargeError, S3TimeoutError } from './s3-limits';
 
 export interface S3Location {
   bucket: string;
@@ -38,22 +41,38 @@ export function joinUri(base: string, ...parts: string[]): string {
   return [base.replace(/\/+$/, ''), ...parts.map((p) => p.replace(/^\/+|\/+$/g, ''))].filter(Boolean).join('/');
 }
 
+/** A client whose every request runs under the configured limits (see s3-limits.ts). */
 export function createS3Client(config: Config): S3Client {
-  return new S3Client({
+  const client = new S3Client({
     region: config.aws.region,
     endpoint: config.aws.s3Endpoint,
     forcePathStyle: config.aws.s3ForcePathStyle,
     credentials: config.aws.credentials,
+    requestHandler: requestHandlerOptions(config.aws.s3Limits),
   });
+  applyS3Limits(client, config.aws.s3Limits);
+  return client;
 }
 
 export class S3Store implements ObjectStore {
   constructor(readonly client: S3Client) {}
 
+  /**
+   * The whole object. The SDK retries a request that times out before its response's headers; a
+   * body that stalls after them is read again from the start here, as often as the SDK would retry.
+   */
   async getBytes(uri: string): Promise<Uint8Array> {
     const { bucket, key } = parseS3Uri(uri);
-    const out = await this.client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-    return out.Body!.transformToByteArray();
+    const attempts = await this.client.config.maxAttempts();
+    for (let attempt = 1; ; attempt++) {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      try {
+        return await out.Body!.transformToByteArray();
+      } catch (err) {
+        if (!isTimeout(err)) throw err;
+        if (attempt >= attempts) throw new S3TimeoutError('GetObject', uri, attempt, { cause: err });
+      }
+    }
   }
 
   /** Bytes [start, start + length) of an object (fewer where the object ends sooner). */

@@ -11,24 +11,37 @@ export function isProcessAlive(pid: number): boolean {
   }
 }
 
-/** SIGTERM to the process group, SIGKILL after `graceMs`; returns once the process is gone. */
+/** Whether any process of the group `pgid` is left (a leader may exit before its children). */
+export function isGroupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: a member exists but belongs to someone else.
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * SIGTERM to the process group, SIGKILL to what is left of it after `graceMs`; returns once the
+ * process and every other member of its group are gone. A process that is no group leader is
+ * signalled alone.
+ */
 export async function killGroup(pid: number, graceMs = 10_000): Promise<void> {
+  const group = isGroupAlive(pid);
+  const alive = (): boolean => isProcessAlive(pid) || (group && isGroupAlive(pid));
   const signal = (sig: NodeJS.Signals): void => {
     try {
-      process.kill(-pid, sig);
+      process.kill(group ? -pid : pid, sig);
     } catch {
-      try {
-        process.kill(pid, sig);
-      } catch {
-        /* already gone */
-      }
+      /* already gone */
     }
   };
   signal('SIGTERM');
   const deadline = Date.now() + graceMs;
-  while (isProcessAlive(pid) && Date.now() < deadline) await sleep(100);
-  if (isProcessAlive(pid)) signal('SIGKILL');
-  while (isProcessAlive(pid)) await sleep(50);
+  while (alive() && Date.now() < deadline) await sleep(100);
+  if (alive()) signal('SIGKILL');
+  while (alive()) await sleep(50);
 }
 
 export function tcpOpen(host: string, port: number): Promise<boolean> {

@@ -6,6 +6,11 @@ export class TrainingStoppedError extends Error {
   override readonly name = 'TrainingStoppedError';
 }
 
+/** A later attempt of the same training took it over (this one had lost its activity); see fence.ts. */
+export class TrainingSupersededError extends Error {
+  override readonly name = 'TrainingSupersededError';
+}
+
 export class InvalidTrainingDataError extends Error {
   override readonly name = FAILURE.invalidTrainingData;
 }

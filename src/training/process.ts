@@ -12,6 +12,7 @@ import { fork } from 'node:child_process';
 import { extname, join } from 'node:path';
 import type { ChampionEvaluation, TrainedModel } from '../common/types';
 import { configureTensorflowEnv } from '../ml/tf';
+import { childEnv } from '../system/child-env';
 import type { ChampionEvaluationJob } from './evaluate-champion';
 import type { TrainingJob, TrainingProgress } from './run-training';
 
@@ -73,7 +74,7 @@ function runInChildProcess(task: ChildTask, options: ChildOptions): Promise<unkn
     serialization: 'advanced',
     execArgv: ext === '.ts' ? ['-r', 'ts-node/register/transpile-only'] : [],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...process.env, ...options.env },
+    env: childEnv('training', process.env, options.env),
   });
   return new Promise<unknown>((resolve, reject) => {
     let settled: { ok: unknown } | { err: Error } | undefined;

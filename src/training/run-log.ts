@@ -18,6 +18,12 @@ export interface ScoredSplit {
   labels: ArrayLike<number>;
 }
 
+export interface RegisteredVersion {
+  version: string;
+  /** The version's model files (MLflow's `source`). */
+  source: string;
+}
+
 export class TrainingRunLog {
   constructor(
     private readonly mlflow: MlflowClient,
@@ -115,21 +121,27 @@ export class TrainingRunLog {
    * by run id goes first again, and only finds nothing when the create did not happen. Before, such
    * a loss failed the whole training attempt (the next attempt's search found the version).
    */
-  async registerVersion(input: TrainModelInput, modelUri: string, modelClass: ModelClass): Promise<string> {
+  async registerVersion(input: TrainModelInput, modelUri: string, modelClass: ModelClass): Promise<RegisteredVersion> {
     await this.mlflow.createRegisteredModelIfAbsent(input.registeredModelName, { project: 'cnn-skin-cancer' });
     for (let attempt = 1; ; attempt++) {
-      const existing = await this.mlflow.searchModelVersions(`name='${input.registeredModelName}' and run_id='${this.runId}'`);
-      if (existing[0]) return existing[0].version;
+      const existing = await this.registeredVersion(input);
+      if (existing) return existing;
       try {
         const created = await this.mlflow.createModelVersion(input.registeredModelName, modelUri, this.runId, {
           model_class: modelClass,
           'temporal.workflow_id': input.workflowId,
         });
-        return created.version;
+        return { version: created.version, source: created.source };
       } catch (err) {
         if (attempt >= REGISTER_ATTEMPTS || !isTransientMlflowError(err)) throw err;
       }
     }
+  }
+
+  /** This run's registered version and where its files are, if it has one. */
+  async registeredVersion(input: TrainModelInput): Promise<RegisteredVersion | undefined> {
+    const [existing] = await this.mlflow.searchModelVersions(`name='${input.registeredModelName}' and run_id='${this.runId}'`);
+    return existing ? { version: existing.version, source: existing.source } : undefined;
   }
 
   finished(): Promise<void> {

@@ -3,8 +3,11 @@
  *
  * - checkpoints (weights + optimizer state + where the run stands) go to S3 at every epoch end and
  *   when asked to stop; a later attempt with the same MLflow run continues from the newest one;
- * - a model already saved with its metrics (`training-result.json`) is not trained again;
- * - the registered version is one per MLflow run.
+ * - each attempt saves its model under a prefix of its own (`attempt-<n>/`); a model already saved
+ *   with its metrics (`training-result.json`) by any attempt is not trained again;
+ * - the registered version is one per MLflow run, and its files are never written again;
+ * - an attempt that a later one has superseded (its worker was cut off from Temporal) stops before
+ *   its next write (fence.ts).
  *
  * Independent of Temporal: the activity runs it in a child process (see process.ts) and relays
  * its progress as heartbeats.
@@ -24,11 +27,12 @@ import { fitModel, predictProbabilities, recalibrateBatchNorm, type TrainPositio
 import { joinUri, parseS3Uri, s3Uri, type S3Store } from '../storage/s3';
 import type { MlflowClient } from '../tracking/mlflow';
 import { RunCheckpoints, type StoredCheckpoint } from './checkpoints';
+import { AttemptFence } from './fence';
 import { divergedHint, InvalidTrainingDataError, TrainingDivergedError, TrainingStoppedError } from './errors';
 import { planPhases, type Phase } from './phases';
 import { TrainingRunLog } from './run-log';
 
-export { InvalidTrainingDataError, TrainingDivergedError, TrainingStoppedError } from './errors';
+export { InvalidTrainingDataError, TrainingDivergedError, TrainingStoppedError, TrainingSupersededError } from './errors';
 
 export interface TrainingJob {
   input: TrainModelInput;
@@ -36,6 +40,8 @@ export interface TrainingJob {
   runId: string;
   /** Memory a training pass may plan to use (TRAINING_MEMORY_MB); default: 85 % of the container's limit. */
   memoryBudgetBytes?: number;
+  /** The activity's attempt number (default 1): a later attempt supersedes an earlier one. */
+  attempt?: number;
 }
 
 export interface TrainingProgress {
@@ -78,21 +84,32 @@ interface Run {
   resultUri: string;
   log: TrainingRunLog;
   checkpoints: RunCheckpoints;
+  fence: AttemptFence;
   hooks: TrainingHooks;
   memoryBudgetBytes?: number;
 }
 
 const mb = (bytes: number) => Math.round(bytes / 2 ** 20);
 
+/** How often a running attempt looks whether a later one superseded it. */
+const FENCE_POLL_MS = 30_000;
+
 export async function runTraining(
   { s3, mlflow }: TrainingDeps,
-  { input, runId, memoryBudgetBytes }: TrainingJob,
+  { input, runId, memoryBudgetBytes, attempt = 1 }: TrainingJob,
   hooks: TrainingHooks,
 ): Promise<TrainedModel> {
   const { modelClass, registeredModelName } = input;
   const manifest = await s3.getJson<DatasetManifest>(input.dataset.manifestUri);
   const { bucket } = parseS3Uri(input.dataset.manifestUri);
-  const modelUri = s3Uri(bucket, `models/${registeredModelName}/${modelClass}/${runId}`);
+  const runPrefix = s3Uri(bucket, `models/${registeredModelName}/${modelClass}/${runId}`);
+  const fence = new AttemptFence(s3, joinUri(runPrefix, 'lease.json'), attempt);
+  await fence.claim();
+  let superseded = false;
+  const poll = setInterval(() => {
+    fence.check('go on').catch((err: Error) => void (superseded ||= err.name === 'TrainingSupersededError'));
+  }, FENCE_POLL_MS);
+  const modelUri = joinUri(runPrefix, `attempt-${attempt}`);
   const run: Run = {
     s3,
     input,
@@ -101,27 +118,47 @@ export async function runTraining(
     resultUri: joinUri(modelUri, 'training-result.json'),
     log: new TrainingRunLog(mlflow, runId),
     checkpoints: new RunCheckpoints(s3, s3Uri(bucket, `checkpoints/${registeredModelName}/${modelClass}/${runId}/`)),
-    hooks,
+    fence,
+    // Superseded: stop after the batch, where the checkpoint's fence check ends the attempt.
+    hooks: { ...hooks, shouldStop: () => superseded || hooks.shouldStop() },
     ...(memoryBudgetBytes !== undefined ? { memoryBudgetBytes } : {}),
   };
+  try {
+    // A version registered for this run, by any attempt, is final: its files are never written again.
+    let registered = await run.log.registeredVersion(input);
+    if (!registered) {
+      const saved = (await savedModel(s3, runPrefix)) ?? { modelUri, result: await trainAndSave(run) };
+      if (saved.modelUri !== modelUri)
+        hooks.log(`${modelClass}: model and metrics already saved by an earlier attempt (${saved.modelUri}); registering it`);
+      await fence.check('register the model');
+      registered = await run.log.registerVersion(input, saved.modelUri, modelClass);
+    }
+    const { version, source } = registered;
+    const { metrics } = await s3.getJson<SavedResult>(joinUri(source, 'training-result.json'));
+    await run.log.tags({ model_uri: source, registered_model: `${registeredModelName}/${version}` });
+    await fence.check('delete the checkpoints');
+    await run.checkpoints.deleteAll();
+    await run.log.finished();
+    return {
+      modelClass,
+      mlflowRunId: runId,
+      registeredModelName,
+      version,
+      metrics,
+      modelUri: source,
+      archiveUri: joinUri(source, MODEL_ARCHIVE),
+    };
+  } finally {
+    clearInterval(poll);
+  }
+}
 
-  let saved = (await s3.exists(run.resultUri)) ? await s3.getJson<SavedResult>(run.resultUri) : undefined;
-  if (saved) hooks.log(`${modelClass}: model and metrics already saved by an earlier attempt; registering it`);
-  else saved = await trainAndSave(run);
-
-  const version = await run.log.registerVersion(input, modelUri, modelClass);
-  await run.log.tags({ model_uri: modelUri, registered_model: `${registeredModelName}/${version}` });
-  await run.checkpoints.deleteAll();
-  await run.log.finished();
-  return {
-    modelClass,
-    mlflowRunId: runId,
-    registeredModelName,
-    version,
-    metrics: saved.metrics,
-    modelUri,
-    archiveUri: joinUri(modelUri, MODEL_ARCHIVE),
-  };
+/** A model some attempt of this run saved completely (its result is written last), if any. */
+async function savedModel(s3: S3Store, runPrefix: string): Promise<{ modelUri: string; result: SavedResult } | undefined> {
+  const results = (await s3.list(`${runPrefix}/`)).filter((o) => o.key.endsWith('/training-result.json'));
+  if (!results[0]) return undefined;
+  const uri = s3.uriOf(runPrefix, results[0].key);
+  return { modelUri: uri.slice(0, -'/training-result.json'.length), result: await s3.getJson<SavedResult>(uri) };
 }
 
 async function trainAndSave(run: Run): Promise<SavedResult> {
@@ -213,6 +250,7 @@ async function trainPhase(
   const prefix = phase.isFold ? `${phase.name}_` : '';
   let checkpoint: string | undefined;
   const save = async (position: TrainPosition) => {
+    await run.fence.check('write a checkpoint');
     checkpoint = await run.checkpoints.save(model, optimizer, { phase: phase.name, phaseIndex: phase.index, position, foldScores });
   };
   const batches = Math.ceil(data.count / hp.batchSize);
@@ -325,6 +363,7 @@ async function evaluateAndSave(run: Run, model: LayersModel, validation: ImageSo
     test: { evaluation: testEval, probabilities: testProbs, labels: test.labels },
   });
   run.hooks.progress({ phase: 'saving', epoch: hp.epochs, epochs: hp.epochs, batch: 0, batches: 0 });
+  await run.fence.check('save the model');
   await saveModelToS3(run.s3, model, run.modelUri, { modelClass, classes, imageSize, inputScale: '0-1' });
   const result: SavedResult = { metrics: { validation: reportedMetrics(valEval), test: reportedMetrics(testEval) } };
   await run.s3.putJson(run.resultUri, result);

@@ -1,10 +1,10 @@
 /** Worker for queue ml-data: preprocessing. */
-import { createDataActivities } from '../activities/preprocess';
 import { TASK_QUEUES } from '../common/constants';
 import { ShardPool } from '../data/shard-pool';
 import { createS3Client, S3Store } from '../storage/s3';
 import { MlflowClient } from '../tracking/mlflow';
 import { SHUTDOWN_TIMES } from '../runtime/shutdown-times';
+import { dataWorkerOptions } from './data-options';
 import { main, runWorker } from './run';
 
 main(() =>
@@ -17,13 +17,11 @@ main(() =>
       // first task, if the native TensorFlow backend is missing.
       const pool = new ShardPool();
       await pool.ready();
-      return {
-        activities: createDataActivities({
-          store: new S3Store(createS3Client(config)),
-          mlflow: new MlflowClient(config.mlflow.trackingUri),
-          pool,
-        }),
-      };
+      return dataWorkerOptions({
+        store: new S3Store(createS3Client(config)),
+        mlflow: new MlflowClient(config.mlflow.trackingUri),
+        pool,
+      });
     },
   }),
 );

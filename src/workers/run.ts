@@ -12,6 +12,7 @@ import { logFormat, ProcessLogger } from '../runtime/logger';
 import { checkSearchAttributes } from '../runtime/search-attributes';
 import type { ShutdownTimes } from '../runtime/shutdown-times';
 import { deploymentOptions } from '../runtime/versioning';
+import { watchCurrentVersion } from '../runtime/version-watch';
 
 export interface WorkerSpec {
   name: 'pipeline' | 'data' | 'training';
@@ -87,9 +88,18 @@ export async function runWorker(spec: WorkerSpec): Promise<void> {
       shutdownGraceSeconds: shutdown.graceSeconds,
       shutdownForceSeconds: shutdown.forceSeconds,
     });
+    const stopWatch = new AbortController();
+    const watch = temporal.versioning
+      ? watchCurrentVersion(
+          connection.workflowService,
+          { namespace: temporal.namespace, deploymentName: temporal.deploymentName, buildId },
+          { signal: stopWatch.signal, warn: (message, meta) => logger.warn(message, meta) },
+        )
+      : Promise.resolve();
     // Returns after a shutdown signal once in-flight tasks finished, were cancelled after the grace
     // time, or the force time ran out.
-    await worker.run();
+    await worker.run().finally(() => stopWatch.abort());
+    await watch;
     logger.info('worker stopped', { taskQueue: spec.taskQueue, version });
   } finally {
     health?.close();

@@ -1,5 +1,7 @@
 import { strict as assert } from 'node:assert';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -11,7 +13,8 @@ import { createDataActivities } from '../../src/activities/preprocess';
 import type { PreprocessInput } from '../../src/common/types';
 import { loadSplit } from '../../src/data/dataset';
 import { writeSyntheticDataset } from '../../src/data/generate';
-import { preprocess } from '../../src/data/preprocess';
+import { preprocess, type PreprocessProgress } from '../../src/data/preprocess';
+import { ShardPool } from '../../src/data/shard-pool';
 import { decodeShard, type DatasetManifest } from '../../src/data/shards';
 import { encodeJpeg, syntheticLesion } from '../../src/data/synthetic';
 import { loadTf } from '../../src/ml/tf';
@@ -22,7 +25,7 @@ import { useTestStack } from '../helpers/global';
 
 useTestStack();
 
-describe('preprocessDataset activity (S3 on moto, real MLflow)', () => {
+describe('preprocessDataset activity (S3 on SeaweedFS, real MLflow)', () => {
   const s3 = testS3();
   const mlflow = testMlflow();
   const activities = createDataActivities({ store: s3, mlflow, shardSize: 16 });
@@ -301,5 +304,95 @@ describe('preprocessDataset activity (S3 on moto, real MLflow)', () => {
     const { manifest, manifestUri } = await preprocess({ ...input(dataUri), imageSize: 12 }, { store });
     assert.ok(manifestUri.startsWith(pathToFileURL(join(dir, 'preprocessed')).href));
     assert.equal(manifest.splits.test.count, 4);
+  });
+});
+
+describe('preprocessDataset on a pool it shares (S3 on moto)', function () {
+  this.timeout(120_000);
+  const s3 = testS3();
+  const input = (dataUri: string): PreprocessInput => ({
+    dataUri,
+    imageSize: 16,
+    numClasses: 2,
+    validationSplit: 0.25,
+    seed: 1,
+    maxSkippedFraction: 0.05,
+  });
+
+  it('heartbeats while it waits for a builder that another caller holds, and not while its own builds run', async () => {
+    const dataUri = await seededDataset(s3, { trainPerClass: 20, testPerClass: 6, size: 32 });
+    const pool = new ShardPool(1, { waitBeatMs: 10 });
+    // Another caller's build that holds the only builder until this test writes to the FIFO it reads.
+    const dir = mkdtempSync(join(tmpdir(), 'pool-wait-'));
+    const fifo = join(dir, 'blocking.jpg');
+    execFileSync('mkfifo', [fifo]);
+    let released: Promise<void> | undefined;
+    const release = () => (released ??= writeFile(fifo, 'not an image'));
+    try {
+      await pool.ready();
+      const blocker = pool.build({
+        images: [pathToFileURL(fifo).href],
+        labels: [0],
+        size: 16,
+        shardUri: pathToFileURL(join(dir, 'blocker.bin')).href,
+        concurrency: 1,
+      });
+      const env = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
+      const beats: (PreprocessProgress & { waitingForBuilder?: boolean })[] = [];
+      env.on('heartbeat', (d: PreprocessProgress) => beats.push({ ...d }));
+      const activities = createDataActivities({ store: s3, pool, shardSize: 16 });
+      const running = env.run(activities.preprocessDataset, input(dataUri)) as ReturnType<typeof activities.preprocessDataset>;
+
+      for (let i = 0; i < 1000 && beats.length < 5; i++) await new Promise((r) => setTimeout(r, 20));
+      assert.ok(beats.length >= 5, `${beats.length} heartbeats while queued behind a busy pool`);
+      // 52 images in 4 shards, none started.
+      assert.deepEqual(beats[0], { done: 0, total: 52, shardsReused: 0, waitingForBuilder: true });
+      assert.ok(beats.every((b) => b.waitingForBuilder && b.done === 0));
+
+      await release();
+      assert.deepEqual((await blocker).ok, [false]);
+      // From here on one of its own builds holds the builder until it is done: it heartbeats progress only.
+      const fromRelease = beats.length;
+      const prepared = await running;
+      assert.equal(prepared.splits.train.count + prepared.splits.validation.count, 40);
+      const after = beats.slice(fromRelease);
+      assert.deepEqual(
+        after.filter((b) => b.waitingForBuilder),
+        [],
+        'no waiting heartbeat while its own build runs',
+      );
+      assert.deepEqual(
+        after.map((b) => b.done),
+        [16, 30, 40, 52],
+      );
+    } finally {
+      void release();
+      await pool.close();
+    }
+  });
+
+  it('fails, naming the image and its size, when an image is over S3_MAX_OBJECT_MB', async () => {
+    const bucket = uniqueBucket('huge-image');
+    await s3.ensureBucket(bucket);
+    const jpeg = await encodeJpeg(syntheticLesion('benign', 16, 1), 16);
+    for (const c of ['benign', 'malignant']) {
+      for (let i = 0; i < 4; i++) await s3.put(`s3://${bucket}/d/train/${c}/${i}.jpg`, jpeg, 'image/jpeg');
+      await s3.put(`s3://${bucket}/d/test/${c}/0.jpg`, jpeg, 'image/jpeg');
+    }
+    await s3.put(`s3://${bucket}/d/train/benign/huge.jpg`, new Uint8Array(2 * 2 ** 20), 'image/jpeg');
+    // The builders read S3 through stores built from the environment they were started with.
+    const before = process.env.S3_MAX_OBJECT_MB;
+    process.env.S3_MAX_OBJECT_MB = '1';
+    const pool = new ShardPool(1);
+    if (before === undefined) delete process.env.S3_MAX_OBJECT_MB;
+    else process.env.S3_MAX_OBJECT_MB = before;
+    try {
+      await assert.rejects(
+        preprocess(input(`s3://${bucket}/d`), { store: s3, pool }),
+        /s3:\/\/huge-image-\w+\/d\/train\/benign\/huge\.jpg is 2\.0 MB, over the 1\.0 MB an S3 read accepts: raise S3_MAX_OBJECT_MB/,
+      );
+    } finally {
+      await pool.close();
+    }
   });
 });

@@ -153,6 +153,49 @@ describe('training data streamed from shards', () => {
     assert.deepEqual([...first.seen, ...rest.seen], through.seen);
   });
 
+  it('keeps reading while the main thread is held longer than the S3 idle timeout, as a training step holds it', async () => {
+    // 224 px shards of 128 images (19 MB each); the fetching thread reads with a 200 ms idle timeout.
+    const bucket = uniqueBucket('stream-busy');
+    await s3.ensureBucket(bucket);
+    const uri = await writeSyntheticShards(s3, {
+      outUri: `s3://${bucket}/ds`,
+      counts: { train: 1024, validation: 8, test: 8 },
+      imageSize: 224,
+      shardSize: 128,
+      seed: 2,
+      pattern: 'index',
+    });
+    const big = await s3.getJson<DatasetManifest>(uri);
+    const saved = process.env.S3_IDLE_TIMEOUT_MS;
+    process.env.S3_IDLE_TIMEOUT_MS = '200';
+    let stream: ShardStream;
+    try {
+      // The thread takes its environment when it starts: with the first fetch.
+      stream = await openShardStream(s3, big, big.splits.train);
+      const order = stream.epochOrder(1, 0);
+      const reader = stream.open(order);
+      let done = false;
+      const reading = (async () => {
+        for (let from = 0; from < order.length; from += 64) await reader.read(from, 64);
+      })().finally(() => (done = true));
+      // Half a second at a time on the main thread, as TensorFlow's kernels hold it during a step.
+      while (!done) {
+        const until = Date.now() + 500;
+        while (Date.now() < until) {
+          /* busy */
+        }
+        await new Promise((r) => setImmediate(r));
+      }
+      await reading;
+      reader.close();
+      assert.equal(stream.stats.shardsFetched, 8);
+    } finally {
+      if (saved === undefined) delete process.env.S3_IDLE_TIMEOUT_MS;
+      else process.env.S3_IDLE_TIMEOUT_MS = saved;
+    }
+    await stream.close();
+  });
+
   it('refuses a shard whose bytes changed since preprocessing, naming it', async () => {
     const ref = manifest.splits.train.shards[5]!;
     const original = await s3.getBytes(ref.uri);

@@ -1,8 +1,8 @@
 /**
- * Mocha global fixture: a private MLflow and moto (S3) for the suites that need them, on their own
- * ports and folder (.stack/test) so a running demo stack is left alone. They start on the first
- * `useTestStack()`, so pure suites run on their own without them. Temporal tests start their own
- * dev server through TestWorkflowEnvironment.createLocal.
+ * Mocha global fixture: a private MLflow, SeaweedFS (S3) and moto (SageMaker API) for the suites
+ * that need them, on their own ports and folder (.stack/test) so a running demo stack is left
+ * alone. They start on the first `useTestStack()`, so pure suites run on their own without them.
+ * Temporal tests start their own dev server through TestWorkflowEnvironment.createLocal.
  */
 import { readdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -16,18 +16,20 @@ const options: StackOptions = {
   dir: TEST_STACK_DIR,
   host: '127.0.0.1',
   projectRoot: ROOT,
-  services: ['mlflow', 'moto'],
+  services: ['mlflow', 'moto', 's3'],
   ports: {
     temporal: 0,
     temporalUi: 0,
     mlflow: Number(process.env.TEST_MLFLOW_PORT ?? 5071),
     moto: Number(process.env.TEST_MOTO_PORT ?? 4571),
+    s3: Number(process.env.TEST_S3_PORT ?? 8343),
+    ...(process.env.TEST_S3_INTERNAL_PORT ? { s3Internal: Number(process.env.TEST_S3_INTERNAL_PORT) } : {}),
   },
 };
 
 // Everything the code under test reads from the environment points at the test services.
 Object.assign(process.env, {
-  AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${options.ports.moto}`,
+  AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${options.ports.s3}`,
   AWS_ENDPOINT_URL_SAGEMAKER: `http://127.0.0.1:${options.ports.moto}`,
   AWS_ACCESS_KEY_ID: 'testing',
   AWS_SECRET_ACCESS_KEY: 'testing',
@@ -41,7 +43,7 @@ Object.assign(process.env, {
 
 let started: Promise<void> | undefined;
 
-/** Starts MLflow and moto once per mocha process, from a clean folder. */
+/** Starts MLflow, SeaweedFS and moto once per mocha process, from a clean folder. */
 function startTestStack(): Promise<void> {
   started ??= (async () => {
     await stackDown(options);
@@ -51,7 +53,7 @@ function startTestStack(): Promise<void> {
   return started;
 }
 
-/** Declares that the calling suite talks to the test MLflow and moto (S3 and SageMaker). */
+/** Declares that the calling suite talks to the test MLflow, S3 (SeaweedFS) and SageMaker API (moto). */
 export function useTestStack(): void {
   before(async function () {
     this.timeout(300_000);

@@ -69,7 +69,7 @@ export async function startTimeSkippingServer(): Promise<TestWorkflowEnvironment
 }
 
 /**
- * The three task queues' workers with the real activities (against the test MLflow and moto),
+ * The three task queues' workers with the real activities (against the test MLflow, S3 and SageMaker API),
  * as the worker entry points compose them.
  */
 export function createPipelineWorkers(

@@ -1,4 +1,5 @@
 import { strict as assert } from 'node:assert';
+import { loadConfig } from '../../src/config';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TASK_QUEUES } from '../../src/common/constants';
@@ -145,6 +146,20 @@ describe('Kubernetes manifests (kustomize, validated offline against the Kuberne
       policy('pipeline').every((s) => [s.Action].flat().every((a) => !a.endsWith(':*'))),
       'no wildcard actions',
     );
+    // Exactly the SageMaker calls the code makes: one per command it sends or pages through.
+    const api = readFileSync(join(ROOT, 'src', 'sagemaker', 'api.ts'), 'utf8');
+    const called = [
+      ...new Set([...api.matchAll(/(?:new (\w+)Command\(|paginate(\w+)\()/g)].map((m) => `sagemaker:${m[1] ?? m[2]}`)),
+    ].sort();
+    const granted = [...new Set(actions('pipeline').filter((a) => a.startsWith('sagemaker:')))].sort();
+    assert.deepEqual(granted, called);
+    // New endpoint configs only on the instance types the configuration allows (SAGEMAKER_INSTANCE_TYPES).
+    const create = policy('pipeline').filter((s) => [s.Action].flat().includes('sagemaker:CreateEndpointConfig'));
+    assert.equal(create.length, 1);
+    assert.deepEqual(create[0]!.Condition, {
+      'ForAllValues:StringEquals': { 'sagemaker:InstanceTypes': [loadConfig({}).sagemaker.instanceType] },
+      Null: { 'sagemaker:InstanceTypes': 'false' },
+    });
   });
 
   it('scales the training worker on its backlog with KEDA, down to zero while nothing runs', () => {

@@ -8,7 +8,7 @@ import { useTestStack } from '../helpers/global';
 
 useTestStack();
 
-describe('initial weights from S3 (moto)', () => {
+describe('initial weights from S3 (SeaweedFS)', () => {
   const s3 = testS3();
   const bucket = uniqueBucket('weights');
   const uri = `s3://${bucket}/resnet50`;

@@ -87,7 +87,13 @@ describe('training loop: micro-batches', () => {
   it('refuses a micro-batch size that is not a positive integer', async () => {
     const m = model(false);
     await assert.rejects(
-      fitModel(m, createOptimizer('adam', 1e-3), memorySource(split), { epochs: 1, batchSize: 16, microBatchSize: 0, numClasses: 2, seed: 1 }),
+      fitModel(m, createOptimizer('adam', 1e-3), memorySource(split), {
+        epochs: 1,
+        batchSize: 16,
+        microBatchSize: 0,
+        numClasses: 2,
+        seed: 1,
+      }),
       /microBatchSize must be a positive integer, got 0/,
     );
     m.dispose();

@@ -30,7 +30,12 @@ const input = (endpointName: string, version: string, over: Partial<DeployInput>
 const activities = (api: SageMakerApi, over: Partial<typeof config.sagemaker> = {}) =>
   createDeployActivities({
     local,
-    sagemaker: { api, config: { ...config.sagemaker, ...over }, region: 'us-east-1', sleep: async () => undefined },
+    sagemaker: {
+      api,
+      config: { ...config.sagemaker, allowedInstanceTypes: ['ml.m5.large', 'ml.c5.xlarge'], ...over },
+      region: 'us-east-1',
+      sleep: async () => undefined,
+    },
   });
 
 const endpointsNamed = async (name: string) =>
@@ -53,7 +58,7 @@ describe('deploy to SageMaker', () => {
     assert.equal(first.unchanged, false);
     assert.match(first.arn!, new RegExp(`:endpoint/${name}$`));
     assert.equal(first.url, `https://runtime.sagemaker.us-east-1.amazonaws.com/endpoints/${name}/invocations`);
-    assert.match(first.endpointConfigName!, new RegExp(`^${name}-v1-[0-9a-f]{8}$`));
+    assert.match(first.endpointConfigName!, new RegExp(`^${name}-[0-9a-f]{8}-v1-[0-9a-f]{8}$`));
     assert.deepEqual([first.instanceType, first.instanceCount], ['ml.m5.large', 1]);
     const described = await client.send(new DescribeEndpointCommand({ EndpointName: name }));
     assert.deepEqual([described.EndpointStatus, described.EndpointConfigName], ['InService', first.endpointConfigName]);
@@ -80,6 +85,37 @@ describe('deploy to SageMaker', () => {
     assert.deepEqual(await endpointsNamed(name), [name]);
     assert.deepEqual(await configsOf(name), [retried.endpointConfigName]);
     assert.deepEqual(retried.removed, []);
+  });
+
+  it("two endpoints whose 56-character names share their first 50 keep their own configs and models through each other's deploys (fake SageMaker: moto has no UpdateEndpoint)", async () => {
+    const stem = `ward-${randomUUID().replaceAll('-', '')}`.padEnd(50, 'x').slice(0, 50);
+    const [a, b] = [`${stem}-aaaaa`, `${stem}-bbbbb`];
+    assert.deepEqual([a.length, b.length], [56, 56]);
+    const { api } = fakeUpdateEndpoint(moto);
+    const { deployModel } = activities(api);
+    const a1 = await runActivity(deployModel, [input(a, '1')]);
+    const b1 = await runActivity(deployModel, [input(b, '1')]);
+    assert.notEqual(a1.endpointConfigName, b1.endpointConfigName);
+    // A's update cleans up A's old config and model only: B's, in use, stay.
+    const a2 = await runActivity(deployModel, [input(a, '2')]);
+    assert.deepEqual(a2.removed, [`endpoint config ${a1.endpointConfigName}`, `model ${a1.endpointConfigName}`]);
+    assert.deepEqual((await configsOf(stem.slice(0, 40))).sort(), [a2.endpointConfigName, b1.endpointConfigName].sort());
+    const b2 = await runActivity(deployModel, [input(b, '2')]);
+    assert.deepEqual(b2.removed, [`endpoint config ${b1.endpointConfigName}`, `model ${b1.endpointConfigName}`]);
+    assert.deepEqual((await configsOf(stem.slice(0, 40))).sort(), [a2.endpointConfigName, b2.endpointConfigName].sort());
+  });
+
+  it('refuses an instance type outside SAGEMAKER_INSTANCE_TYPES before calling SageMaker, naming the allowed ones', async () => {
+    const name = unique();
+    const { deployModel } = activities(moto);
+    await assert.rejects(
+      runActivity(deployModel, [input(name, '1', { instanceType: 'ml.p4d.24xlarge' })]),
+      failsWith(
+        'InvalidDeployRequestError',
+        /ml\.p4d\.24xlarge is not allowed here \(SAGEMAKER_INSTANCE_TYPES .*: ml\.m5\.large, ml\.c5\.xlarge\)/,
+      ),
+    );
+    assert.deepEqual(await configsOf(name), []);
   });
 
   it('refuses to start without an image and a role, naming the variables', async () => {
@@ -125,7 +161,7 @@ describe('deploy to SageMaker', () => {
       runActivity(deployModel, [input(name, '2')]),
       failsWith(
         'EndpointRolledBackError',
-        new RegExp(`rolled back to ${v1.endpointConfigName}.*5xx-rate.*removed the unused endpoint config ${name}-v2-`),
+        new RegExp(`rolled back to ${v1.endpointConfigName}.*5xx-rate.*removed the unused endpoint config ${name}-[0-9a-f]{8}-v2-`),
       ),
     );
     assert.deepEqual(await configsOf(name), [v1.endpointConfigName]);

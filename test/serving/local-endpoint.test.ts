@@ -14,7 +14,7 @@ import { useTestStack } from '../helpers/global';
 
 useTestStack();
 
-describe('local endpoint (a real server process, models from S3 on moto)', () => {
+describe('local endpoint (a real server process, models from S3 on SeaweedFS)', () => {
   const config = loadConfig(process.env);
   // A port of its own, so it never meets the endpoint the workflow tests start.
   const local = new LocalEndpoints({ stateDir: config.stateDir, host: '127.0.0.1', port: config.localEndpoint.port + 1, env: process.env });

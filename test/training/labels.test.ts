@@ -14,7 +14,7 @@ import { useTestStack } from '../helpers/global';
  */
 useTestStack();
 
-describe('training refuses collapsed labels (child training process, moto, real MLflow)', () => {
+describe('training refuses collapsed labels (child training process, S3 on SeaweedFS, real MLflow)', () => {
   const s3 = testS3();
   const mlflow = testMlflow();
   let collapsed: PreparedDataset;

@@ -61,7 +61,7 @@ const until = async <T>(read: () => Promise<T>, done: (v: T) => boolean, what: s
 
 useTestStack();
 
-describe('training worker process: probes, Prometheus metrics and graceful shutdown (real processes, dev server, MLflow, moto)', function () {
+describe('training worker process: probes, Prometheus metrics and graceful shutdown (real processes, dev server, MLflow, SeaweedFS)', function () {
   let env: TestWorkflowEnvironment;
   const workers: ChildProcess[] = [];
 

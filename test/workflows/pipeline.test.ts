@@ -363,6 +363,7 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
         ...config.sagemaker,
         imageUri: '123456789012.dkr.ecr.us-east-1.amazonaws.com/cnn-skin-cancer:1.0',
         executionRoleArn: 'arn:aws:iam::123456789012:role/sagemaker-exec',
+        allowedInstanceTypes: ['ml.m5.large', 'ml.c5.large'],
       },
       sleep: async () => undefined,
     };

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-command, idempotent set-up: npm dependencies, the native TensorFlow backend for
-# @tensorflow/tfjs-node, the project-local Python environment (Temporal CLI, MLflow, moto, SeaweedFS)
-# and the TypeScript build. Quick when everything is already in place.
+# @tensorflow/tfjs-node, the project-local Python environment (Temporal CLI, MLflow, moto, SeaweedFS),
+# Temporal's time-skipping test server (Maven) and the TypeScript build. Quick when everything is
+# already in place.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -141,6 +142,22 @@ if [[ ${SKIP_PYTHON_STACK:-0} != 1 ]]; then
   for bin in temporal mlflow moto_server weed; do
     [[ -x .venv/bin/$bin ]] || die ".venv/bin/$bin is missing; delete .venv and run npm run setup again"
   done
+fi
+
+# --- Temporal's time-skipping test server ---------------------------------------------------
+# The workflow tests that simulate weeks run it (test/helpers/temporal.ts): the Java build from
+# Maven Central, its jars in Maven's own cache (~/.m2), outside the clone; quick once there.
+if [[ ${SKIP_PYTHON_STACK:-0} != 1 ]]; then
+  if ! command -v mvn >/dev/null || ! command -v java >/dev/null; then
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+      say "installing Maven and a Java runtime for Temporal's time-skipping test server (apt-get)"
+      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends maven default-jre-headless; } >&2 ||
+        die "apt-get could not install maven"
+    else
+      die "the workflow tests need Java 17+ and Maven (mvn) for Temporal's time-skipping test server: install them"
+    fi
+  fi
+  scripts/temporal-test-server/run --install || die "could not install Temporal's time-skipping test server"
 fi
 
 # --- Kubernetes manifests ------------------------------------------------------------------

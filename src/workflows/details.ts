@@ -36,5 +36,7 @@ export function renderDetails(status: PipelineStatus): string {
       '',
       `**Last redeploy:** ${JSON.stringify(last.request)} by ${last.via}: ${last.outcome}${last.reason ? ` (${last.reason})` : ''}`,
     );
+  const refused = status.refused?.at(-1);
+  if (refused) lines.push('', `**Refused requests:** ${status.refusedCount ?? 1}; the last: ${refused.request} (${refused.reason})`);
   return lines.join('\n');
 }

@@ -160,9 +160,17 @@ const modelList: Check = (v, f) => {
   return [...(v as string[])];
 };
 
+/** A string of at most `max` characters, then `check`: a pattern alone would let any length through. */
+const short =
+  (max: number, check: Check): Check =>
+  (v, f) => {
+    if (typeof v === 'string' && v.length > max) throw new InvalidInputError(f, `expected at most ${max} characters, got ${v.length}`);
+    return check(v, f);
+  };
+
 /** SageMaker sizing, in the input and in redeploy requests. */
 const SIZING_CHECKS = {
-  instanceType: optional(str(INSTANCE_TYPE_PATTERN, 'expected a SageMaker instance type such as ml.m5.large')),
+  instanceType: optional(short(64, str(INSTANCE_TYPE_PATTERN, 'expected a SageMaker instance type such as ml.m5.large'))),
   instanceCount: optional(int(1, 100)),
 };
 
@@ -404,7 +412,7 @@ const REDEPLOY_EXAMPLE =
 
 /** A redeploy request's fields, checked by the same rules as the pipeline's input. */
 const REDEPLOY_CHECKS: { [K in keyof Required<RedeployRequest>]: Check } = {
-  version: optional(str(/^[1-9]\d*$/, 'expected a registered version as a positive integer string such as "3"')),
+  version: optional(short(18, str(/^[1-9]\d*$/, 'expected a registered version as a positive integer string such as "3"'))),
   alias: optional(str(/^[\w-]{1,100}$/, 'expected an alias name such as "champion"')),
   ...SIZING_CHECKS,
 };
@@ -413,8 +421,13 @@ const REDEPLOY_CHECKS: { [K in keyof Required<RedeployRequest>]: Check } = {
 export function parseRedeployRequest(raw: unknown, params: Pick<PipelineParams, 'deployTarget'>): RedeployRequest {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new InvalidInputError('request', REDEPLOY_EXAMPLE);
   const input = raw as Record<string, unknown>;
-  const unknown = Object.keys(input).filter((k) => !(k in REDEPLOY_CHECKS));
-  if (unknown.length) throw new InvalidInputError(unknown[0]!, `unknown field(s): ${unknown.join(', ')}; ${REDEPLOY_EXAMPLE}`);
+  const unknown = Object.keys(input).filter((k) => !Object.hasOwn(REDEPLOY_CHECKS, k));
+  if (unknown.length) {
+    // At most five names of at most 40 characters: a request may carry any number of keys of any length.
+    const names = unknown.slice(0, 5).map((k) => (k.length > 40 ? `${k.slice(0, 37)}...` : k));
+    const more = unknown.length > 5 ? ` and ${unknown.length - 5} more` : '';
+    throw new InvalidInputError(names[0]!, `unknown field(s): ${names.join(', ')}${more}; ${REDEPLOY_EXAMPLE}`);
+  }
   const request: Record<string, unknown> = {};
   for (const [key, check] of Object.entries(REDEPLOY_CHECKS)) {
     const value = check(input[key], key);

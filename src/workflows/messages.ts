@@ -38,9 +38,20 @@ export interface RedeployRequest {
 export interface RedeployRecord {
   request: RedeployRequest;
   via: 'signal' | 'update';
+  /** `rejected`: malformed, from runs that queued requests before checking them (now refused on arrival). */
   outcome: 'deployed' | 'rejected' | 'failed';
   reason?: string;
   deployment?: Deployment;
+}
+
+/** A `redeploy` signal refused on arrival (malformed, the queue full, or the run ending); never queued. */
+export interface RefusedRequest {
+  /** The request's JSON text, cut to 200 characters. */
+  request: string;
+  via: 'signal' | 'update';
+  reason: string;
+  /** When it arrived (workflow time; absent for those recorded by earlier code). */
+  at?: string;
 }
 
 export interface PipelineStatus {
@@ -52,7 +63,13 @@ export interface PipelineStatus {
   deployments: Deployment[];
   /** Why the first deployment failed, while the run is in stage `deploy-failed`. */
   deployError?: string;
+  /** Requests that were run, with their outcome (the newest 25). */
   redeploys: RedeployRecord[];
+  /** Signals refused on arrival (the newest 25), and how many were refused in all; updates are refused to their caller. */
+  refused?: RefusedRequest[];
+  refusedCount?: number;
+  /** Requests waiting their turn (at most 20). */
+  queued?: number;
   /** What the last endpoint check found (every endpointCheckSeconds while serving). */
   endpoint?: EndpointHealth;
   /** Input keys accepted without effect here, such as the Airflow DAG's `model_params.verbose`; only when there are some. */

@@ -47,7 +47,7 @@ export async function cnnSkinCancerWorkflow(input?: PipelineInput, carry?: Servi
   const { params, ignored } = parseInput(input);
   const status = new StatusTracker(carry?.status);
   status.ignoredInput(ignored);
-  const queue = new RedeployQueue(params, carry);
+  const queue = new RedeployQueue(params, status, carry);
   // Before any work: a target this deployment cannot serve (local in a pod) fails the run now.
   if (!carry && patched('deploy-target-from-worker')) params.deployTarget = await chooseDeployTarget(params, input?.deployTarget);
 
@@ -61,7 +61,7 @@ export async function cnnSkinCancerWorkflow(input?: PipelineInput, carry?: Servi
   }
   const deadline = carry?.deadline ?? Date.now() + params.lifetimeSeconds * 1000;
   // Later runs of the chain keep the target this one resolved.
-  return serve(params, { ...input, deployTarget: params.deployTarget }, queue, status, result, deadline);
+  return serve(params, { ...input, deployTarget: params.deployTarget }, queue, status, result, deadline, carry?.nextCheck);
 }
 
 /** The DAG itself: one pass from raw images to a served model. */

@@ -1,18 +1,24 @@
 /**
  * The run's status, kept in one place: what the `status` query returns, the Web UI's current
- * details and the PipelineStage search attribute are all updated from here.
+ * details and the PipelineStage search attribute are all updated from here. It travels in every
+ * continue-as-new and query answer, so every list in it keeps only its newest entries and every
+ * message is cut (bounds.ts): unbounded, a flood of redeploy signals would push it past Temporal's
+ * payload limits (2 MB).
  */
 import { setCurrentDetails, setHandler, upsertSearchAttributes } from '@temporalio/workflow';
 import { SEARCH_ATTRIBUTES } from '../common/constants';
-import type { Deployment } from '../common/types';
+import type { Deployment, EndpointHealth } from '../common/types';
+import { clip, describeRequest, STATUS_HISTORY_LIMIT } from './bounds';
 import { renderDetails } from './details';
-import { statusQuery, type ModelProgress, type PipelineStatus, type RedeployRecord, type Stage } from './messages';
+import { statusQuery, type ModelProgress, type PipelineStatus, type RedeployRecord, type RefusedRequest, type Stage } from './messages';
+
+export { STATUS_HISTORY_LIMIT } from './bounds';
 
 export class StatusTracker {
   readonly status: PipelineStatus;
 
   constructor(carried?: PipelineStatus) {
-    this.status = carried ?? { stage: 'preprocessing', models: [], deployments: [], redeploys: [] };
+    this.status = carried ? boundedStatus(carried) : { stage: 'preprocessing', models: [], deployments: [], redeploys: [] };
     setHandler(statusQuery, () => this.status);
   }
 
@@ -41,9 +47,30 @@ export class StatusTracker {
     appendBounded(this.status.deployments, deployment);
   }
 
+  /** A request that was run; a malformed one (queued by earlier code) counts as refused. */
   redeployed(record: RedeployRecord): void {
-    appendBounded(this.status.redeploys, record);
+    if (record.outcome === 'rejected') {
+      this.refused({ request: describeRequest(record.request), via: record.via, reason: clip(record.reason ?? ''), at: now() });
+      return;
+    }
+    appendBounded(this.status.redeploys, record.reason === undefined ? record : { ...record, reason: clip(record.reason) });
     if (record.deployment) this.deployed(record.deployment);
+  }
+
+  /** A request refused on arrival: kept in its cut form among the newest, and counted. */
+  refused(refusal: RefusedRequest): void {
+    appendBounded((this.status.refused ??= []), refusal);
+    this.status.refusedCount = (this.status.refusedCount ?? 0) + 1;
+    this.render();
+  }
+
+  /** How many requests wait their turn. */
+  queued(count: number): void {
+    this.status.queued = count;
+  }
+
+  endpoint(health: EndpointHealth): void {
+    this.update((s) => void (s.endpoint = { ...health, detail: clip(health.detail) }));
   }
 
   private render(): void {
@@ -51,15 +78,30 @@ export class StatusTracker {
   }
 }
 
-/**
- * How many deployments and redeploy records the status keeps (the newest). The status travels in
- * every continue-as-new and query answer: unbounded, a flood of redeploy signals would push it
- * past Temporal's payload limits (2 MB); 25 of each stay far below.
- */
-export const STATUS_HISTORY_LIMIT = 25;
+const now = (): string => new Date().toISOString();
 
 /** Appends `item`, dropping the oldest entries beyond `limit`. */
 export function appendBounded<T>(list: T[], item: T, limit = STATUS_HISTORY_LIMIT): void {
   list.push(item);
   if (list.length > limit) list.splice(0, list.length - limit);
+}
+
+/**
+ * A status carried from an earlier run, within today's bounds: runs of earlier code kept malformed
+ * requests whole among the redeploy records, and messages uncut.
+ */
+export function boundedStatus(carried: PipelineStatus): PipelineStatus {
+  const status: PipelineStatus = { ...carried, redeploys: [], deployments: carried.deployments.slice(-STATUS_HISTORY_LIMIT) };
+  const refused = carried.refused?.slice(-STATUS_HISTORY_LIMIT) ?? [];
+  let refusedCount = carried.refusedCount ?? refused.length;
+  for (const record of carried.redeploys) {
+    if (record.outcome === 'rejected') {
+      appendBounded(refused, { request: describeRequest(record.request), via: record.via, reason: clip(record.reason ?? '') });
+      refusedCount++;
+    } else appendBounded(status.redeploys, record.reason === undefined ? record : { ...record, reason: clip(record.reason) });
+  }
+  if (refused.length) [status.refused, status.refusedCount] = [refused, refusedCount];
+  if (status.deployError !== undefined) status.deployError = clip(status.deployError);
+  if (status.endpoint) status.endpoint = { ...status.endpoint, detail: clip(status.endpoint.detail) };
+  return status;
 }

@@ -1,6 +1,7 @@
 /** Temporal helpers for the tests. */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { SearchAttributeType } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { DefaultLogger, Runtime, Worker, type NativeConnection, type WorkflowBundle } from '@temporalio/worker';
@@ -44,6 +45,27 @@ export function startDevServer({
       extraArgs,
     },
   });
+}
+
+/**
+ * Temporal's time-skipping test server (timers fire as soon as nothing else is pending, so days pass
+ * in seconds) for one suite: the Java build from Maven Central that scripts/setup.sh installs
+ * (scripts/temporal-test-server), not the native one the SDK would download. It has no Worker
+ * Deployments: its workers poll unversioned.
+ */
+export async function startTimeSkippingServer(): Promise<TestWorkflowEnvironment> {
+  installQuietRuntime();
+  const env = await TestWorkflowEnvironment.createTimeSkipping({
+    server: { executable: { type: 'existing-path', path: join(__dirname, '..', '..', 'scripts', 'temporal-test-server', 'run') } },
+  });
+  // Its namespace has no custom search attributes until told (the dev server takes them as flags).
+  const { INDEXED_VALUE_TYPE_KEYWORD, INDEXED_VALUE_TYPE_DOUBLE } = temporal.api.enums.v1.IndexedValueType;
+  const types = { [SearchAttributeType.KEYWORD]: INDEXED_VALUE_TYPE_KEYWORD, [SearchAttributeType.DOUBLE]: INDEXED_VALUE_TYPE_DOUBLE };
+  await env.connection.operatorService.addSearchAttributes({
+    namespace: env.namespace ?? 'default',
+    searchAttributes: Object.fromEntries(Object.values(SEARCH_ATTRIBUTES).map((key) => [key.name, types[key.type as keyof typeof types]])),
+  });
+  return env;
 }
 
 /**

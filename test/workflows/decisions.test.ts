@@ -21,7 +21,7 @@ import type { ChampionEvaluation, ClassificationMetrics, PreparedDataset, Traine
 import { cnnSkinCancerWorkflow } from '../../src/workflows';
 import type { PipelineInput } from '../../src/workflows/input';
 import { finishSignal, redeploySignal, redeployUpdate, statusQuery, type PipelineStatus } from '../../src/workflows/messages';
-import { startDevServer } from '../helpers/temporal';
+import { recordHistory, startDevServer } from '../helpers/temporal';
 import { metrics } from '../helpers/metrics';
 
 // ---------------------------------------------------------------------------------------------
@@ -582,7 +582,7 @@ describe('workflow decisions (stubbed activities, real Temporal dev server)', fu
       assert.equal(inputsOf(id, 'promoteModelVersion').length, 1);
     });
 
-    it('rejects invalid redeploy updates in the validator, saying why, without queueing them; invalid signals are recorded as rejected', async () => {
+    it('rejects invalid redeploy updates in the validator, saying why, without queueing them; invalid signals are refused on arrival and recorded', async () => {
       const id = 'redeploy-invalid';
       const handle = await start(id, { lifetimeSeconds: 3600, models: ['Basic'] });
       await statusWhen(handle, (s) => s.stage === 'serving', 'serving');
@@ -604,12 +604,13 @@ describe('workflow decisions (stubbed activities, real Temporal dev server)', fu
         );
       }
       await handle.signal(redeploySignal, { version: 'x' } as never);
-      const status = await statusWhen(handle, (s) => s.redeploys.length === 1, 'the signal recorded');
+      const status = await statusWhen(handle, (s) => s.refusedCount === 1, 'the signal refused');
       assert.deepEqual(
-        status.redeploys.map((r) => [r.via, r.outcome]),
-        [['signal', 'rejected']],
+        status.refused!.map((r) => [r.via, r.request]),
+        [['signal', '{"version":"x"}']],
       );
-      assert.match(status.redeploys[0]!.reason!, /positive integer/);
+      assert.match(status.refused![0]!.reason, /positive integer/);
+      assert.deepEqual(status.redeploys, [], 'a refused signal never joins the queue');
       assert.equal(inputsOf(id, 'deployModel').length, deploysBefore, 'nothing was deployed');
 
       // A valid update still goes through.
@@ -617,6 +618,7 @@ describe('workflow decisions (stubbed activities, real Temporal dev server)', fu
       assert.equal(inputsOf(id, 'deployModel').length, deploysBefore + 1);
       await handle.signal(finishSignal);
       await handle.result();
+      await recordHistory(handle, 'serving-bounds-refused-signal');
     });
   });
 

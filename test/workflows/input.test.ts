@@ -239,4 +239,21 @@ describe('validateRedeploy', () => {
     assert.match(validateRedeploy({ alias: 'a b' }, local)!, /'alias': expected an alias name/);
     assert.match(validateRedeploy({ instanceType: 'm5.large' }, sagemaker)!, /'instanceType': expected a SageMaker instance type/);
   });
+  // A request may be anything a sender makes up: what it says about one stays short.
+  it('refuses fields of any length without repeating them: versions past 18 digits, instance types past 64 characters, any number of unknown keys', () => {
+    const long = '1'.repeat(100_000);
+    assert.match(validateRedeploy({ version: long }, local)!, /'version': expected at most 18 characters, got 100000/);
+    assert.equal(validateRedeploy({ version: '1'.repeat(18) }, local), undefined);
+    const type = `ml.${'m'.repeat(100_000)}.large`;
+    assert.match(validateRedeploy({ instanceType: type }, sagemaker)!, /'instanceType': expected at most 64 characters/);
+    const keys = Object.fromEntries(Array.from({ length: 1000 }, (_, i) => [`${'k'.repeat(50_000)}${i}`, 1]));
+    const message = validateRedeploy(keys, local)!;
+    assert.match(message, /unknown field\(s\): k{37}\.\.\., .* and 995 more;/);
+    assert.ok(message.length < 600, `${message.length} characters`);
+    assert.match(
+      validateRedeploy({ alias: 'a'.repeat(100_000) }, local)!,
+      /'alias': expected an alias name such as "champion", got "a{56}\.\.\.$/,
+    );
+    assert.match(validateRedeploy({ toString: 1 }, local)!, /unknown field\(s\): toString/);
+  });
 });

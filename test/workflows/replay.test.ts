@@ -7,14 +7,16 @@ import { HISTORIES_DIR, installQuietRuntime } from '../helpers/temporal';
 
 // Histories recorded from real runs (RECORD_HISTORIES=1 npm test) by earlier versions of the
 // workflow (`before-restructure-*`: the code before the workflow was split into modules, and before
-// the deploy-target and deploy-failed patches; the others: the code that added those): the current
-// code must replay every one of them, or runs already started would fail with a non-determinism
-// error when a release without Worker Versioning picks them up.
+// the deploy-target and deploy-failed patches; `serving-deploy-failed-before-bounds` and the
+// others without `serving-bounds` in their name: the code before requests were checked on
+// arrival; `serving-bounds-*`: the code since): the current code must replay every one of them,
+// or runs already started would fail with a non-determinism error when a release without Worker
+// Versioning picks them up.
 describe('cnnSkinCancerWorkflow replays histories recorded by earlier code (no server)', function () {
   const files = readdirSync(HISTORIES_DIR).filter((f) => f.endsWith('.pb'));
 
   it('has recorded histories to replay', () => {
-    assert.ok(files.length >= 13, `expected the recorded histories in ${HISTORIES_DIR}, found ${files.length}`);
+    assert.ok(files.length >= 16, `expected the recorded histories in ${HISTORIES_DIR}, found ${files.length}`);
   });
 
   it('replays each of them without a non-determinism error', async () => {

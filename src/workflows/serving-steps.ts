@@ -1,0 +1,134 @@
+/** What the serving loops do between waits: run a queued redeploy, check the endpoint, continue as new, end. */
+import { ApplicationFailure, condition, makeContinueAsNewFunc, allHandlersFinished, workflowInfo } from '@temporalio/workflow';
+import type { Deployment, EndpointHealth } from '../common/types';
+import { FAILURE } from '../common/failures';
+import { health, registry } from './activities';
+import { errorMessage } from './errors';
+import { validateRedeploy, type PipelineInput, type PipelineParams } from './input';
+import type { PipelineStatus, RedeployRecord, Stage } from './messages';
+import type { cnnSkinCancerWorkflow, PipelineResult } from './pipeline';
+import type { PendingRedeploy, RedeployQueue } from './redeploy-queue';
+import type { StatusTracker } from './status';
+import { definedSizing, deployVersion, promote } from './steps';
+
+/** State carried across continue-as-new while the workflow serves redeploy requests. */
+export interface ServingCarry {
+  result: PipelineResult;
+  status: PipelineStatus;
+  pending: PendingRedeploy[];
+  /** When the serving phase ends (epoch ms), fixed by the first run. */
+  deadline: number;
+  nextId: number;
+  /** When the next endpoint check is due (epoch ms): checks keep their pace across runs. */
+  nextCheck?: number;
+}
+
+/** Until a deployment succeeds, the run waits in deploy-failed for a redeploy to retry it. */
+export const idleStage = (result: PipelineResult): Stage => (result.deployment ? 'serving' : 'deploy-failed');
+
+/** Runs one queued request and answers its update, if it came as one. */
+export async function runRedeploy(
+  params: PipelineParams,
+  next: PendingRedeploy,
+  queue: RedeployQueue,
+  status: StatusTracker,
+  result: PipelineResult,
+): Promise<RedeployRecord> {
+  status.stage('redeploying');
+  const record = await redeploy(params, next, result.deployment ?? { version: result.version });
+  status.redeployed(record);
+  if (record.deployment) {
+    result.deployment = record.deployment;
+    status.update((s) => delete s.deployError);
+    // The promotion the failed first deployment held back, now that its version serves.
+    if (result.pendingPromotion?.version === record.deployment.version) {
+      await promote(result.pendingPromotion, status);
+      delete result.pendingPromotion;
+    }
+  }
+  queue.outcomes.set(next.id, record);
+  status.stage(idleStage(result));
+  return record;
+}
+
+/** Ends this run, carrying everything the next one needs; update callers have their answers first. */
+export async function continueAsNew(input: PipelineInput | undefined, carry: ServingCarry): Promise<never> {
+  await condition(allHandlersFinished);
+  // The next run starts on the current build (each run stays pinned to one build), so a serving
+  // workflow never holds an old build alive for longer than versionCheckSeconds. Unversioned
+  // workers must not ask for it: the server rejects the command from them.
+  const versioned = workflowInfo().currentDeploymentVersion !== undefined;
+  return makeContinueAsNewFunc<typeof cnnSkinCancerWorkflow>(versioned ? { initialVersioningBehavior: 'AUTO_UPGRADE' } : {})(input, carry);
+}
+
+/**
+ * The run's end, once the loop is over: its result, or a failure when nothing was ever deployed
+ * (whoever awaits the run must not read "finished" then).
+ */
+export async function endServing(
+  result: PipelineResult,
+  status: StatusTracker,
+  failWhenNeverDeployed: () => boolean = () => true,
+): Promise<PipelineResult> {
+  await condition(allHandlersFinished);
+  if (!result.deployment && failWhenNeverDeployed()) {
+    status.stage('failed');
+    throw ApplicationFailure.nonRetryable(
+      `the run ended without a successful deployment of ${result.model} v${result.version} (${status.status.deployError ?? 'no deployment'}); ` +
+        `the trained versions stay registered: start a new run, or keep the next one alive (lifetimeSeconds) to retry with a redeploy`,
+      FAILURE.neverDeployed,
+    );
+  }
+  status.stage('finished');
+  return { ...result, stage: 'finished' };
+}
+
+/** Records what the endpoint check found; a check that could not run at all says so as `down`. */
+export async function checkEndpoint(deployment: Deployment, status: StatusTracker): Promise<void> {
+  const { target, endpointName, registeredModelName, version, instanceType, instanceCount } = deployment;
+  let endpoint: EndpointHealth;
+  try {
+    // Deployments made by earlier code did not record their model's location.
+    const model = deployment.modelUri
+      ? { registeredModelName, version, modelUri: deployment.modelUri }
+      : await registry.resolveModelVersion.executeWithOptions({ summary: `Resolve ${registeredModelName} v${version}` }, [
+          { registeredModelName, version },
+        ]);
+    endpoint = await health.checkEndpoint.executeWithOptions(
+      { summary: `Check endpoint ${endpointName}: serves ${registeredModelName} v${version}` },
+      [{ target, endpointName, model, ...definedSizing({ instanceType, instanceCount }) }],
+    );
+  } catch (err) {
+    endpoint = { state: 'down', detail: `the check failed: ${errorMessage(err)}`, checkedAt: new Date().toISOString() };
+  }
+  status.endpoint(endpoint);
+}
+
+/** What a redeploy starts from: the deployment serving, or only the version the failed first deployment meant to serve. */
+type Current = Pick<Deployment, 'version'> & Partial<Pick<Deployment, 'instanceType' | 'instanceCount'>>;
+
+async function redeploy(params: PipelineParams, next: PendingRedeploy, current: Current): Promise<RedeployRecord> {
+  const { request, via } = next;
+  // Requests are checked on arrival; runs of earlier code queued them unchecked.
+  const invalid = validateRedeploy(request, params);
+  if (invalid) return { request, via, outcome: 'rejected', reason: invalid };
+  try {
+    // Sizing alone re-deploys the version being served; otherwise the current sizing carries over.
+    const version = request.version ?? (request.alias === undefined ? current.version : undefined);
+    const ref = await registry.resolveModelVersion.executeWithOptions(
+      { summary: `Resolve ${params.registeredModelName} ${request.alias ? `alias ${request.alias}` : `v${version}`}` },
+      [{ registeredModelName: params.registeredModelName, version, alias: request.alias }],
+    );
+    const instance = definedSizing({
+      instanceType: request.instanceType ?? current.instanceType,
+      instanceCount: request.instanceCount ?? current.instanceCount,
+    });
+    const summary =
+      `Redeploy ${ref.registeredModelName} v${ref.version} to ${params.endpointName}` +
+      (instance.instanceType ? ` on ${instance.instanceCount ?? 1} x ${instance.instanceType}` : '');
+    return { request, via, outcome: 'deployed', deployment: await deployVersion(params, ref, instance, summary) };
+  } catch (err) {
+    // A failed redeploy is recorded; the workflow keeps owning (and serving) the endpoint.
+    return { request, via, outcome: 'failed', reason: errorMessage(err) };
+  }
+}

@@ -1,0 +1,133 @@
+/**
+ * In-memory stand-ins for every activity the pipeline calls, for tests of the serving phase at
+ * scale: a run trains and deploys at once, then serves; each call is recorded per workflow id.
+ */
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import { Worker, type NativeConnection, type WorkflowBundle } from '@temporalio/worker';
+import { TASK_QUEUES } from '../../src/common/constants';
+import { FAILURE } from '../../src/common/failures';
+import type { Deployment, PreparedDataset } from '../../src/common/types';
+import { metrics } from './metrics';
+
+export interface DeployInput {
+  target: Deployment['target'];
+  endpointName: string;
+  model: { registeredModelName: string; version: string; modelUri?: string };
+}
+
+export class ServingStubs {
+  private readonly calls = new Map<string, { name: string; input: unknown }[]>();
+  /** Workflows whose every deployment fails (a type the deploy policy does not retry). */
+  readonly failingDeploys = new Set<string>();
+  private deployGate: Promise<void> | undefined;
+  private release: (() => void) | undefined;
+
+  /** Deployments wait from now until releaseDeploys(): a redeploy in progress for as long as a test needs. */
+  holdDeploys(): void {
+    this.deployGate = new Promise((resolve) => (this.release = resolve));
+  }
+
+  releaseDeploys(): void {
+    this.release?.();
+    this.deployGate = this.release = undefined;
+  }
+
+  /** The inputs of one activity's calls from one workflow, oldest first. */
+  inputsOf<T = unknown>(workflowId: string, name: string): T[] {
+    return (this.calls.get(workflowId) ?? []).filter((c) => c.name === name).map((c) => c.input as T);
+  }
+
+  /** The three task queues' workers, unversioned, with these stubs as their activities. */
+  workers(connection: NativeConnection, workflowBundle: WorkflowBundle): Promise<Worker[]> {
+    const a = this.activities();
+    return Promise.all([
+      Worker.create({ connection, taskQueue: TASK_QUEUES.pipeline, workflowBundle, activities: a.pipeline }),
+      Worker.create({ connection, taskQueue: TASK_QUEUES.data, activities: a.data }),
+      Worker.create({ connection, taskQueue: TASK_QUEUES.training, activities: a.training }),
+    ]);
+  }
+
+  private stub<I, O>(name: string, run: (input: I, workflowId: string) => O | Promise<O>): (input: I) => Promise<O> {
+    return async (input: I) => {
+      const id = Context.current().info.workflowExecution?.workflowId ?? '';
+      let list = this.calls.get(id);
+      if (!list) this.calls.set(id, (list = []));
+      list.push({ name, input });
+      return run(input, id);
+    };
+  }
+
+  private activities() {
+    return {
+      data: { preprocessDataset: this.stub('preprocessDataset', () => DATASET) },
+      training: {
+        trainModel: this.stub('trainModel', (input: { modelClass: string; registeredModelName: string }) => ({
+          modelClass: input.modelClass,
+          mlflowRunId: `run-${input.modelClass}`,
+          registeredModelName: input.registeredModelName,
+          version: '11',
+          metrics: { validation: metrics(0.6), test: metrics(0.6) },
+          modelUri: `s3://stub/models/${input.modelClass}`,
+          archiveUri: `s3://stub/models/${input.modelClass}/model.tar.gz`,
+        })),
+        evaluateChampion: this.stub('evaluateChampion', () => undefined),
+      },
+      pipeline: {
+        promoteModelVersion: this.stub('promoteModelVersion', () => ({})),
+        tagModelVersion: this.stub('tagModelVersion', () => undefined),
+        // Any version exists; the alias `champion` names v11.
+        resolveModelVersion: this.stub(
+          'resolveModelVersion',
+          (input: { registeredModelName: string; version?: string; alias?: string }) => {
+            const version = input.version ?? (input.alias === 'champion' ? '11' : undefined);
+            if (!version) throw ApplicationFailure.nonRetryable(`stub has no alias '${input.alias}'`, FAILURE.modelVersionNotFound);
+            return {
+              registeredModelName: input.registeredModelName,
+              version,
+              modelUri: `s3://stub/registry/${version}`,
+              mlflowRunId: 'run',
+            };
+          },
+        ),
+        failAbandonedTrainingRuns: this.stub('failAbandonedTrainingRuns', () => []),
+        resolveDeployTarget: this.stub('resolveDeployTarget', () => 'local'),
+        deployModel: this.stub('deployModel', async (input: DeployInput, workflowId): Promise<Deployment> => {
+          if (this.failingDeploys.has(workflowId))
+            throw ApplicationFailure.retryable('the endpoint failed to start (stub)', FAILURE.endpointFailed);
+          await this.deployGate;
+          return {
+            target: input.target,
+            endpointName: input.endpointName,
+            url: `http://stub/${input.endpointName}`,
+            registeredModelName: input.model.registeredModelName,
+            version: input.model.version,
+            modelUri: input.model.modelUri,
+            deployedAt: new Date().toISOString(),
+            durationSeconds: 0,
+            unchanged: false,
+          };
+        }),
+        checkEndpoint: this.stub('checkEndpoint', () => ({
+          state: 'up' as const,
+          detail: 'serves (stub)',
+          checkedAt: new Date().toISOString(),
+        })),
+      },
+    };
+  }
+}
+
+const DATASET: PreparedDataset = {
+  manifestUri: 's3://stub/preprocessed/manifest.json',
+  classes: ['benign', 'malignant'],
+  imageSize: 16,
+  splits: {
+    train: { count: 32, perClass: { benign: 16, malignant: 16 } },
+    validation: { count: 8, perClass: { benign: 4, malignant: 4 } },
+    test: { count: 8, perClass: { benign: 4, malignant: 4 } },
+  },
+  cacheHit: false,
+  contentHash: 'stub',
+  skipped: { count: 0, keys: [] },
+};

@@ -60,7 +60,7 @@ export class ServingStubs {
 
   private activities() {
     return {
-      data: { preprocessDataset: this.stub('preprocessDataset', () => DATASET) },
+      data: { preprocessDataset: this.stub('preprocessDataset', () => STUB_DATASET) },
       training: {
         trainModel: this.stub('trainModel', (input: { modelClass: string; registeredModelName: string }) => ({
           modelClass: input.modelClass,
@@ -118,7 +118,8 @@ export class ServingStubs {
   }
 }
 
-const DATASET: PreparedDataset = {
+/** The prepared dataset the stubbed preprocessing answers with (also the decision tests'). */
+export const STUB_DATASET: PreparedDataset = {
   manifestUri: 's3://stub/preprocessed/manifest.json',
   classes: ['benign', 'malignant'],
   imageSize: 16,

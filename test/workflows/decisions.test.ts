@@ -17,12 +17,13 @@ import type { createRegistryActivities } from '../../src/activities/registry';
 import type { createTrainingActivities } from '../../src/activities/training';
 import { SEARCH_ATTRIBUTES, TASK_QUEUES, type ModelClass } from '../../src/common/constants';
 import { FAILURE } from '../../src/common/failures';
-import type { ChampionEvaluation, ClassificationMetrics, PreparedDataset, TrainedModel } from '../../src/common/types';
+import type { ChampionEvaluation, ClassificationMetrics, TrainedModel } from '../../src/common/types';
 import { cnnSkinCancerWorkflow } from '../../src/workflows';
 import type { PipelineInput } from '../../src/workflows/input';
 import { finishSignal, redeploySignal, redeployUpdate, statusQuery, type PipelineStatus } from '../../src/workflows/messages';
 import { recordHistory, startDevServer } from '../helpers/temporal';
 import { metrics } from '../helpers/metrics';
+import { STUB_DATASET as DATASET } from '../helpers/serving-stubs';
 
 // ---------------------------------------------------------------------------------------------
 // Stubs, typed against the real activity factories, on the queues the real workers serve them.
@@ -59,19 +60,6 @@ const scenarios = new Map<string, Scenario>();
 const VERSION: Record<ModelClass, string> = { Basic: '11', ResNet50: '12', CrossVal: '13' };
 const CHAMPION_VERSION = '7';
 
-const DATASET: PreparedDataset = {
-  manifestUri: 's3://stub/preprocessed/manifest.json',
-  classes: ['benign', 'malignant'],
-  imageSize: 16,
-  splits: {
-    train: { count: 32, perClass: { benign: 16, malignant: 16 } },
-    validation: { count: 8, perClass: { benign: 4, malignant: 4 } },
-    test: { count: 8, perClass: { benign: 4, malignant: 4 } },
-  },
-  cacheHit: false,
-  contentHash: 'stub',
-  skipped: { count: 0, keys: [] },
-};
 
 /** A failure whose own flag allows retries: only the workflow's retry policy (its type) can stop them. */
 const typedFailure = (type: string, message: string): ApplicationFailure => ApplicationFailure.retryable(message, type);

@@ -60,7 +60,6 @@ const scenarios = new Map<string, Scenario>();
 const VERSION: Record<ModelClass, string> = { Basic: '11', ResNet50: '12', CrossVal: '13' };
 const CHAMPION_VERSION = '7';
 
-
 /** A failure whose own flag allows retries: only the workflow's retry policy (its type) can stop them. */
 const typedFailure = (type: string, message: string): ApplicationFailure => ApplicationFailure.retryable(message, type);
 

@@ -9,6 +9,9 @@
  *    predict on already-decoded tensors in this process, with no HTTP, at the mean batch the
  *    server formed at 32 clients (read from its /metrics). Measured alternately, two rounds:
  *    `ratioToLimit` (our req/s at 32 clients / the limit's images/s).
+ * 3. Health checks while it is busy: /ping every 50 ms during the 32-client JPEG load,
+ *    `pingP99Ms` (the worst round's p99; goal under 100 ms, so a health check never takes a busy
+ *    server for a hung one).
  *
  * The last line is one JSON object with those fields. Either server exiting ends the benchmark at
  * once with the end of its log.
@@ -121,15 +124,35 @@ async function modelCalls(url: string): Promise<{ calls: number; instances: numb
   return { calls: value('serving_model_calls_total'), instances: value('serving_model_instances_total') };
 }
 
-/** JPEG load at one concurrency, with the mean batch the server formed meanwhile. */
-async function measureJpeg(url: string, bodies: Buffer[], concurrency: number): Promise<LoadResult & { meanBatch: number }> {
+/** JPEG load at one concurrency, with the mean batch the server formed meanwhile and its /ping times. */
+async function measureJpeg(
+  url: string,
+  bodies: Buffer[],
+  concurrency: number,
+): Promise<LoadResult & { meanBatch: number; pingP99Ms: number }> {
   const before = await modelCalls(url);
-  const result = await measure(`jpeg x${concurrency}`, url, bodies, concurrency, 'image/jpeg');
+  const pings: number[] = [];
+  let loaded = true;
+  const pinger = (async () => {
+    while (loaded) {
+      const t0 = performance.now();
+      const ok = await fetch(`${url}/ping`, { signal: AbortSignal.timeout(10_000) }).then(
+        (r) => r.ok,
+        () => false,
+      );
+      pings.push(ok ? performance.now() - t0 : Infinity);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  })();
+  const result = await measure(`jpeg x${concurrency}`, url, bodies, concurrency, 'image/jpeg').finally(() => (loaded = false));
+  await pinger;
   const after = await modelCalls(url);
   // The warm-up's calls are in the difference too; it runs the same load, so the mean is the same.
   const meanBatch = (after.instances - before.instances) / (after.calls - before.calls);
-  say(`          mean batch ${meanBatch.toFixed(1)}`);
-  return { ...result, meanBatch };
+  const sorted = pings.sort((x, y) => x - y);
+  const pingP99Ms = sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.99))] ?? NaN;
+  say(`          mean batch ${meanBatch.toFixed(1)}; /ping p99 ${pingP99Ms.toFixed(1)} ms over ${pings.length} pings`);
+  return { ...result, meanBatch, pingP99Ms };
 }
 
 /**
@@ -216,8 +239,9 @@ async function main(): Promise<void> {
   say(`JPEG bodies: ${jpegs.length} files of ${SIZE} px, ${meanKb.toFixed(0)} KB on average; concurrency ${JPEG_CONCURRENCY.join(', ')}`);
   const decoded = jpegs.map((j) => Float32Array.from(decodeAndResize(j, SIZE), (v) => v / 255));
   const served = await loadTf().loadLayersModel(`file://${join(tfjsDir, 'model.json')}`);
-  const perConcurrency: Record<number, LoadResult & { meanBatch: number }> = {};
-  const rounds: { requestsPerSecond: number; meanBatch: number; limitBatch: number; limitImagesPerSecond: number }[] = [];
+  const perConcurrency: Record<number, LoadResult & { meanBatch: number; pingP99Ms: number }> = {};
+  const rounds: { requestsPerSecond: number; meanBatch: number; limitBatch: number; limitImagesPerSecond: number; pingP99Ms: number }[] =
+    [];
   for (let r = 0; r < ROUNDS; r++) {
     // The first round also measures the lower concurrencies; each round then sets 32 clients against the limit.
     for (const c of r === 0 ? JPEG_CONCURRENCY : JPEG_CONCURRENCY.slice(-1)) perConcurrency[c] = await measureJpeg(ours.url, jpegs, c);
@@ -227,6 +251,7 @@ async function main(): Promise<void> {
       // Answered requests only: a refused one (503) is not served throughput.
       requestsPerSecond: (top.requests - top.failed) / top.seconds,
       meanBatch: top.meanBatch,
+      pingP99Ms: top.pingP99Ms,
       limitBatch,
       limitImagesPerSecond: limitImagesPerSecond(served, decoded, limitBatch, REQUESTS),
     });
@@ -240,9 +265,15 @@ async function main(): Promise<void> {
       ratio: round(a.requestsPerSecond / b.requestsPerSecond),
       p99Ratio: round(a.p99Ms / b.p99Ms),
       ratioToLimit: round(sum(rounds.map((x) => x.requestsPerSecond)) / sum(rounds.map((x) => x.limitImagesPerSecond))),
+      pingP99Ms: round(Math.max(...rounds.map((x) => x.pingP99Ms)), 1),
       ours: summary(a),
       mlflow: summary(b),
-      jpeg: Object.fromEntries(Object.entries(perConcurrency).map(([c, r]) => [c, { ...summary(r), meanBatch: round(r.meanBatch, 1) }])),
+      jpeg: Object.fromEntries(
+        Object.entries(perConcurrency).map(([c, r]) => [
+          c,
+          { ...summary(r), meanBatch: round(r.meanBatch, 1), pingP99Ms: round(r.pingP99Ms, 1) },
+        ]),
+      ),
       limitRounds: rounds.map((x) => ({
         oursRequestsPerSecond: round(x.requestsPerSecond, 2),
         limitBatch: x.limitBatch,

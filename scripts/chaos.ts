@@ -305,6 +305,7 @@ async function main(): Promise<void> {
           affectedBy,
           onEnterTraining,
           deadline,
+          stateDir: stack.dir,
           endpointCheckSeconds: ENDPOINT_CHECK_SECONDS,
           sageMakerServedVersion: (deployment) => sageMakerServedVersion(sageMaker, deployment),
           hook: (aim, fire) => {

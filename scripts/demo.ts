@@ -14,6 +14,7 @@ import type { TrainModelInput } from '../src/common/types';
 import { loadConfig } from '../src/config';
 import { decodeAndResize } from '../src/data/images';
 import { writeSyntheticDataset } from '../src/data/generate';
+import { servedBy } from '../src/serving/local-endpoints';
 import { withLocalStackDefaults } from '../src/stack/local-env';
 import { stackOptionsFromEnv, stackUp } from '../src/stack/services';
 import { createS3Client, S3Store } from '../src/storage/s3';
@@ -115,7 +116,7 @@ async function main(): Promise<void> {
 
     const deployment = status.deployments.at(-1)!;
     const winner = status.models.find((m) => m.modelClass === status.selection!.winner)!;
-    const prediction = await predictOneTestImage(s3, deployment.url);
+    const prediction = await predictOneTestImage(s3, deployment.url, await servedBy(config.stateDir, deployment.endpointName));
     const mlflow = new MlflowClient(config.mlflow.trackingUri);
     const experimentId = await mlflow.getOrCreateExperiment('cnn_skin_cancer');
     const uiBase = `http://localhost:${stack.ports.temporalUi}`;
@@ -332,9 +333,9 @@ function trainingProgress(activity: PendingActivity | undefined, input: TrainMod
 async function predictOneTestImage(
   s3: S3Store,
   url: string,
+  model: { imageSize: number },
 ): Promise<{ image: string; label: string; probabilities: Record<string, number> }> {
   const [image] = await s3.list(`${DATA_URI}/test/malignant/`);
-  const model = (await (await fetch(`${url}/model`)).json()) as { imageSize: number };
   const size = model.imageSize;
   const pixels = decodeAndResize(await s3.getBytes(`s3://cnn-skin-cancer/${image!.key}`), size);
   // The original endpoint's request format: {"instances": [HxWx3 floats in [0, 1]]}.

@@ -9,6 +9,7 @@ import { defaultPayloadConverter } from '@temporalio/common';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { workflowIdForEndpoint } from '../../src/common/constants';
 import type { Deployment } from '../../src/common/types';
+import { servedBy } from '../../src/serving/local-endpoints';
 import type { cnnSkinCancerWorkflow, PipelineResult } from '../../src/workflows';
 import type { PipelineInput } from '../../src/workflows/input';
 import { finishSignal, statusQuery, type PipelineStatus } from '../../src/workflows/messages';
@@ -55,6 +56,8 @@ export interface RunContext {
   deadline: number;
   /** Arms a one-shot kill on the proxied call that writes a shard, registers a version or promotes one; returns its disarm. */
   hook: (aim: HookedAim, fire: () => void) => () => void;
+  /** The workers' PIPELINE_STATE_DIR, where local endpoints keep their state (and the token their GET /model needs). */
+  stateDir: string;
   /** The runs' endpointCheckSeconds: how long a killed serving endpoint may take to be put right. */
   endpointCheckSeconds: number;
   /** Which version a SageMaker endpoint serves (sagemaker.ts); local endpoints are asked over HTTP. */
@@ -297,9 +300,7 @@ async function checkEndpoint(ctx: RunContext, query: () => Promise<PipelineStatu
     }));
   const check = { url: deployment.url ?? '', expectedVersion: deployment.version };
   try {
-    const res = await fetch(`${check.url}/model`, { signal: AbortSignal.timeout(10_000) });
-    if (!res.ok) return { ...check, error: `GET /model answered ${res.status}` };
-    return { ...check, servedVersion: String(((await res.json()) as { version?: string }).version) };
+    return { ...check, servedVersion: String((await servedBy(ctx.stateDir, deployment.endpointName)).version) };
   } catch (err) {
     return {
       ...check,

@@ -133,7 +133,7 @@ export type EndpointCheck = Omit<DeployInput, 'model'> & { model: ServedModel };
 async function deployLocal(local: LocalEndpoints, input: EndpointCheck): Promise<{ url: string; unchanged: boolean; restarted?: string }> {
   const ctx = Context.current();
   const { state, unchanged, restarted } = await local.deploy(input.endpointName, input.model, (what) => ctx.heartbeat(what));
-  const served = await getJson<{ version?: string; imageSize: number; classes: string[] }>(`${state.url}/model`);
+  const served = await getJson<{ version?: string; imageSize: number; classes: string[] }>(`${state.url}/model`, state.adminToken);
   if (served.version !== input.model.version) {
     throw new Error(`endpoint '${input.endpointName}' serves v${served.version} after deploying v${input.model.version}`);
   }

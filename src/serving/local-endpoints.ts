@@ -67,7 +67,7 @@ export class LocalEndpoints {
     // A server busy with a long batch answers /ping late: it is given time before it counts as hung.
     const answers = alive && (await ping(state.url, 10_000, 3));
     if (state && answers) {
-      const served = await getJson<{ version?: string; modelUri?: string }>(`${state.url}/model`);
+      const served = await getJson<{ version?: string; modelUri?: string }>(`${state.url}/model`, state.adminToken);
       if (served.version === model.version && served.modelUri === model.modelUri) return { state, unchanged: true };
       progress(`swapping ${name} to v${model.version}`);
       await postJson(
@@ -243,10 +243,20 @@ export async function ping(url: string, timeoutMs = 2000, tries = 1): Promise<bo
   return false;
 }
 
-export async function getJson<T>(url: string): Promise<T> {
-  const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
+export async function getJson<T>(url: string, bearer?: string): Promise<T> {
+  const res = await fetch(url, { headers: bearer ? { authorization: `Bearer ${bearer}` } : {}, signal: AbortSignal.timeout(10_000) });
   if (!res.ok) throw new EndpointError(`GET ${url} answered ${res.status}: ${await res.text()}`);
   return (await res.json()) as T;
+}
+
+/** What a local endpoint says it serves (GET /model, asked with the token from its state file in `stateDir`). */
+export async function servedBy(
+  stateDir: string,
+  name: string,
+): Promise<{ version?: string; modelUri?: string; imageSize: number; classes: string[] }> {
+  const state = new LocalEndpoints({ stateDir, host: '', port: 0, env: {} }).read(name);
+  if (!state) throw new EndpointError(`no local endpoint '${name}' in ${resolve(stateDir)}`);
+  return getJson(`${state.url}/model`, state.adminToken);
 }
 
 export async function postJson<T = unknown>(url: string, body: unknown, timeoutMs = 120_000, bearer?: string): Promise<T> {

@@ -7,7 +7,7 @@ import type { DeployInput } from '../../src/common/types';
 import { loadConfig } from '../../src/config';
 import { saveModelToS3 } from '../../src/ml/model-store';
 import { buildBasicCnn } from '../../src/ml/models';
-import { endpointId, endpointServers, LocalEndpoints, ping } from '../../src/serving/local-endpoints';
+import { endpointId, endpointServers, LocalEndpoints, ping, servedBy, type EndpointState } from '../../src/serving/local-endpoints';
 import { isProcessAlive } from '../../src/system/process';
 import { runActivity, testS3, uniqueBucket } from '../helpers/services';
 import { useTestStack } from '../helpers/global';
@@ -42,8 +42,7 @@ describe('local endpoint (a real server process, models from S3 on SeaweedFS)', 
   /** Endpoints from a port of their own (LOCAL_ENDPOINT_PORT + offset). */
   const endpointsFrom = (offset: number) =>
     new LocalEndpoints({ stateDir: config.stateDir, host: '127.0.0.1', port: config.localEndpoint.port + offset, env: process.env });
-  const servedVersion = async (url: string): Promise<string> =>
-    ((await (await fetch(`${url}/model`)).json()) as { version: string }).version;
+  const servedVersion = async (state: EndpointState): Promise<string | undefined> => (await servedBy(config.stateDir, state.name)).version;
 
   it('swaps to a new version under concurrent load with zero failed requests', async () => {
     const uris = [await uploadModel('swap/1', 1), await uploadModel('swap/2', 2)];
@@ -105,7 +104,7 @@ describe('local endpoint (a real server process, models from S3 on SeaweedFS)', 
       const a = (await endpoints.deploy('ports-a', ref)).state;
       const b = (await endpoints.deploy('ports-b', ref)).state;
       assert.notEqual(a.url, b.url, 'two endpoints, two ports');
-      for (const s of [a, b]) assert.equal(await servedVersion(s.url), '1');
+      for (const s of [a, b]) assert.equal(await servedVersion(s), '1');
 
       // A crashed server comes back on the same URL at the serving workflow's next endpoint check.
       const { checkEndpoint } = createDeployActivities({ local: endpoints });
@@ -119,7 +118,7 @@ describe('local endpoint (a real server process, models from S3 on SeaweedFS)', 
       const again = endpoints.read('ports-a')!;
       assert.equal(again.url, a.url);
       assert.notEqual(again.pid, a.pid);
-      assert.equal(await servedVersion(again.url), '1');
+      assert.equal(await servedVersion(again), '1');
       assert.deepEqual(await check().then((h) => [h.state, h.detail]), ['up', 'serves v1']);
 
       // A state file left behind whose pid now belongs to another process.
@@ -171,7 +170,7 @@ describe('local endpoint (a real server process, models from S3 on SeaweedFS)', 
       assert.equal(isProcessAlive(stray.pid!), false, 'the unrecorded server was stopped');
       assert.equal(isProcessAlive(neighbour.pid!), true, "another endpoint's server was left alone");
       assert.deepEqual(endpointServers(endpointId(config.stateDir, 'strays-a')), [state.pid]);
-      assert.equal(await servedVersion(state.url), '1');
+      assert.equal(await servedVersion(state), '1');
     } finally {
       await endpoints.stop('strays-a');
       for (const p of [stray, neighbour]) if (isProcessAlive(p.pid!)) process.kill(-p.pid!, 'SIGKILL');

@@ -10,7 +10,9 @@ import { createInterface } from 'node:readline';
 import { gzipSync } from 'node:zlib';
 import { encodeJpeg, syntheticLesion } from '../../src/data/synthetic';
 import { buildBasicCnn } from '../../src/ml/models';
-import { Batcher, BatchSizer, createInferenceServer, type LoadedModel } from '../../src/serving/server';
+import { loadTf } from '../../src/ml/tf';
+import { Batcher, BatchSizer, type LoadedModel } from '../../src/serving/engine';
+import { createInferenceServer } from '../../src/serving/server';
 import { getJson, LocalEndpoints, ping, postJson } from '../../src/serving/local-endpoints';
 import { isProcessAlive } from '../../src/system/process';
 import { blackPng } from '../helpers/images';
@@ -27,6 +29,8 @@ const listen = async (server: Server): Promise<number> => {
   return (server.address() as AddressInfo).port;
 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** The token the test servers' guarded routes (/model, /metrics, /admin/model) take. */
+const admin = { headers: { authorization: 'Bearer admin-secret' } };
 /** POST /invocations of a JSON body (one blank instance unless given) to the server at `at`. */
 const invokeJson = (at: string, body = JSON.stringify({ instances: [instance()] })): Promise<Response> =>
   fetch(`${at}/invocations`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
@@ -155,14 +159,14 @@ describe('inference server', () => {
   });
 
   it('counts requests by route and status, and times invocations, on GET /metrics (Prometheus text)', async () => {
-    const before = await (await fetch(`${url}/metrics`)).text();
+    const before = await (await fetch(`${url}/metrics`, admin)).text();
     const count = (text: string, labels: string): number =>
       Number(new RegExp(`^serving_requests_total\\{${labels}\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
     const ok = 'route="POST /invocations",status="200"';
     const bad = 'route="POST /invocations",status="400"';
     assert.equal((await post(JSON.stringify({ instances: [instance()] }))).status, 200);
     assert.equal((await post('{"instances": 3}')).status, 400);
-    const after = await (await fetch(`${url}/metrics`)).text();
+    const after = await (await fetch(`${url}/metrics`, admin)).text();
     assert.equal(count(after, ok) - count(before, ok), 1);
     assert.equal(count(after, bad) - count(before, bad), 1);
     assert.match(after, /^serving_invocation_seconds_count [1-9]\d*$/m);
@@ -448,7 +452,7 @@ describe('inference server', () => {
     await Promise.all(clients);
     assert.ok(statuses.length > 10, `only ${statuses.length} requests were made`);
     assert.deepEqual([...new Set(statuses)], [200]);
-    assert.equal(((await (await fetch(`${url}/model`)).json()) as { version: string }).version, '2');
+    assert.equal(((await (await fetch(`${url}/model`, admin)).json()) as { version: string }).version, '2');
   });
 
   it('answers concurrent requests, batched into shared model calls, each with its own predictions (model calls given a fixed cost)', async () => {
@@ -548,7 +552,7 @@ describe('inference server', () => {
     assert.equal(calls, 3, 'the model ran before the server took a request');
     const at = `http://127.0.0.1:${await listen(own)}`;
     try {
-      const served = async () => Number(/^serving_model_calls_total (\d+)$/m.exec(await (await fetch(`${at}/metrics`)).text())![1]);
+      const served = async () => Number(/^serving_model_calls_total (\d+)$/m.exec(await (await fetch(`${at}/metrics`, admin)).text())![1]);
       assert.equal((await invokeJson(at)).status, 200);
       assert.deepEqual([calls, await served()], [4, 1], 'one request, one model call; the warm-up is not counted as served');
       await postJson(`${at}/admin/model`, { modelUri: 's3://b/m/2', version: '2' }, 10_000, 'admin-secret');
@@ -588,7 +592,7 @@ describe('inference server', () => {
         ((await swap.json()) as { error: string }).error,
         /s3:\/\/b\/m\/2: the model cannot predict on one 16x16 RGB image.*; the served model was kept$/,
       );
-      assert.equal(((await (await fetch(`${at}/model`)).json()) as { version: string }).version, '1');
+      assert.equal(((await (await fetch(`${at}/model`, admin)).json()) as { version: string }).version, '1');
       const answer = await invokeJson(at);
       assert.equal(answer.status, 200);
       assert.equal(answer.headers.get('x-model-version'), '1');
@@ -650,6 +654,83 @@ describe('inference server', () => {
       assert.equal(await first, 200);
 
       assert.equal((await invoke()).status, 200);
+    } finally {
+      small.close();
+    }
+  });
+
+  it('with a token set, answers GET /model and GET /metrics only to it; /ping and /invocations stay open', async () => {
+    for (const route of ['/model', '/metrics']) {
+      for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: 'admin-secret' }] as Record<string, string>[]) {
+        const res = await fetch(`${url}${route}`, { headers });
+        assert.equal(res.status, 401, `${route} with ${JSON.stringify(headers)}`);
+        assert.equal(res.headers.get('www-authenticate'), 'Bearer');
+        assert.equal(((await res.json()) as { error: string }).error, `GET ${route} needs "authorization: Bearer <admin token>"`);
+      }
+      assert.equal((await fetch(`${url}${route}`, admin)).status, 200);
+    }
+    const described = (await (await fetch(`${url}/model`, admin)).json()) as { modelUri: string };
+    assert.match(described.modelUri, /^s3:\/\/b\/m\//);
+    assert.equal((await fetch(`${url}/ping`)).status, 200);
+    assert.equal((await post(JSON.stringify({ instances: [instance()] }))).status, 200);
+    // Without a token (a SageMaker container) they are open, as the container contract has it.
+    const { server: open } = createInferenceServer(model('1', 1));
+    const at = `http://127.0.0.1:${await listen(open)}`;
+    try {
+      for (const route of ['/model', '/metrics']) assert.equal((await fetch(`${at}${route}`)).status, 200);
+    } finally {
+      open.close();
+    }
+  });
+
+  it('holds at most maxBodyBytesTotal of request bodies at once (declared or chunked): beyond it 503 and Retry-After, then serves again', async () => {
+    const png = blackPng(40, 40);
+    // Room for two bodies of this size, not three.
+    const { server: small } = createInferenceServer(model('1', 1), { maxBodyBytesTotal: Math.floor(png.length * 2.5) });
+    const port = await listen(small);
+    const at = `http://127.0.0.1:${port}`;
+    /** An invocation whose body is held back until `release` (chunked: no content-length). */
+    const held = (chunked: boolean) => {
+      let release!: () => void;
+      const status = new Promise<number>((resolve, reject) => {
+        const req = request(
+          {
+            host: '127.0.0.1',
+            port,
+            path: '/invocations',
+            method: 'POST',
+            agent: false,
+            headers: { 'content-type': 'image/png', ...(chunked ? {} : { 'content-length': png.length }) },
+          },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode!);
+          },
+        );
+        req.on('error', reject);
+        // A chunked body takes its bytes as they come: all but its last byte now.
+        req.write(chunked ? png.subarray(0, png.length - 1) : png.subarray(0, 10));
+        release = () => req.end(chunked ? png.subarray(png.length - 1) : png.subarray(10));
+      });
+      return { status, release: () => release() };
+    };
+    const invoke = () => fetch(`${at}/invocations`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: png });
+    try {
+      const first = held(false);
+      const second = held(true);
+      await sleep(300);
+      const refused = await invoke();
+      assert.equal(refused.status, 503);
+      assert.equal(refused.headers.get('retry-after'), '1');
+      assert.match(
+        ((await refused.json()) as { error: string }).error,
+        /already holds \d+ bytes of request bodies, its limit being \d+ bytes; retry shortly/,
+      );
+      first.release();
+      second.release();
+      assert.deepEqual(await Promise.all([first.status, second.status]), [200, 200]);
+      // Every byte held was given back: two at once fit again.
+      assert.deepEqual(await Promise.all([invoke(), invoke()]).then((rs) => rs.map((r) => r.status)), [200, 200]);
     } finally {
       small.close();
     }
@@ -761,7 +842,7 @@ describe('inference server', () => {
       const asked = Date.now();
       assert.equal(await ping(at, 10_000, 3), true, 'the redeploy would take the busy server for a hung one');
       assert.ok(Date.now() - asked < 1_000, `/ping was answered only after ${Date.now() - asked} ms, once a busy client left`);
-      assert.equal((await getJson<{ version: string }>(`${at}/model`)).version, '1');
+      assert.equal((await getJson<{ version: string }>(`${at}/model`, 'admin-secret')).version, '1');
       await postJson(`${at}/admin/model`, { modelUri: 's3://b/m/2', version: '2' }, 10_000, 'admin-secret');
       const turnedAway = await invokeJson(at);
       assert.equal(turnedAway.status, 503);
@@ -866,7 +947,7 @@ describe('redeploying a busy local endpoint (a server process; no S3)', () => {
         assert.equal(unchanged, false);
         assert.equal(after.pid, child.pid, 'the same server process');
         assert.ok(isProcessAlive(child.pid!), 'the busy server was not stopped');
-        assert.equal((await getJson<{ version: string }>(`${url}/model`)).version, '2', 'the new version was swapped in');
+        assert.equal((await getJson<{ version: string }>(`${url}/model`, token)).version, '2', 'the new version was swapped in');
       } finally {
         stop = true;
         trickling.destroy();
@@ -920,4 +1001,74 @@ function concurrentClients(url: string, bodies: string[]): Promise<{ predictions
       else reject(new Error(`the client process exited with ${code}`));
     });
   });
+}
+
+describe('the serve process (src/serving/main.ts; a model from a folder, no S3)', () => {
+  it('answers /ping while a model call is in progress: decoding and predicting run on a thread of their own', async function () {
+    this.timeout(120_000);
+    const tf = loadTf();
+    const dir = mkdtempSync(join(tmpdir(), 'slow-model-'));
+    // A model whose one call takes most of a second or more on these cores: eight 3x3 convolutions of
+    // 128 channels over 64x64 (about 9.7 GFLOP an image), then a softmax over the two classes.
+    const slow = tf.sequential();
+    slow.add(tf.layers.conv2d({ inputShape: [64, 64, 3], filters: 128, kernelSize: 3, padding: 'same' }));
+    for (let i = 0; i < 7; i++) slow.add(tf.layers.conv2d({ filters: 128, kernelSize: 3, padding: 'same' }));
+    slow.add(tf.layers.globalAveragePooling2d({}));
+    slow.add(tf.layers.dense({ units: 2, activation: 'softmax' }));
+    await slow.save(`file://${dir}`);
+    slow.dispose();
+    writeFileSync(
+      join(dir, 'metadata.json'),
+      JSON.stringify({ modelClass: 'Basic', classes: ['benign', 'malignant'], imageSize: 64, inputScale: '0-1' }),
+    );
+    const child = spawn(
+      process.execPath,
+      [
+        '-r',
+        'ts-node/register/transpile-only',
+        resolve(__dirname, '../../src/serving/main.ts'),
+        '--model-uri',
+        dir,
+        '--host',
+        '127.0.0.1',
+        '--port',
+        '0',
+      ],
+      {
+        detached: true,
+        stdio: ['ignore', 'pipe', 'inherit'],
+        env: { ...process.env, TS_NODE_PROJECT: resolve(__dirname, '../../tsconfig.json') },
+      },
+    );
+    try {
+      const lines = createInterface({ input: child.stdout! });
+      const at = await new Promise<string>((r) =>
+        lines.on('line', (line) => /on (http:\S+)$/.exec(line) && r(/on (http:\S+)$/.exec(line)![1]!)),
+      );
+      const calls = async () => Number(/^serving_model_calls_total (\d+)$/m.exec(await (await fetch(`${at}/metrics`)).text())![1]);
+      assert.equal(await calls(), 0);
+      // Eight images in one request: one model call of several seconds.
+      const body = JSON.stringify({ instances: Array.from({ length: 8 }, (_, i) => instanceOf(64, i / 8)) });
+      let answered = false;
+      const invocation = fetch(`${at}/invocations`, { method: 'POST', headers: { 'content-type': 'application/json' }, body }).then((r) => {
+        answered = true;
+        return r.status;
+      });
+      // The server says the call has started (the thread tells it so as it starts it)...
+      while ((await calls()) === 0) await sleep(20);
+      // ...and answers /ping while the call runs.
+      const pinged = await fetch(`${at}/ping`);
+      assert.equal(pinged.status, 200);
+      assert.equal(answered, false, 'the invocation was answered first: /ping waited for the model call');
+      assert.equal(await invocation, 200);
+    } finally {
+      process.kill(-child.pid!, 'SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+/** One blank instance of shape [size, size, 3] at value v. */
+function instanceOf(size: number, v: number): number[][][] {
+  return Array.from({ length: size }, () => Array.from({ length: size }, () => [v, v, v]));
 }

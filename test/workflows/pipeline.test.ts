@@ -15,9 +15,9 @@ import { fakeUpdateEndpoint } from '../helpers/fake-sagemaker';
 import { cnnSkinCancerWorkflow } from '../../src/workflows';
 import type { PipelineInput } from '../../src/workflows/input';
 import type { DeployInput, TrainModelInput } from '../../src/common/types';
-import { LocalEndpoints } from '../../src/serving/local-endpoints';
+import { LocalEndpoints, servedBy } from '../../src/serving/local-endpoints';
 import { finishSignal, redeploySignal, redeployUpdate, statusQuery } from '../../src/workflows/messages';
-import { ROOT, useTestStack } from '../helpers/global';
+import { ROOT, TEST_STACK_DIR, useTestStack } from '../helpers/global';
 import { createPipelineWorkers, startDevServer, recordHistory } from '../helpers/temporal';
 import { runTags, seededDataset, testMlflow, testS3 } from '../helpers/services';
 
@@ -73,7 +73,7 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
       await new Promise((r) => setTimeout(r, 300));
     }
   };
-  const servedVersion = async (url: string) => ((await (await fetch(`${url}/model`)).json()) as { version: string }).version;
+  const servedVersion = async (endpointName: string) => (await servedBy(TEST_STACK_DIR, endpointName)).version;
 
   it('runs preprocess -> train x3 -> select -> promote -> deploy and serves predictions', async () => {
     const result = await withWorkers(() =>
@@ -85,8 +85,7 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
 
     // The registry's champion is the selected version, and it is what the endpoint serves.
     assert.equal((await mlflow.getModelVersionByAlias('wf-test-model', 'champion'))?.version, result.version);
-    const served = (await (await fetch(`${result.deployment!.url}/model`)).json()) as { version: string };
-    assert.equal(served.version, result.version);
+    assert.equal(await servedVersion(result.deployment!.endpointName), result.version);
 
     // Every requested model trained in its own finished MLflow run, tagged with the workflow.
     const experiment = await mlflow.getOrCreateExperiment('wf-test');
@@ -187,7 +186,7 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
       assert.equal(status.stage, 'serving');
       assert.equal(status.deployError, undefined);
       assert.equal((await mlflow.getModelVersionByAlias('deploy-failed-model', 'champion'))?.version, deployment.version);
-      assert.equal(await servedVersion(deployment.url), deployment.version);
+      assert.equal(await servedVersion(deployment.endpointName), deployment.version);
       await handle.signal(finishSignal);
       assert.equal((await handle.result()).deployment?.version, deployment.version);
       await recordHistory(handle, 'pipeline-deploy-failed');
@@ -266,8 +265,7 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
         ['{"version":"x"}'],
       );
       assert.match(status.refused![0]!.reason, /positive integer/);
-      const served = (await (await fetch(`${deployed.url}/model`)).json()) as { version: string };
-      assert.equal(served.version, other.version);
+      assert.equal(await servedVersion(deployed.endpointName), other.version);
       await recordHistory(handle, 'pipeline-redeploy');
     });
   });
@@ -314,7 +312,7 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
       // By update: the caller gets the deployment, or the reason it failed.
       const viaUpdate = await handle.executeUpdate(redeployUpdate, { args: [{ version: keptStatus.selection!.version }] });
       assert.equal(viaUpdate.version, keptStatus.selection!.version);
-      assert.equal(await servedVersion(promoted.url), viaUpdate.version);
+      assert.equal(await servedVersion(promoted.endpointName), viaUpdate.version);
       await assert.rejects(
         handle.executeUpdate(redeployUpdate, { args: [{ alias: 'champion', instanceType: 'ml.m5.large' }] }),
         (err: unknown) =>
@@ -345,7 +343,7 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
       await handle.signal(finishSignal);
       const result = await handle.result();
       assert.equal(result.deployment!.version, first.version);
-      assert.equal(await servedVersion(promoted.url), first.version);
+      assert.equal(await servedVersion(promoted.endpointName), first.version);
       assert.deepEqual(
         status.deployments.map((d) => d.version),
         [promoted.version, viaUpdate.version, first.version],

@@ -1,8 +1,32 @@
-/** `npm run stack -- up|down|status`: the local Temporal, MLflow, SeaweedFS (S3) and moto (SageMaker API) services. */
+/**
+ * `npm run stack -- up|down|status|stop-endpoint NAME`: the local Temporal, MLflow, SeaweedFS (S3)
+ * and moto (SageMaker API) services; `status` also lists the local endpoints still running.
+ */
 import { resolve } from 'node:path';
+import { loadConfig } from '../src/config';
+import { isOurServer, LocalEndpoints } from '../src/serving/local-endpoints';
 import { stackDown, stackOptionsFromEnv, stackStatus, stackUp, type ServiceStatus } from '../src/stack/services';
 
-const USAGE = 'usage: npm run stack -- up|down|status';
+const USAGE = 'usage: npm run stack -- up|down|status|stop-endpoint NAME';
+
+/** The local endpoints in PIPELINE_STATE_DIR: a run with lifetimeSeconds 0 leaves its endpoint serving on purpose. */
+function localEndpoints(): LocalEndpoints {
+  const config = loadConfig(process.env);
+  return new LocalEndpoints({ stateDir: config.stateDir, ...config.localEndpoint, env: {} });
+}
+
+function printEndpoints(endpoints: LocalEndpoints): void {
+  const states = endpoints.names().flatMap((name) => endpoints.read(name) ?? []);
+  if (states.length === 0) return;
+  console.log('\nlocal endpoints:');
+  for (const s of states) {
+    const state = isOurServer(s.pid) ? `running    pid ${s.pid}`.padEnd(21) : 'stopped'.padEnd(21);
+    console.log(
+      `${s.name.padEnd(9)} ${state} ${s.url}  ${s.registeredModelName} v${s.version}` +
+        `${s.owner ? `  owner ${s.owner}` : ''}  stop: npm run stack -- stop-endpoint ${s.name}`,
+    );
+  }
+}
 
 function print(statuses: ServiceStatus[]): void {
   for (const s of statuses) {
@@ -26,7 +50,20 @@ async function main(): Promise<void> {
     case 'status': {
       const statuses = await stackStatus(options);
       print(statuses);
+      printEndpoints(localEndpoints());
       if (statuses.some((s) => s.state !== 'running')) process.exitCode = 3;
+      break;
+    }
+    case 'stop-endpoint': {
+      const name = process.argv[3];
+      const endpoints = localEndpoints();
+      if (!name || !endpoints.read(name)) {
+        console.error(name ? `stack: no local endpoint '${name}' (npm run stack -- status lists them)` : USAGE);
+        process.exitCode = 2;
+        break;
+      }
+      const stopped = await endpoints.retire(name);
+      console.log(`endpoint ${name}: ${stopped ? 'stopped' : 'was not running'}; its state is removed`);
       break;
     }
     default:

@@ -20,7 +20,7 @@ export interface Config {
   mlflow: { trackingUri: string };
   /** Scratch space for checkpoints and local endpoint state. */
   stateDir: string;
-  localEndpoint: { host: string; port: number };
+  localEndpoint: { host: string; port: number; sweepSeconds: number };
   /**
    * Where a run deploys when its input names no target (DEFAULT_DEPLOY_TARGET; the cluster
    * overlays set `sagemaker`), and whether this process runs in a Kubernetes pod, where a local
@@ -215,6 +215,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     localEndpoint: {
       host: env.LOCAL_ENDPOINT_HOST || '127.0.0.1',
       port: port('LOCAL_ENDPOINT_PORT', 8080),
+      // How often the ml-pipeline worker looks for local endpoints whose owner ended without stopping them (0: never).
+      sweepSeconds: int('LOCAL_ENDPOINT_SWEEP_SECONDS', 60, 0, 86_400),
     },
     training: {
       onednn: onOff('TRAINING_ONEDNN', true),

@@ -13,7 +13,7 @@ import { FAILURE } from '../common/failures';
 import type { DeployInput, Deployment, EndpointHealth } from '../common/types';
 import type { SageMakerConfig } from '../config';
 import type { SageMakerApi } from '../sagemaker/api';
-import { deployToSageMaker, SageMakerDeployError } from '../sagemaker/deploy';
+import { deleteSageMakerEndpoint, deployToSageMaker, SageMakerDeployError } from '../sagemaker/deploy';
 import { getJson, postJson, type LocalEndpoints, type ServedModel } from '../serving/local-endpoints';
 import type { Prediction } from '../serving/server';
 import { MODEL_ARCHIVE } from '../ml/model-store';
@@ -80,6 +80,33 @@ export function createDeployActivities(deps: DeployDeps) {
     },
 
     /**
+     * Ends the endpoint of a run that is ending (finish, or its lifetime is over). A local one: its
+     * server stops and its state is removed, unless a run of another workflow deployed to the same
+     * name since (that one owns it now). A SageMaker one (only when the run asked for it,
+     * deleteEndpointAtEnd): the endpoint, then its configs and models. Returns what was done.
+     */
+    async retireEndpoint({ target, endpointName }: { target: DeployTarget; endpointName: string }): Promise<string> {
+      const ctx = Context.current();
+      if (target === 'sagemaker') {
+        const sm = deps.sagemaker;
+        if (!sm) throw ApplicationFailure.nonRetryable('this worker has no SageMaker client configured', FAILURE.sageMakerConfig);
+        const removed = await deleteSageMakerEndpoint(sm.api, endpointName, sm.config, {
+          progress: (what) => ctx.heartbeat(what),
+          sleep: sm.sleep ?? ((ms) => ctx.sleep(ms)),
+        });
+        return removed.length
+          ? `deleted ${removed.join(', ')}`
+          : `SageMaker has no endpoint '${endpointName}' nor any config or model of it`;
+      }
+      const owner = ctx.info.workflowExecution?.workflowId;
+      const state = deps.local.read(endpointName);
+      if (state?.owner !== undefined && owner !== undefined && state.owner !== owner)
+        return `endpoint '${endpointName}' is owned by workflow ${state.owner} now: left running`;
+      const stopped = await deps.local.retire(endpointName);
+      return stopped ? `endpoint '${endpointName}' stopped and its state removed` : `endpoint '${endpointName}' was not running`;
+    },
+
+    /**
      * Whether the endpoint serves the version its run says it does. A local endpoint is put right
      * (a crashed or hung server is started again on its URL, another version swapped back out);
      * a SageMaker endpoint's state is reported. Never fails: what it found is the answer.
@@ -132,7 +159,8 @@ export type EndpointCheck = Omit<DeployInput, 'model'> & { model: ServedModel };
 
 async function deployLocal(local: LocalEndpoints, input: EndpointCheck): Promise<{ url: string; unchanged: boolean; restarted?: string }> {
   const ctx = Context.current();
-  const { state, unchanged, restarted } = await local.deploy(input.endpointName, input.model, (what) => ctx.heartbeat(what));
+  const owner = ctx.info.workflowExecution?.workflowId;
+  const { state, unchanged, restarted } = await local.deploy(input.endpointName, input.model, (what) => ctx.heartbeat(what), owner);
   const served = await getJson<{ version?: string; imageSize: number; classes: string[] }>(`${state.url}/model`, state.adminToken);
   if (served.version !== input.model.version) {
     throw new Error(`endpoint '${input.endpointName}' serves v${served.version} after deploying v${input.model.version}`);

@@ -7,6 +7,7 @@ import {
   CreateEndpointCommand,
   CreateEndpointConfigCommand,
   CreateModelCommand,
+  DeleteEndpointCommand,
   DeleteEndpointConfigCommand,
   DeleteModelCommand,
   DescribeEndpointCommand,
@@ -63,6 +64,8 @@ export interface SageMakerApi {
   listModels(nameContains: string): Promise<string[]>;
   deleteEndpointConfig(name: string): Promise<void>;
   deleteModel(name: string): Promise<void>;
+  /** Starts deleting an endpoint (SageMaker deletes it in the background); one already gone is fine. */
+  deleteEndpoint(name: string): Promise<void>;
 }
 
 export function createSageMakerClient(config: Config): SageMakerClient {
@@ -177,5 +180,6 @@ export function sageMakerApi(client: SageMakerClient): SageMakerApi {
     },
     deleteEndpointConfig: (name) => deleteOnce(client.send(new DeleteEndpointConfigCommand({ EndpointConfigName: name }))),
     deleteModel: (name) => deleteOnce(client.send(new DeleteModelCommand({ ModelName: name }))),
+    deleteEndpoint: (name) => deleteOnce(client.send(new DeleteEndpointCommand({ EndpointName: name }))),
   };
 }

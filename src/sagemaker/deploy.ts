@@ -210,6 +210,39 @@ export async function unusedResources(
   return { configs, models };
 }
 
+/**
+ * Deletes the endpoint, then, once SageMaker no longer lists it, every config and model of it
+ * (by the hash of its name in theirs: another endpoint's are never touched). Returns what it deleted.
+ */
+export async function deleteSageMakerEndpoint(
+  api: SageMakerApi,
+  endpointName: string,
+  cfg: Pick<SageMakerConfig, 'pollSeconds' | 'maxWaitSeconds'>,
+  hooks: Pick<DeployHooks, 'progress' | 'sleep'>,
+): Promise<string[]> {
+  const removed: string[] = [];
+  if (await api.describeEndpoint(endpointName)) {
+    hooks.progress(`deleting endpoint ${endpointName}`);
+    await api.deleteEndpoint(endpointName);
+    removed.push(`endpoint ${endpointName}`);
+    const deadline = Date.now() + cfg.maxWaitSeconds * 1000;
+    while (await api.describeEndpoint(endpointName)) {
+      if (Date.now() > deadline) throw new Error(`endpoint '${endpointName}' still exists ${cfg.maxWaitSeconds} s after DeleteEndpoint`);
+      await hooks.sleep(cfg.pollSeconds * 1000);
+    }
+  }
+  const { configs, models } = await unusedResources(api, endpointName, undefined);
+  for (const c of configs.sort()) {
+    await api.deleteEndpointConfig(c);
+    removed.push(`endpoint config ${c}`);
+  }
+  for (const m of models.sort()) {
+    await api.deleteModel(m);
+    removed.push(`model ${m}`);
+  }
+  return removed;
+}
+
 /** Deletes this endpoint's configs and models that its current config does not use. */
 async function removeUnused(api: SageMakerApi, endpointName: string, inUse: string, hooks: DeployHooks): Promise<string[]> {
   const { configs, models } = await unusedResources(api, endpointName, inUse);

@@ -9,7 +9,7 @@ import { childEnv } from '../system/child-env';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/common';
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { extname, join, resolve } from 'node:path';
 import { FAILURE } from '../common/failures';
 import type { ModelVersionRef } from '../common/types';
@@ -24,6 +24,11 @@ export interface EndpointState {
   registeredModelName: string;
   version: string;
   modelUri: string;
+  /**
+   * The id of the workflow that owns the endpoint (the last one that deployed to it). When that
+   * workflow ends without retiring it (terminated, failed, timed out), EndpointReaper stops it.
+   */
+  owner?: string;
 }
 
 /** What an endpoint needs to know of the version it serves. */
@@ -61,8 +66,11 @@ export class LocalEndpoints {
     name: string,
     model: ServedModel,
     progress: (what: string) => void = () => undefined,
+    owner?: string,
   ): Promise<{ state: EndpointState; unchanged: boolean; restarted?: string }> {
-    const state = this.read(name);
+    const read = this.read(name);
+    // The owner is recorded before anything else, so an endpoint is never left without one.
+    const state = read && owner !== undefined && read.owner !== owner ? this.write({ ...read, owner }) : read;
     const alive = state !== undefined && isOurServer(state.pid);
     // A server busy with a long batch answers /ping late: it is given time before it counts as hung.
     const answers = alive && (await ping(state.url, 10_000, 3));
@@ -77,14 +85,13 @@ export class LocalEndpoints {
         state.adminToken,
       );
       const next = { ...state, registeredModelName: model.registeredModelName, version: model.version, modelUri: model.modelUri };
-      this.write(next);
-      return { state: next, unchanged: false };
+      return { state: this.write(next), unchanged: false };
     }
     // A stale state file's pid may belong to another process by now: only our server is stopped.
     if (state && alive) await killGroup(state.pid);
     const strays = await this.stopStrays(name);
     progress(`starting ${name} with v${model.version}`);
-    const next = await this.start(name, model, await this.port(name, state));
+    const next = await this.start(name, model, await this.port(name, state), owner ?? state?.owner);
     const stopped = strays.length ? `; stopped server${strays.length > 1 ? 's' : ''} ${strays.join(', ')} that no state file named` : '';
     if (!state) return { state: next, unchanged: false, ...(stopped ? { restarted: `started at ${next.url}${stopped}` } : {}) };
     const why = alive ? `its server (pid ${state.pid}) stopped answering /ping` : `its server (pid ${state.pid}) was not running`;
@@ -97,6 +104,16 @@ export class LocalEndpoints {
     if (!state || !isOurServer(state.pid)) return strays.length > 0;
     await killGroup(state.pid);
     return true;
+  }
+
+  /**
+   * Stops the endpoint for good: its servers, then its state file (its port is free for others).
+   * Returns whether a server was running.
+   */
+  async retire(name: string): Promise<boolean> {
+    const stopped = await this.stop(name);
+    rmSync(this.statePath(name), { force: true });
+    return stopped;
   }
 
   /**
@@ -142,7 +159,7 @@ export class LocalEndpoints {
     return this.names().flatMap((n) => (n === name ? [] : (this.read(n) ?? [])));
   }
 
-  private async start(name: string, model: ServedModel, port: number): Promise<EndpointState> {
+  private async start(name: string, model: ServedModel, port: number, owner: string | undefined): Promise<EndpointState> {
     const url = `http://${this.o.host}:${port}`;
     const dir = resolve(this.o.stateDir);
     mkdirSync(join(dir, 'endpoints'), { recursive: true });
@@ -172,6 +189,7 @@ export class LocalEndpoints {
       registeredModelName: model.registeredModelName,
       version: model.version,
       modelUri: model.modelUri,
+      ...(owner !== undefined ? { owner } : {}),
     };
     this.write(state);
     const deadline = Date.now() + 120_000;
@@ -185,10 +203,11 @@ export class LocalEndpoints {
   }
 
   /** Whole or not at all: a worker killed mid-write must not leave a file that reads as no endpoint. */
-  private write(state: EndpointState): void {
+  private write(state: EndpointState): EndpointState {
     const path = this.statePath(state.name);
     writeFileSync(`${path}.tmp`, JSON.stringify(state, null, 2), { mode: 0o600 });
     renameSync(`${path}.tmp`, path);
+    return state;
   }
 }
 

@@ -20,6 +20,8 @@ export interface WorkerSpec {
   /** This worker's defaults; WORKER_SHUTDOWN_GRACE_SECONDS / _FORCE_SECONDS override them. */
   shutdown: ShutdownTimes;
   build(config: Config, context: { shutdown: ShutdownTimes; logger: ProcessLogger }): BuiltWorker | Promise<BuiltWorker>;
+  /** Work of the worker's own, alongside its tasks, until `signal` aborts (the worker stops); must not reject. */
+  background?(context: { config: Config; connection: NativeConnection; logger: ProcessLogger; signal: AbortSignal }): Promise<void>;
 }
 
 type BuiltWorker = Omit<WorkerOptions, 'connection' | 'namespace' | 'taskQueue' | 'workerDeploymentOptions'>;
@@ -96,10 +98,11 @@ export async function runWorker(spec: WorkerSpec): Promise<void> {
           { signal: stopWatch.signal, warn: (message, meta) => logger.warn(message, meta) },
         )
       : Promise.resolve();
+    const background = spec.background?.({ config, connection, logger, signal: stopWatch.signal }) ?? Promise.resolve();
     // Returns after a shutdown signal once in-flight tasks finished, were cancelled after the grace
     // time, or the force time ran out.
     await worker.run().finally(() => stopWatch.abort());
-    await watch;
+    await Promise.all([watch, background]);
     logger.info('worker stopped', { taskQueue: spec.taskQueue, version });
   } finally {
     health?.close();

@@ -51,6 +51,13 @@ export interface PipelineParams {
   /** How long the workflow stays alive after deploying, to serve `redeploy` signals. 0 ends at once. */
   lifetimeSeconds: number;
   /**
+   * When the run ends (`finish`, or its lifetime is over): delete its SageMaker endpoint, with its
+   * configs and models. Otherwise a SageMaker endpoint stays in service (and billing). A local
+   * endpoint always stops then; with lifetimeSeconds 0 nothing is stopped or deleted (the
+   * deployment is the run's result).
+   */
+  deleteEndpointAtEnd: boolean;
+  /**
    * While serving, how often the workflow checks whether a newer worker build became current, to
    * continue as new onto it (Worker Versioning); an old build drains within this after its runs' pipelines end.
    */
@@ -97,6 +104,7 @@ export const DEFAULT_PARAMS: Readonly<PipelineParams> = Object.freeze({
   deployTarget: 'local',
   endpointName: 'cnn-skin-cancer',
   lifetimeSeconds: 7 * 24 * 3600,
+  deleteEndpointAtEnd: false,
   versionCheckSeconds: 600,
   endpointCheckSeconds: 120,
 });
@@ -147,6 +155,11 @@ const oneOf =
     }
     return v;
   };
+
+const bool: Check = (v, f) => {
+  if (typeof v !== 'boolean') throw new InvalidInputError(f, `expected true or false, got ${show(v)}`);
+  return v;
+};
 
 const optional =
   (check: Check): Check =>
@@ -200,6 +213,7 @@ const CHECKS: { [K in keyof PipelineParams]: Check } = {
   endpointName: str(/^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$/, 'expected 1-63 letters, digits or inner hyphens'),
   ...SIZING_CHECKS,
   lifetimeSeconds: int(0, 365 * 24 * 3600),
+  deleteEndpointAtEnd: bool,
   versionCheckSeconds: int(1, 24 * 3600),
   endpointCheckSeconds: int(5, 24 * 3600),
 };

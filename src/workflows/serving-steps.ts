@@ -2,7 +2,7 @@
 import { ApplicationFailure, condition, makeContinueAsNewFunc, allHandlersFinished, workflowInfo } from '@temporalio/workflow';
 import type { Deployment, EndpointHealth } from '../common/types';
 import { FAILURE } from '../common/failures';
-import { health, registry } from './activities';
+import { deploy, health, registry } from './activities';
 import { errorMessage } from './errors';
 import { validateRedeploy, type PipelineInput, type PipelineParams } from './input';
 import type { PipelineStatus, RedeployRecord, Stage } from './messages';
@@ -81,6 +81,20 @@ export async function endServing(
   }
   status.stage('finished');
   return { ...result, stage: 'finished' };
+}
+
+/**
+ * The run's end (finish, or its lifetime is over) is its endpoint's: a local server stops and its
+ * state is removed, so ports and memory do not pile up on a long-lived machine; a SageMaker
+ * endpoint is deleted with its configs and models when the run asked for it (deleteEndpointAtEnd),
+ * and otherwise stays in service. A run with lifetimeSeconds 0 keeps its endpoint: the deployment
+ * is what that run produces.
+ */
+export async function retireEndpoint(params: PipelineParams, result: PipelineResult): Promise<void> {
+  const target = result.deployment?.target ?? params.deployTarget;
+  if (params.lifetimeSeconds === 0 || (target === 'sagemaker' && !params.deleteEndpointAtEnd)) return;
+  const what = target === 'local' ? `Stop local endpoint ${params.endpointName}` : `Delete SageMaker endpoint ${params.endpointName}`;
+  await deploy.retireEndpoint.executeWithOptions({ summary: `${what}: its run ends` }, [{ target, endpointName: params.endpointName }]);
 }
 
 /** Records what the endpoint check found; a check that could not run at all says so as `down`. */

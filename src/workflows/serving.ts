@@ -4,13 +4,13 @@
  * one at a time, in arrival order, checking its endpoint in between.
  * Its state travels across continue-as-new as a ServingCarry.
  */
-import { condition, workflowInfo } from '@temporalio/workflow';
+import { condition, patched, workflowInfo } from '@temporalio/workflow';
 import { BYTES_PER_EVENT, CONTINUE_AS_NEW_BYTES, CONTINUE_AS_NEW_EVENTS, MIN_WAIT_MS } from './bounds';
 import type { PipelineInput, PipelineParams } from './input';
 import type { PipelineResult } from './pipeline';
 import type { RedeployQueue } from './redeploy-queue';
 import { serveAsBefore } from './serving-legacy';
-import { checkEndpoint, continueAsNew, endServing, idleStage, runRedeploy } from './serving-steps';
+import { checkEndpoint, continueAsNew, endServing, idleStage, retireEndpoint, runRedeploy } from './serving-steps';
 import type { StatusTracker } from './status';
 
 export { RedeployQueue, type PendingRedeploy } from './redeploy-queue';
@@ -61,6 +61,8 @@ export async function serve(
     // Never shorter than a second: a wait that ends at once, again and again, would fill the history.
     await condition(() => pending.length > 0 || queue.finished || timeToMoveOn(), Math.max(wake, MIN_WAIT_MS));
   }
+  // Runs that reached this point before this code left their endpoints as they were.
+  if (patched('retire-endpoint-at-end')) await retireEndpoint(params, result);
   return endServing(result, status);
 
   /** Whether this run should hand over to a new one: long history, the server's suggestion, or a newer build. */

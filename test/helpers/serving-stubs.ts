@@ -113,6 +113,10 @@ export class ServingStubs {
           detail: 'serves (stub)',
           checkedAt: new Date().toISOString(),
         })),
+        retireEndpoint: this.stub(
+          'retireEndpoint',
+          ({ endpointName }: { endpointName: string }) => `endpoint '${endpointName}' stopped (stub)`,
+        ),
       },
     };
   }

@@ -105,6 +105,28 @@ describe('deploy to SageMaker', () => {
     assert.deepEqual((await configsOf(stem.slice(0, 40))).sort(), [a2.endpointConfigName, b2.endpointConfigName].sort());
   });
 
+  it("deletes an endpoint with its configs and models at its run's end, and leaves another's whose name shares its first 50 characters", async () => {
+    const stem = `ward-${randomUUID().replaceAll('-', '')}`.padEnd(50, 'x').slice(0, 50);
+    const [a, b] = [`${stem}-aaaaa`, `${stem}-bbbbb`];
+    const { deployModel, retireEndpoint } = activities(moto);
+    const a1 = await runActivity(deployModel, [input(a, '1')]);
+    const b1 = await runActivity(deployModel, [input(b, '1')]);
+    const done = await runActivity(retireEndpoint, [{ target: 'sagemaker' as const, endpointName: a }]);
+    assert.equal(done, `deleted endpoint ${a}, endpoint config ${a1.endpointConfigName}, model ${a1.endpointConfigName}`);
+    assert.deepEqual(await endpointsNamed(stem), [b]);
+    assert.deepEqual(await configsOf(stem.slice(0, 40)), [b1.endpointConfigName]);
+    // moto's ListModels ignores NameContains: the filter is ours.
+    assert.deepEqual(
+      (await moto.listModels(stem)).filter((m) => m.startsWith(stem.slice(0, 40))),
+      [b1.endpointConfigName],
+    );
+    // Again (a retried attempt): nothing is left to delete, and that is not an error.
+    assert.equal(
+      await runActivity(retireEndpoint, [{ target: 'sagemaker' as const, endpointName: a }]),
+      `SageMaker has no endpoint '${a}' nor any config or model of it`,
+    );
+  });
+
   it('refuses an instance type outside SAGEMAKER_INSTANCE_TYPES before calling SageMaker, naming the allowed ones', async () => {
     const name = unique();
     const { deployModel } = activities(moto);

@@ -130,6 +130,7 @@ const pipelineActivities: PipelineActivities = {
     detail: `serves v${input.model.version}`,
     checkedAt: new Date().toISOString(),
   })),
+  retireEndpoint: stub('retireEndpoint', async ({ endpointName }) => `endpoint '${endpointName}' stopped (stub)`),
 };
 
 const callsOf = (workflowId: string): Call[] => calls.filter((c) => c.workflowId === workflowId);

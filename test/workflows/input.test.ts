@@ -63,6 +63,11 @@ describe('parsePipelineInput', () => {
     rejects({ deployTarget: 'sagemaker', instanceType: 'm5.large' }, 'instanceType', /SageMaker instance type/);
     rejects({ deployTarget: 'sagemaker', instanceCount: 0 }, 'instanceCount', /between 1 and 100/);
   });
+  it('takes deleteEndpointAtEnd as a boolean only (default false)', () => {
+    assert.equal(parsePipelineInput({}).deleteEndpointAtEnd, false);
+    assert.equal(parsePipelineInput({ deleteEndpointAtEnd: true }).deleteEndpointAtEnd, true);
+    rejects({ deleteEndpointAtEnd: 'yes' }, 'deleteEndpointAtEnd', /expected true or false, got "yes"/);
+  });
   it('rejects a deploy target it does not know', () => rejects({ deployTarget: 'k8s' }, 'deployTarget', /'local', 'sagemaker'/));
   it('rejects minSuccessfulModels above the number of models', () =>
     rejects({ models: ['Basic'], minSuccessfulModels: 2 }, 'minSuccessfulModels', /only 1 model/));

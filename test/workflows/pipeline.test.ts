@@ -16,6 +16,7 @@ import { cnnSkinCancerWorkflow } from '../../src/workflows';
 import type { PipelineInput } from '../../src/workflows/input';
 import type { DeployInput, TrainModelInput } from '../../src/common/types';
 import { LocalEndpoints, servedBy } from '../../src/serving/local-endpoints';
+import { isProcessAlive } from '../../src/system/process';
 import { finishSignal, redeploySignal, redeployUpdate, statusQuery } from '../../src/workflows/messages';
 import { ROOT, TEST_STACK_DIR, useTestStack } from '../helpers/global';
 import { createPipelineWorkers, startDevServer, recordHistory } from '../helpers/temporal';
@@ -74,6 +75,8 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
     }
   };
   const servedVersion = async (endpointName: string) => (await servedBy(TEST_STACK_DIR, endpointName)).version;
+  /** The workers' local endpoints (their state files). */
+  const endpoints = new LocalEndpoints({ stateDir: TEST_STACK_DIR, host: '127.0.0.1', port: 0, env: {} });
 
   it('runs preprocess -> train x3 -> select -> promote -> deploy and serves predictions', async () => {
     const result = await withWorkers(() =>
@@ -251,9 +254,15 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
       await handle.signal(redeploySignal, { alias: 'no-such-alias' });
       await handle.signal(redeploySignal, { version: 'x' } as never);
       await handle.signal(redeploySignal, { version: other.version! });
+      while ((await handle.query(statusQuery)).redeploys.length < 2) await new Promise((r) => setTimeout(r, 300));
+      assert.equal(await servedVersion(deployed.endpointName), other.version);
+      const { pid } = endpoints.read(deployed.endpointName)!;
       await handle.signal(finishSignal);
       const result = await handle.result();
       assert.equal(result.deployment!.version, other.version);
+      // The owner's end is its local endpoint's: the server stopped, its state removed.
+      assert.equal(isProcessAlive(pid), false, `the endpoint's server (pid ${pid}) still runs after finish`);
+      assert.equal(endpoints.read(deployed.endpointName), undefined);
       status = await handle.query(statusQuery);
       assert.deepEqual(
         status.redeploys.map((r) => r.outcome),
@@ -265,7 +274,6 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
         ['{"version":"x"}'],
       );
       assert.match(status.refused![0]!.reason, /positive integer/);
-      assert.equal(await servedVersion(deployed.endpointName), other.version);
       await recordHistory(handle, 'pipeline-redeploy');
     });
   });
@@ -340,10 +348,10 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
           ['signal', 'deployed'],
         ],
       );
+      assert.equal(await servedVersion(promoted.endpointName), first.version);
       await handle.signal(finishSignal);
       const result = await handle.result();
       assert.equal(result.deployment!.version, first.version);
-      assert.equal(await servedVersion(promoted.endpointName), first.version);
       assert.deepEqual(
         status.deployments.map((d) => d.version),
         [promoted.version, viaUpdate.version, first.version],

@@ -111,7 +111,7 @@ async function statusWhen(handle: WorkflowHandle, done: (s: PipelineStatus) => b
 }
 
 describe('the serving phase over simulated weeks (time-skipping test server, stubbed activities)', function () {
-  this.timeout(240_000);
+  this.timeout(400_000);
   const env = useServer(startTimeSkippingServer);
 
   /**
@@ -129,12 +129,18 @@ describe('the serving phase over simulated weeks (time-skipping test server, stu
   it('serves seven days with an endpoint check every 120 s, continuing as new long before any history limit', async () => {
     const began = Date.now();
     const handle = await start(env(), 'week-serving', { endpointCheckSeconds: 120 });
-    const outcome = await outcomeWithin(handle, 120_000);
+    const outcome = await outcomeWithin(handle, 300_000);
     const { runs, status } = await checkChain(env(), 'weekServing', handle, began);
     assert.equal((outcome as { stage?: string }).stage, 'finished', `the run ended with ${String(outcome)}`);
     assert.equal(status.stage, 'finished');
     const checks = stubs.inputsOf('week-serving', 'checkEndpoint').length;
-    assert.ok(Math.abs(checks - WEEK_SECONDS / 120) <= 1, `${checks} endpoint checks in a week`);
+    // The test server's clock also moves with wall time (activities, a loaded machine): each 120 s
+    // of it spent pushes the checks after it one interval later.
+    const wallSeconds = (Date.now() - began) / 1000;
+    assert.ok(
+      checks <= WEEK_SECONDS / 120 + 1 && checks >= WEEK_SECONDS / 120 - 1 - wallSeconds / 120,
+      `${checks} endpoint checks in a week (${wallSeconds.toFixed(0)} s of wall time)`,
+    );
     assert.ok(runs.length > 1, 'the run continued as new');
   });
 

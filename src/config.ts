@@ -33,7 +33,7 @@ export interface Config {
    * the memory a training pass may plan to use (TRAINING_MEMORY_MB; default: 85 % of the
    * container's limit).
    */
-  training: { onednn: boolean; memoryMb?: number; concurrency: number };
+  training: { onednn: boolean; memoryMb?: number; concurrency: number; stallSeconds: number };
 }
 
 export interface TemporalConfig {
@@ -222,6 +222,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       onednn: onOff('TRAINING_ONEDNN', true),
       // Trainings share the CPU; more in parallel than this only slows each down.
       concurrency: int('TRAINING_CONCURRENCY', 3, 1, 64),
+      // A training or evaluation that reads no image and reports no progress for this long is ended and
+      // retried. Its longest silent steps (building ResNet50, writing a 269 MB checkpoint) take about a minute here.
+      stallSeconds: int('TRAINING_STALL_SECONDS', 900, 10, 86_400),
       ...(env.TRAINING_MEMORY_MB ? { memoryMb: int('TRAINING_MEMORY_MB', 0, 256, 4_194_304) } : {}),
     },
     deploy: {

@@ -25,12 +25,16 @@ export interface TrainingActivityDeps {
   memoryBudgetBytes?: number;
   /** How long a stopping training may take to checkpoint before its process is killed. */
   stopGraceMs?: number;
+  /** A training that reads no image and reports no progress for this long is ended and retried (ChildOptions.stallMs). */
+  stallMs?: number;
   /** How a training runs; default: in a child process. */
   run?: (job: TrainingJob, options: ChildOptions) => Promise<TrainedModel>;
 }
 
 export interface TrainingHeartbeat extends Partial<TrainingProgress> {
   mlflowRunId: string;
+  /** Images this attempt's process has read, in any pass: progress, where batches alone say nothing (validating, scoring). */
+  imagesRead?: number;
 }
 
 export function createTrainingActivities({
@@ -38,6 +42,7 @@ export function createTrainingActivities({
   onednn,
   memoryBudgetBytes,
   stopGraceMs,
+  stallMs,
   run = trainInChildProcess,
 }: TrainingActivityDeps) {
   return {
@@ -49,7 +54,8 @@ export function createTrainingActivities({
       // A previous attempt may have died before its first heartbeat reached the server: its tags find it.
       const found = previous?.mlflowRunId ? undefined : (await findActivityRun(mlflow, experimentId, tags))?.run_id;
       const runId = previous?.mlflowRunId ?? found ?? (await mlflow.createRun(experimentId, input.modelClass, tags)).run_id;
-      let last: TrainingHeartbeat = { ...previous, mlflowRunId: runId };
+      // Images read count per attempt: a new attempt's process starts from none.
+      let last: TrainingHeartbeat = { ...previous, mlflowRunId: runId, imagesRead: 0 };
       ctx.heartbeat(last);
       if (previous || found) {
         await mlflow.setRunStatus(runId, 'RUNNING');
@@ -73,10 +79,12 @@ export function createTrainingActivities({
                 env: { TF_ENABLE_ONEDNN_OPTS: withOnednn ? '1' : '0' },
                 signal: ctx.cancellationSignal,
                 ...(stopGraceMs ? { stopGraceMs } : {}),
+                ...(stallMs ? { stallMs } : {}),
                 onProgress: (p) => {
-                  ctx.heartbeat((last = { ...p, mlflowRunId: runId }));
+                  ctx.heartbeat((last = { ...p, mlflowRunId: runId, imagesRead: last.imagesRead }));
                   metrics.progress(p);
                 },
+                onWork: ({ imagesRead }) => void (last = { ...last, imagesRead }),
                 onLog: (message) => ctx.log.info(message, { modelClass: input.modelClass, mlflowRunId: runId }),
               },
             );

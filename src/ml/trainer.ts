@@ -15,6 +15,7 @@ import { setDropoutPosition } from './layers';
 import { squaredNorm } from './native-ops';
 import { evaluatePredictions } from './metrics';
 import { loadTf } from './tf';
+import { countImagesRead } from './work-meter';
 
 export interface EpochLogs {
   loss: number;
@@ -82,6 +83,7 @@ function openFeed(source: ImageSource, order: Uint32Array): Feed {
 /** Images at positions [from, from + n) of a feed as a normalised float batch [n, h, w, 3] in [0, 1]. */
 async function batchInputs(feed: Feed, from: number, n: number): Promise<Tensor> {
   const images = await feed.reader.read(from, n);
+  countImagesRead(images.length);
   const size = feed.source.imageSize;
   const px = size * size * 3;
   const out = new Float32Array(images.length * px);

@@ -5,6 +5,7 @@
  */
 import { loadConfig } from '../config';
 import { loadTf } from '../ml/tf';
+import { onImagesRead } from '../ml/work-meter';
 import { createS3Client, S3Store } from '../storage/s3';
 import { MlflowClient } from '../tracking/mlflow';
 import { evaluateChampion } from './evaluate-champion';
@@ -29,6 +30,18 @@ process.on('message', (message: ParentMessage) => {
   const config = loadConfig(process.env);
   loadTf();
   const deps = { s3: new S3Store(createS3Client(config)), mlflow: new MlflowClient(config.mlflow.trackingUri) };
+  // The parent watches for a stall: it hears how many images were read, at most every WORK_EVERY_MS.
+  let latest = 0;
+  let timer: NodeJS.Timeout | undefined;
+  onImagesRead((imagesRead) => {
+    latest = imagesRead;
+    timer ??= setTimeout(() => {
+      timer = undefined;
+      send({ work: { imagesRead: latest } });
+    }, WORK_EVERY_MS);
+  });
+  // Started: TensorFlow is loaded (seconds, on a busy machine), the task begins.
+  send({ work: { imagesRead: 0 } });
   const hooks: TrainingHooks = {
     progress: (progress) => send({ progress }),
     log: (log) => send({ log }),
@@ -39,6 +52,8 @@ process.on('message', (message: ParentMessage) => {
     (err: Error) => send({ error: { name: err.name, message: err.message, stack: err.stack } }),
   );
 });
+
+const WORK_EVERY_MS = 1_000;
 
 function run(deps: TrainingDeps, task: ChildTask, hooks: TrainingHooks) {
   return 'train' in task ? runTraining(deps, task.train, hooks) : evaluateChampion(deps, task.evaluateChampion);

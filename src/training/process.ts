@@ -21,6 +21,8 @@ export type ChildTask = { train: TrainingJob } | { evaluateChampion: ChampionEva
 export type ParentMessage = { task: ChildTask } | { stop: true };
 export type ChildMessage =
   | { progress: TrainingProgress }
+  /** Images read so far, in any pass: what tells a working child from a stuck one. */
+  | { work: { imagesRead: number } }
   | { log: string }
   // `null`: the task's result was undefined (no champion), which IPC cannot carry.
   | { result: TrainedModel | ChampionEvaluation | null }
@@ -36,6 +38,11 @@ export class TrainingProcessDiedError extends Error {
   }
 }
 
+/** The child read no image (and reported no progress) for stallMs: it was ended so the attempt can be retried. */
+export class TrainingStalledError extends Error {
+  override readonly name = 'TrainingStalledError';
+}
+
 /** An error the training raised, re-created in the parent with its name, message and stack. */
 export class TrainingError extends Error {
   constructor(error: { name: string; message: string; stack?: string }) {
@@ -47,6 +54,14 @@ export class TrainingError extends Error {
 
 export interface ChildOptions {
   onProgress?: (progress: TrainingProgress) => void;
+  /** Images the child has read so far (at most every second or so). */
+  onWork?: (work: { imagesRead: number }) => void;
+  /**
+   * A child that reads no image and reports no progress for this long is killed, and the call
+   * fails with TrainingStalledError (default: never). Alive is not progressing: a read that hangs
+   * would otherwise hold the slot, heartbeating, until the activity's start-to-close timeout.
+   */
+  stallMs?: number;
   onLog?: (message: string) => void;
   /** Aborting asks the child to checkpoint and stop. */
   signal?: AbortSignal;
@@ -79,6 +94,25 @@ function runInChildProcess(task: ChildTask, options: ChildOptions): Promise<unkn
   return new Promise<unknown>((resolve, reject) => {
     let settled: { ok: unknown } | { err: Error } | undefined;
     let killTimer: NodeJS.Timeout | undefined;
+    let workedAt = Date.now();
+    let imagesRead = 0;
+    const stallMs = options.stallMs;
+    const watch =
+      stallMs === undefined
+        ? undefined
+        : setInterval(
+            () => {
+              if (settled || Date.now() - workedAt < stallMs) return;
+              settled = {
+                err: new TrainingStalledError(
+                  `the ${'train' in task ? 'training' : 'evaluation'} process read no image and reported no progress for ` +
+                    `${Math.round(stallMs / 1000)} s (${imagesRead} images read before); it was stopped so the attempt can be retried`,
+                ),
+              };
+              child.kill('SIGKILL');
+            },
+            Math.min(5_000, Math.max(50, stallMs / 4)),
+          );
     const onAbort = () => {
       if (child.connected) child.send({ stop: true } satisfies ParentMessage);
       killTimer = setTimeout(() => child.kill('SIGKILL'), options.stopGraceMs ?? 60_000);
@@ -87,8 +121,14 @@ function runInChildProcess(task: ChildTask, options: ChildOptions): Promise<unkn
     else options.signal?.addEventListener('abort', onAbort, { once: true });
 
     child.on('message', (m: ChildMessage) => {
-      if ('progress' in m) options.onProgress?.(m.progress);
-      else if ('log' in m) options.onLog?.(m.log);
+      if ('progress' in m) {
+        workedAt = Date.now();
+        options.onProgress?.(m.progress);
+      } else if ('work' in m) {
+        workedAt = Date.now();
+        imagesRead = m.work.imagesRead;
+        options.onWork?.(m.work);
+      } else if ('log' in m) options.onLog?.(m.log);
       else {
         settled = 'result' in m ? { ok: m.result } : { err: new TrainingError(m.error) };
         child.disconnect();
@@ -97,6 +137,7 @@ function runInChildProcess(task: ChildTask, options: ChildOptions): Promise<unkn
     child.on('error', (err) => (settled ??= { err }));
     child.on('exit', (code, signal) => {
       clearTimeout(killTimer);
+      clearInterval(watch);
       options.signal?.removeEventListener('abort', onAbort);
       if (settled && 'ok' in settled) resolve(settled.ok);
       else reject(settled?.err ?? new TrainingProcessDiedError(signal, code));

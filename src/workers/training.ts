@@ -30,8 +30,9 @@ main(() => {
             memoryBudgetBytes: config.training.memoryMb ? config.training.memoryMb * 2 ** 20 : defaultBudgetBytes(concurrency),
             // The child is killed only if it cannot checkpoint before the worker's force time.
             stopGraceMs: Math.max(shutdown.forceSeconds - shutdown.graceSeconds - 10, 5) * 1000,
+            stallMs: config.training.stallSeconds * 1000,
           }),
-          ...createEvaluationActivities({ onednn: config.training.onednn }),
+          ...createEvaluationActivities({ onednn: config.training.onednn, stallMs: config.training.stallSeconds * 1000 }),
         },
       };
     },

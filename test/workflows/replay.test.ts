@@ -9,7 +9,8 @@ import { HISTORIES_DIR, installQuietRuntime } from '../helpers/temporal';
 // workflow (`before-restructure-*`: the code before the workflow was split into modules, and before
 // the deploy-target and deploy-failed patches; `serving-deploy-failed-before-bounds` and the
 // others without `serving-bounds` in their name: the code before requests were checked on
-// arrival; `serving-bounds-*`: the code since): the current code must replay every one of them,
+// arrival; `serving-bounds-*`: the code since; `before-retire-*`: the code before a run's end
+// stopped its endpoint): the current code must replay every one of them,
 // or runs already started would fail with a non-determinism error when a release without Worker
 // Versioning picks them up.
 describe('cnnSkinCancerWorkflow replays histories recorded by earlier code (no server)', function () {

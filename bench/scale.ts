@@ -78,7 +78,8 @@ function measure(manifestUri: string, mode: Measure['mode']): Measure {
     {
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'inherit'],
-      env: { ...env, TF_CPP_MIN_LOG_LEVEL: '2' },
+      // oneDNN's kernels, as the training worker's processes have them (TRAINING_ONEDNN, on by default).
+      env: { ...env, TF_CPP_MIN_LOG_LEVEL: '2', TF_ENABLE_ONEDNN_OPTS: '1' },
     },
   );
   const m = JSON.parse(stdout.trim().split('\n').at(-1)!) as Measure;

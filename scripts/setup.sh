@@ -51,7 +51,9 @@ BINDING_PATCH=scripts/patches/tfjs-node-list-attrs.patch
 WHEEL_STAMP=$TFJS_DIR/deps/.tensorflow-cpu-$TF_WHEEL_VERSION-$(hash_of "$BINDING_PATCH")
 
 tf_ok() {
+  # Node.js 23 removed util.isNullOrUndefined, which tfjs-node calls; src/ml/tf.ts puts it back.
   node -e '
+    require("util").isNullOrUndefined ??= (v) => v === null || v === undefined;
     const tf = require("@tensorflow/tfjs-node");
     if (tf.getBackend() !== "tensorflow") { console.error("backend is " + tf.getBackend()); process.exit(1); }
     tf.tidy(() => tf.matMul(tf.ones([2, 2]), tf.ones([2, 2])).dataSync());

@@ -29,6 +29,7 @@ export function configureTensorflowEnv(): void {
 export function loadTf(): Tf {
   if (loaded) return loaded;
   configureTensorflowEnv();
+  restoreIsNullOrUndefined();
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const tf = require('@tensorflow/tfjs-node') as Tf;
   if (tf.getBackend() !== 'tensorflow') {
@@ -40,6 +41,17 @@ export function loadTf(): Tf {
   installLeanGradients(tf);
   loaded = tf;
   return tf;
+}
+
+/**
+ * tfjs-node 4.22 checks its op inputs with util.isNullOrUndefined, which Node.js 23 removed: on
+ * Node.js 24 every such op would throw "is not a function". It looks the function up on the module
+ * at each call, so putting it back (same meaning) before the first op is enough.
+ */
+function restoreIsNullOrUndefined(): void {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const util = require('node:util') as { isNullOrUndefined?: (value: unknown) => boolean };
+  util.isNullOrUndefined ??= (value: unknown) => value === null || value === undefined;
 }
 
 /**

@@ -6,7 +6,7 @@
 
 # --- build: npm dependencies, the native TensorFlow backend, the ops library, tsc ---------------
 # The same set-up as a developer's (scripts/setup.sh); compilers and dev dependencies stay here.
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 # python3 + pip fetch the tensorflow-cpu wheel and run node-gyp; unzip unpacks the wheel; patch
 # applies the binding patch; g++ and make compile the binding and the ops library.
 RUN apt-get update \
@@ -38,7 +38,7 @@ RUN SKIP_PYTHON_STACK=1 bash scripts/setup.sh \
     && node -e 'require("./dist/src/ml/tf").loadTf()'
 
 # --- runtime ---------------------------------------------------------------------------------
-FROM node:20-bookworm-slim
+FROM node:24-bookworm-slim
 # Read-only root file system friendly: the code belongs to root and is only read; everything the
 # processes write goes under /tmp (mount an emptyDir or tmpfs there): HOME for anything that
 # caches below it, PIPELINE_STATE_DIR for local endpoint state and logs.

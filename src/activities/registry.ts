@@ -17,16 +17,29 @@ export function createRegistryActivities({ mlflow }: RegistryDeps) {
   return {
     /**
      * Makes `version` the champion: stage Production (others archived), alias `champion`; the
-     * version that held `champion` before keeps `previous-champion` for rollback.
+     * version that held `champion` before keeps `previous-champion` for rollback. A champion newer
+     * than `version` (promoted, so verified, while this promotion waited for its deployment) keeps
+     * its place: the answer names it as `championKept`, and the version is tagged
+     * `promotion_skipped` with the reason.
      */
     async promoteModelVersion(input: {
       registeredModelName: string;
       version: string;
       reason: string;
-    }): Promise<{ previousChampion?: string }> {
+    }): Promise<{ previousChampion?: string; championKept?: string }> {
       const { registeredModelName: name, version } = input;
       if (!(await mlflow.getModelVersion(name, version))) throw modelVersionNotFound(`${name} has no version ${version}`);
       const current = await mlflow.getModelVersionByAlias(name, CHAMPION_ALIAS);
+      // MLflow numbers a registered model's versions in the order they were created.
+      if (current && Number(current.version) > Number(version)) {
+        await mlflow.setModelVersionTag(
+          name,
+          version,
+          'promotion_skipped',
+          `v${current.version}, a newer version, was champion when this promotion came (${input.reason})`.slice(0, 5000),
+        );
+        return { championKept: current.version };
+      }
       let previousChampion: string | undefined;
       if (current && current.version !== version) {
         await mlflow.setAlias(name, PREVIOUS_CHAMPION_ALIAS, current.version);

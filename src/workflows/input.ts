@@ -42,6 +42,11 @@ export interface PipelineParams {
   /** How much the new best must beat the registry's champion (on the same validation data) by. */
   minImprovement: number;
   experimentName: string;
+  /**
+   * The MLflow registered model whose versions, `champion` and `previous-champion` this endpoint
+   * trains, keeps and rolls back to. Defaults to the endpoint's name, so two endpoints never
+   * promote into, or serve from, each other's champion; name the same one only to share it.
+   */
   registeredModelName: string;
   deployTarget: DeployTarget;
   endpointName: string;
@@ -100,6 +105,7 @@ export const DEFAULT_PARAMS: Readonly<PipelineParams> = Object.freeze({
   selectionMetric: 'accuracy',
   minImprovement: 0,
   experimentName: 'cnn_skin_cancer',
+  // The default endpoint's; other endpoints default to their own name (parsePipelineInput).
   registeredModelName: 'cnn-skin-cancer',
   deployTarget: 'local',
   endpointName: 'cnn-skin-cancer',
@@ -219,12 +225,20 @@ const CHECKS: { [K in keyof PipelineParams]: Check } = {
 };
 
 /** Applies defaults and validates; throws InvalidInputError naming the first bad field. */
-export function parsePipelineInput(raw: unknown): PipelineParams {
-  return parsePipelineInputWithNotes(raw).params;
+export function parsePipelineInput(raw: unknown, options: ParseOptions = {}): PipelineParams {
+  return parsePipelineInputWithNotes(raw, options).params;
+}
+
+export interface ParseOptions {
+  /**
+   * Every endpoint shares the registered model `cnn-skin-cancer` when the input names none: how
+   * runs started before registered models were per endpoint resolved it.
+   */
+  sharedRegisteredModel?: boolean;
 }
 
 /** parsePipelineInput, also naming the input keys it accepted without effect (the Airflow DAG's `verbose`, ...). */
-export function parsePipelineInputWithNotes(raw: unknown): ParsedPipelineInput {
+export function parsePipelineInputWithNotes(raw: unknown, options: ParseOptions = {}): ParsedPipelineInput {
   if (raw === undefined || raw === null) raw = {};
   if (typeof raw !== 'object' || Array.isArray(raw)) throw new InvalidInputError('input', `expected a JSON object, got ${show(raw)}`);
   const { [MODEL_PARAMS]: airflow, ...given } = raw as Record<string, unknown>;
@@ -241,6 +255,8 @@ export function parsePipelineInputWithNotes(raw: unknown): ParsedPipelineInput {
     params[key] = check(value, key);
   }
   const p = params as unknown as PipelineParams;
+  // Checked above as the shared default; an endpoint name is always a valid registered model name.
+  if (input.registeredModelName === undefined && !options.sharedRegisteredModel) p.registeredModelName = p.endpointName;
   if (p.minSuccessfulModels > p.models.length) {
     throw new InvalidInputError('minSuccessfulModels', `is ${p.minSuccessfulModels} but only ${p.models.length} model(s) are requested`);
   }

@@ -44,7 +44,10 @@ export interface PipelineResult {
 }
 
 export async function cnnSkinCancerWorkflow(input?: PipelineInput, carry?: ServingCarry): Promise<PipelineResult> {
-  const { params, ignored } = parseInput(input);
+  // A continued run's input names its registered model (below); one continued by earlier code
+  // names none, and its chain used the shared default, as does a run that began before the patch.
+  const sharedRegisteredModel = carry ? true : !patched('registered-model-per-endpoint');
+  const { params, ignored } = parseInput(input, sharedRegisteredModel);
   const status = new StatusTracker(carry?.status);
   status.ignoredInput(ignored);
   const queue = new RedeployQueue(params, status, carry);
@@ -60,8 +63,9 @@ export async function cnnSkinCancerWorkflow(input?: PipelineInput, carry?: Servi
     ]);
   }
   const deadline = carry?.deadline ?? Date.now() + params.lifetimeSeconds * 1000;
-  // Later runs of the chain keep the target this one resolved.
-  return serve(params, { ...input, deployTarget: params.deployTarget }, queue, status, result, deadline, carry?.nextCheck);
+  // Later runs of the chain keep the target and the registered model this one resolved.
+  const next = { ...input, deployTarget: params.deployTarget, registeredModelName: params.registeredModelName };
+  return serve(params, next, queue, status, result, deadline, carry?.nextCheck);
 }
 
 /** The DAG itself: one pass from raw images to a served model. */
@@ -98,9 +102,9 @@ async function trainAndDeploy(params: PipelineParams, status: StatusTracker): Pr
   return { ...served, deployment };
 }
 
-function parseInput(input: PipelineInput | undefined): ParsedPipelineInput {
+function parseInput(input: PipelineInput | undefined, sharedRegisteredModel: boolean): ParsedPipelineInput {
   try {
-    return parsePipelineInputWithNotes(input);
+    return parsePipelineInputWithNotes(input, { sharedRegisteredModel });
   } catch (err) {
     if (err instanceof InvalidInputError) throw ApplicationFailure.nonRetryable(err.message, err.name, { field: err.field });
     throw err;

@@ -162,10 +162,13 @@ export function winnerToServe({ decision }: Selection): ServedModel {
 /** The registry's aliases move: the winner becomes champion (the previous one previous-champion). */
 export async function promote(promotion: Promotion, status: StatusTracker): Promise<void> {
   status.stage('promoting');
-  await registry.promoteModelVersion.executeWithOptions(
+  const { championKept } = await registry.promoteModelVersion.executeWithOptions(
     { summary: `Promote ${promotion.registeredModelName} v${promotion.version} (${promotion.modelClass}) to champion` },
     [{ registeredModelName: promotion.registeredModelName, version: promotion.version, reason: promotion.reason }],
   );
+  if (championKept) {
+    log.warn(`${promotion.registeredModelName} v${promotion.version} not promoted: v${championKept}, a newer version, is champion`);
+  }
 }
 
 /** A promotion decided by the champion/challenger gate. */

@@ -67,6 +67,33 @@ describe('MLflow client and registry activities (real MLflow server)', () => {
   });
 });
 
+describe('promotion order (real MLflow server)', () => {
+  const mlflow = testMlflow();
+
+  it('a promotion that comes after a newer version became champion moves nothing, and says which version kept its place', async () => {
+    const name = `model-${randomUUID().slice(0, 8)}`;
+    const exp = await mlflow.getOrCreateExperiment(`exp-${name}`);
+    await mlflow.createRegisteredModelIfAbsent(name);
+    const create = async (i: number) => mlflow.createModelVersion(name, `s3://b/m/${i}`, (await mlflow.createRun(exp, `r${i}`)).run_id);
+    const first = await create(1);
+    const late = await create(2);
+    const newer = await create(3);
+    const registry = createRegistryActivities({ mlflow });
+    await runActivity(registry.promoteModelVersion, [{ registeredModelName: name, version: first.version, reason: 'first' }]);
+    await runActivity(registry.promoteModelVersion, [{ registeredModelName: name, version: newer.version, reason: 'newer' }]);
+    // `late` was trained before `newer` but its deployment was verified only now.
+    assert.deepEqual(
+      await runActivity(registry.promoteModelVersion, [{ registeredModelName: name, version: late.version, reason: 'deferred' }]),
+      { championKept: newer.version },
+    );
+    assert.equal((await mlflow.getModelVersionByAlias(name, 'champion'))?.version, newer.version);
+    assert.equal((await mlflow.getModelVersionByAlias(name, 'previous-champion'))?.version, first.version);
+    assert.equal((await mlflow.getModelVersion(name, newer.version))?.current_stage, 'Production');
+    const tags = (await mlflow.getModelVersion(name, late.version))?.tags ?? [];
+    assert.match(tags.find((t) => t.key === 'promotion_skipped')?.value ?? '', new RegExp(`v${newer.version}, a newer version`));
+  });
+});
+
 describe('MLflow client retries (a stub server)', () => {
   /** A server answering each request with the next of `answers` (a status, or 'reset'), then 200; counts requests per path. */
   async function stub(answers: (number | 'reset')[]): Promise<{ url: string; hits: Map<string, number>; close: () => Promise<void> }> {

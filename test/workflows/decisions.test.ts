@@ -570,6 +570,54 @@ describe('workflow decisions (stubbed activities, real Temporal dev server)', fu
       assert.equal(inputsOf(id, 'promoteModelVersion').length, 1);
     });
 
+    it('two endpoints with default settings train, promote, keep and roll back within registered models of their own', async () => {
+      const endpoints = ['ward-a', 'ward-b'];
+      const rollback: Scenario['overrides'] = {
+        resolveModelVersion: (input, fallback) =>
+          input.alias === 'previous-champion'
+            ? Promise.resolve({ registeredModelName: input.registeredModelName, version: '3', modelUri: 's3://stub/3', mlflowRunId: 'run' })
+            : fallback(),
+      };
+      await Promise.all(
+        endpoints.map(async (endpointName) => {
+          // As a user starts it: the endpoint named, the registered model not.
+          const handle = await start(
+            `per-endpoint-${endpointName}`,
+            { endpointName, registeredModelName: undefined, lifetimeSeconds: 3600 },
+            {
+              validation: { ResNet50: metrics(0.9) },
+              champion: {
+                evaluation: { version: CHAMPION_VERSION, modelUri: 's3://stub/7', comparable: true, metrics: metrics(0.55) },
+                modelClass: 'Basic',
+              },
+              overrides: rollback,
+            },
+          );
+          await statusWhen(handle, (s) => s.stage === 'serving', 'serving');
+          await handle.executeUpdate(redeployUpdate, { args: [{ alias: 'champion' }] });
+          await handle.executeUpdate(redeployUpdate, { args: [{ alias: 'previous-champion' }] });
+          await handle.signal(finishSignal);
+          assert.equal((await handle.result()).deployment?.registeredModelName, endpointName);
+        }),
+      );
+      for (const endpointName of endpoints) {
+        const id = `per-endpoint-${endpointName}`;
+        const named = callsOf(id).flatMap(({ name, input }) => {
+          const i = input as { registeredModelName?: string; model?: { registeredModelName: string } };
+          const model = i.registeredModelName ?? i.model?.registeredModelName;
+          return model === undefined ? [] : [`${name} ${model}`];
+        });
+        for (const activity of ['trainModel', 'evaluateChampion', 'promoteModelVersion', 'resolveModelVersion', 'deployModel']) {
+          assert.ok(named.includes(`${activity} ${endpointName}`), `${id} called ${activity} on ${endpointName}: ${named.join(', ')}`);
+        }
+        assert.deepEqual(
+          named.filter((n) => !n.endsWith(` ${endpointName}`)),
+          [],
+          `every registered model ${id} touched is ${endpointName}'s`,
+        );
+      }
+    });
+
     it('rejects invalid redeploy updates in the validator, saying why, without queueing them; invalid signals are refused on arrival and recorded', async () => {
       const id = 'redeploy-invalid';
       const handle = await start(id, { lifetimeSeconds: 3600, models: ['Basic'] });

@@ -22,6 +22,14 @@ describe('parsePipelineInput', () => {
     assert.deepEqual(parsePipelineInput(undefined), p);
   });
 
+  it("names the registered model after the endpoint unless the input names one; earlier runs' shared default on request", () => {
+    assert.equal(parsePipelineInput({}).registeredModelName, 'cnn-skin-cancer');
+    assert.equal(parsePipelineInput({ endpointName: 'ward-a' }).registeredModelName, 'ward-a');
+    assert.equal(parsePipelineInput({ endpointName: 'ward-a', registeredModelName: 'shared' }).registeredModelName, 'shared');
+    assert.equal(parsePipelineInput({ endpointName: 'ward-a' }, { sharedRegisteredModel: true }).registeredModelName, 'cnn-skin-cancer');
+    assert.throws(() => parsePipelineInput({ endpointName: 'ward a' }), /endpointName/);
+  });
+
   it('keeps given values and does not share the defaults array', () => {
     const p = parsePipelineInput({ imageSize: 64, models: ['Basic'] });
     assert.equal(p.imageSize, 64);

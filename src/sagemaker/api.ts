@@ -68,8 +68,21 @@ export interface SageMakerApi {
   deleteEndpoint(name: string): Promise<void>;
 }
 
-export function createSageMakerClient(config: Config): SageMakerClient {
-  return new SageMakerClient({ region: config.aws.region, endpoint: config.aws.sagemakerEndpoint, credentials: config.aws.credentials });
+/**
+ * SageMaker's control-plane calls are small and answered in well under a second: a connection that
+ * takes 5 s to open, or stays silent for 30 s, is a hung one. The attempt then fails with a
+ * TimeoutError, which the SDK's standard retry strategy retries. Without these limits a call that
+ * never gets its answer holds the deploy activity until its own timeout.
+ */
+export const SAGEMAKER_TIMEOUTS = { connectionTimeout: 5_000, socketTimeout: 30_000 };
+
+export function createSageMakerClient(config: Config, timeouts = SAGEMAKER_TIMEOUTS): SageMakerClient {
+  return new SageMakerClient({
+    region: config.aws.region,
+    endpoint: config.aws.sagemakerEndpoint,
+    credentials: config.aws.credentials,
+    requestHandler: timeouts,
+  });
 }
 
 const isNotFound = (err: unknown): boolean =>

@@ -1,11 +1,13 @@
 import { strict as assert } from 'node:assert';
 import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { DescribeEndpointCommand, ListEndpointConfigsCommand, ListEndpointsCommand } from '@aws-sdk/client-sagemaker';
 import { ApplicationFailure } from '@temporalio/common';
 import { createDeployActivities } from '../../src/activities/deploy';
 import type { DeployInput } from '../../src/common/types';
 import { loadConfig } from '../../src/config';
-import { createSageMakerClient, sageMakerApi, type SageMakerApi } from '../../src/sagemaker/api';
+import { createSageMakerClient, SAGEMAKER_TIMEOUTS, sageMakerApi, type SageMakerApi } from '../../src/sagemaker/api';
 import { fakeUpdateEndpoint } from '../helpers/fake-sagemaker';
 import { LocalEndpoints } from '../../src/serving/local-endpoints';
 import { runActivity } from '../helpers/services';
@@ -245,5 +247,32 @@ describe('deploy to SageMaker', () => {
       runActivity(activities(failed).deployModel, [input(name, '2')]),
       failsWith('EndpointFailedError', /is Failed \(image pull failed\).*delete-endpoint --endpoint-name/),
     );
+  });
+});
+
+describe('the SageMaker client', () => {
+  it('gives up on a call whose connection stays silent, within its timeout, on every attempt', async () => {
+    // A server that reads every request and never answers (a hung load balancer).
+    const held: import('node:net').Socket[] = [];
+    const silent = createServer((req) => void held.push(req.socket));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const port = (silent.address() as AddressInfo).port;
+    try {
+      const hung = createSageMakerClient(loadConfig({ ...process.env, AWS_ENDPOINT_URL_SAGEMAKER: `http://127.0.0.1:${port}` }), {
+        ...SAGEMAKER_TIMEOUTS,
+        socketTimeout: 300,
+      });
+      // Without the timeout the call waits forever, and mocha's limit fails the test.
+      await assert.rejects(hung.send(new DescribeEndpointCommand({ EndpointName: 'silent' })), (err: Error) => {
+        assert.equal(err.name, 'TimeoutError');
+        // The SDK's standard strategy retries a timed-out attempt: three attempts, each on a new connection.
+        assert.equal((err as { $metadata?: { attempts?: number } }).$metadata?.attempts, 3);
+        return true;
+      });
+      assert.equal(held.length, 3);
+    } finally {
+      held.forEach((s) => s.destroy());
+      silent.close();
+    }
   });
 });

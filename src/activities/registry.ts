@@ -2,9 +2,12 @@
  * Registry activities (queue ml-pipeline): promotion and version lookup in the MLflow model
  * registry. Each call is idempotent: repeating it leaves the registry in the same state.
  */
-import { CHAMPION_ALIAS, PREVIOUS_CHAMPION_ALIAS } from '../common/constants';
+import { Context } from '@temporalio/activity';
+import { WithStartWorkflowOperation, WorkflowUpdateFailedError, type WorkflowClient } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import { CHAMPION_ALIAS, PREVIOUS_CHAMPION_ALIAS, PROMOTE_UPDATE, TASK_QUEUES, workflowIdForRegisteredModel } from '../common/constants';
 import { modelVersionNotFound } from '../common/errors';
-import type { ModelVersionRef } from '../common/types';
+import type { ModelVersionRef, PromotionOutcome, PromotionRequest } from '../common/types';
 import type { MlflowClient, ModelVersion } from '../tracking/mlflow';
 
 export { CHAMPION_ALIAS, PREVIOUS_CHAMPION_ALIAS };
@@ -13,20 +16,64 @@ export interface RegistryDeps {
   mlflow: MlflowClient;
 }
 
+/**
+ * Has the registered model's owner workflow promote `version`, in its turn after any promotion of
+ * the same model already waiting (src/workflows/registered-model.ts), starting it if none runs.
+ * `updateId` makes a repeat harmless: while the owner runs, the server answers a repeated id with
+ * the first one's outcome; after it ended, the promotion is carried out again, which changes nothing.
+ * A promotion the owner failed fails here with its own error (type and retryability).
+ */
+export async function promoteInTurn(
+  client: WorkflowClient,
+  input: { registeredModelName: string } & PromotionRequest,
+  updateId: string,
+): Promise<PromotionOutcome> {
+  const { registeredModelName, version, reason } = input;
+  try {
+    return await client.executeUpdateWithStart<() => Promise<unknown>, PromotionOutcome, [PromotionRequest]>(PROMOTE_UPDATE, {
+      args: [{ version, reason }],
+      updateId,
+      startWorkflowOperation: new WithStartWorkflowOperation('registeredModelWorkflow', {
+        workflowId: workflowIdForRegisteredModel(registeredModelName),
+        taskQueue: TASK_QUEUES.pipeline,
+        args: [{ registeredModelName }],
+        workflowIdConflictPolicy: 'USE_EXISTING',
+      }),
+    });
+  } catch (err) {
+    if (!(err instanceof WorkflowUpdateFailedError)) throw err;
+    // The update failed with the promotion's activity failure, or its validator's refusal.
+    let cause: unknown = err.cause;
+    while (cause && !(cause instanceof ApplicationFailure) && (cause as { cause?: unknown }).cause)
+      cause = (cause as { cause?: unknown }).cause;
+    if (cause instanceof ApplicationFailure)
+      throw ApplicationFailure.create({ message: cause.message, type: cause.type ?? undefined, nonRetryable: cause.nonRetryable ?? false });
+    throw err;
+  }
+}
+
 export function createRegistryActivities({ mlflow }: RegistryDeps) {
   return {
+    /**
+     * Makes `version` the champion, one promotion of a registered model at a time: the
+     * model's owner workflow carries it out with `applyPromotion` (see promoteInTurn).
+     */
+    async promoteModelVersion(input: { registeredModelName: string } & PromotionRequest): Promise<PromotionOutcome> {
+      const { workflowExecution, activityId } = Context.current().info;
+      // The same for every attempt of this activity, and for no other promotion.
+      const updateId = `${workflowExecution?.workflowId}/${workflowExecution?.runId}/${activityId}`;
+      return promoteInTurn(Context.current().client.workflow, input, updateId);
+    },
+
     /**
      * Makes `version` the champion: stage Production (others archived), alias `champion`; the
      * version that held `champion` before keeps `previous-champion` for rollback. A champion newer
      * than `version` (promoted, so verified, while this promotion waited for its deployment) keeps
      * its place: the answer names it as `championKept`, and the version is tagged
-     * `promotion_skipped` with the reason.
+     * `promotion_skipped` with the reason. Run only by the registered model's owner workflow, so
+     * that no two overlap.
      */
-    async promoteModelVersion(input: {
-      registeredModelName: string;
-      version: string;
-      reason: string;
-    }): Promise<{ previousChampion?: string; championKept?: string }> {
+    async applyPromotion(input: { registeredModelName: string } & PromotionRequest): Promise<PromotionOutcome> {
       const { registeredModelName: name, version } = input;
       if (!(await mlflow.getModelVersion(name, version))) throw modelVersionNotFound(`${name} has no version ${version}`);
       const current = await mlflow.getModelVersionByAlias(name, CHAMPION_ALIAS);

@@ -44,6 +44,14 @@ export const INSTANCE_TYPE_PATTERN = /^ml\.[a-z0-9-]+\.[a-z0-9]+$/;
 export const CHAMPION_ALIAS = 'champion';
 export const PREVIOUS_CHAMPION_ALIAS = 'previous-champion';
 
+/** The update a registered model's owner workflow carries out promotions by. */
+export const PROMOTE_UPDATE = 'promote';
+
+/** The workflow through which every promotion of registered model X passes, one at a time (src/workflows/registered-model.ts). */
+export function workflowIdForRegisteredModel(registeredModelName: string): string {
+  return `registered-model-${registeredModelName}`;
+}
+
 /** One live workflow per endpoint: the id of the workflow that owns endpoint X is `endpoint-X`. */
 export function workflowIdForEndpoint(endpointName: string): string {
   return `endpoint-${endpointName}`;

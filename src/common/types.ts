@@ -147,3 +147,15 @@ export interface LoadedSplit {
   pixels: Uint8Array;
   labels: Uint16Array;
 }
+
+/** A promotion asked of a registered model's owner workflow (src/workflows/registered-model.ts). */
+export interface PromotionRequest {
+  version: string;
+  reason: string;
+}
+
+/** What a promotion did: the champion it replaced, or the newer champion that kept its place. */
+export interface PromotionOutcome {
+  previousChampion?: string;
+  championKept?: string;
+}

@@ -41,6 +41,14 @@ export const registry = proxyActivities<ReturnType<typeof createRegistryActiviti
   retry: { maximumAttempts: 10, initialInterval: '2s', nonRetryableErrorTypes: [...NON_RETRYABLE.registry] },
 });
 
+// A promotion waits its turn behind those of the same registered model already asked for
+// (registered-model.ts), each a few MLflow calls: minutes at most, even with many endpoints.
+export const promotions = proxyActivities<Pick<ReturnType<typeof createRegistryActivities>, 'promoteModelVersion'>>({
+  taskQueue: TASK_QUEUES.pipeline,
+  startToCloseTimeout: '10m',
+  retry: { maximumAttempts: 10, initialInterval: '2s', nonRetryableErrorTypes: [...NON_RETRYABLE.registry] },
+});
+
 // A quick look at the endpoint (restarting a local server takes seconds); a failed check is itself
 // an answer, so it is tried twice at most and the next check comes soon anyway.
 export const health = proxyActivities<ReturnType<typeof createDeployActivities>>({

@@ -1,2 +1,3 @@
 export { cnnSkinCancerWorkflow } from './pipeline';
 export type { PipelineResult } from './pipeline';
+export { registeredModelWorkflow } from './registered-model';

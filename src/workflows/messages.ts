@@ -1,6 +1,7 @@
 /** Signals, queries and updates of the pipeline workflow, shared with clients. */
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type { Deployment, EndpointHealth, PreparedDataset, TrainedModel } from '../common/types';
+import { PROMOTE_UPDATE } from '../common/constants';
+import type { Deployment, EndpointHealth, PreparedDataset, PromotionOutcome, PromotionRequest, TrainedModel } from '../common/types';
 import type { ChampionDecision, SelectionDecision } from './selection';
 
 export type Stage =
@@ -81,3 +82,6 @@ export const redeploySignal = defineSignal<[RedeployRequest]>('redeploy');
 /** The same request as the signal, for callers who want the resulting deployment (or the reason it failed). */
 export const redeployUpdate = defineUpdate<Deployment, [RedeployRequest]>('redeploy');
 export const finishSignal = defineSignal('finish');
+
+/** Asks a registered model's owner workflow (registered-model.ts) to promote a version; answered once it is done, in its turn. */
+export const promoteUpdate = defineUpdate<PromotionOutcome, [PromotionRequest]>(PROMOTE_UPDATE);

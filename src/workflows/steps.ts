@@ -6,7 +6,7 @@ import { ApplicationFailure, isCancellation, log, patched, workflowInfo } from '
 import { CHAMPION_ALIAS, type DeployTarget } from '../common/constants';
 import { FAILURE } from '../common/failures';
 import type { ChampionEvaluation, Deployment, ModelVersionRef, PreparedDataset, TrainedModel } from '../common/types';
-import { data, deploy, evaluation, registry, training } from './activities';
+import { data, deploy, evaluation, promotions, registry, training } from './activities';
 import { errorMessage } from './errors';
 import { checkSizing, InvalidInputError, type PipelineParams } from './input';
 import { championGate, selectBestModel, type ChampionDecision, type SelectionDecision } from './selection';
@@ -162,7 +162,7 @@ export function winnerToServe({ decision }: Selection): ServedModel {
 /** The registry's aliases move: the winner becomes champion (the previous one previous-champion). */
 export async function promote(promotion: Promotion, status: StatusTracker): Promise<void> {
   status.stage('promoting');
-  const { championKept } = await registry.promoteModelVersion.executeWithOptions(
+  const { championKept } = await promotions.promoteModelVersion.executeWithOptions(
     { summary: `Promote ${promotion.registeredModelName} v${promotion.version} (${promotion.modelClass}) to champion` },
     [{ registeredModelName: promotion.registeredModelName, version: promotion.version, reason: promotion.reason }],
   );

@@ -39,20 +39,14 @@ describe('MLflow client and registry activities (real MLflow server)', () => {
     const v2 = await mlflow.createModelVersion(name, 's3://b/m/2', (await mlflow.createRun(exp, 'b')).run_id);
     const registry = createRegistryActivities({ mlflow });
 
-    await runActivity(registry.promoteModelVersion, [{ registeredModelName: name, version: v1.version, reason: 'first' }]);
-    assert.deepEqual(
-      await runActivity(registry.promoteModelVersion, [{ registeredModelName: name, version: v2.version, reason: 'better' }]),
-      {
-        previousChampion: v1.version,
-      },
-    );
+    await runActivity(registry.applyPromotion, [{ registeredModelName: name, version: v1.version, reason: 'first' }]);
+    assert.deepEqual(await runActivity(registry.applyPromotion, [{ registeredModelName: name, version: v2.version, reason: 'better' }]), {
+      previousChampion: v1.version,
+    });
     // A retry of the same call changes nothing.
-    assert.deepEqual(
-      await runActivity(registry.promoteModelVersion, [{ registeredModelName: name, version: v2.version, reason: 'better' }]),
-      {
-        previousChampion: v1.version,
-      },
-    );
+    assert.deepEqual(await runActivity(registry.applyPromotion, [{ registeredModelName: name, version: v2.version, reason: 'better' }]), {
+      previousChampion: v1.version,
+    });
     assert.equal((await mlflow.getModelVersionByAlias(name, 'champion'))?.version, v2.version);
     assert.equal((await mlflow.getModelVersionByAlias(name, 'previous-champion'))?.version, v1.version);
     assert.equal((await mlflow.getModelVersion(name, v2.version))?.current_stage, 'Production');
@@ -79,11 +73,11 @@ describe('promotion order (real MLflow server)', () => {
     const late = await create(2);
     const newer = await create(3);
     const registry = createRegistryActivities({ mlflow });
-    await runActivity(registry.promoteModelVersion, [{ registeredModelName: name, version: first.version, reason: 'first' }]);
-    await runActivity(registry.promoteModelVersion, [{ registeredModelName: name, version: newer.version, reason: 'newer' }]);
+    await runActivity(registry.applyPromotion, [{ registeredModelName: name, version: first.version, reason: 'first' }]);
+    await runActivity(registry.applyPromotion, [{ registeredModelName: name, version: newer.version, reason: 'newer' }]);
     // `late` was trained before `newer` but its deployment was verified only now.
     assert.deepEqual(
-      await runActivity(registry.promoteModelVersion, [{ registeredModelName: name, version: late.version, reason: 'deferred' }]),
+      await runActivity(registry.applyPromotion, [{ registeredModelName: name, version: late.version, reason: 'deferred' }]),
       { championKept: newer.version },
     );
     assert.equal((await mlflow.getModelVersionByAlias(name, 'champion'))?.version, newer.version);

@@ -30,7 +30,8 @@ import { STUB_DATASET as DATASET } from '../helpers/serving-stubs';
 
 type DataActivities = ReturnType<typeof createDataActivities>;
 type TrainingActivities = ReturnType<typeof createTrainingActivities> & ReturnType<typeof createEvaluationActivities>;
-type PipelineActivities = ReturnType<typeof createRegistryActivities> & ReturnType<typeof createDeployActivities>;
+// promoteModelVersion is stubbed whole, so the registered model's owner and its applyPromotion never run here.
+type PipelineActivities = Omit<ReturnType<typeof createRegistryActivities>, 'applyPromotion'> & ReturnType<typeof createDeployActivities>;
 type Activities = DataActivities & TrainingActivities & PipelineActivities;
 type Name = keyof Activities;
 type In<N extends Name> = Parameters<Activities[N]>[0];

@@ -67,16 +67,16 @@ describe('loadConfig: SageMaker', () => {
 });
 
 describe('loadConfig: training', () => {
-  it('defaults to oneDNN on and no fixed memory budget', () => {
-    assert.deepEqual(loadConfig({}).training, { onednn: true, concurrency: 3 });
+  it('defaults to oneDNN on, no fixed memory budget and a 15-minute stall limit', () => {
+    assert.deepEqual(loadConfig({}).training, { onednn: true, concurrency: 3, stallSeconds: 900 });
   });
-  it('reads TRAINING_ONEDNN, TRAINING_MEMORY_MB and TRAINING_CONCURRENCY', () => {
-    assert.deepEqual(loadConfig({ TRAINING_ONEDNN: 'off', TRAINING_MEMORY_MB: '6000', TRAINING_CONCURRENCY: '1' }).training, {
-      onednn: false,
-      memoryMb: 6000,
-      concurrency: 1,
-    });
+  it('reads TRAINING_ONEDNN, TRAINING_MEMORY_MB, TRAINING_CONCURRENCY and TRAINING_STALL_SECONDS', () => {
+    assert.deepEqual(
+      loadConfig({ TRAINING_ONEDNN: 'off', TRAINING_MEMORY_MB: '6000', TRAINING_CONCURRENCY: '1', TRAINING_STALL_SECONDS: '120' }).training,
+      { onednn: false, memoryMb: 6000, concurrency: 1, stallSeconds: 120 },
+    );
     assert.throws(() => loadConfig({ TRAINING_CONCURRENCY: '0' }), /TRAINING_CONCURRENCY must be an integer from 1 to 64, got '0'/);
+    assert.throws(() => loadConfig({ TRAINING_STALL_SECONDS: '5' }), /TRAINING_STALL_SECONDS must be an integer from 10 to 86400, got '5'/);
   });
   it('refuses a memory budget that is not a whole number of MB from 256', () => {
     assert.throws(() => loadConfig({ TRAINING_MEMORY_MB: '6GB' }), /TRAINING_MEMORY_MB must be an integer from 256 to 4194304, got '6GB'/);

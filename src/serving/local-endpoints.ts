@@ -6,10 +6,11 @@
  * its state, so a worker restart or a crashed server gets the same URL back).
  */
 import { childEnv } from '../system/child-env';
+import { writeFileAtomic } from '../system/files';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/common';
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { extname, join, resolve } from 'node:path';
 import { FAILURE } from '../common/failures';
 import type { ModelVersionRef } from '../common/types';
@@ -204,9 +205,7 @@ export class LocalEndpoints {
 
   /** Whole or not at all: a worker killed mid-write must not leave a file that reads as no endpoint. */
   private write(state: EndpointState): EndpointState {
-    const path = this.statePath(state.name);
-    writeFileSync(`${path}.tmp`, JSON.stringify(state, null, 2), { mode: 0o600 });
-    renameSync(`${path}.tmp`, path);
+    writeFileAtomic(this.statePath(state.name), JSON.stringify(state, null, 2));
     return state;
   }
 }

@@ -5,7 +5,7 @@
  *
  * Progress goes to stderr; stdout carries only the final JSON line.
  */
-import { rmSync, mkdirSync } from 'node:fs';
+import { cpSync, mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Connection, WorkflowClient } from '@temporalio/client';
@@ -26,6 +26,7 @@ import type { PipelineInput } from '../src/workflows/input';
 import {
   duplicateRegisteredVersions,
   endpointCounts,
+  historyFigures,
   orphanProcesses,
   recoverySeconds,
   runsLeftRunning,
@@ -34,9 +35,11 @@ import {
 import { FaultProxy } from './chaos/fault-proxy';
 import { sageMakerLeftovers, sageMakerServedVersion } from './chaos/sagemaker';
 import { endpointPid, Injector } from './chaos/injector';
-import { findProcesses, MARKER_ENV, sigkill, type ProcessKind } from './chaos/procs';
+import { PartitionProxy } from './chaos/partition';
+import { findProcesses, MARKER_ENV, sigkill } from './chaos/procs';
 import { driveRun, PRE_SERVING, type HookedAim, type LiveRun, type RunOutcome } from './chaos/runs';
-import { makeSchedule } from './chaos/schedule';
+import { makeSchedule, type AimedKind } from './chaos/schedule';
+import { makeScratch, unmountScratch } from './chaos/scratch';
 import { Supervisor } from './chaos/supervisor';
 
 const ROOT = resolve(__dirname, '..', '..');
@@ -105,7 +108,6 @@ async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
   const started = Date.now();
   const deadline = started + opts.minutes * 60_000;
-  const marker = `${process.pid}-${started}`;
   const host = '127.0.0.1';
   const p = opts.portBase;
   const stack: StackOptions = {
@@ -127,8 +129,20 @@ async function main(): Promise<void> {
 
   // A fresh stack each time, so every count below is about this run only.
   await stackDown(stack).catch(() => undefined);
+  unmountScratch(stack.dir);
   rmSync(stack.dir, { recursive: true, force: true });
   mkdirSync(join(stack.dir, 'logs'), { recursive: true });
+  // The workers' /tmp (TMPDIR, and PIPELINE_STATE_DIR under it, as in k8s/base/configmap.yaml):
+  // a tmpfs the full-tmp fault fills. Its path, unique to this harness run, is also the marker
+  // that tells this run's processes from anyone else's (procs.ts).
+  const scratchDir = join(stack.dir, `tmp-${process.pid}`);
+  const scratch = { dir: scratchDir, ...makeScratch(scratchDir) };
+  const marker = scratchDir;
+  const stateDir = join(scratchDir, 'state');
+  mkdirSync(stateDir, { recursive: true });
+  if (!scratch.mounted) say(`the workers' /tmp is a plain folder (${scratch.why}): full-tmp faults will be skipped`);
+  // Between the training worker and Temporal, to cut it off (training-partition).
+  const trainingLink = new PartitionProxy({ host, port: p + 8, upstream: { host, port: stack.ports.temporal } });
 
   // Each with its own seeded stream, so one proxy's traffic does not move another's faults.
   const proxy = (name: string, offset: number, upstreamPort: number, errorBody: 'xml' | 'json') =>
@@ -160,7 +174,7 @@ async function main(): Promise<void> {
     TEMPORAL_NAMESPACE: 'default',
     TEMPORAL_WORKER_BUILD_ID: buildId,
     TEMPORAL_DEPLOYMENT_NAME: DEPLOYMENT_NAME,
-    PIPELINE_STATE_DIR: stack.dir,
+    PIPELINE_STATE_DIR: stateDir,
     LOCAL_ENDPOINT_PORT: String(p + 100),
     DEFAULT_DEPLOY_TARGET: 'local',
     // For the runs that deploy to SageMaker: moto creates endpoints InService at once, so a short poll.
@@ -169,6 +183,7 @@ async function main(): Promise<void> {
     SAGEMAKER_POLL_SECONDS: '1',
     LOG_FORMAT: 'json',
     [MARKER_ENV]: marker,
+    HOME: scratchDir,
   };
   // The harness's own view (dataset seeding, checks) bypasses the proxies: it measures, it is not under test.
   const direct = loadConfig({
@@ -180,6 +195,7 @@ async function main(): Promise<void> {
     workersDir: join(ROOT, 'dist', 'src', 'workers'),
     logDir: join(stack.dir, 'logs'),
     env: workerEnv,
+    envOf: { training: { TEMPORAL_ADDRESS: trainingLink.address } },
     healthPort: p + 10,
     metricsPort: p + 20,
     log: say,
@@ -193,7 +209,14 @@ async function main(): Promise<void> {
     await supervisor.stop(15_000).catch(() => undefined);
     for (const proc of findProcesses(marker)) sigkill(proc.pid);
     await stackDown(stack).catch((err: Error) => say(`stack down: ${err.message}`));
-    await Promise.all(Object.values(proxies).map((x) => x.stop()));
+    await Promise.all([...Object.values(proxies), trainingLink].map((x) => x.stop()));
+    // The endpoints' logs outlive the tmpfs, with the rest of the run's logs.
+    try {
+      cpSync(join(stateDir, 'logs'), join(stack.dir, 'logs', 'endpoints'), { recursive: true });
+    } catch {
+      /* no endpoint ever started */
+    }
+    unmountScratch(stack.dir);
   };
   for (const signal of ['SIGINT', 'SIGTERM'] as const)
     process.once(signal, () => {
@@ -202,21 +225,25 @@ async function main(): Promise<void> {
     });
 
   try {
-    say(`stack in ${stack.dir}: Temporal ${p}, UI ${p + 1}, MLflow ${p + 2}, moto ${p + 3}, S3 ${p + 7}; proxies ${p + 4}-${p + 6}`);
+    say(
+      `stack in ${stack.dir}: Temporal ${p}, UI ${p + 1}, MLflow ${p + 2}, moto ${p + 3}, S3 ${p + 7}; proxies ${p + 4}-${p + 6}, ${p + 8} (training worker to Temporal)`,
+    );
     await stackUp(stack, say);
-    for (const x of Object.values(proxies)) await x.start();
+    for (const x of [...Object.values(proxies), trainingLink]) await x.start();
 
     const s3 = new S3Store(createS3Client(direct));
     await s3.ensureBucket('chaos');
+    // One run trains at the default input size, 224 px, on images of that size.
+    const imageSizeOf = (i: number): number => (i === schedule.fullSizeRun ? 224 : [16, 20, 24][i % 3]!);
     await mapLimit(endpointNames, 4, (_, i) =>
       writeSyntheticDataset(s3, {
         outUri: `s3://chaos/data/run-${i}`,
         counts: { train: { benign: 16, malignant: 16 }, test: { benign: 4, malignant: 4 } },
-        size: 32,
+        size: imageSizeOf(i) === 224 ? 224 : 32,
         seed: opts.seed * 1000 + i,
       }),
     );
-    say(`seeded ${opts.runs} datasets (32 px, 16 + 4 images per class)`);
+    say(`seeded ${opts.runs} datasets (16 + 4 images per class, 32 px; run ${schedule.fullSizeRun}'s 224 px)`);
 
     supervisor.start();
     const connection = await Connection.connect({ address: workerEnv.TEMPORAL_ADDRESS! });
@@ -229,10 +256,10 @@ async function main(): Promise<void> {
     say(`workers up as ${DEPLOYMENT_NAME}.${buildId}`);
 
     const live = new Map<number, LiveRun>();
-    const injector = new Injector({ supervisor, marker, stack, random, log: say });
+    const injector = new Injector({ supervisor, marker, trainingLink, scratch, stack, stateDir, random, log: say });
     const inFlight = (stages: string[]): string[] =>
       [...live.values()].filter((r) => !r.closed && stages.includes(r.stage ?? '')).map((r) => r.workflowId);
-    const affectedBy = (kind: ProcessKind, run?: LiveRun): string[] => {
+    const affectedBy = (kind: AimedKind, run?: LiveRun): string[] => {
       switch (kind) {
         case 'pipeline-worker':
           return inFlight(PRE_SERVING);
@@ -241,13 +268,18 @@ async function main(): Promise<void> {
           return inFlight(['preprocessing']);
         case 'training-worker':
         case 'training-child':
+        case 'training-oom':
+        case 'training-partition':
           return [...live.values()]
             .filter((r) => !r.closed && r.pending.some((a) => a.type === 'trainModel' || a.type === 'evaluateChampion'))
             .map((r) => r.workflowId);
         case 'endpoint-server':
+        case 'full-tmp':
+        case 'redeploy-flood':
           return run ? [run.workflowId] : [];
       }
     };
+    let statusBytesMax = 0;
 
     // Service restarts, one at a time, each a seeded delay after its run enters training.
     let restarting: Promise<void> = Promise.resolve();
@@ -270,7 +302,6 @@ async function main(): Promise<void> {
     })();
 
     const sageMaker = createSageMakerClient(direct);
-    const sizes = [16, 20, 24];
     const outcomes: RunOutcome[] = await mapLimit(endpointNames, opts.concurrency, (endpointName, i) => {
       if (Date.now() > deadline)
         return Promise.resolve({
@@ -281,7 +312,7 @@ async function main(): Promise<void> {
         });
       const input: PipelineInput = {
         dataUri: `s3://chaos/data/run-${i}`,
-        imageSize: sizes[i % sizes.length]!,
+        imageSize: imageSizeOf(i),
         epochs: 2,
         batchSize: 8,
         learningRate: 1e-3,
@@ -304,7 +335,8 @@ async function main(): Promise<void> {
           affectedBy,
           onEnterTraining,
           deadline,
-          stateDir: stack.dir,
+          stateDir,
+          statusBytes: (bytes) => void (statusBytesMax = Math.max(statusBytesMax, bytes)),
           endpointCheckSeconds: ENDPOINT_CHECK_SECONDS,
           sageMakerServedVersion: (deployment) => sageMakerServedVersion(sageMaker, deployment),
           hook: (aim, fire) => {
@@ -323,7 +355,7 @@ async function main(): Promise<void> {
         // Its workflow is done with it: the endpoint is stopped here so 20 servers do not pile up in
         // memory. Only the server its state file names (not LocalEndpoints.stop, which also stops
         // unrecorded ones): any other server of this endpoint is a leak the orphan count must see.
-        const pid = endpointPid(stack.dir, endpointName);
+        const pid = endpointPid(stateDir, endpointName);
         if (pid && isOurServer(pid)) await killGroup(pid).catch(() => undefined);
         return outcome;
       });
@@ -342,12 +374,13 @@ async function main(): Promise<void> {
     say('stopping the workers');
     await supervisor.stop(60_000);
     await sleep(3000); // children notice their parent's end at their next event-loop turn
-    const orphans = orphanProcesses(marker, stack.dir, endpointNames);
+    const orphans = orphanProcesses(marker, stateDir, endpointNames);
     const mlflow = new MlflowClient(direct.mlflow.trackingUri);
     // Each endpoint's runs register into a model of its own, named after it.
     const duplicates = await duplicateRegisteredVersions(mlflow, endpointNames);
     const running = await runsLeftRunning(mlflow, EXPERIMENT);
     const recovery = await recoverySeconds(client, injector.faults);
+    const histories = await historyFigures(client);
     const endpoints = endpointCounts(outcomes.filter((o) => o.endpoint));
     const sageMakerLeft = await sageMakerLeftovers(
       sageMaker,
@@ -367,6 +400,8 @@ async function main(): Promise<void> {
       endpointsServingExpected: endpoints.ok,
       sageMakerResourcesLeft: sageMakerLeft.length,
       medianRecoverySeconds: recovery.median,
+      historyEventsMaxPerRun: histories.eventsMaxPerRun,
+      statusBytesMax,
       faultsInjected: injector.counts(),
       details: {
         minutes: Math.round((Date.now() - started) / 6000) / 10,
@@ -374,6 +409,11 @@ async function main(): Promise<void> {
         proxyFaults: Object.fromEntries(Object.entries(proxies).map(([k, x]) => [k, { requests: x.requests, ...x.counts }])),
         workerRestarts: supervisor.restarts(),
         faultsSkipped: injector.skipped.length,
+        skipped: [...new Set(injector.skipped.map((x) => `${x.kind}: ${x.cause}`))],
+        historyBytesMaxPerRun: histories.bytesMaxPerRun,
+        historyLargestRun: histories.largest,
+        workflowRuns: histories.runs,
+        fullSizeRun: `chaos-${schedule.fullSizeRun}`,
         recoveryMeasured: recovery.measured,
         recoveryPerFault: recovery.perFault,
         unrecovered: recovery.unrecovered,

@@ -111,6 +111,28 @@ export async function recoverySeconds(
   return { median, measured: sorted.length, unrecovered, perFault };
 }
 
+/**
+ * The largest history of any run of any workflow on the harness's (fresh) Temporal: every run of
+ * every chain, including those a run continued as new from, as the server's visibility lists them.
+ */
+export async function historyFigures(
+  client: WorkflowClient,
+): Promise<{ eventsMaxPerRun: number; bytesMaxPerRun: number; runs: number; largest?: string }> {
+  let eventsMaxPerRun = 0;
+  let bytesMaxPerRun = 0;
+  let runs = 0;
+  let largest: string | undefined;
+  for await (const w of client.list()) {
+    runs++;
+    if (w.historyLength > eventsMaxPerRun) {
+      eventsMaxPerRun = w.historyLength;
+      largest = `${w.workflowId} run ${w.runId}`;
+    }
+    bytesMaxPerRun = Math.max(bytesMaxPerRun, w.historySize ?? 0);
+  }
+  return { eventsMaxPerRun, bytesMaxPerRun, runs, largest };
+}
+
 export interface Report {
   seed: number;
   runs: number;
@@ -124,6 +146,10 @@ export interface Report {
   /** SageMaker models and endpoint configs owned by an endpoint but not used by its live config. */
   sageMakerResourcesLeft: number;
   medianRecoverySeconds: number | null;
+  /** The most events in one run's history (any workflow, any run of its chain). */
+  historyEventsMaxPerRun: number;
+  /** The largest `status` query answer the harness read (JSON bytes). */
+  statusBytesMax: number;
   faultsInjected: Record<FaultKind, number>;
   details: Record<string, unknown>;
 }

@@ -7,15 +7,20 @@
  * - `reset-after`: forwards the request, lets the upstream do it, then destroys the client's
  *   connection instead of answering: the client cannot tell whether its call happened, which is
  *   what finds non-idempotent retries (a second MLflow run, a second registered version);
- * - `latency`: waits 0.2-2 s, then forwards normally.
+ * - `latency`: waits 0.2-2 s, then forwards normally;
+ * - `hang`: forwards the request, lets the upstream do it, and never answers: the connection stays
+ *   open and silent until the client gives up (its own timeout), as with a stuck load balancer or
+ *   a peer gone without a FIN. A client without a timeout waits forever, which is what it finds.
  *
  * Plain node:http, streaming both ways, so large S3 objects pass without being buffered.
  */
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-export type ProxyFault = 'error' | 'reset-before' | 'reset-after' | 'latency';
-const FAULTS: readonly ProxyFault[] = ['error', 'reset-before', 'reset-after', 'latency'];
+export type ProxyFault = 'error' | 'reset-before' | 'reset-after' | 'latency' | 'hang';
+const FAULTS: readonly ProxyFault[] = ['error', 'reset-before', 'reset-after', 'latency', 'hang'];
+/** A hung connection is closed by the proxy after this long if its client never gives up. */
+const HANG_MAX_MS = 10 * 60_000;
 
 export interface FaultProxyOptions {
   name: string;
@@ -40,7 +45,7 @@ export interface RequestHook {
 }
 
 export class FaultProxy {
-  readonly counts: Record<ProxyFault, number> = { error: 0, 'reset-before': 0, 'reset-after': 0, latency: 0 };
+  readonly counts: Record<ProxyFault, number> = { error: 0, 'reset-before': 0, 'reset-after': 0, latency: 0, hang: 0 };
   requests = 0;
   private server?: Server;
   private readonly hooks = new Set<RequestHook>();
@@ -103,14 +108,14 @@ export class FaultProxy {
         req.socket.destroy();
         return;
       case 'latency':
-        setTimeout(() => this.forward(req, res, false), 200 + Math.floor(this.o.random() * 1800));
+        setTimeout(() => this.forward(req, res), 200 + Math.floor(this.o.random() * 1800));
         return;
       default:
-        this.forward(req, res, fault === 'reset-after');
+        this.forward(req, res, fault === 'reset-after' ? 'reset' : fault === 'hang' ? 'hang' : undefined);
     }
   }
 
-  private forward(req: IncomingMessage, res: ServerResponse, resetAfter: boolean): void {
+  private forward(req: IncomingMessage, res: ServerResponse, instead?: 'reset' | 'hang'): void {
     const upstream = request(
       {
         host: this.o.upstream.host,
@@ -126,10 +131,16 @@ export class FaultProxy {
             this.hooks.delete(hook);
             hook.fire();
           }
-        if (resetAfter) {
+        if (instead === 'reset') {
           // The upstream has done the work; the client never hears of it.
           up.resume();
           up.on('end', () => req.socket.destroy());
+          return;
+        }
+        if (instead === 'hang') {
+          // Done upstream, and silence: the client's socket stays open until it closes it.
+          up.resume();
+          setTimeout(() => req.socket.destroy(), HANG_MAX_MS).unref();
           return;
         }
         res.writeHead(up.statusCode ?? 502, up.headers);

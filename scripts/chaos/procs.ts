@@ -2,14 +2,18 @@
  * The processes the harness injects faults into and looks for afterwards, found in /proc by their
  * command line. Only processes carrying this harness run's marker in their environment count, so
  * other workers, trainings or endpoints on the same machine (a demo stack, a test run) are never touched.
+ *
+ * The marker is the workers' TMPDIR, a folder of this harness run's own: the workers pass their
+ * children only an allow-listed environment (src/system/child-env.ts), and TMPDIR is on every
+ * kind's list, so it is the one variable of the harness's that reaches every process they start.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 
 /** Every process kind the harness can SIGKILL. */
 export type ProcessKind = 'pipeline-worker' | 'data-worker' | 'training-worker' | 'training-child' | 'shard-builder' | 'endpoint-server';
 
-/** Inherited by everything the workers start (fork and spawn copy process.env), so it marks this run's processes. */
-export const MARKER_ENV = 'CHAOS_HARNESS_RUN';
+/** Inherited by everything the workers start (see above), so its value marks this run's processes. */
+export const MARKER_ENV = 'TMPDIR';
 
 /** The command-line signature of each kind spawned by the workers (the workers themselves are the supervisor's children). */
 const SIGNATURES: Partial<Record<ProcessKind, RegExp>> = {

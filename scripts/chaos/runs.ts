@@ -12,9 +12,16 @@ import type { Deployment } from '../../src/common/types';
 import { servedBy } from '../../src/serving/local-endpoints';
 import type { cnnSkinCancerWorkflow, PipelineResult } from '../../src/workflows';
 import type { PipelineInput } from '../../src/workflows/input';
-import { finishSignal, statusQuery, type PipelineStatus } from '../../src/workflows/messages';
+import { finishSignal, redeploySignal, statusQuery, type PipelineStatus } from '../../src/workflows/messages';
 import type { InjectedFault, Injector } from './injector';
+import type { ProcessKind } from './procs';
 import type { AimedFault } from './schedule';
+
+/** Longer than training's 30 s heartbeat timeout (src/workflows/activities.ts), so the attempt times out while its child trains on. */
+const PARTITION_SECONDS = 45;
+/** Long enough to cover a deploy that starts while /tmp is full, and its first retries. */
+const FULL_TMP_SECONDS = 20;
+const FLOOD_SIGNALS = 1000;
 
 /** What the harness knows of a run while it is in flight; read by the fault logic to pick who a fault affects. */
 export interface LiveRun {
@@ -52,6 +59,8 @@ export interface RunContext {
   aimed: AimedFault[];
   /** Workflow ids a fault of this kind can hurt now. */
   affectedBy: (kind: AimedFault['kind'], run: LiveRun) => string[];
+  /** Told the size of every status answer the harness reads (JSON bytes). */
+  statusBytes: (bytes: number) => void;
   onEnterTraining: (index: number) => void;
   deadline: number;
   /** Arms a one-shot kill on the proxied call that writes a shard, registers a version or promotes one; returns its disarm. */
@@ -125,6 +134,7 @@ export async function driveRun(ctx: RunContext, index: number, input: PipelineIn
       const lost = status.models.filter((m) => m.state === 'failed');
       if (lost.length) outcome.reason = lost.map((m) => `${m.modelClass} failed: ${m.error ?? 'no reason given'}`).join('; ');
       if (live.servingKill) await awaitEndpointBack(ctx, live.servingKill, status.deployments.at(-1)?.url ?? '');
+      if (ctx.aimed.some((a) => a.kind === 'redeploy-flood')) await flood(ctx, handle, live, status);
       outcome.endpoint = await checkEndpoint(ctx, () => handle.query(statusQuery));
     }
     if (!live.closed && Date.now() < ctx.deadline) {
@@ -157,7 +167,10 @@ async function follow(
   query: () => Promise<PipelineStatus>,
   describe: () => Promise<Awaited<ReturnType<ReturnType<WorkflowClient['getHandle']>['describe']>>>,
 ): Promise<PipelineStatus | undefined> {
-  const aimed = ctx.aimed.map((fault) => ({ fault, fired: false, armedAt: 0, disarm: undefined as (() => void) | undefined }));
+  // The flood is the run's own doing once it serves (see flood()), not something fired from here.
+  const aimed = ctx.aimed
+    .filter((fault) => fault.kind !== 'redeploy-flood')
+    .map((fault) => ({ fault, fired: false, armedAt: 0, disarm: undefined as (() => void) | undefined }));
   live.servingKill = undefined;
   let last: PipelineStatus | undefined;
   let enteredTraining = false;
@@ -176,6 +189,7 @@ async function follow(
       });
     }
     if (status) {
+      ctx.statusBytes(Buffer.byteLength(JSON.stringify(status)));
       if (status.stage !== live.stage) ctx.log(`run ${live.index}: ${status.stage}`);
       live.stage = status.stage;
       last = status;
@@ -191,7 +205,8 @@ async function follow(
         if (!a.fired && !a.disarm && hooked.armWhen(live))
           a.disarm = ctx.hook(a.fault.aim as HookedAim, () => {
             a.disarm = undefined;
-            const injected = ctx.injector.kill(a.fault.kind, `aimed:${a.fault.aim}`, ctx.affectedBy(a.fault.kind, live));
+            // Hooked aims carry SIGKILLs only (schedule.ts).
+            const injected = ctx.injector.kill(a.fault.kind as ProcessKind, `aimed:${a.fault.aim}`, ctx.affectedBy(a.fault.kind, live));
             a.fired = injected !== undefined;
           });
         continue;
@@ -202,10 +217,27 @@ async function follow(
       }
       a.armedAt ||= Date.now();
       if (Date.now() - a.armedAt < a.fault.delaySeconds * 1000) continue;
-      const endpoint = a.fault.kind === 'endpoint-server' ? live.endpointName : undefined;
-      const injected = ctx.injector.kill(a.fault.kind, `aimed:${a.fault.aim}`, ctx.affectedBy(a.fault.kind, live), endpoint);
-      a.fired = injected !== undefined;
-      if (injected && a.fault.aim === 'serving') live.servingKill = injected;
+      const cause = `aimed:${a.fault.aim}`;
+      const affected = ctx.affectedBy(a.fault.kind, live);
+      switch (a.fault.kind) {
+        case 'training-oom':
+          a.fired = ctx.injector.oom(cause, affected);
+          break;
+        case 'training-partition':
+          a.fired = ctx.injector.partition(PARTITION_SECONDS, cause, affected);
+          break;
+        case 'full-tmp':
+          a.fired = ctx.injector.fillTmp(FULL_TMP_SECONDS, cause, affected);
+          break;
+        case 'redeploy-flood':
+          break; // filtered out above
+        default: {
+          const endpoint = a.fault.kind === 'endpoint-server' ? live.endpointName : undefined;
+          const injected = ctx.injector.kill(a.fault.kind, cause, affected, endpoint);
+          a.fired = injected !== undefined;
+          if (injected && a.fault.aim === 'serving') live.servingKill = injected;
+        }
+      }
     }
     if (live.closed) {
       for (const a of aimed) a.disarm?.();
@@ -223,8 +255,8 @@ async function follow(
         return last;
       }
     }
-    // Deploying takes about a second: a run with a fault still aimed at it is watched four times as often.
-    const short = aimed.some((a) => !a.fired && a.fault.aim === 'deploying');
+    // Selecting and deploying take seconds: a run with a fault still aimed at them is watched four times as often.
+    const short = aimed.some((a) => !a.fired && (a.fault.aim === 'deploying' || a.fault.aim === 'selecting'));
     const near = ['selecting', 'deploying', 'promoting'].includes(live.stage ?? '') || isAt(live, 'training');
     await sleep(short && near ? 250 : 1000);
   }
@@ -306,5 +338,61 @@ async function checkEndpoint(ctx: RunContext, query: () => Promise<PipelineStatu
       ...check,
       error: `GET /model: ${(err as Error).message}${(err as { cause?: Error }).cause ? ` (${(err as { cause: Error }).cause.message})` : ''}`,
     };
+  }
+}
+
+/**
+ * 1,000 redeploy signals at a serving run, as a misbehaving client would send them: requests for
+ * its registered versions and its champion (which it deploys, as many as its bounded queue takes),
+ * malformed ones and ones padded to 100 KB (refused on arrival). Each padded signal waits for a
+ * status answer first, so the run has taken what came before it: a sender faster than every
+ * workflow task keeps any run from continuing as new, while the flood lasts (test/workflows/serving-at-scale.test.ts
+ * shows the same). Then waits for the queue to drain; the endpoint check that follows says
+ * whether the endpoint serves what the run's status says.
+ */
+async function flood(
+  ctx: RunContext,
+  handle: ReturnType<WorkflowClient['getHandle']>,
+  live: LiveRun,
+  status: PipelineStatus,
+): Promise<void> {
+  const at = Date.now();
+  const versions = status.models.map((m) => m.version).filter((v): v is string => !!v);
+  const pad = 'p'.repeat(100 * 1024);
+  let sent = 0;
+  const version = (): string => versions[sent % Math.max(1, versions.length)] ?? '1';
+  const kinds: [request: () => unknown, padded?: 'padded'][] = [
+    [() => ({ version: version() })],
+    [() => ({ version: version(), padding: pad }), 'padded'],
+    [() => ({ version: 'x' })],
+    [() => ({ alias: 'champion' })],
+    [() => ({ alias: 'a'.repeat(150) })],
+    [() => ({ version: version(), alias: 'champion' })],
+    [() => version()],
+    [() => ({ alias: 'champion', instanceCount: 2 })],
+    [() => ({ [pad]: 1 }), 'padded'],
+    [() => ({ version: version() })],
+  ];
+  ctx.log(`run ${live.index}: flooding it with ${FLOOD_SIGNALS} redeploy signals (versions ${versions.join(', ')})`);
+  ctx.injector.record({ kind: 'redeploy-flood', at, cause: 'aimed:serving', affected: [live.workflowId] });
+  while (sent < FLOOD_SIGNALS && Date.now() < ctx.deadline) {
+    const [request, padded] = kinds[sent % kinds.length]!;
+    if (padded)
+      ctx.statusBytes(Buffer.byteLength(JSON.stringify(await retrying('status query', () => handle.query(statusQuery), ctx.deadline))));
+    await retrying('redeploy signal', () => handle.signal(redeploySignal, request() as never), ctx.deadline);
+    sent++;
+  }
+  for (;;) {
+    const now = await retrying('status query', () => handle.query(statusQuery), ctx.deadline);
+    ctx.statusBytes(Buffer.byteLength(JSON.stringify(now)));
+    if ((now.queued ?? 0) === 0 && now.stage === 'serving') {
+      ctx.log(
+        `run ${live.index}: flood of ${sent} signals done in ${((Date.now() - at) / 1000).toFixed(0)} s: ` +
+          `${now.refusedCount ?? 0} refused on arrival, serving version ${now.deployments.at(-1)?.version}`,
+      );
+      return;
+    }
+    if (Date.now() > ctx.deadline) return;
+    await sleep(1000);
   }
 }

@@ -11,7 +11,15 @@
 import { seededRandom } from '../../src/common/random';
 import type { ProcessKind } from './procs';
 
-export type FaultKind = ProcessKind | 'temporal-restart' | 'mlflow-restart';
+/**
+ * Faults aimed at one run that are not a SIGKILL: a training child killed by its memory limit
+ * (memory-limit.ts), the training worker cut off from Temporal past its heartbeat timeout while its
+ * child trains on (partition.ts), the workers' /tmp filled up while a run deploys (scratch.ts), and
+ * 1,000 redeploy signals at a serving run (runs.ts).
+ */
+export type OtherAimedKind = 'training-oom' | 'training-partition' | 'full-tmp' | 'redeploy-flood';
+export type AimedKind = ProcessKind | OtherAimedKind;
+export type FaultKind = AimedKind | 'temporal-restart' | 'mlflow-restart';
 
 /**
  * Where a run must be for an aimed fault to fire: a status stage, or `registration`, which is a
@@ -21,11 +29,19 @@ export type FaultKind = ProcessKind | 'temporal-restart' | 'mlflow-restart';
  * through (runs that deploy to SageMaker only).
  */
 export type Aim =
-  'preprocessing' | 'training' | 'registration' | 'deploying' | 'promoting' | 'serving' | 'sagemaker-model' | 'sagemaker-endpoint';
+  | 'preprocessing'
+  | 'training'
+  | 'registration'
+  | 'selecting'
+  | 'deploying'
+  | 'promoting'
+  | 'serving'
+  | 'sagemaker-model'
+  | 'sagemaker-endpoint';
 
 export interface AimedFault {
   run: number;
-  kind: ProcessKind;
+  kind: AimedKind;
   aim: Aim;
   /** Seconds to wait after the run is seen there (spreads kills within the stage). */
   delaySeconds: number;
@@ -48,6 +64,8 @@ export interface FaultSchedule {
   aimed: AimedFault[];
   background: BackgroundKill[];
   restarts: ServiceRestart[];
+  /** The run that trains at 224 px (the default input size) instead of 16-24 px. */
+  fullSizeRun: number;
 }
 
 /**
@@ -68,7 +86,17 @@ const AIMED: readonly Pick<AimedFault, 'kind' | 'aim'>[] = [
   { kind: 'endpoint-server', aim: 'deploying' },
   { kind: 'pipeline-worker', aim: 'promoting' },
   { kind: 'endpoint-server', aim: 'serving' },
+  { kind: 'training-oom', aim: 'training' },
+  { kind: 'training-partition', aim: 'training' },
+  { kind: 'full-tmp', aim: 'selecting' },
+  { kind: 'redeploy-flood', aim: 'serving' },
 ];
+
+/**
+ * Faults that need a local endpoint: its server, its hot swaps (a SageMaker redeploy would need
+ * UpdateEndpoint, which moto lacks) and its state on the workers' /tmp.
+ */
+const LOCAL_ONLY: readonly AimedKind[] = ['endpoint-server', 'redeploy-flood', 'full-tmp'];
 
 /** Kills of the pipeline worker mid-deploy to SageMaker, one per create call a retry must not repeat. */
 const SAGEMAKER_AIMED: readonly Pick<AimedFault, 'kind' | 'aim'>[] = [
@@ -99,10 +127,10 @@ export function makeSchedule(
   // Only the long stages get a spread; deploying, promoting and registration last about a second,
   // so their kills go in as soon as the run is seen there.
   const long: readonly Aim[] = ['preprocessing', 'training', 'serving'];
-  // A SageMaker endpoint has no local server: endpoint-server kills go to the next run that serves locally.
+  // A SageMaker endpoint has no local server: those faults go to the next run that serves locally.
   const local = order.filter((i) => !sageMakerRuns.includes(i));
   const runFor = (a: (typeof AIMED)[number], j: number): number =>
-    a.kind === 'endpoint-server' && sageMakerRuns.includes(order[j % runs]!) && local.length
+    LOCAL_ONLY.includes(a.kind) && sageMakerRuns.includes(order[j % runs]!) && local.length
       ? (local.find((i) => order.indexOf(i) > j % runs) ?? local[0]!)
       : order[j % runs]!;
   const aimed = AIMED.map((a, j) => ({
@@ -134,5 +162,5 @@ export function makeSchedule(
       delaySeconds: 5 + int(15),
     },
   ];
-  return { seed, aimed, background, restarts };
+  return { seed, aimed, background, restarts, fullSizeRun: int(runs) };
 }

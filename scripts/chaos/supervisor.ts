@@ -19,6 +19,8 @@ export interface SupervisorOptions {
   logDir: string;
   /** Environment shared by all three; each gets its own health and metrics port on top. */
   env: NodeJS.ProcessEnv;
+  /** Variables of one worker's own (the training worker's Temporal address goes through a proxy). */
+  envOf?: Partial<Record<WorkerName, NodeJS.ProcessEnv>>;
   healthPort: number;
   metricsPort: number;
   /** First restart delay; doubled for each death within `resetAfterMs` of the previous start, up to `maxBackoffMs`. */
@@ -89,6 +91,7 @@ export class Supervisor {
       stdio: ['ignore', fd, fd],
       env: {
         ...this.o.env,
+        ...this.o.envOf?.[w.name],
         WORKER_HEALTH_PORT: String(this.o.healthPort + i),
         WORKER_METRICS_PORT: String(this.o.metricsPort + i),
       },

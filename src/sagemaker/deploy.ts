@@ -231,20 +231,16 @@ export async function deleteSageMakerEndpoint(
       await hooks.sleep(cfg.pollSeconds * 1000);
     }
   }
-  const { configs, models } = await unusedResources(api, endpointName, undefined);
-  for (const c of configs.sort()) {
-    await api.deleteEndpointConfig(c);
-    removed.push(`endpoint config ${c}`);
-  }
-  for (const m of models.sort()) {
-    await api.deleteModel(m);
-    removed.push(`model ${m}`);
-  }
-  return removed;
+  return [...removed, ...(await removeUnused(api, endpointName, undefined, hooks))];
 }
 
-/** Deletes this endpoint's configs and models that its current config does not use. */
-async function removeUnused(api: SageMakerApi, endpointName: string, inUse: string, hooks: DeployHooks): Promise<string[]> {
+/** Deletes this endpoint's configs and models that its current config (if any) does not use. */
+async function removeUnused(
+  api: SageMakerApi,
+  endpointName: string,
+  inUse: string | undefined,
+  hooks: Pick<DeployHooks, 'progress'>,
+): Promise<string[]> {
   const { configs, models } = await unusedResources(api, endpointName, inUse);
   const removed: string[] = [];
   for (const c of configs.sort()) {

@@ -1,8 +1,11 @@
 /** Clients for the test services started by test/helpers/global.ts. */
+import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import type { Info } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
+import { createDataActivities } from '../../src/activities/preprocess';
+import type { PreparedDataset } from '../../src/common/types';
 import { loadConfig } from '../../src/config';
 import { writeSyntheticDataset } from '../../src/data/generate';
 import { createS3Client, parseS3Uri, S3Store } from '../../src/storage/s3';
@@ -50,4 +53,20 @@ export async function seededDataset(
  */
 export function runActivity<A extends unknown[], R>(fn: (...args: A) => Promise<R>, args: A, info?: Partial<Info>): Promise<R> {
   return new MockActivityEnvironment(info, { logger: new DefaultLogger('ERROR') }).run(fn, ...args) as Promise<R>;
+}
+
+/** The training child processes (src/training/child) this test process started. */
+export function trainingChildPids(): number[] {
+  return execFileSync('ps', ['-o', 'pid=,args=', '--ppid', String(process.pid)], { encoding: 'utf8' })
+    .split('\n')
+    .filter((l) => /training\/child/.test(l))
+    .map((l) => Number(l.trim().split(/\s+/)[0]));
+}
+
+/** A small preprocessed dataset (40 training and 6 test images per class at 24 px, prepared at 16 px) for training tests. */
+export async function smallPreparedDataset(s3: S3Store): Promise<PreparedDataset> {
+  const dataUri = await seededDataset(s3, { trainPerClass: 40, testPerClass: 6, size: 24 });
+  return runActivity(createDataActivities({ store: s3 }).preprocessDataset, [
+    { dataUri, imageSize: 16, numClasses: 2, validationSplit: 0.25, seed: 5, maxSkippedFraction: 0 },
+  ]);
 }

@@ -1,18 +1,9 @@
 import { strict as assert } from 'node:assert';
-import { execFileSync } from 'node:child_process';
-import { createDataActivities } from '../../src/activities/preprocess';
 import type { PreparedDataset, TrainModelInput } from '../../src/common/types';
 import { trainInChildProcess } from '../../src/training/process';
 import type { TrainingProgress } from '../../src/training/run-training';
 import { useTestStack } from '../helpers/global';
-import { runActivity, seededDataset, testMlflow, testS3 } from '../helpers/services';
-
-/** The training child processes of this test process. */
-const childPids = (): number[] =>
-  execFileSync('ps', ['-o', 'pid=,args=', '--ppid', String(process.pid)], { encoding: 'utf8' })
-    .split('\n')
-    .filter((l) => /training\/child/.test(l))
-    .map((l) => Number(l.trim().split(/\s+/)[0]));
+import { smallPreparedDataset, testMlflow, testS3, trainingChildPids } from '../helpers/services';
 
 useTestStack();
 
@@ -22,10 +13,7 @@ describe('fencing between attempts of one training (real child processes, S3, ML
   let dataset: PreparedDataset;
 
   before(async () => {
-    const dataUri = await seededDataset(s3, { trainPerClass: 40, testPerClass: 6, size: 24 });
-    dataset = await runActivity(createDataActivities({ store: s3 }).preprocessDataset, [
-      { dataUri, imageSize: 16, numClasses: 2, validationSplit: 0.25, seed: 5, maxSkippedFraction: 0 },
-    ]);
+    dataset = await smallPreparedDataset(s3);
   });
 
   it('an attempt cut off from Temporal that finishes after its retry changes nothing the registry points at', async () => {
@@ -52,7 +40,7 @@ describe('fencing between attempts of one training (real child processes, S3, ML
           env,
           onProgress: (p: TrainingProgress) => {
             if (frozen === undefined && p.checkpoint) {
-              frozen = childPids()[0];
+              frozen = trainingChildPids()[0];
               process.kill(frozen!, 'SIGSTOP');
               resolve();
             }

@@ -1,18 +1,9 @@
 import { strict as assert } from 'node:assert';
-import { execFileSync } from 'node:child_process';
-import { createDataActivities } from '../../src/activities/preprocess';
 import type { PreparedDataset, TrainModelInput } from '../../src/common/types';
 import { isProcessAlive } from '../../src/system/process';
 import { trainInChildProcess, TrainingStalledError } from '../../src/training/process';
 import { useTestStack } from '../helpers/global';
-import { runActivity, seededDataset, testMlflow, testS3 } from '../helpers/services';
-
-/** The training child processes of this test process. */
-const childPids = (): number[] =>
-  execFileSync('ps', ['-o', 'pid=,args=', '--ppid', String(process.pid)], { encoding: 'utf8' })
-    .split('\n')
-    .filter((l) => /training\/child/.test(l))
-    .map((l) => Number(l.trim().split(/\s+/)[0]));
+import { smallPreparedDataset, testMlflow, testS3, trainingChildPids } from '../helpers/services';
 
 useTestStack();
 
@@ -22,10 +13,7 @@ describe('a training that stops progressing (a real child process, S3, MLflow)',
   let dataset: PreparedDataset;
 
   before(async () => {
-    const dataUri = await seededDataset(s3, { trainPerClass: 40, testPerClass: 6, size: 24 });
-    dataset = await runActivity(createDataActivities({ store: s3 }).preprocessDataset, [
-      { dataUri, imageSize: 16, numClasses: 2, validationSplit: 0.25, seed: 5, maxSkippedFraction: 0 },
-    ]);
+    dataset = await smallPreparedDataset(s3);
   });
 
   it('is ended after stallMs without reading an image, with TrainingStalledError saying how far it got', async () => {
@@ -49,7 +37,7 @@ describe('a training that stops progressing (a real child process, S3, MLflow)',
         onWork: ({ imagesRead }) => {
           readBefore = imagesRead;
           if (stuck === undefined && imagesRead >= 64) {
-            stuck = childPids()[0];
+            stuck = trainingChildPids()[0];
             process.kill(stuck!, 'SIGSTOP');
           }
         },

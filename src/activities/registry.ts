@@ -59,10 +59,18 @@ export function createRegistryActivities({ mlflow }: RegistryDeps) {
      * model's owner workflow carries it out with `applyPromotion` (see promoteInTurn).
      */
     async promoteModelVersion(input: { registeredModelName: string } & PromotionRequest): Promise<PromotionOutcome> {
-      const { workflowExecution, activityId } = Context.current().info;
+      const ctx = Context.current();
+      const { workflowExecution, activityId } = ctx.info;
       // The same for every attempt of this activity, and for no other promotion.
       const updateId = `${workflowExecution?.workflowId}/${workflowExecution?.runId}/${activityId}`;
-      return promoteInTurn(Context.current().client.workflow, input, updateId);
+      // It may wait its turn a while: heartbeats say the worker is still there, so a worker lost
+      // meanwhile costs the heartbeat timeout, not the whole start-to-close timeout.
+      const beat = setInterval(() => ctx.heartbeat(), 5_000);
+      try {
+        return await promoteInTurn(ctx.client.workflow, input, updateId);
+      } finally {
+        clearInterval(beat);
+      }
     },
 
     /**

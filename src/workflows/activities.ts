@@ -42,10 +42,12 @@ export const registry = proxyActivities<ReturnType<typeof createRegistryActiviti
 });
 
 // A promotion waits its turn behind those of the same registered model already asked for
-// (registered-model.ts), each a few MLflow calls: minutes at most, even with many endpoints.
+// (registered-model.ts), each a few MLflow calls: minutes at most, even with many endpoints. It
+// heartbeats while it waits, so a lost worker is noticed within 30 s.
 export const promotions = proxyActivities<Pick<ReturnType<typeof createRegistryActivities>, 'promoteModelVersion'>>({
   taskQueue: TASK_QUEUES.pipeline,
   startToCloseTimeout: '10m',
+  heartbeatTimeout: '30s',
   retry: { maximumAttempts: 10, initialInterval: '2s', nonRetryableErrorTypes: [...NON_RETRYABLE.registry] },
 });
 

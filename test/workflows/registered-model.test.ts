@@ -7,6 +7,7 @@ import { strict as assert } from 'node:assert';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ApplicationFailure } from '@temporalio/common';
+import { MockActivityEnvironment } from '@temporalio/testing';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Worker } from '@temporalio/worker';
 import { createRegistryActivities, promoteInTurn } from '../../src/activities/registry';
@@ -24,6 +25,8 @@ describe('promotions of one registered model go through its owner, one at a time
   const real = createRegistryActivities({ mlflow });
   /** applyPromotion as it runs: how many at once, and which versions in which order. */
   const seen = { now: 0, max: 0, order: [] as string[] };
+  /** While set, applyPromotion waits for it: a promotion that takes a while. */
+  let hold: Promise<void> | undefined;
   let env: TestWorkflowEnvironment;
   let worker: Worker;
   let running: Promise<void>;
@@ -46,6 +49,7 @@ describe('promotions of one registered model go through its owner, one at a time
           seen.order.push(input.version);
           try {
             await sleep(300);
+            await hold;
             return await real.applyPromotion(input);
           } finally {
             seen.now--;
@@ -112,14 +116,24 @@ describe('promotions of one registered model go through its owner, one at a time
     seen.order = [];
     const ask = (version: string, updateId: string) =>
       promoteInTurn(env.client.workflow, { registeredModelName: name, version, reason: 'test' }, updateId);
-    // Both sent while the owner runs: the server answers the second from the first.
-    const [first, again] = await Promise.all([
-      ask(versions[0]!, `${name}-a`),
-      ask(versions[0]!, `${name}-a`),
-      ask(versions[1]!, `${name}-b`),
-    ]);
-    assert.deepEqual(first, {});
-    assert.deepEqual(again, {});
+    // The repeat is sent while the owner surely runs (its first promotion is held): the server
+    // answers it from the first. After the owner ended it would be carried out again, harmlessly.
+    let release!: () => void;
+    hold = new Promise((r) => (release = r));
+    const first = ask(versions[0]!, `${name}-a`);
+    try {
+      while (!seen.order.includes(versions[0]!)) await sleep(100);
+      const again = ask(versions[0]!, `${name}-a`);
+      const second = ask(versions[1]!, `${name}-b`);
+      await sleep(500);
+      release();
+      assert.deepEqual(await first, {});
+      assert.deepEqual(await again, {});
+      assert.deepEqual(await second, { previousChampion: versions[0] });
+    } finally {
+      hold = undefined;
+      release();
+    }
     assert.deepEqual(seen.order, [versions[0], versions[1]], 'v1 promoted once, then v2');
 
     await assert.rejects(ask('99', `${name}-missing`), (err: unknown) => {
@@ -136,5 +150,27 @@ describe('promotions of one registered model go through its owner, one at a time
       return true;
     });
     assert.equal((await mlflow.getModelVersionByAlias(name, 'champion'))?.version, versions[1]);
+  });
+
+  it('heartbeats while its promotion waits, so a worker lost meanwhile is noticed within the heartbeat timeout', async () => {
+    const { name, versions } = await registeredModel(1);
+    let release!: () => void;
+    hold = new Promise((r) => (release = r));
+    const activity = new MockActivityEnvironment(
+      { workflowExecution: { workflowId: `wf-${name}`, runId: 'run' }, activityId: '1' },
+      { client: env.client },
+    );
+    let beats = 0;
+    activity.on('heartbeat', () => beats++);
+    try {
+      const promoted = activity.run(real.promoteModelVersion, { registeredModelName: name, version: versions[0]!, reason: 'held' });
+      await sleep(11_000);
+      release();
+      assert.deepEqual(await promoted, {});
+    } finally {
+      hold = undefined;
+      release();
+    }
+    assert.ok(beats >= 1, `${beats} heartbeats in 11 s of waiting`);
   });
 });

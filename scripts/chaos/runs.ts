@@ -346,9 +346,9 @@ async function checkEndpoint(ctx: RunContext, query: () => Promise<PipelineStatu
  * its registered versions and its champion (which it deploys, as many as its bounded queue takes),
  * malformed ones and ones padded to 100 KB (refused on arrival). Each padded signal waits for a
  * status answer first, so the run has taken what came before it: a sender faster than every
- * workflow task keeps any run from continuing as new, while the flood lasts (test/workflows/serving-at-scale.test.ts
- * shows the same). Then waits for the queue to drain; the endpoint check that follows says
- * whether the endpoint serves what the run's status says.
+ * workflow task would keep any run from continuing as new while the flood lasts (as in
+ * test/workflows/serving-at-scale.test.ts). Then waits for the queue to drain; the endpoint check
+ * that follows says whether the endpoint serves what the run's status says.
  */
 async function flood(
   ctx: RunContext,

@@ -91,21 +91,40 @@ describe('Temporal Web UI in a real browser (headless Chromium on the dev server
     await page.goto(`http://127.0.0.1:${uiPort}/namespaces/default/workflows/${workflowId}/${runId}/${tab}`);
     await page.getByText(workflowId, { exact: true }).first().waitFor();
   };
-  /** Markdown (summary, current details) is rendered in frames of its own: looks in every frame. */
+  /**
+   * Markdown (summary, current details) is rendered in frames of its own: looks in every frame.
+   * The UI replaces those frames as it re-renders, so a frame can be detached between listing it
+   * and reading it: that frame shows nothing, and the next look lists the new one.
+   */
   const sees = async (text: string | RegExp): Promise<void> => {
     const deadline = Date.now() + 30_000;
     for (;;) {
-      for (const frame of page.frames()) if (await frame.getByText(text).first().isVisible()) return;
+      for (const frame of page.frames())
+        if (
+          await frame
+            .getByText(text)
+            .first()
+            .isVisible()
+            .catch(() => false)
+        )
+          return;
       if (Date.now() > deadline) throw new Error(`the page never showed ${String(text)}`);
       await page.waitForTimeout(250);
     }
   };
   const frameText = async (marker: string): Promise<string> => {
-    for (const frame of page.frames()) {
-      const body = await frame.locator('body').innerText();
-      if (body.includes(marker)) return body;
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      for (const frame of page.frames()) {
+        const body = await frame
+          .locator('body')
+          .innerText()
+          .catch(() => '');
+        if (body.includes(marker)) return body;
+      }
+      if (Date.now() > deadline) throw new Error(`no frame shows ${marker}`);
+      await page.waitForTimeout(250);
     }
-    throw new Error(`no frame shows ${marker}`);
   };
   const shot = (name: string) => page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
 

@@ -4,11 +4,12 @@
  * (cgroup v1's memory controller) whose limit its next few megabytes of new memory exceed; the
  * kernel then kills it and counts an `oom_kill` in the cgroup's memory.oom_control. This needs
  * root and a writable cgroup v1 memory hierarchy; where there is none the fault is skipped and
- * the report says so (`details.faultsSkipped`).
+ * the report says so (`details.skipped`).
  */
 import { appendFileSync, existsSync, mkdirSync, readFileSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { procStat } from './procs';
 
 const ROOT = '/sys/fs/cgroup/memory';
 /** New memory the process may still take once moved (charges it already had stay behind). */
@@ -50,10 +51,11 @@ export async function oomKill(pid: number, waitMs = 60_000): Promise<boolean> {
       return false; // gone already
     }
     const until = Date.now() + waitMs;
-    while (Date.now() < until && existsSync(`/proc/${pid}`) && !isZombie(pid)) await sleep(200);
+    // Until it is gone or a zombie (dead, not yet reaped by its worker).
+    while (Date.now() < until && (procStat(pid)?.state ?? 'Z') !== 'Z') await sleep(200);
     const killed = /^oom_kill (\d+)$/m.exec(readFileSync(join(dir, 'memory.oom_control'), 'utf8'));
     if (killed && Number(killed[1]) > 0) return true;
-    // Still within the limit (an idle process): give it back its own cgroup.
+    // Not killed by the limit: one still within it (idle) goes back to its own cgroup.
     try {
       appendFileSync(join(parent, 'cgroup.procs'), String(pid));
     } catch {
@@ -70,14 +72,5 @@ export async function oomKill(pid: number, waitMs = 60_000): Promise<boolean> {
         await sleep(100);
       }
     }
-  }
-}
-
-function isZombie(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
-  } catch {
-    return true;
   }
 }

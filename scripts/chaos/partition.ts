@@ -17,8 +17,6 @@ export class PartitionProxy {
   private server?: Server;
   private readonly pairs = new Set<Pair>();
   private cutOff = false;
-  /** Partitions carried out (for the report). */
-  partitions = 0;
 
   constructor(private readonly o: { host: string; port: number; upstream: { host: string; port: number } }) {}
 
@@ -44,7 +42,6 @@ export class PartitionProxy {
   /** Cuts the worker off for `ms`; resolves when the partition has ended. */
   async partition(ms: number): Promise<void> {
     this.cutOff = true;
-    this.partitions++;
     for (const p of this.pairs) {
       p.client.unpipe();
       p.upstream?.unpipe();

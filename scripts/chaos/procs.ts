@@ -49,13 +49,20 @@ export function findProcesses(marker: string, kinds: ProcessKind[] = Object.keys
     const kind = kinds.find((k) => SIGNATURES[k]?.test(script));
     if (!kind) continue;
     if (!read(`/proc/${entry}/environ`)?.split('\0').includes(`${MARKER_ENV}=${marker}`)) continue;
-    // /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may hold spaces, so parse after the last ')'.
-    const stat = read(`/proc/${entry}/stat`) ?? '';
-    const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (state === 'Z') continue;
-    out.push({ pid: Number(entry), ppid: Number(ppid), kind, argv });
+    const stat = procStat(Number(entry));
+    if (!stat || stat.state === 'Z') continue;
+    out.push({ pid: Number(entry), ppid: stat.ppid, kind, argv });
   }
   return out;
+}
+
+/** A process's state letter and parent from /proc/<pid>/stat, or undefined when it is gone. */
+export function procStat(pid: number): { state: string; ppid: number } | undefined {
+  // "pid (comm) state ppid ...": comm may hold spaces, so parse after the last ')'.
+  const stat = read(`/proc/${pid}/stat`);
+  if (!stat) return undefined;
+  const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { state: state ?? '', ppid: Number(ppid) };
 }
 
 export function sigkill(pid: number): boolean {

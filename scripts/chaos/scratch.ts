@@ -2,7 +2,7 @@
  * The workers' scratch folder (their TMPDIR and PIPELINE_STATE_DIR, what /tmp is to a worker pod:
  * k8s/base/worker-common.yaml mounts an emptyDir there), on a tmpfs of a fixed size so that the
  * harness can fill it: a full /tmp. Mounting needs root; without it the folder is a plain one and
- * the fault is skipped (reported in `details.faultsSkipped`).
+ * the fault is skipped (reported in `details.skipped`).
  */
 import { spawnSync } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';

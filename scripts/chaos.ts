@@ -401,6 +401,7 @@ async function main(): Promise<void> {
       sageMakerResourcesLeft: sageMakerLeft.length,
       medianRecoverySeconds: recovery.median,
       historyEventsMaxPerRun: histories.eventsMaxPerRun,
+      historyBytesMaxPerRun: histories.bytesMaxPerRun,
       statusBytesMax,
       faultsInjected: injector.counts(),
       details: {
@@ -410,7 +411,6 @@ async function main(): Promise<void> {
         workerRestarts: supervisor.restarts(),
         faultsSkipped: injector.skipped.length,
         skipped: [...new Set(injector.skipped.map((x) => `${x.kind}: ${x.cause}`))],
-        historyBytesMaxPerRun: histories.bytesMaxPerRun,
         historyLargestRun: histories.largest,
         workflowRuns: histories.runs,
         fullSizeRun: `chaos-${schedule.fullSizeRun}`,

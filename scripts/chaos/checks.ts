@@ -148,6 +148,8 @@ export interface Report {
   medianRecoverySeconds: number | null;
   /** The most events in one run's history (any workflow, any run of its chain). */
   historyEventsMaxPerRun: number;
+  /** The largest run's history in bytes (Temporal ends a run at 50 MB). */
+  historyBytesMaxPerRun: number;
   /** The largest `status` query answer the harness read (JSON bytes). */
   statusBytesMax: number;
   faultsInjected: Record<FaultKind, number>;

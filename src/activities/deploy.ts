@@ -50,6 +50,12 @@ export function createDeployActivities(deps: DeployDeps) {
       return chosen;
     },
 
+    /**
+     * Deploys, heartbeating every few seconds whatever the step, so that a cancellation (which
+     * comes with a heartbeat's answer) stops it within seconds: a SageMaker deploy stops waiting
+     * (the endpoint's update goes on, and the next deploy of the same version waits for it), a
+     * local one aborts its requests to the server.
+     */
     async deployModel(input: DeployInput): Promise<Deployment> {
       if (input.target === 'local' && target.inCluster) throw localInPod(false);
       const started = Date.now();
@@ -68,15 +74,20 @@ export function createDeployActivities(deps: DeployDeps) {
         durationSeconds: (Date.now() - started) / 1000,
         ...fields,
       });
-      if (input.target === 'sagemaker') return done(await deploySageMaker(deps, input));
-      if (input.instanceType !== undefined || input.instanceCount !== undefined) {
-        throw ApplicationFailure.nonRetryable(
-          'instanceType and instanceCount apply to the sagemaker target only',
-          FAILURE.invalidDeployRequest,
-        );
+      const beat = keepAlive(Context.current());
+      try {
+        if (input.target === 'sagemaker') return done(await deploySageMaker(deps, input, beat.heartbeat));
+        if (input.instanceType !== undefined || input.instanceCount !== undefined) {
+          throw ApplicationFailure.nonRetryable(
+            'instanceType and instanceCount apply to the sagemaker target only',
+            FAILURE.invalidDeployRequest,
+          );
+        }
+        const { url, unchanged } = await deployLocal(deps.local, input, beat.heartbeat);
+        return done({ url, unchanged });
+      } finally {
+        beat.stop();
       }
-      const { url, unchanged } = await deployLocal(deps.local, input);
-      return done({ url, unchanged });
     },
 
     /**
@@ -115,7 +126,8 @@ export function createDeployActivities(deps: DeployDeps) {
       const checkedAt = () => new Date().toISOString();
       try {
         if (input.target === 'sagemaker') return { ...(await sageMakerHealth(deps, input.endpointName)), checkedAt: checkedAt() };
-        const { unchanged, restarted } = await deployLocal(deps.local, input);
+        const ctx = Context.current();
+        const { unchanged, restarted } = await deployLocal(deps.local, input, (what) => ctx.heartbeat(what));
         const detail = unchanged
           ? `serves v${input.model.version}`
           : (restarted ?? `it served another version; v${input.model.version} swapped back in`);
@@ -142,7 +154,11 @@ async function sageMakerHealth(deps: DeployDeps, endpointName: string): Promise<
 /** The same for every attempt of one activity, different for the next (a redeploy is another activity). */
 function attemptKey(info: Info): string {
   const run = info.workflowExecution;
-  return createHash('sha256').update(`${run?.workflowId}/${run?.runId}/${info.activityId}`).digest('hex').slice(0, 16);
+  return hashKey(`${run?.workflowId}/${run?.runId}/${info.activityId}`);
+}
+
+function hashKey(key: string): string {
+  return createHash('sha256').update(key).digest('hex').slice(0, 16);
 }
 
 function localInPod(defaulted: boolean): ApplicationFailure {
@@ -157,25 +173,53 @@ function localInPod(defaulted: boolean): ApplicationFailure {
 /** The endpoint a run serves and the version it should serve. */
 export type EndpointCheck = Omit<DeployInput, 'model'> & { model: ServedModel };
 
-async function deployLocal(local: LocalEndpoints, input: EndpointCheck): Promise<{ url: string; unchanged: boolean; restarted?: string }> {
+/** Heartbeats every few seconds with the last details given, until stopped. */
+function keepAlive(ctx: Context): { heartbeat: (details: unknown) => void; stop: () => void } {
+  let last: unknown;
+  const beat = setInterval(() => ctx.heartbeat(last), KEEP_ALIVE_MS);
+  return {
+    heartbeat: (details) => ctx.heartbeat((last = details)),
+    stop: () => clearInterval(beat),
+  };
+}
+
+/**
+ * How often the ml-pipeline worker sends heartbeats at most (its maxHeartbeatThrottleInterval): a
+ * cancellation comes with a heartbeat's answer, so a cancelled deploy hears of it within about this.
+ */
+export const DEPLOY_HEARTBEAT_THROTTLE = '1s';
+const KEEP_ALIVE_MS = 1_000;
+
+async function deployLocal(
+  local: LocalEndpoints,
+  input: EndpointCheck,
+  heartbeat: (what: string) => void,
+): Promise<{ url: string; unchanged: boolean; restarted?: string }> {
   const ctx = Context.current();
   const owner = ctx.info.workflowExecution?.workflowId;
-  const { state, unchanged, restarted } = await local.deploy(input.endpointName, input.model, (what) => ctx.heartbeat(what), owner);
-  const served = await getJson<{ version?: string; imageSize: number; classes: string[] }>(`${state.url}/model`, state.adminToken);
+  const cancel = ctx.cancellationSignal;
+  const { state, unchanged, restarted } = await local.deploy(input.endpointName, input.model, heartbeat, owner, cancel);
+  const served = await getJson<{ version?: string; imageSize: number; classes: string[] }>(`${state.url}/model`, state.adminToken, cancel);
   if (served.version !== input.model.version) {
     throw new Error(`endpoint '${input.endpointName}' serves v${served.version} after deploying v${input.model.version}`);
   }
   // A real prediction on a neutral image proves the model loads and answers.
   const size = served.imageSize;
   const instance = Array.from({ length: size }, () => Array.from({ length: size }, () => [0.5, 0.5, 0.5]));
-  const { predictions } = await postJson<{ predictions: Prediction[] }>(`${state.url}/invocations`, { instances: [instance] });
+  const { predictions } = await postJson<{ predictions: Prediction[] }>(
+    `${state.url}/invocations`,
+    { instances: [instance] },
+    undefined,
+    undefined,
+    cancel,
+  );
   if (predictions?.length !== 1 || !served.classes.includes(predictions[0]!.label)) {
     throw new Error(`endpoint '${input.endpointName}' answered an unexpected prediction: ${JSON.stringify(predictions)}`);
   }
   return { url: state.url, unchanged, ...(restarted ? { restarted } : {}) };
 }
 
-async function deploySageMaker(deps: DeployDeps, input: DeployInput) {
+async function deploySageMaker(deps: DeployDeps, input: DeployInput, heartbeat: (details: DeployHeartbeat) => void) {
   const ctx = Context.current();
   const sm = deps.sagemaker;
   if (!sm) throw ApplicationFailure.nonRetryable('this worker has no SageMaker client configured', FAILURE.sageMakerConfig);
@@ -219,11 +263,11 @@ async function deploySageMaker(deps: DeployDeps, input: DeployInput) {
         // of it from a deploy that never got that far.
         progress: (what, issued) => {
           if (issued) updateIssued = issued;
-          ctx.heartbeat({ what, updateIssued } satisfies DeployHeartbeat);
+          heartbeat({ what, updateIssued });
         },
         sleep: sm.sleep ?? ((ms) => ctx.sleep(ms)),
         updateIssuedBefore: (ctx.info.heartbeatDetails as DeployHeartbeat | undefined)?.updateIssued,
-        attemptKey: attemptKey(ctx.info),
+        attemptKey: input.deployKey ? hashKey(input.deployKey) : attemptKey(ctx.info),
       },
     );
     return {

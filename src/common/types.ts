@@ -99,6 +99,12 @@ export interface DeployInput extends InstanceChoice {
   target: DeployTarget;
   endpointName: string;
   model: ModelVersionRef;
+  /**
+   * Names this deploy across its attempts and across the runs it is handed to (a redeploy carried
+   * into the next run, serving.ts), so a SageMaker update it already sent is known as its own;
+   * default: the activity's identity.
+   */
+  deployKey?: string;
 }
 
 /** What a periodic check found at the endpoint a run serves. */

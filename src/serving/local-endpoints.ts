@@ -62,12 +62,17 @@ export class LocalEndpoints {
     }
   }
 
-  /** Serves `model` at endpoint `name`; returns whether anything had to change. */
+  /**
+   * Serves `model` at endpoint `name`; returns whether anything had to change. `cancel` stops it
+   * between steps and aborts its requests to the server (a swap it aborted may still finish there:
+   * the next deploy finds the version served and records it).
+   */
   async deploy(
     name: string,
     model: ServedModel,
     progress: (what: string) => void = () => undefined,
     owner?: string,
+    cancel?: AbortSignal,
   ): Promise<{ state: EndpointState; unchanged: boolean; restarted?: string }> {
     const read = this.read(name);
     // The owner is recorded before anything else, so an endpoint is never left without one.
@@ -75,22 +80,29 @@ export class LocalEndpoints {
     const alive = state !== undefined && isOurServer(state.pid);
     // A server busy with a long batch answers /ping late: it is given time before it counts as hung.
     const answers = alive && (await ping(state.url, 10_000, 3));
+    // A ping cut short by a cancellation must not count as a hung server.
+    cancel?.throwIfAborted();
     if (state && answers) {
-      const served = await getJson<{ version?: string; modelUri?: string }>(`${state.url}/model`, state.adminToken);
-      if (served.version === model.version && served.modelUri === model.modelUri) return { state, unchanged: true };
+      const served = await getJson<{ version?: string; modelUri?: string }>(`${state.url}/model`, state.adminToken, cancel);
+      const next = { ...state, registeredModelName: model.registeredModelName, version: model.version, modelUri: model.modelUri };
+      if (served.version === model.version && served.modelUri === model.modelUri) {
+        const recorded = state.version === model.version && state.modelUri === model.modelUri;
+        return { state: recorded ? state : this.write(next), unchanged: true };
+      }
       progress(`swapping ${name} to v${model.version}`);
       await postJson(
         `${state.url}/admin/model`,
         { modelUri: model.modelUri, name: model.registeredModelName, version: model.version },
         undefined,
         state.adminToken,
+        cancel,
       );
-      const next = { ...state, registeredModelName: model.registeredModelName, version: model.version, modelUri: model.modelUri };
       return { state: this.write(next), unchanged: false };
     }
     // A stale state file's pid may belong to another process by now: only our server is stopped.
     if (state && alive) await killGroup(state.pid);
     const strays = await this.stopStrays(name);
+    cancel?.throwIfAborted();
     progress(`starting ${name} with v${model.version}`);
     const next = await this.start(name, model, await this.port(name, state), owner ?? state?.owner);
     const stopped = strays.length ? `; stopped server${strays.length > 1 ? 's' : ''} ${strays.join(', ')} that no state file named` : '';
@@ -261,8 +273,13 @@ export async function ping(url: string, timeoutMs = 2000, tries = 1): Promise<bo
   return false;
 }
 
-export async function getJson<T>(url: string, bearer?: string): Promise<T> {
-  const res = await fetch(url, { headers: bearer ? { authorization: `Bearer ${bearer}` } : {}, signal: AbortSignal.timeout(10_000) });
+/** A request's deadline, and its caller's cancellation where there is one (a deploy activity's). */
+function deadline(timeoutMs: number, cancel?: AbortSignal): AbortSignal {
+  return cancel ? AbortSignal.any([AbortSignal.timeout(timeoutMs), cancel]) : AbortSignal.timeout(timeoutMs);
+}
+
+export async function getJson<T>(url: string, bearer?: string, cancel?: AbortSignal): Promise<T> {
+  const res = await fetch(url, { headers: bearer ? { authorization: `Bearer ${bearer}` } : {}, signal: deadline(10_000, cancel) });
   if (!res.ok) throw new EndpointError(`GET ${url} answered ${res.status}: ${await res.text()}`);
   return (await res.json()) as T;
 }
@@ -277,12 +294,18 @@ export async function servedBy(
   return getJson(`${state.url}/model`, state.adminToken);
 }
 
-export async function postJson<T = unknown>(url: string, body: unknown, timeoutMs = 120_000, bearer?: string): Promise<T> {
+export async function postJson<T = unknown>(
+  url: string,
+  body: unknown,
+  timeoutMs = 120_000,
+  bearer?: string,
+  cancel?: AbortSignal,
+): Promise<T> {
   const res = await fetch(url, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...(bearer ? { authorization: `Bearer ${bearer}` } : {}) },
     body: JSON.stringify(body),
-    signal: AbortSignal.timeout(timeoutMs),
+    signal: deadline(timeoutMs, cancel),
   });
   if (!res.ok) throw new EndpointError(`POST ${url} answered ${res.status}: ${await res.text()}`);
   return (await res.json()) as T;

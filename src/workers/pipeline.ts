@@ -1,5 +1,5 @@
 /** Worker for queue ml-pipeline: the workflow itself, registry and deploy activities. */
-import { createDeployActivities } from '../activities/deploy';
+import { createDeployActivities, DEPLOY_HEARTBEAT_THROTTLE } from '../activities/deploy';
 import { createRegistryActivities } from '../activities/registry';
 import { TASK_QUEUES } from '../common/constants';
 import { createSageMakerClient, sageMakerApi } from '../sagemaker/api';
@@ -29,6 +29,7 @@ main(() =>
     },
     build: (config) => ({
       workflowsPath: require.resolve('../workflows'),
+      maxHeartbeatThrottleInterval: DEPLOY_HEARTBEAT_THROTTLE,
       activities: {
         ...createRegistryActivities({ mlflow: new MlflowClient(config.mlflow.trackingUri) }),
         ...createDeployActivities({

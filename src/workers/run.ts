@@ -14,6 +14,13 @@ import type { ShutdownTimes } from '../runtime/shutdown-times';
 import { deploymentOptions } from '../runtime/versioning';
 import { watchCurrentVersion } from '../runtime/version-watch';
 
+/**
+ * Heartbeats reach the server at most this often (else every 0.8 x the heartbeat timeout, 48 s
+ * for training): progress shown by the demo, the UI's pending activities and a retried attempt is
+ * that fresh. A worker's own options may ask for more often.
+ */
+export const HEARTBEAT_THROTTLE = '5s';
+
 export interface WorkerSpec {
   name: 'pipeline' | 'data' | 'training';
   taskQueue: string;
@@ -57,15 +64,13 @@ export async function runWorker(spec: WorkerSpec): Promise<void> {
     }
     const buildId = temporal.buildId ?? defaultBuildId();
     const worker = await Worker.create({
+      maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
       ...options,
       connection,
       namespace: temporal.namespace,
       taskQueue: spec.taskQueue,
       shutdownGraceTime: `${shutdown.graceSeconds}s`,
       shutdownForceTime: `${shutdown.forceSeconds}s`,
-      // Heartbeats reach the server at most this often (else every 0.8 x the heartbeat timeout, 48 s
-      // for training): progress shown by the demo, the UI's pending activities and a retried attempt is that fresh.
-      maxHeartbeatThrottleInterval: '5s',
       ...(temporal.versioning ? { workerDeploymentOptions: deploymentOptions(temporal.deploymentName, buildId) } : {}),
     });
     const version = temporal.versioning ? `${temporal.deploymentName}.${buildId}` : 'unversioned';

@@ -2,7 +2,7 @@
  * The workflow's view of its activities: one proxy per activity group, with the task queue,
  * timeouts and retry policy each needs. Types only come from the activity modules.
  */
-import { proxyActivities } from '@temporalio/workflow';
+import { ActivityCancellationType, proxyActivities } from '@temporalio/workflow';
 import type { createDataActivities } from '../activities/preprocess';
 import type { createDeployActivities } from '../activities/deploy';
 import type { createEvaluationActivities } from '../activities/evaluation';
@@ -61,10 +61,13 @@ export const health = proxyActivities<ReturnType<typeof createDeployActivities>>
 });
 
 // A SageMaker endpoint can take well over ten minutes to become InService; the activity heartbeats
-// while it waits, so a lost worker is still noticed within two minutes.
+// while it waits, so a lost worker is still noticed within two minutes. A cancelled deploy (a
+// redeploy handed to the next run, serving.ts) is waited for until it has stopped, so that no two
+// deploys of one endpoint ever overlap.
 export const deploy = proxyActivities<ReturnType<typeof createDeployActivities>>({
   taskQueue: TASK_QUEUES.pipeline,
   startToCloseTimeout: '2h',
   heartbeatTimeout: '2m',
+  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   retry: { maximumAttempts: 5, initialInterval: '5s', nonRetryableErrorTypes: [...NON_RETRYABLE.deploy] },
 });

@@ -31,6 +31,15 @@ export const CONTINUE_AS_NEW_EVENTS = 2_000;
 export const CONTINUE_AS_NEW_BYTES = 512 * 1024;
 
 /**
+ * A redeploy in progress is interrupted and handed to the next run (which runs it first) once the
+ * history passes these: a run cannot continue as new while it waits for an activity, and every
+ * request that arrives meanwhile stays in its history, refused or not (a flood during a SageMaker
+ * update of many minutes could otherwise reach Temporal's limit).
+ */
+export const HAND_OVER_EVENTS = 2 * CONTINUE_AS_NEW_EVENTS;
+export const HAND_OVER_BYTES = 2 * CONTINUE_AS_NEW_BYTES;
+
+/**
  * What an event costs in history bytes, beyond the request payloads counted one by one: the
  * history's size is only estimated where the server does not report it (the time-skipping test
  * server), from these and the requests received.

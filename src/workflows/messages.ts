@@ -71,6 +71,11 @@ export interface PipelineStatus {
   refusedCount?: number;
   /** Requests waiting their turn (at most 20). */
   queued?: number;
+  /**
+   * Redeploys interrupted because the run's history had grown too long while they ran (a flood of
+   * requests) and handed to the next run, which ran them first.
+   */
+  redeploysHandedOver?: number;
   /** What the last endpoint check found (every endpointCheckSeconds while serving). */
   endpoint?: EndpointHealth;
   /** Input keys accepted without effect here, such as the Airflow DAG's `model_params.verbose`; only when there are some. */

@@ -88,6 +88,24 @@ export class RedeployQueue {
     return next;
   }
 
+  /** Puts a request whose deploy was handed over back at the head of the queue (beyond its bound: it was taken from it). */
+  handBack(request: PendingRedeploy): void {
+    this.pending.unshift(request);
+    this.status.queued(this.pending.length);
+  }
+
+  /**
+   * Answers every queued update with `reason`, as failed, and takes it out of the queue: a run
+   * that must end now cannot run them, and their callers wait for this run's answer. Signals stay.
+   */
+  turnAwayUpdates(reason: string): void {
+    for (const p of this.pending.filter((q) => q.via === 'update')) {
+      this.outcomes.set(p.id, { request: p.request, via: p.via, outcome: 'failed', reason });
+    }
+    this.pending.splice(0, this.pending.length, ...this.pending.filter((q) => q.via !== 'update'));
+    this.status.queued(this.pending.length);
+  }
+
   private onSignal(raw: unknown): void {
     if (!this.checked) {
       this.pending.push({ id: this.nextId++, request: raw as RedeployRequest, via: 'signal' });

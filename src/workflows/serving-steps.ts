@@ -1,5 +1,13 @@
 /** What the serving loops do between waits: run a queued redeploy, check the endpoint, continue as new, end. */
-import { ApplicationFailure, condition, makeContinueAsNewFunc, allHandlersFinished, workflowInfo } from '@temporalio/workflow';
+import {
+  allHandlersFinished,
+  ApplicationFailure,
+  CancellationScope,
+  condition,
+  isCancellation,
+  makeContinueAsNewFunc,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { Deployment, EndpointHealth } from '../common/types';
 import { FAILURE } from '../common/failures';
 import { deploy, health, registry } from './activities';
@@ -26,16 +34,27 @@ export interface ServingCarry {
 /** Until a deployment succeeds, the run waits in deploy-failed for a redeploy to retry it. */
 export const idleStage = (result: PipelineResult): Stage => (result.deployment ? 'serving' : 'deploy-failed');
 
-/** Runs one queued request and answers its update, if it came as one. */
+/**
+ * Runs one queued request and answers its update, if it came as one. Its deploy is cancelled once
+ * `handOverWhen` holds: then the request goes back to the head of the queue, for the next run, and
+ * the answer is undefined.
+ */
 export async function runRedeploy(
   params: PipelineParams,
   next: PendingRedeploy,
   queue: RedeployQueue,
   status: StatusTracker,
   result: PipelineResult,
-): Promise<RedeployRecord> {
+  handOverWhen?: () => boolean,
+): Promise<RedeployRecord | undefined> {
   status.stage('redeploying');
-  const record = await redeploy(params, next, result.deployment ?? { version: result.version });
+  const record = await redeploy(params, next, result.deployment ?? { version: result.version }, handOverWhen);
+  if (!record) {
+    queue.handBack(next);
+    status.update((s) => void (s.redeploysHandedOver = (s.redeploysHandedOver ?? 0) + 1));
+    status.stage(idleStage(result));
+    return undefined;
+  }
   status.redeployed(record);
   if (record.deployment) {
     result.deployment = record.deployment;
@@ -121,7 +140,12 @@ export async function checkEndpoint(deployment: Deployment, status: StatusTracke
 /** What a redeploy starts from: the deployment serving, or only the version the failed first deployment meant to serve. */
 type Current = Pick<Deployment, 'version'> & Partial<Pick<Deployment, 'instanceType' | 'instanceCount'>>;
 
-async function redeploy(params: PipelineParams, next: PendingRedeploy, current: Current): Promise<RedeployRecord> {
+async function redeploy(
+  params: PipelineParams,
+  next: PendingRedeploy,
+  current: Current,
+  handOverWhen?: () => boolean,
+): Promise<RedeployRecord | undefined> {
   const { request, via } = next;
   // Requests are checked on arrival; runs of earlier code queued them unchecked.
   const invalid = validateRedeploy(request, params);
@@ -140,9 +164,41 @@ async function redeploy(params: PipelineParams, next: PendingRedeploy, current: 
     const summary =
       `Redeploy ${ref.registeredModelName} v${ref.version} to ${params.endpointName}` +
       (instance.instanceType ? ` on ${instance.instanceCount ?? 1} x ${instance.instanceType}` : '');
-    return { request, via, outcome: 'deployed', deployment: await deployVersion(params, ref, instance, summary) };
+    // The same key in the run it may be handed to: a SageMaker update it sent is known there.
+    const deployKey = `${workflowInfo().firstExecutionRunId}/redeploy-${next.id}`;
+    const deploying = () => deployVersion(params, ref, instance, summary, deployKey);
+    const deployment = handOverWhen ? await cancelledWhen(handOverWhen, deploying) : await deploying();
+    return deployment && { request, via, outcome: 'deployed', deployment };
   } catch (err) {
     // A failed redeploy is recorded; the workflow keeps owning (and serving) the endpoint.
     return { request, via, outcome: 'failed', reason: errorMessage(err) };
+  }
+}
+
+/**
+ * `work`'s result, or undefined once `stop` holds and `work` has stopped for it (cancelled; an
+ * activity it awaits is waited for until it has stopped). A cancellation from outside (the
+ * workflow's) goes on as it came.
+ */
+async function cancelledWhen<T>(stop: () => boolean, work: () => Promise<T>): Promise<T | undefined> {
+  const scope = new CancellationScope();
+  const watch = new CancellationScope();
+  let stopped = false;
+  watch
+    .run(() => condition(stop))
+    .then(
+      () => {
+        stopped = true;
+        scope.cancel();
+      },
+      () => undefined,
+    );
+  try {
+    return await scope.run(work);
+  } catch (err) {
+    if (stopped && isCancellation(err)) return undefined;
+    throw err;
+  } finally {
+    watch.cancel();
   }
 }

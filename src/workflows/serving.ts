@@ -5,7 +5,7 @@
  * Its state travels across continue-as-new as a ServingCarry.
  */
 import { condition, patched, workflowInfo } from '@temporalio/workflow';
-import { BYTES_PER_EVENT, CONTINUE_AS_NEW_BYTES, CONTINUE_AS_NEW_EVENTS, MIN_WAIT_MS } from './bounds';
+import { BYTES_PER_EVENT, CONTINUE_AS_NEW_BYTES, CONTINUE_AS_NEW_EVENTS, HAND_OVER_BYTES, HAND_OVER_EVENTS, MIN_WAIT_MS } from './bounds';
 import type { PipelineInput, PipelineParams } from './input';
 import type { PipelineResult } from './pipeline';
 import type { RedeployQueue } from './redeploy-queue';
@@ -16,11 +16,15 @@ import type { StatusTracker } from './status';
 export { RedeployQueue, type PendingRedeploy } from './redeploy-queue';
 export type { ServingCarry } from './serving-steps';
 
+/** The answer to updates still queued when a flood makes the run hand over (their callers wait for this run's answer). */
+const TURNED_AWAY = "not run: this run's history grew too long under a flood of requests, and it continues as new; send the request again";
+
 /**
  * Serves redeploy requests until the lifetime ends or `finish` arrives (in stage deploy-failed
  * while nothing serves yet). Continues as new when its history grows long (under any flood of
  * requests), when the server suggests it, or when a newer worker build is the target, carrying
- * everything the next run needs.
+ * everything the next run needs. A flood that goes on while a redeploy runs interrupts it: the
+ * redeploy is handed to the next run, which runs it first.
  */
 export async function serve(
   params: PipelineParams,
@@ -36,19 +40,25 @@ export async function serve(
   status.stage(idleStage(result));
   const interval = params.endpointCheckSeconds * 1000;
   let nextCheck = carriedNextCheck ?? Date.now() + interval;
+  // Runs that reached this point before this code never interrupted a redeploy.
+  const handOver = patched('redeploy-handover');
+  // A run that is ending does not continue as new: it finishes its queue, however long that takes.
+  const handOverWhen = handOver ? () => !queue.closing && historyFull() : undefined;
   for (;;) {
     if (Date.now() >= deadline) queue.lifetimeOver = true;
     if (queue.closing && pending.length === 0) break;
     // Once the run is ending, no request joins the queue: the few queued run here instead.
     if (!queue.closing && !queue.draining && timeToMoveOn()) queue.draining = true;
     // Queued updates run first (their callers wait for this run's answer); queued signals travel.
+    // A history grown this long cannot wait for them: their callers are told to send them again.
+    if (queue.draining && handOverWhen?.()) queue.turnAwayUpdates(TURNED_AWAY);
     if (queue.draining && !pending.some((p) => p.via === 'update')) {
       await continueAsNew(input, { result, status: status.status, pending, deadline, nextId: queue.nextId, nextCheck });
     }
     const next = queue.next();
     if (next) {
-      // A fresh deployment was verified as it was made.
-      if ((await runRedeploy(params, next, queue, status, result)).deployment) nextCheck = Date.now() + interval;
+      // A fresh deployment was verified as it was made. A redeploy handed over waits at the head of the queue.
+      if ((await runRedeploy(params, next, queue, status, result, handOverWhen))?.deployment) nextCheck = Date.now() + interval;
       continue;
     }
     // Only a deployment is checked: in deploy-failed the next check never comes due.
@@ -68,13 +78,22 @@ export async function serve(
   /** Whether this run should hand over to a new one: long history, the server's suggestion, or a newer build. */
   function timeToMoveOn(): boolean {
     const info = workflowInfo();
-    // The time-skipping test server reports no size: then the requests received plus a cost per event.
-    const bytes = Math.max(info.historySize, queue.receivedBytes + info.historyLength * BYTES_PER_EVENT);
     return (
       info.historyLength >= CONTINUE_AS_NEW_EVENTS ||
-      bytes >= CONTINUE_AS_NEW_BYTES ||
+      historyBytes() >= CONTINUE_AS_NEW_BYTES ||
       info.continueAsNewSuggested ||
       info.targetWorkerDeploymentVersionChanged === true
     );
+  }
+
+  /** Whether the history is too long to wait for a redeploy in progress (HAND_OVER_*). */
+  function historyFull(): boolean {
+    return workflowInfo().historyLength >= HAND_OVER_EVENTS || historyBytes() >= HAND_OVER_BYTES;
+  }
+
+  /** The time-skipping test server reports no size: then the requests received plus a cost per event. */
+  function historyBytes(): number {
+    const info = workflowInfo();
+    return Math.max(info.historySize, queue.receivedBytes + info.historyLength * BYTES_PER_EVENT);
   }
 }

@@ -235,9 +235,16 @@ export async function deployVersion(
   ref: ModelVersionRef,
   sizing: { instanceType?: string; instanceCount?: number },
   summary: string,
+  deployKey?: string,
 ): Promise<Deployment> {
   return deploy.deployModel.executeWithOptions({ summary }, [
-    { target: params.deployTarget, endpointName: params.endpointName, model: ref, ...definedSizing(sizing) },
+    {
+      target: params.deployTarget,
+      endpointName: params.endpointName,
+      model: ref,
+      ...definedSizing(sizing),
+      ...(deployKey ? { deployKey } : {}),
+    },
   ]);
 }
 

@@ -6,6 +6,7 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { Worker, type NativeConnection, type WorkflowBundle } from '@temporalio/worker';
 import { TASK_QUEUES } from '../../src/common/constants';
+import { DEPLOY_HEARTBEAT_THROTTLE } from '../../src/activities/deploy';
 import { FAILURE } from '../../src/common/failures';
 import type { Deployment, PreparedDataset } from '../../src/common/types';
 import { metrics } from './metrics';
@@ -33,6 +34,18 @@ export class ServingStubs {
     this.deployGate = this.release = undefined;
   }
 
+  /** Waits while deployments are held, heartbeating as the real deploy does; a cancellation ends it (CancelledFailure). */
+  private async heldDeploy(): Promise<void> {
+    if (!this.deployGate) return;
+    const ctx = Context.current();
+    const beat = setInterval(() => ctx.heartbeat(), 1_000);
+    try {
+      await Promise.race([this.deployGate, ctx.cancelled]);
+    } finally {
+      clearInterval(beat);
+    }
+  }
+
   /** The inputs of one activity's calls from one workflow, oldest first. */
   inputsOf<T = unknown>(workflowId: string, name: string): T[] {
     return (this.calls.get(workflowId) ?? []).filter((c) => c.name === name).map((c) => c.input as T);
@@ -42,7 +55,14 @@ export class ServingStubs {
   workers(connection: NativeConnection, workflowBundle: WorkflowBundle): Promise<Worker[]> {
     const a = this.activities();
     return Promise.all([
-      Worker.create({ connection, taskQueue: TASK_QUEUES.pipeline, workflowBundle, activities: a.pipeline }),
+      // Heartbeats as often as the real ml-pipeline worker's: a cancelled deploy hears of it as soon.
+      Worker.create({
+        connection,
+        taskQueue: TASK_QUEUES.pipeline,
+        workflowBundle,
+        activities: a.pipeline,
+        maxHeartbeatThrottleInterval: DEPLOY_HEARTBEAT_THROTTLE,
+      }),
       Worker.create({ connection, taskQueue: TASK_QUEUES.data, activities: a.data }),
       Worker.create({ connection, taskQueue: TASK_QUEUES.training, activities: a.training }),
     ]);
@@ -95,7 +115,7 @@ export class ServingStubs {
         deployModel: this.stub('deployModel', async (input: DeployInput, workflowId): Promise<Deployment> => {
           if (this.failingDeploys.has(workflowId))
             throw ApplicationFailure.retryable('the endpoint failed to start (stub)', FAILURE.endpointFailed);
-          await this.deployGate;
+          await this.heldDeploy();
           return {
             target: input.target,
             endpointName: input.endpointName,

@@ -3,7 +3,10 @@ import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { DescribeEndpointCommand, ListEndpointConfigsCommand, ListEndpointsCommand } from '@aws-sdk/client-sagemaker';
-import { ApplicationFailure } from '@temporalio/common';
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { DefaultLogger } from '@temporalio/worker';
 import { createDeployActivities } from '../../src/activities/deploy';
 import type { DeployInput } from '../../src/common/types';
 import { loadConfig } from '../../src/config';
@@ -231,6 +234,34 @@ describe('deploy to SageMaker', () => {
       failsWith('EndpointRolledBackError', /rolled back/),
     );
     assert.equal(updates.length, 2, 'a new deploy sends its own update');
+  });
+
+  it('a redeploy cancelled while its update runs and handed to the next run (same deployKey, another activity) does not send the update again (fake SageMaker: moto has no UpdateEndpoint)', async () => {
+    const name = unique();
+    const { api, updates } = fakeUpdateEndpoint(moto, { rollback: true });
+    await runActivity(activities(api).deployModel, [input(name, '1')]);
+    const deployKey = 'first-run/redeploy-7';
+    // The first run's attempt is cancelled while it waits for its update (its hand-over).
+    const first = new MockActivityEnvironment({ activityId: '9' }, { logger: new DefaultLogger('ERROR') });
+    const cancelledWhileWaiting = createDeployActivities({
+      local,
+      sagemaker: {
+        api,
+        config: { ...config.sagemaker, allowedInstanceTypes: ['ml.m5.large'] },
+        sleep: (ms) => {
+          first.cancel();
+          return Context.current().sleep(ms);
+        },
+      },
+    });
+    await assert.rejects(first.run(cancelledWhileWaiting.deployModel, input(name, '2', { deployKey })), CancelledFailure);
+    assert.equal(updates.length, 1);
+    // The next run's deploy: another activity, no heartbeat details; the update was rolled back meanwhile.
+    await assert.rejects(
+      runActivity(activities(api).deployModel, [input(name, '2', { deployKey })], { activityId: '2' }),
+      failsWith('EndpointRolledBackError', /rolled back/),
+    );
+    assert.equal(updates.length, 1, 'UpdateEndpoint was sent once');
   });
 
   it('fails non-retryably on a Failed endpoint, saying how to recover (fake SageMaker: moto never fails an endpoint)', async () => {

@@ -22,7 +22,7 @@ import { bundleWorkflowCode, DefaultLogger, type Worker, type WorkflowBundle } f
 import { TASK_QUEUES } from '../../src/common/constants';
 import { FAILURE } from '../../src/common/failures';
 import { cnnSkinCancerWorkflow } from '../../src/workflows';
-import { MAX_PENDING_REDEPLOYS, STATUS_HISTORY_LIMIT } from '../../src/workflows/bounds';
+import { HAND_OVER_BYTES, MAX_PENDING_REDEPLOYS, STATUS_HISTORY_LIMIT } from '../../src/workflows/bounds';
 import type { PipelineInput } from '../../src/workflows/input';
 import { finishSignal, redeploySignal, redeployUpdate, statusQuery, type PipelineStatus } from '../../src/workflows/messages';
 import { chainFigures, chainOf, shortTimersInARow } from '../helpers/history';
@@ -86,14 +86,20 @@ function start(
 }
 
 /** The bounds every chain keeps; its figures are kept for the report. */
-async function checkChain(env: TestWorkflowEnvironment, name: string, handle: WorkflowHandleWithFirstExecutionRunId, began: number) {
+async function checkChain(
+  env: TestWorkflowEnvironment,
+  name: string,
+  handle: WorkflowHandleWithFirstExecutionRunId,
+  began: number,
+  maxHistoryBytes = MAX_HISTORY_BYTES,
+) {
   const runs = await chainOf(env.connection, env.namespace ?? 'default', handle.workflowId, handle.firstExecutionRunId);
   const status = await handle.query(statusQuery);
   const statusBytes = Buffer.byteLength(JSON.stringify(status));
   figures[name] = { ...chainFigures(runs), statusBytes, wallSeconds: Math.round((Date.now() - began) / 100) / 10 };
   for (const run of runs) {
     assert.ok(run.events < MAX_EVENTS, `run ${run.runId} has ${run.events} events`);
-    assert.ok(run.bytes < MAX_HISTORY_BYTES, `run ${run.runId} has ${run.bytes} bytes of history`);
+    assert.ok(run.bytes < maxHistoryBytes, `run ${run.runId} has ${run.bytes} bytes of history`);
   }
   assert.equal(shortTimersInARow(runs), 0, 'timers shorter than a second fired one after another');
   assert.ok(statusBytes < MAX_STATUS_BYTES, `the status answer has ${statusBytes} bytes`);
@@ -283,7 +289,8 @@ describe('the serving phase under a flood of 1,000 redeploy requests (dev server
     assert.equal(deployed.length - 1, signals - status.refusedCount! + updates.fulfilled, 'every accepted request ran once');
     assert.ok(updates.fulfilled > 0, 'updates ran');
     // Updates are refused by their validator, saying why.
-    const why = /expected at most 18 characters|wait their turn|continuing as new|server: .*concurrent in-flight updates/;
+    const why =
+      /expected at most 18 characters|wait their turn|continuing as new|grew too long under a flood|server: .*concurrent in-flight updates/;
     assert.ok(
       updates.refused.some((m) => /an update is taken only while at most 5/.test(m)),
       'updates refused behind a long queue',
@@ -298,5 +305,43 @@ describe('the serving phase under a flood of 1,000 redeploy requests (dev server
     assert.equal(status.refused!.length, STATUS_HISTORY_LIMIT);
     for (const r of status.refused!) assert.ok(r.request.length <= 250 && r.reason.length <= 550, JSON.stringify(r).slice(0, 300));
     assert.ok(status.redeploys.length <= STATUS_HISTORY_LIMIT && status.deployments.length <= STATUS_HISTORY_LIMIT, 'status lists bounded');
+  });
+
+  it('hands a redeploy in progress to the next run once a flood has filled the history, and deploys it there once', async () => {
+    const began = Date.now();
+    const id = 'flood-during-redeploy';
+    const handle = await start(env(), id, {});
+    await statusWhen(handle, (s) => s.stage === 'serving', 'serving');
+    stubs.holdDeploys();
+    await handle.signal(redeploySignal, { version: '12' });
+    await statusWhen(handle, (s) => s.stage === 'redeploying', 'the redeploy in progress');
+    // 80 requests of 100 KB at 1 MB/s, each refused at the door and each staying in the history:
+    // 8 MB, in one run if the redeploy held it.
+    const pad = 'p'.repeat(100 * 1024);
+    const PADDED = 80;
+    for (let i = 0; i < PADDED; i++) {
+      await handle.signal(redeploySignal, { version: '11', padding: pad } as never);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const during = await statusWhen(handle, (s) => s.refusedCount === PADDED, 'every padded request refused');
+    assert.ok((during.redeploysHandedOver ?? 0) >= 1, `handed over: ${during.redeploysHandedOver}`);
+    stubs.releaseDeploys();
+    await statusWhen(handle, (s) => s.stage === 'serving' && s.deployments.at(-1)?.version === '12', 'v12 deployed');
+    await handle.signal(finishSignal);
+    assert.equal((await handle.result()).stage, 'finished');
+
+    // Each run ends within the hand-over bound plus what the flood adds while the deploy hears of
+    // its cancellation (a heartbeat, DEPLOY_HEARTBEAT_THROTTLE) and stops.
+    const { runs, status } = await checkChain(env(), id, handle, began, HAND_OVER_BYTES + 3 * 1024 * 1024);
+    assert.ok(runs.length > 2, `the redeploy was handed over from run to run (${runs.length} runs)`);
+    const deploys = stubs.inputsOf<DeployInput & { deployKey?: string }>(id, 'deployModel').filter((d) => d.model.version === '12');
+    assert.ok(deploys.length >= 2, 'the deploy began again in the next run');
+    assert.equal(new Set(deploys.map((d) => d.deployKey)).size, 1, 'under one key, whichever run deployed');
+    assert.deepEqual(
+      status.redeploys.filter((r) => r.request.version === '12').map((r) => r.outcome),
+      ['deployed'],
+      'run once to the end',
+    );
+    figures[id] = { ...figures[id], handedOver: status.redeploysHandedOver, deploysBegun: deploys.length };
   });
 });

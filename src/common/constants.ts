@@ -34,6 +34,26 @@ export type SelectionMetric = (typeof SELECTION_METRICS)[number];
 export const OPTIMIZERS = ['adam', 'sgd', 'rmsprop'] as const;
 export type OptimizerName = (typeof OPTIMIZERS)[number];
 
+/**
+ * Keras' initializer names that the Basic CNN's kernels can be drawn with (the Airflow DAG's
+ * `kernel_initializer_glob` and `kernel_initializer_norm`), drawn as Keras draws them
+ * (src/ml/models.ts). `normal`, `uniform` and `truncated_normal` are Keras' 0.05-wide defaults.
+ */
+export const INITIALIZERS = [
+  'glorot_uniform',
+  'glorot_normal',
+  'he_uniform',
+  'he_normal',
+  'lecun_uniform',
+  'lecun_normal',
+  'normal',
+  'random_normal',
+  'uniform',
+  'random_uniform',
+  'truncated_normal',
+] as const;
+export type InitializerName = (typeof INITIALIZERS)[number];
+
 export const DEPLOY_TARGETS = ['local', 'sagemaker'] as const;
 export type DeployTarget = (typeof DEPLOY_TARGETS)[number];
 

@@ -2,7 +2,7 @@
  * The small, serialisable records that travel through Temporal between the workflow and its
  * activities: references (S3 URIs, MLflow ids, versions) and metrics, never data.
  */
-import type { DeployTarget, ModelClass, OptimizerName } from './constants';
+import type { DeployTarget, InitializerName, ModelClass, OptimizerName } from './constants';
 
 export interface ClassificationMetrics {
   loss: number;
@@ -55,6 +55,9 @@ export interface Hyperparams {
   learningRate: number;
   crossValFolds: number;
   seed: number;
+  /** The Basic CNN's kernel initializers (ModelSpec); absent in trainings started before they were chosen: the defaults. */
+  kernelInitializer?: InitializerName;
+  denseInitializer?: InitializerName;
 }
 
 export interface TrainModelInput {

@@ -49,6 +49,12 @@ export class TrainingRunLog {
         dataset_manifest: dataset.manifestUri,
         dataset_content_hash: dataset.contentHash,
         initial_weights: input.initialWeightsUri ?? 'none (trained from scratch)',
+        ...(modelClass !== 'ResNet50'
+          ? {
+              kernel_initializer: hp.kernelInitializer ?? 'glorot_uniform',
+              dense_initializer: hp.denseInitializer ?? 'normal',
+            }
+          : {}),
         ...(modelClass === 'CrossVal' ? { cv_folds: hp.crossValFolds } : {}),
       },
     });

@@ -188,7 +188,13 @@ async function trainAllPhases(run: Run, train: ImageSource, validation: ImageSou
   const foldScores = resumeFrom?.info.foldScores ?? [];
   for (const phase of plan.phases.slice(resumeFrom?.info.phaseIndex ?? 0)) {
     const { data, heldOut } = plan.dataOf(phase);
-    const model = buildModel(modelClass, { imageSize: run.manifest.imageSize, numClasses, seed: hp.seed });
+    const model = buildModel(modelClass, {
+      imageSize: run.manifest.imageSize,
+      numClasses,
+      seed: hp.seed,
+      ...(hp.kernelInitializer ? { kernelInitializer: hp.kernelInitializer } : {}),
+      ...(hp.denseInitializer ? { denseInitializer: hp.denseInitializer } : {}),
+    });
     const optimizer = createOptimizer(hp.optimizer, hp.learningRate);
     try {
       const initial = await startingPoint(run, phase, model, optimizer, resumeFrom);

@@ -4,11 +4,13 @@
  */
 import {
   DEPLOY_TARGETS,
+  INITIALIZERS,
   INSTANCE_TYPE_PATTERN,
   MODEL_CLASSES,
   OPTIMIZERS,
   SELECTION_METRICS,
   type DeployTarget,
+  type InitializerName,
   type ModelClass,
   type OptimizerName,
   type SelectionMetric,
@@ -36,6 +38,13 @@ export interface PipelineParams {
   minSuccessfulModels: number;
   crossValFolds: number;
   seed: number;
+  /**
+   * How the Basic CNN's (and CrossVal's) convolution and output kernels are drawn, by Keras name
+   * (the DAG's `kernel_initializer_glob`); ResNet50 draws its own (he_normal).
+   */
+  kernelInitializer: InitializerName;
+  /** How the Basic CNN's hidden dense kernel is drawn (the DAG's `kernel_initializer_norm`). */
+  denseInitializer: InitializerName;
   /** Initial ResNet50 weights: an S3 prefix with a tfjs layers model (model.json + weights) of the same architecture. */
   resnetWeightsUri?: string;
   selectionMetric: SelectionMetric;
@@ -102,6 +111,8 @@ export const DEFAULT_PARAMS: Readonly<PipelineParams> = Object.freeze({
   minSuccessfulModels: 1,
   crossValFolds: 3,
   seed: 42,
+  kernelInitializer: 'glorot_uniform',
+  denseInitializer: 'normal',
   selectionMetric: 'accuracy',
   minImprovement: 0,
   experimentName: 'cnn_skin_cancer',
@@ -207,6 +218,8 @@ const CHECKS: { [K in keyof PipelineParams]: Check } = {
   minSuccessfulModels: int(1, MODEL_CLASSES.length),
   crossValFolds: int(2, 10),
   seed: int(0, 2 ** 31 - 1),
+  kernelInitializer: oneOf(INITIALIZERS),
+  denseInitializer: oneOf(INITIALIZERS),
   resnetWeightsUri: optional(
     str(/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?$/, 'expected an S3 URI like s3://bucket/weights/resnet50'),
   ),
@@ -278,8 +291,8 @@ interface AirflowMapping {
   ignored?: string[];
 }
 
-/** A `model_params` key's mapping; `f` names it in errors, `given` is the rest of the input. */
-type AirflowKey = (value: unknown, f: string, given: Record<string, unknown>) => AirflowMapping;
+/** A `model_params` key's mapping; `f` names it in errors, `given` is the rest of the input, `all` the whole `model_params`. */
+type AirflowKey = (value: unknown, f: string, given: Record<string, unknown>, all: Record<string, unknown>) => AirflowMapping;
 
 const to =
   (field: keyof PipelineParams): AirflowKey =>
@@ -304,10 +317,19 @@ const KERAS_METRICS: Record<string, SelectionMetric | 'precision'> = {
 const AIRFLOW_KEYS: Record<string, AirflowKey> = {
   num_classes: to('numClasses'),
   input_shape: (v, f) => ({ set: { imageSize: imageSizeOf(v, f) } }),
-  epochs: to('epochs'),
-  batch_size: to('batchSize'),
-  learning_rate: to('learningRate'),
-  validation_split: to('validationSplit'),
+  // The models' hidden layers are ReLU, and the native training kernels fuse it into the
+  // convolutions (src/ml/models.ts): another activation would be another model.
+  activation: (v, f) => {
+    if (typeof v !== 'string' || v.toLowerCase() !== 'relu') {
+      throw new InvalidInputError(
+        f,
+        `the models' hidden layers are ReLU (fused into the training kernels): only 'relu' matches, got ${show(v)}`,
+      );
+    }
+    return {};
+  },
+  kernel_initializer_glob: to('kernelInitializer'),
+  kernel_initializer_norm: to('denseInitializer'),
   optimizer: (v, f) => {
     const name = typeof v === 'string' ? v.toLowerCase() : undefined;
     if (!OPTIMIZERS.some((o) => o === name)) {
@@ -319,18 +341,32 @@ const AIRFLOW_KEYS: Record<string, AirflowKey> = {
     return { set: { optimizer: name } };
   },
   // The trainer builds one-hot targets from the integer labels and minimises the softmax's
-  // cross-entropy (src/ml/trainer.ts): Keras' categorical loss, and the sparse one's value.
-  loss: (v, f) => {
+  // cross-entropy (src/ml/trainer.ts): Keras' categorical loss, and the sparse one's value. With
+  // two classes, Keras' binary cross-entropy over the two softmax outputs and one-hot labels has
+  // the same value; with more, it is a per-class (multi-label) loss, not what is trained here.
+  loss: (v, f, given, all) => {
     const name = typeof v === 'string' ? v.toLowerCase().replace(/_/g, '') : undefined;
+    if (name === 'binarycrossentropy') {
+      const classes = all.num_classes ?? given.numClasses ?? DEFAULT_PARAMS.numClasses;
+      if (classes === 2) return {};
+      throw new InvalidInputError(
+        f,
+        `binary cross-entropy equals the categorical cross-entropy trained here only for 2 classes; with num_classes ${show(classes)} use 'categorical_crossentropy'`,
+      );
+    }
     if (name !== 'categoricalcrossentropy' && name !== 'sparsecategoricalcrossentropy') {
       throw new InvalidInputError(
         f,
-        `training minimises the softmax's categorical cross-entropy: expected 'categorical_crossentropy' or 'sparse_categorical_crossentropy', got ${show(v)}`,
+        `training minimises the softmax's categorical cross-entropy: expected 'categorical_crossentropy', 'sparse_categorical_crossentropy' or (2 classes) 'binary_crossentropy', got ${show(v)}`,
       );
     }
     return {};
   },
   metrics: (v, f, given) => metricsOf(v, f, given.selectionMetric),
+  validation_split: to('validationSplit'),
+  epochs: to('epochs'),
+  batch_size: to('batchSize'),
+  learning_rate: to('learningRate'),
   // buildResNet50 (src/ml/models.ts) ends in global average pooling.
   pooling: (v, f) => {
     if (v !== 'avg') throw new InvalidInputError(f, `ResNet50 here ends in global average pooling: only 'avg' matches, got ${show(v)}`);
@@ -364,7 +400,7 @@ function fromModelParams(raw: unknown, given: Record<string, unknown>): { values
   const ignored: string[] = [];
   for (const [key, value] of entries) {
     const f = `${MODEL_PARAMS}.${key}`;
-    const mapping = AIRFLOW_KEYS[key]!(value, f, given);
+    const mapping = AIRFLOW_KEYS[key]!(value, f, given, raw as Record<string, unknown>);
     for (const [field, v] of Object.entries(mapping.set ?? {})) {
       const direct = given[field];
       if (direct !== undefined && direct !== null && CHECKS[field as keyof PipelineParams]!(direct, field) !== v) {

@@ -74,6 +74,8 @@ async function trainOne(
             learningRate: params.learningRate,
             crossValFolds: params.crossValFolds,
             seed: params.seed,
+            kernelInitializer: params.kernelInitializer,
+            denseInitializer: params.denseInitializer,
           },
           experimentName: params.experimentName,
           registeredModelName: params.registeredModelName,

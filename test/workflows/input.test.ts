@@ -1,4 +1,5 @@
 import { strict as assert } from 'node:assert';
+import { DAG_MODEL_PARAMS } from '../helpers/airflow';
 import {
   checkSizing,
   DEFAULT_PARAMS,
@@ -89,19 +90,7 @@ describe('parsePipelineInput', () => {
 });
 
 describe("the Airflow DAG's model_params", () => {
-  const SEED = {
-    num_classes: 2,
-    input_shape: [224, 224, 3],
-    epochs: 2,
-    batch_size: 64,
-    learning_rate: 1e-5,
-    validation_split: 0.2,
-    optimizer: 'adam',
-    loss: 'categorical_crossentropy',
-    metrics: ['accuracy'],
-    pooling: 'avg',
-    verbose: 2,
-  };
+  const SEED = DAG_MODEL_PARAMS;
   const parse = (modelParams: Record<string, unknown>, rest: Record<string, unknown> = {}) =>
     parsePipelineInputWithNotes({ model_params: modelParams, ...rest });
   const rejects = (modelParams: unknown, field: string, pattern: RegExp, rest: Record<string, unknown> = {}): void => {
@@ -133,6 +122,8 @@ describe("the Airflow DAG's model_params", () => {
       optimizer: 'RMSprop',
       loss: 'SparseCategoricalCrossentropy',
       metrics: ['AUC', 'acc', 'Precision'],
+      kernel_initializer_glob: 'he_uniform',
+      kernel_initializer_norm: 'truncated_normal',
     });
     assert.deepEqual(
       [params.numClasses, params.imageSize, params.epochs, params.batchSize, params.learningRate, params.validationSplit],
@@ -140,6 +131,7 @@ describe("the Airflow DAG's model_params", () => {
     );
     assert.equal(params.optimizer, 'rmsprop');
     assert.equal(params.selectionMetric, 'auc');
+    assert.deepEqual([params.kernelInitializer, params.denseInitializer], ['he_uniform', 'truncated_normal']);
     assert.deepEqual(ignored, ['model_params.metrics[1]', 'model_params.metrics[2]']);
     assert.equal(parse({ input_shape: '[96, 96, 3]' }).params.imageSize, 96);
     assert.equal(parse({ optimizer: 'SGD' }).params.optimizer, 'sgd');
@@ -193,9 +185,34 @@ describe("the Airflow DAG's model_params", () => {
   it('refuses an optimizer the pipeline does not have, naming the supported ones', () =>
     rejects({ optimizer: 'Nadam' }, 'model_params.optimizer', /adam, sgd, rmsprop.*got "Nadam"/));
 
-  it('refuses a loss other than categorical cross-entropy', () => {
-    rejects({ loss: 'binary_crossentropy' }, 'model_params.loss', /'categorical_crossentropy' or 'sparse_categorical_crossentropy'/);
-    rejects({ loss: 'mse' }, 'model_params.loss', /got "mse"/);
+  it('takes binary cross-entropy for two classes only (over two softmax outputs it is the categorical one)', () => {
+    assert.equal(parse({ loss: 'binary_crossentropy', num_classes: 2 }).params.numClasses, 2);
+    assert.equal(parse({ loss: 'BinaryCrossentropy' }, { numClasses: 2 }).params.numClasses, 2);
+    rejects(
+      { loss: 'binary_crossentropy', num_classes: 3 },
+      'model_params.loss',
+      /only for 2 classes; with num_classes 3 use 'categorical_crossentropy'/,
+    );
+    rejects({ loss: 'binary_crossentropy' }, 'model_params.loss', /only for 2 classes; with num_classes 4/, { numClasses: 4 });
+    rejects(
+      { loss: 'mse' },
+      'model_params.loss',
+      /'categorical_crossentropy', 'sparse_categorical_crossentropy' or \(2 classes\) 'binary_crossentropy', got "mse"/,
+    );
+  });
+
+  it("refuses an activation other than the models' ReLU, and initializers Keras does not name", () => {
+    assert.deepEqual(parse({ activation: 'ReLU' }).ignored, []);
+    rejects({ activation: 'tanh' }, 'model_params.activation', /only 'relu' matches, got "tanh"/);
+    rejects(
+      { kernel_initializer_glob: 'orthogonal' },
+      'model_params.kernel_initializer_glob',
+      /expected one of 'glorot_uniform'.*got "orthogonal"/,
+    );
+    rejects({ kernel_initializer_norm: 'Normal' }, 'model_params.kernel_initializer_norm', /got "Normal"/);
+    rejects({ kernel_initializer_glob: 'he_normal' }, 'model_params.kernel_initializer_glob', /conflicts with 'kernelInitializer'/, {
+      kernelInitializer: 'glorot_uniform',
+    });
   });
 
   it('refuses metrics the trainer does not log, and metrics that are not a list', () => {

@@ -21,6 +21,7 @@ import { finishSignal, redeploySignal, redeployUpdate, statusQuery } from '../..
 import { ROOT, TEST_STACK_DIR, useTestStack } from '../helpers/global';
 import { createPipelineWorkers, startDevServer, recordHistory } from '../helpers/temporal';
 import { runTags, seededDataset, testMlflow, testS3 } from '../helpers/services';
+import { DAG_MODEL_PARAMS } from '../helpers/airflow';
 
 useTestStack();
 
@@ -104,6 +105,40 @@ describe('cnnSkinCancerWorkflow (real Temporal dev server, real activities)', fu
     // Replaying the recorded history with the current code proves the workflow is deterministic.
     await Worker.runReplayHistory({ workflowBundle: bundle }, await handle.fetchHistory(), 'pipeline-e2e');
     await recordHistory(handle, 'pipeline-e2e');
+  });
+
+  it("trains and serves from the Airflow DAG's model_params as written (224 px), with only verbose ignored", async () => {
+    const workflowId = 'pipeline-dag-params';
+    const { result, status } = await withWorkers(async () => {
+      const handle = await env.client.workflow.start(cnnSkinCancerWorkflow, {
+        taskQueue: TASK_QUEUES.pipeline,
+        workflowId,
+        args: [
+          {
+            model_params: { ...DAG_MODEL_PARAMS },
+            dataUri,
+            models: ['Basic'],
+            registeredModelName: 'wf-dag-model',
+            experimentName: 'wf-test',
+            endpointName: 'wf-dag',
+            lifetimeSeconds: 0,
+          },
+        ],
+      });
+      const result = await handle.result();
+      return { result, status: await handle.query(statusQuery) };
+    });
+    assert.equal(result.stage, 'finished');
+    assert.equal(await servedVersion('wf-dag'), result.version);
+    assert.deepEqual(status.ignoredInput, ['model_params.verbose']);
+    // What MLflow recorded is what the DAG asked for.
+    const experiment = await mlflow.getOrCreateExperiment('wf-test');
+    const [run] = await mlflow.searchRuns(experiment, `tags.\`temporal.workflow_id\` = '${workflowId}'`);
+    const params = Object.fromEntries((await mlflow.getRun(run!.run_id)).data.params!.map((p) => [p.key, p.value]));
+    assert.deepEqual(
+      [params.input_shape, params.epochs, params.batch_size, params.learning_rate, params.kernel_initializer, params.dense_initializer],
+      ['224x224x3', '2', '64', '0.00001', 'glorot_uniform', 'normal'],
+    );
   });
 
   it('fails non-retryably, naming the field, on invalid input', async () => {

@@ -26,6 +26,8 @@ export const FAILURE = {
   allTrainingsFailed: 'AllTrainingsFailedError',
   notEnoughModelsTrained: 'NotEnoughModelsTrainedError',
   redeployFailed: 'RedeployFailedError',
+  /** A scheduled retraining failed, or its endpoint's run gave no outcome in time. */
+  retrainingFailed: 'RetrainingFailedError',
   /** The run ended (lifetime over, or `finish`) while no deployment of it had ever succeeded. */
   neverDeployed: 'NeverDeployedError',
   /** An attempt ended because its worker is shutting down; retried on another worker. */

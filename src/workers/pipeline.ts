@@ -1,6 +1,8 @@
-/** Worker for queue ml-pipeline: the workflow itself, registry and deploy activities. */
+/** Worker for queue ml-pipeline: the workflows, registry and deploy activities, and the count of an endpoint's images. */
 import { createDeployActivities, DEPLOY_HEARTBEAT_THROTTLE } from '../activities/deploy';
+import { createDataWatchActivities } from '../activities/data-watch';
 import { createRegistryActivities } from '../activities/registry';
+import { createS3Client, S3Store } from '../storage/s3';
 import { TASK_QUEUES } from '../common/constants';
 import { createSageMakerClient, sageMakerApi } from '../sagemaker/api';
 import type { Config } from '../config';
@@ -31,6 +33,7 @@ main(() =>
       workflowsPath: require.resolve('../workflows'),
       maxHeartbeatThrottleInterval: DEPLOY_HEARTBEAT_THROTTLE,
       activities: {
+        ...createDataWatchActivities({ store: new S3Store(createS3Client(config)) }),
         ...createRegistryActivities({ mlflow: new MlflowClient(config.mlflow.trackingUri) }),
         ...createDeployActivities({
           local: localEndpoints(config),

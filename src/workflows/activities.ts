@@ -4,12 +4,13 @@
  */
 import { ActivityCancellationType, proxyActivities } from '@temporalio/workflow';
 import type { createDataActivities } from '../activities/preprocess';
+import type { createDataWatchActivities } from '../activities/data-watch';
 import type { createDeployActivities } from '../activities/deploy';
 import type { createEvaluationActivities } from '../activities/evaluation';
 import type { createRegistryActivities } from '../activities/registry';
 import type { createTrainingActivities } from '../activities/training';
 import { TASK_QUEUES } from '../common/constants';
-import { NON_RETRYABLE } from '../common/failures';
+import { FAILURE, NON_RETRYABLE } from '../common/failures';
 
 export const data = proxyActivities<ReturnType<typeof createDataActivities>>({
   taskQueue: TASK_QUEUES.data,
@@ -44,6 +45,13 @@ export const registry = proxyActivities<ReturnType<typeof createRegistryActiviti
 // A promotion waits its turn behind those of the same registered model already asked for
 // (registered-model.ts), each a few MLflow calls: minutes at most, even with many endpoints. It
 // heartbeats while it waits, so a lost worker is noticed within 30 s.
+// One listing of the endpoint's data: quick, and the next check comes anyway.
+export const dataWatch = proxyActivities<ReturnType<typeof createDataWatchActivities>>({
+  taskQueue: TASK_QUEUES.pipeline,
+  startToCloseTimeout: '10m',
+  retry: { maximumAttempts: 3, initialInterval: '5s', nonRetryableErrorTypes: [FAILURE.invalidDataset] },
+});
+
 export const promotions = proxyActivities<Pick<ReturnType<typeof createRegistryActivities>, 'promoteModelVersion'>>({
   taskQueue: TASK_QUEUES.pipeline,
   startToCloseTimeout: '10m',

@@ -36,6 +36,18 @@ export function renderDetails(status: PipelineStatus): string {
       '',
       `**Last redeploy:** ${JSON.stringify(last.request)} by ${last.via}: ${last.outcome}${last.reason ? ` (${last.reason})` : ''}`,
     );
+  const r = status.retraining;
+  if (r) lines.push('', `**Retraining:** ${r.childWorkflowId} (${r.reason}), since ${r.startedAt}`);
+  const lr = status.lastRetraining;
+  if (lr) lines.push('', `**Last retraining:** ${lr.outcome}${lr.version ? ` v${lr.version}` : ''} (${lr.reason}), ${lr.finishedAt}`);
+  const n = status.newImages;
+  if (n)
+    lines.push(
+      '',
+      n.error
+        ? `**New images:** ${n.error} (${n.checkedAt})`
+        : `**New images:** ${n.sinceLastTraining} since the last training, ${n.counted} in all (${n.checkedAt})`,
+    );
   const refused = status.refused?.at(-1);
   if (refused) lines.push('', `**Refused requests:** ${status.refusedCount ?? 1}; the last: ${refused.request} (${refused.reason})`);
   return lines.join('\n');

@@ -81,6 +81,13 @@ export interface PipelineParams {
    * again, and the `status` query's `endpoint` says what the last check found.
    */
   endpointCheckSeconds: number;
+  /**
+   * Retrain once this many images have arrived under `dataUri` since the data the last training
+   * read (docs/retraining.md); 0: never for that reason.
+   */
+  retrainOnNewImages: number;
+  /** How often the run counts the images under `dataUri`, while retrainOnNewImages is set. */
+  newImagesCheckSeconds: number;
 }
 
 export type PipelineInput = Partial<PipelineParams> & {
@@ -124,6 +131,8 @@ export const DEFAULT_PARAMS: Readonly<PipelineParams> = Object.freeze({
   deleteEndpointAtEnd: false,
   versionCheckSeconds: 600,
   endpointCheckSeconds: 120,
+  retrainOnNewImages: 0,
+  newImagesCheckSeconds: 3600,
 });
 
 export class InvalidInputError extends Error {
@@ -235,6 +244,8 @@ const CHECKS: { [K in keyof PipelineParams]: Check } = {
   deleteEndpointAtEnd: bool,
   versionCheckSeconds: int(1, 24 * 3600),
   endpointCheckSeconds: int(5, 24 * 3600),
+  retrainOnNewImages: int(0, 100_000_000),
+  newImagesCheckSeconds: int(5, 7 * 24 * 3600),
 };
 
 /** Applies defaults and validates; throws InvalidInputError naming the first bad field. */

@@ -1,7 +1,16 @@
 /** Signals, queries and updates of the pipeline workflow, shared with clients. */
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { PROMOTE_UPDATE } from '../common/constants';
-import type { Deployment, EndpointHealth, PreparedDataset, PromotionOutcome, PromotionRequest, TrainedModel } from '../common/types';
+import type {
+  Deployment,
+  EndpointHealth,
+  ModelVersionRef,
+  PreparedDataset,
+  PromotionOutcome,
+  PromotionRequest,
+  TrainedModel,
+} from '../common/types';
+import type { Promotion } from './steps';
 import type { ChampionDecision, SelectionDecision } from './selection';
 
 export type Stage =
@@ -38,7 +47,8 @@ export interface RedeployRequest {
 
 export interface RedeployRecord {
   request: RedeployRequest;
-  via: 'signal' | 'update';
+  /** `retraining`: the winner of a retraining that passed the gate (retraining.ts). */
+  via: 'signal' | 'update' | 'retraining';
   /** `rejected`: malformed, from runs that queued requests before checking them (now refused on arrival). */
   outcome: 'deployed' | 'rejected' | 'failed';
   reason?: string;
@@ -49,7 +59,7 @@ export interface RedeployRecord {
 export interface RefusedRequest {
   /** The request's JSON text, cut to 200 characters. */
   request: string;
-  via: 'signal' | 'update';
+  via: RedeployRecord['via'];
   reason: string;
   /** When it arrived (workflow time; absent for those recorded by earlier code). */
   at?: string;
@@ -71,6 +81,12 @@ export interface PipelineStatus {
   refusedCount?: number;
   /** Requests waiting their turn (at most 20). */
   queued?: number;
+  /** The retraining in progress, in its child workflow (retraining.ts). */
+  retraining?: RetrainingInProgress;
+  /** How the last retraining ended. */
+  lastRetraining?: RetrainingOutcome;
+  /** What the last count of the images under `dataUri` found (while retrainOnNewImages is set). */
+  newImages?: { counted?: number; sinceLastTraining?: number; error?: string; checkedAt: string };
   /**
    * Redeploys interrupted because the run's history had grown too long while they ran (a flood of
    * requests) and handed to the next run, which ran them first.
@@ -90,3 +106,51 @@ export const finishSignal = defineSignal('finish');
 
 /** Asks a registered model's owner workflow (registered-model.ts) to promote a version; answered once it is done, in its turn. */
 export const promoteUpdate = defineUpdate<PromotionOutcome, [PromotionRequest]>(PROMOTE_UPDATE);
+
+/** Asks the endpoint's owner to retrain (signal `retrain`): a schedule's tick, or anyone with a reason. */
+export interface RetrainRequest {
+  /** Why, in a few words (shown in the status and the MLflow runs); default: who asked. */
+  reason?: string;
+  /** The workflow waiting for the outcome (a scheduled retraining): told with `retraining-finished`. */
+  replyTo?: string;
+}
+
+export interface RetrainingInProgress {
+  id: number;
+  childWorkflowId: string;
+  reason: string;
+  replyTo?: string;
+  startedAt: string;
+}
+
+/** What became of a retraining request. */
+export interface RetrainingOutcome {
+  /**
+   * `deployed`: the winner passed the gate, serves and is champion; `kept`: the champion stays (the
+   * gate's reason); `failed`: training or the deploy failed; `skipped`: another retraining was
+   * running, or the run was ending.
+   */
+  outcome: 'deployed' | 'kept' | 'failed' | 'skipped';
+  reason: string;
+  version?: string;
+  childWorkflowId?: string;
+  finishedAt: string;
+}
+
+export const retrainSignal = defineSignal<[RetrainRequest]>('retrain');
+/** The retraining child's answer to its owner (retraining.ts). */
+export const retrainedSignal = defineSignal<[RetrainingResult]>('retrained');
+/** The owner's answer to whoever asked with `replyTo`. */
+export const retrainingFinishedSignal = defineSignal<[RetrainingOutcome]>('retraining-finished');
+
+/** What a retraining child found: a winner to serve (it passed the gate), or why the champion stays. */
+export interface RetrainingResult {
+  id: number;
+  /** The winner and its promotion, when it passed the champion/challenger gate. */
+  winner?: { ref: ModelVersionRef; promotion: Promotion };
+  /** Why nothing is to be deployed (the gate kept the champion, or the retraining failed). */
+  reason: string;
+  failed?: boolean;
+  /** The files its preprocessing read under train/ and test/, skipped ones included. */
+  images?: number;
+}

@@ -1,7 +1,7 @@
 /**
  * cnnSkinCancerWorkflow: preprocess -> train N models in parallel -> select on validation ->
  * deploy the new best (or keep the champion) -> promote it in the registry once it serves -> stay
- * alive serving `redeploy` requests.
+ * alive as the endpoint's owner, serving `redeploy` and `retrain` requests (retraining.ts).
  *
  * Workflow code: deterministic, no I/O; everything external happens in activities (steps.ts).
  * Under Worker Versioning a run executes on the build it started on (the workers' default
@@ -9,11 +9,12 @@
  * continue-as-new (serving.ts). The type carries no annotation of its own: unversioned workers
  * (TEMPORAL_WORKER_VERSIONING=off) refuse workflows that declare a versioning behaviour.
  */
-import { ApplicationFailure, patched, upsertSearchAttributes } from '@temporalio/workflow';
+import { patched, upsertSearchAttributes } from '@temporalio/workflow';
 import { SEARCH_ATTRIBUTES } from '../common/constants';
 import type { ClassificationMetrics, Deployment } from '../common/types';
-import { InvalidInputError, parsePipelineInputWithNotes, type ParsedPipelineInput, type PipelineInput, type PipelineParams } from './input';
+import type { PipelineInput, PipelineParams } from './input';
 import type { Stage } from './messages';
+import { Retrainings } from './retraining';
 import { RedeployQueue, serve, type ServingCarry } from './serving';
 import { StatusTracker } from './status';
 import { errorMessage } from './errors';
@@ -21,6 +22,7 @@ import {
   chooseDeployTarget,
   deployVersion,
   keepChampion,
+  parseInput,
   preprocess,
   promote,
   promotionOf,
@@ -51,6 +53,8 @@ export async function cnnSkinCancerWorkflow(input?: PipelineInput, carry?: Servi
   const status = new StatusTracker(carry?.status);
   status.ignoredInput(ignored);
   const queue = new RedeployQueue(params, status, carry);
+  // Requests that come while the first model trains start once it serves.
+  const retrainings = new Retrainings(status, () => queue.closing, carry?.retraining);
   // Before any work: a target this deployment cannot serve (local in a pod) fails the run now.
   if (!carry && patched('deploy-target-from-worker')) params.deployTarget = await chooseDeployTarget(params, input?.deployTarget);
 
@@ -65,7 +69,7 @@ export async function cnnSkinCancerWorkflow(input?: PipelineInput, carry?: Servi
   const deadline = carry?.deadline ?? Date.now() + params.lifetimeSeconds * 1000;
   // Later runs of the chain keep the target and the registered model this one resolved.
   const next = { ...input, deployTarget: params.deployTarget, registeredModelName: params.registeredModelName };
-  return serve(params, next, queue, status, result, deadline, carry?.nextCheck);
+  return serve(params, next, queue, status, result, deadline, retrainings, carry?.nextCheck);
 }
 
 /** The DAG itself: one pass from raw images to a served model. */
@@ -100,13 +104,4 @@ async function trainAndDeploy(params: PipelineParams, status: StatusTracker): Pr
   // The registry names a champion only once it serves.
   if (promotion && promoteAfterDeploy) await promote(promotion, status);
   return { ...served, deployment };
-}
-
-function parseInput(input: PipelineInput | undefined, sharedRegisteredModel: boolean): ParsedPipelineInput {
-  try {
-    return parsePipelineInputWithNotes(input, { sharedRegisteredModel });
-  } catch (err) {
-    if (err instanceof InvalidInputError) throw ApplicationFailure.nonRetryable(err.message, err.name, { field: err.field });
-    throw err;
-  }
 }

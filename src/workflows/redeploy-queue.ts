@@ -10,12 +10,15 @@ import { FAILURE } from '../common/failures';
 import { clip, describeRequest, MAX_AHEAD_OF_UPDATE, MAX_PENDING_REDEPLOYS, requestBytes } from './bounds';
 import { parseRedeployRequest, validateRedeploy, type PipelineParams } from './input';
 import { finishSignal, redeploySignal, redeployUpdate, type RedeployRecord, type RedeployRequest } from './messages';
+import type { RetrainedWinner } from './retraining';
 import type { StatusTracker } from './status';
 
 export interface PendingRedeploy {
   id: number;
   request: RedeployRequest;
   via: RedeployRecord['via'];
+  /** A retraining's winner, promoted once it serves (retraining.ts). */
+  retrained?: RetrainedWinner;
 }
 
 /** What the queue carries into the next run. */
@@ -86,6 +89,12 @@ export class RedeployQueue {
     const next = this.pending.shift();
     this.status.queued(this.pending.length);
     return next;
+  }
+
+  /** Queues a retraining's winner behind the requests already waiting; the queue's bound does not apply (one retraining runs at a time). */
+  enqueueRetrained(version: string, winner: RetrainedWinner): void {
+    this.pending.push({ id: this.nextId++, request: { version }, via: 'retraining', retrained: winner });
+    this.status.queued(this.pending.length);
   }
 
   /** Puts a request whose deploy was handed over back at the head of the queue (beyond its bound: it was taken from it). */

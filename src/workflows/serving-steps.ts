@@ -16,6 +16,7 @@ import { validateRedeploy, type PipelineInput, type PipelineParams } from './inp
 import type { PipelineStatus, RedeployRecord, Stage } from './messages';
 import type { cnnSkinCancerWorkflow, PipelineResult } from './pipeline';
 import type { PendingRedeploy, RedeployQueue } from './redeploy-queue';
+import type { RetrainingCarry } from './retraining';
 import type { StatusTracker } from './status';
 import { definedSizing, deployVersion, promote } from './steps';
 
@@ -29,6 +30,8 @@ export interface ServingCarry {
   nextId: number;
   /** When the next endpoint check is due (epoch ms): checks keep their pace across runs. */
   nextCheck?: number;
+  /** Retraining requests, the one in progress and its children's answers (absent in runs of earlier code). */
+  retraining?: RetrainingCarry;
 }
 
 /** Until a deployment succeeds, the run waits in deploy-failed for a redeploy to retry it. */

@@ -9,6 +9,7 @@ import { BYTES_PER_EVENT, CONTINUE_AS_NEW_BYTES, CONTINUE_AS_NEW_EVENTS, HAND_OV
 import type { PipelineInput, PipelineParams } from './input';
 import type { PipelineResult } from './pipeline';
 import type { RedeployQueue } from './redeploy-queue';
+import type { Retrainings } from './retraining';
 import { serveAsBefore } from './serving-legacy';
 import { checkEndpoint, continueAsNew, endServing, idleStage, retireEndpoint, runRedeploy } from './serving-steps';
 import type { StatusTracker } from './status';
@@ -33,6 +34,7 @@ export async function serve(
   status: StatusTracker,
   result: PipelineResult,
   deadline: number,
+  retrainings: Retrainings,
   carriedNextCheck?: number,
 ): Promise<PipelineResult> {
   if (!queue.checked) return serveAsBefore(params, input, queue, status, result, deadline);
@@ -46,19 +48,39 @@ export async function serve(
   const handOverWhen = handOver ? () => !queue.closing && historyFull() : undefined;
   for (;;) {
     if (Date.now() >= deadline) queue.lifetimeOver = true;
-    if (queue.closing && pending.length === 0) break;
+    if (queue.closing && pending.length === 0) {
+      await retrainings.abandon();
+      break;
+    }
     // Once the run is ending, no request joins the queue: the few queued run here instead.
     if (!queue.closing && !queue.draining && timeToMoveOn()) queue.draining = true;
     // Queued updates run first (their callers wait for this run's answer); queued signals travel.
     // A history grown this long cannot wait for them: their callers are told to send them again.
     if (queue.draining && handOverWhen?.()) queue.turnAwayUpdates(TURNED_AWAY);
     if (queue.draining && !pending.some((p) => p.via === 'update')) {
-      await continueAsNew(input, { result, status: status.status, pending, deadline, nextId: queue.nextId, nextCheck });
+      const carry = { result, status: status.status, pending, deadline, nextId: queue.nextId, nextCheck };
+      await continueAsNew(input, { ...carry, retraining: retrainings.carry() });
+    }
+    // A retraining trains in its own child workflow, while this loop serves on.
+    if (retrainings.requested && !queue.closing && !queue.draining) {
+      await retrainings.start(input!);
+      continue;
+    }
+    const answer = retrainings.results.shift();
+    if (answer) {
+      await retrainings.conclude(answer, (version, winner) => queue.enqueueRetrained(version, winner));
+      continue;
     }
     const next = queue.next();
     if (next) {
       // A fresh deployment was verified as it was made. A redeploy handed over waits at the head of the queue.
-      if ((await runRedeploy(params, next, queue, status, result, handOverWhen))?.deployment) nextCheck = Date.now() + interval;
+      const record = await runRedeploy(params, next, queue, status, result, handOverWhen);
+      if (record?.deployment) nextCheck = Date.now() + interval;
+      if (record && next.retrained) await retrainings.deployed(next.retrained, record, status);
+      continue;
+    }
+    if (Date.now() >= retrainings.nextDataCheckAt(params) && !queue.closing && !queue.draining) {
+      await retrainings.checkForNewImages(params, status.status.dataset);
       continue;
     }
     // Only a deployment is checked: in deploy-failed the next check never comes due.
@@ -67,9 +89,14 @@ export async function serve(
       nextCheck = Date.now() + interval;
       continue;
     }
-    const wake = Math.min(deadline - Date.now(), params.versionCheckSeconds * 1000, result.deployment ? nextCheck - Date.now() : Infinity);
+    const wake = Math.min(
+      deadline - Date.now(),
+      params.versionCheckSeconds * 1000,
+      result.deployment ? nextCheck - Date.now() : Infinity,
+      retrainings.nextDataCheckAt(params) - Date.now(),
+    );
     // Never shorter than a second: a wait that ends at once, again and again, would fill the history.
-    await condition(() => pending.length > 0 || queue.finished || timeToMoveOn(), Math.max(wake, MIN_WAIT_MS));
+    await condition(() => pending.length > 0 || queue.finished || retrainings.due || timeToMoveOn(), Math.max(wake, MIN_WAIT_MS));
   }
   // Runs that reached this point before this code left their endpoints as they were.
   if (patched('retire-endpoint-at-end')) await retireEndpoint(params, result);

@@ -8,10 +8,27 @@ import { FAILURE } from '../common/failures';
 import type { ChampionEvaluation, Deployment, ModelVersionRef, PreparedDataset, TrainedModel } from '../common/types';
 import { data, deploy, evaluation, promotions, registry, training } from './activities';
 import { errorMessage } from './errors';
-import { checkSizing, InvalidInputError, type PipelineParams } from './input';
+import {
+  checkSizing,
+  InvalidInputError,
+  parsePipelineInputWithNotes,
+  type ParsedPipelineInput,
+  type PipelineInput,
+  type PipelineParams,
+} from './input';
 import { championGate, selectBestModel, type ChampionDecision, type SelectionDecision } from './selection';
 import type { StatusTracker } from './status';
 import type { PipelineResult } from './pipeline';
+
+/** The run's parameters, or a non-retryable failure naming the bad field. */
+export function parseInput(input: PipelineInput | undefined, sharedRegisteredModel = false): ParsedPipelineInput {
+  try {
+    return parsePipelineInputWithNotes(input, { sharedRegisteredModel });
+  } catch (err) {
+    if (err instanceof InvalidInputError) throw ApplicationFailure.nonRetryable(err.message, err.name, { field: err.field });
+    throw err;
+  }
+}
 
 export async function preprocess(params: PipelineParams, status: StatusTracker): Promise<PreparedDataset> {
   status.stage('preprocessing');

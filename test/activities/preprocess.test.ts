@@ -9,6 +9,7 @@ import type { Info } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
+import { createDataWatchActivities } from '../../src/activities/data-watch';
 import { createDataActivities } from '../../src/activities/preprocess';
 import type { PreprocessInput } from '../../src/common/types';
 import { loadSplit } from '../../src/data/dataset';
@@ -175,6 +176,11 @@ describe('preprocessDataset activity (S3 on SeaweedFS, real MLflow)', () => {
     assert.deepEqual([...prepared.skipped.keys].sort(), ['d/test/malignant/broken.jpg', 'd/train/README', 'd/train/benign/notes.txt']);
     const [logged] = await preprocessingRuns('prep-bad-data');
     assert.equal(params(logged!).skipped_count, '3');
+    // The endpoint's watch for new images counts what a preprocessing reads, skipped files included.
+    const { splits, skipped } = prepared;
+    const read = splits.train.count + splits.validation.count + splits.test.count + skipped.count;
+    assert.equal(read, 32);
+    assert.equal(await runActivity(createDataWatchActivities({ store: s3 }).countDatasetImages, [{ dataUri: d, numClasses: 2 }]), read);
 
     // The same data with a tighter limit fails non-retryably, naming the count and the files.
     await rejectsWith(

@@ -4,12 +4,14 @@
  */
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import { Worker, type NativeConnection, type WorkflowBundle } from '@temporalio/worker';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { bundleWorkflowCode, DefaultLogger, Worker, type NativeConnection, type WorkflowBundle } from '@temporalio/worker';
 import { TASK_QUEUES } from '../../src/common/constants';
 import { DEPLOY_HEARTBEAT_THROTTLE } from '../../src/activities/deploy';
 import { FAILURE } from '../../src/common/failures';
 import type { Deployment, PreparedDataset } from '../../src/common/types';
 import { metrics } from './metrics';
+import { useServerWithWorkers } from './temporal';
 
 export interface DeployInput {
   target: Deployment['target'];
@@ -23,6 +25,23 @@ export class ServingStubs {
   readonly failingDeploys = new Set<string>();
   private deployGate: Promise<void> | undefined;
   private release: (() => void) | undefined;
+  /**
+   * The images under every stub dataUri: what countDatasetImages finds, and what a preprocessing
+   * reads (the extra ones in train/, beyond STUB_DATASET's 48).
+   */
+  images = 48;
+  private trainingGate: Promise<void> | undefined;
+  private releaseTraining: (() => void) | undefined;
+
+  /** Trainings wait from now until releaseTrainings(): a retraining in progress for as long as a test needs. */
+  holdTrainings(): void {
+    this.trainingGate = new Promise((resolve) => (this.releaseTraining = resolve));
+  }
+
+  releaseTrainings(): void {
+    this.releaseTraining?.();
+    this.trainingGate = this.releaseTraining = undefined;
+  }
 
   /** Deployments wait from now until releaseDeploys(): a redeploy in progress for as long as a test needs. */
   holdDeploys(): void {
@@ -49,6 +68,14 @@ export class ServingStubs {
   /** The inputs of one activity's calls from one workflow, oldest first. */
   inputsOf<T = unknown>(workflowId: string, name: string): T[] {
     return (this.calls.get(workflowId) ?? []).filter((c) => c.name === name).map((c) => c.input as T);
+  }
+
+  /**
+   * For one describe block: a server (`start`), and the three workers with these stubs, running
+   * until the block ends. Unversioned: the time-skipping server has no Worker Deployments.
+   */
+  useServer(start: () => Promise<TestWorkflowEnvironment>): () => TestWorkflowEnvironment {
+    return useServerWithWorkers(start, async (env) => this.workers(env.nativeConnection, await workflowBundle()));
   }
 
   /** The three task queues' workers, unversioned, with these stubs as their activities. */
@@ -80,20 +107,29 @@ export class ServingStubs {
 
   private activities() {
     return {
-      data: { preprocessDataset: this.stub('preprocessDataset', () => STUB_DATASET) },
+      data: {
+        preprocessDataset: this.stub('preprocessDataset', (): PreparedDataset => {
+          const train = STUB_DATASET.splits.train.count + this.images - 48;
+          return { ...STUB_DATASET, splits: { ...STUB_DATASET.splits, train: { ...STUB_DATASET.splits.train, count: train } } };
+        }),
+      },
       training: {
-        trainModel: this.stub('trainModel', (input: { modelClass: string; registeredModelName: string }) => ({
-          modelClass: input.modelClass,
-          mlflowRunId: `run-${input.modelClass}`,
-          registeredModelName: input.registeredModelName,
-          version: '11',
-          metrics: { validation: metrics(0.6), test: metrics(0.6) },
-          modelUri: `s3://stub/models/${input.modelClass}`,
-          archiveUri: `s3://stub/models/${input.modelClass}/model.tar.gz`,
-        })),
+        trainModel: this.stub('trainModel', async (input: { modelClass: string; registeredModelName: string }) => {
+          await this.trainingGate;
+          return {
+            modelClass: input.modelClass,
+            mlflowRunId: `run-${input.modelClass}`,
+            registeredModelName: input.registeredModelName,
+            version: '11',
+            metrics: { validation: metrics(0.6), test: metrics(0.6) },
+            modelUri: `s3://stub/models/${input.modelClass}`,
+            archiveUri: `s3://stub/models/${input.modelClass}/model.tar.gz`,
+          };
+        }),
         evaluateChampion: this.stub('evaluateChampion', () => undefined),
       },
       pipeline: {
+        countDatasetImages: this.stub('countDatasetImages', () => this.images),
         promoteModelVersion: this.stub('promoteModelVersion', () => ({})),
         tagModelVersion: this.stub('tagModelVersion', () => undefined),
         // Any version exists; the alias `champion` names v11.
@@ -156,3 +192,10 @@ export const STUB_DATASET: PreparedDataset = {
   contentHash: 'stub',
   skipped: { count: 0, keys: [] },
 };
+
+let bundle: Promise<WorkflowBundle> | undefined;
+
+/** The workflows, bundled once for every test file that uses the stubs. */
+function workflowBundle(): Promise<WorkflowBundle> {
+  return (bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('../../src/workflows'), logger: new DefaultLogger('WARN') }));
+}

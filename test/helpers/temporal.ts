@@ -3,6 +3,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SearchAttributeType } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
+import type { WorkflowHandle } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { DefaultLogger, Runtime, Worker, type NativeConnection, type WorkflowBundle } from '@temporalio/worker';
 import { createDeployActivities, type DeployDeps } from '../../src/activities/deploy';
@@ -14,6 +15,7 @@ import { SEARCH_ATTRIBUTES, TASK_QUEUES } from '../../src/common/constants';
 import { loadConfig } from '../../src/config';
 import { deploymentOptions } from '../../src/runtime/versioning';
 import { LocalEndpoints } from '../../src/serving/local-endpoints';
+import { statusQuery, type PipelineStatus } from '../../src/workflows/messages';
 import { testMlflow, testS3 } from './services';
 
 let installed = false;
@@ -139,3 +141,45 @@ export async function recordHistory(handle: { fetchHistory(): Promise<unknown> }
 }
 
 export const HISTORIES_DIR = join(__dirname, '..', 'workflows', 'histories');
+
+/** The run's `status` once `done` holds; fails after `timeoutMs`, naming `what` and showing the last status. */
+export async function statusWhen(
+  handle: WorkflowHandle,
+  done: (s: PipelineStatus) => boolean,
+  what: string,
+  timeoutMs = 60_000,
+): Promise<PipelineStatus> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const status = await handle.query(statusQuery);
+    if (done(status)) return status;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; status: ${JSON.stringify(status).slice(0, 2000)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/**
+ * For one describe block: a server (`start`) and the workers `workersFor` creates on it, running
+ * until the block ends. Returns the server's environment, once the block's `before` has run.
+ */
+export function useServerWithWorkers(
+  start: () => Promise<TestWorkflowEnvironment>,
+  workersFor: (env: TestWorkflowEnvironment) => Promise<Worker[]>,
+): () => TestWorkflowEnvironment {
+  let env: TestWorkflowEnvironment;
+  let workers: Worker[] = [];
+  let running: Promise<void>[] = [];
+  before(async function () {
+    this.timeout(120_000);
+    env = await start();
+    workers = await workersFor(env);
+    running = workers.map((w) => w.run());
+  });
+  after(async function () {
+    this.timeout(60_000);
+    for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
+    await Promise.allSettled(running);
+    await env?.teardown();
+  });
+  return () => env;
+}

@@ -2,11 +2,12 @@ import { strict as assert } from 'node:assert';
 import { existsSync, mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { ScheduleOverlapPolicy } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, type Worker } from '@temporalio/worker';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { TASK_QUEUES } from '../../src/common/constants';
-import { cnnSkinCancerWorkflow } from '../../src/workflows';
+import { cnnSkinCancerWorkflow, scheduledRetrainingWorkflow } from '../../src/workflows';
 import type { PipelineResult } from '../../src/workflows/pipeline';
 import { ROOT, useTestStack } from '../helpers/global';
 import { seededDataset, testS3 } from '../helpers/services';
@@ -172,5 +173,32 @@ describe('Temporal Web UI in a real browser (headless Chromium on the dev server
     await page.goto(`http://127.0.0.1:${uiPort}/namespaces/default/workflows?query=${query}`);
     await page.getByRole('link', { name: workflowId }).first().waitFor({ timeout: 30_000 });
     await shot('4-workflows-by-stage');
+  });
+
+  it("the Schedules page shows a retraining schedule for the run's endpoint, with its workflow type", async () => {
+    const scheduleId = 'retrain-web-ui-demo';
+    const schedule = await env.client.schedule.create({
+      scheduleId,
+      spec: { cronExpressions: ['0 3 * * 1'] },
+      action: {
+        type: 'startWorkflow',
+        workflowType: scheduledRetrainingWorkflow,
+        taskQueue: TASK_QUEUES.pipeline,
+        workflowId: scheduleId,
+        args: [{ endpointWorkflowId: workflowId }],
+      },
+      policies: { overlap: ScheduleOverlapPolicy.SKIP },
+      // Paused: the finished run would fail a tick, and the page is what is checked.
+      state: { paused: true, note: 'checked by the Web UI test' },
+    });
+    try {
+      await page.goto(`http://127.0.0.1:${uiPort}/namespaces/default/schedules`);
+      await page.getByText(scheduleId).first().waitFor({ timeout: 30_000 });
+      await page.goto(`http://127.0.0.1:${uiPort}/namespaces/default/schedules/${scheduleId}`);
+      await page.getByText('scheduledRetrainingWorkflow').first().waitFor({ timeout: 30_000 });
+      await shot('5-retraining-schedule');
+    } finally {
+      await schedule.delete();
+    }
   });
 });

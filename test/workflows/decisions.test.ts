@@ -8,7 +8,6 @@ import { strict as assert } from 'node:assert';
 import { Context } from '@temporalio/activity';
 import { WorkflowFailedError, WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
 import { ActivityFailure, ApplicationFailure } from '@temporalio/common';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Worker } from '@temporalio/worker';
 import type { createDeployActivities } from '../../src/activities/deploy';
 import type { createEvaluationActivities } from '../../src/activities/evaluation';
@@ -20,8 +19,8 @@ import { FAILURE } from '../../src/common/failures';
 import type { ChampionEvaluation, ClassificationMetrics, TrainedModel } from '../../src/common/types';
 import { cnnSkinCancerWorkflow } from '../../src/workflows';
 import type { PipelineInput } from '../../src/workflows/input';
-import { finishSignal, redeploySignal, redeployUpdate, statusQuery, type PipelineStatus } from '../../src/workflows/messages';
-import { recordHistory, startDevServer } from '../helpers/temporal';
+import { finishSignal, redeploySignal, redeployUpdate, statusQuery } from '../../src/workflows/messages';
+import { recordHistory, startDevServer, statusWhen, useServerWithWorkers } from '../helpers/temporal';
 import { metrics } from '../helpers/metrics';
 import { STUB_DATASET as DATASET } from '../helpers/serving-stubs';
 
@@ -157,31 +156,17 @@ describe('workflow decisions (stubbed activities, real Temporal dev server)', fu
   // Stubbed runs take about a second; a hang (a workflow task failing over and over) fails fast.
   this.timeout(30_000);
 
-  let env: TestWorkflowEnvironment;
-  let workers: Worker[] = [];
-  let running: Promise<void>[] = [];
-
-  before(async function () {
-    this.timeout(120_000);
-    env = await startDevServer();
+  const server = useServerWithWorkers(startDevServer, async (env) => {
     const workflowBundle = await bundleWorkflowCode({
       workflowsPath: require.resolve('../../src/workflows'),
       logger: new DefaultLogger('WARN'),
     });
     const connection = env.nativeConnection;
-    workers = await Promise.all([
+    return Promise.all([
       Worker.create({ connection, taskQueue: TASK_QUEUES.pipeline, workflowBundle, activities: pipelineActivities }),
       Worker.create({ connection, taskQueue: TASK_QUEUES.data, activities: dataActivities }),
       Worker.create({ connection, taskQueue: TASK_QUEUES.training, activities: trainingActivities }),
     ]);
-    running = workers.map((w) => w.run());
-  });
-
-  after(async function () {
-    this.timeout(60_000);
-    for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
-    await Promise.allSettled(running);
-    await env?.teardown();
   });
 
   const input = (over: PipelineInput = {}): PipelineInput => ({
@@ -195,7 +180,7 @@ describe('workflow decisions (stubbed activities, real Temporal dev server)', fu
 
   function start(workflowId: string, over: PipelineInput, scenario: Scenario = {}): Promise<WorkflowHandle<typeof cnnSkinCancerWorkflow>> {
     scenarios.set(workflowId, scenario);
-    return env.client.workflow.start(cnnSkinCancerWorkflow, {
+    return server().client.workflow.start(cnnSkinCancerWorkflow, {
       taskQueue: TASK_QUEUES.pipeline,
       workflowId,
       args: [input(over)],
@@ -212,16 +197,6 @@ describe('workflow decisions (stubbed activities, real Temporal dev server)', fu
         return e;
       },
     );
-
-  async function statusWhen(handle: WorkflowHandle, done: (s: PipelineStatus) => boolean, what: string): Promise<PipelineStatus> {
-    const deadline = Date.now() + 20_000;
-    for (;;) {
-      const status = await handle.query(statusQuery);
-      if (done(status)) return status;
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; status: ${JSON.stringify(status)}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
 
   describe('selection', () => {
     it('deploys the best model on the selection metric, then promotes it, and records the decision', async () => {
@@ -533,7 +508,7 @@ describe('workflow decisions (stubbed activities, real Temporal dev server)', fu
           },
         },
       );
-      let status = await statusWhen(handle, (s) => s.stage === 'deploy-failed', 'deploy-failed');
+      let status = await statusWhen(handle, (s) => s.stage === 'deploy-failed', 'deploy-failed', 20_000);
       assert.match(status.deployError!, /the endpoint failed to start \(stub\)/);
       assert.deepEqual(status.deployments, []);
       assert.equal(status.selection?.champion?.outcome, 'promote');
@@ -543,7 +518,7 @@ describe('workflow decisions (stubbed activities, real Temporal dev server)', fu
 
       // Another version served: the pending promotion (of ResNet50's version) still waits.
       await handle.signal(redeploySignal, { version: VERSION.Basic });
-      status = await statusWhen(handle, (s) => s.redeploys.length === 1 && s.stage === 'serving', 'the signalled redeploy');
+      status = await statusWhen(handle, (s) => s.redeploys.length === 1 && s.stage === 'serving', 'the signalled redeploy', 20_000);
       assert.deepEqual(
         status.redeploys.map((r) => [r.via, r.outcome, r.deployment?.version]),
         [['signal', 'deployed', VERSION.Basic]],
@@ -594,7 +569,7 @@ describe('workflow decisions (stubbed activities, real Temporal dev server)', fu
               overrides: rollback,
             },
           );
-          await statusWhen(handle, (s) => s.stage === 'serving', 'serving');
+          await statusWhen(handle, (s) => s.stage === 'serving', 'serving', 20_000);
           await handle.executeUpdate(redeployUpdate, { args: [{ alias: 'champion' }] });
           await handle.executeUpdate(redeployUpdate, { args: [{ alias: 'previous-champion' }] });
           await handle.signal(finishSignal);
@@ -622,7 +597,7 @@ describe('workflow decisions (stubbed activities, real Temporal dev server)', fu
     it('rejects invalid redeploy updates in the validator, saying why, without queueing them; invalid signals are refused on arrival and recorded', async () => {
       const id = 'redeploy-invalid';
       const handle = await start(id, { lifetimeSeconds: 3600, models: ['Basic'] });
-      await statusWhen(handle, (s) => s.stage === 'serving', 'serving');
+      await statusWhen(handle, (s) => s.stage === 'serving', 'serving', 20_000);
       const deploysBefore = inputsOf(id, 'deployModel').length;
 
       const invalid: [unknown, RegExp][] = [
@@ -641,7 +616,7 @@ describe('workflow decisions (stubbed activities, real Temporal dev server)', fu
         );
       }
       await handle.signal(redeploySignal, { version: 'x' } as never);
-      const status = await statusWhen(handle, (s) => s.refusedCount === 1, 'the signal refused');
+      const status = await statusWhen(handle, (s) => s.refusedCount === 1, 'the signal refused', 20_000);
       assert.deepEqual(
         status.refused!.map((r) => [r.via, r.request]),
         [['signal', '{"version":"x"}']],
@@ -673,7 +648,7 @@ describe('workflow decisions (stubbed activities, real Temporal dev server)', fu
       assert.equal((await short.query(statusQuery)).stage, 'finished');
       assert.equal((await short.describe()).typedSearchAttributes.get(SEARCH_ATTRIBUTES.stage), 'finished');
 
-      await statusWhen(long, (s) => s.stage === 'serving', 'serving');
+      await statusWhen(long, (s) => s.stage === 'serving', 'serving', 20_000);
       assert.equal((await long.describe()).status.name, 'RUNNING');
       await long.signal(finishSignal);
       assert.equal((await long.result()).stage, 'finished');
@@ -715,10 +690,10 @@ describe('workflow decisions (stubbed activities, real Temporal dev server)', fu
           },
         },
       );
-      const down = await statusWhen(handle, (s) => s.endpoint?.state === 'down', 'a down endpoint in the status');
+      const down = await statusWhen(handle, (s) => s.endpoint?.state === 'down', 'a down endpoint in the status', 20_000);
       assert.equal(down.stage, 'serving');
       assert.equal(down.endpoint!.detail, 'connection refused (stub)');
-      await statusWhen(handle, (s) => s.endpoint?.state === 'repaired', 'the repaired endpoint');
+      await statusWhen(handle, (s) => s.endpoint?.state === 'repaired', 'the repaired endpoint', 20_000);
       const [checked] = inputsOf(id, 'checkEndpoint');
       assert.deepEqual(
         { endpoint: checked!.endpointName, version: checked!.model.version, uri: checked!.model.modelUri },

@@ -18,16 +18,15 @@ import {
 } from '@temporalio/client';
 import type { ApplicationFailure } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { bundleWorkflowCode, DefaultLogger, type Worker, type WorkflowBundle } from '@temporalio/worker';
 import { TASK_QUEUES } from '../../src/common/constants';
 import { FAILURE } from '../../src/common/failures';
 import { cnnSkinCancerWorkflow } from '../../src/workflows';
 import { HAND_OVER_BYTES, MAX_PENDING_REDEPLOYS, STATUS_HISTORY_LIMIT } from '../../src/workflows/bounds';
 import type { PipelineInput } from '../../src/workflows/input';
-import { finishSignal, redeploySignal, redeployUpdate, statusQuery, type PipelineStatus } from '../../src/workflows/messages';
+import { finishSignal, redeploySignal, redeployUpdate, statusQuery } from '../../src/workflows/messages';
 import { chainFigures, chainOf, shortTimersInARow } from '../helpers/history';
 import { ServingStubs, type DeployInput } from '../helpers/serving-stubs';
-import { recordHistory, startDevServer, startTimeSkippingServer } from '../helpers/temporal';
+import { recordHistory, startDevServer, startTimeSkippingServer, statusWhen } from '../helpers/temporal';
 
 const MAX_EVENTS = 10_000;
 const MAX_HISTORY_BYTES = 2 * 1024 * 1024;
@@ -37,29 +36,6 @@ const WEEK_SECONDS = 7 * 24 * 3600;
 const stubs = new ServingStubs();
 /** What each test measured, printed once at the end. */
 const figures: Record<string, object> = {};
-let bundle: Promise<WorkflowBundle> | undefined;
-
-/** A server and the stub workers for one describe block. */
-function useServer(start: () => Promise<TestWorkflowEnvironment>): () => TestWorkflowEnvironment {
-  let env: TestWorkflowEnvironment;
-  let workers: Worker[] = [];
-  let running: Promise<void>[] = [];
-  before(async function () {
-    this.timeout(120_000);
-    bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('../../src/workflows'), logger: new DefaultLogger('WARN') });
-    env = await start();
-    // Unversioned: the time-skipping server has no Worker Deployments.
-    workers = await stubs.workers(env.nativeConnection, await bundle);
-    running = workers.map((w) => w.run());
-  });
-  after(async function () {
-    this.timeout(60_000);
-    for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
-    await Promise.allSettled(running);
-    await env?.teardown();
-  });
-  return () => env;
-}
 
 after(() => console.log(`      figures: ${JSON.stringify(figures)}`));
 
@@ -106,19 +82,9 @@ async function checkChain(
   return { runs, status };
 }
 
-async function statusWhen(handle: WorkflowHandle, done: (s: PipelineStatus) => boolean, what: string): Promise<PipelineStatus> {
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const status = await handle.query(statusQuery);
-    if (done(status)) return status;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; status: ${JSON.stringify(status).slice(0, 2000)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 describe('the serving phase over simulated weeks (time-skipping test server, stubbed activities)', function () {
   this.timeout(400_000);
-  const env = useServer(startTimeSkippingServer);
+  const env = stubs.useServer(startTimeSkippingServer);
 
   /**
    * The run's outcome; when it has not ended within `ms` of wall time (a loop that fills its
@@ -170,7 +136,7 @@ describe('the serving phase over simulated weeks (time-skipping test server, stu
 
 describe('the serving phase under a flood of 1,000 redeploy requests (dev server, stubbed activities)', function () {
   this.timeout(240_000);
-  const env = useServer(startDevServer);
+  const env = stubs.useServer(startDevServer);
   // A failed test must not leave a deployment waiting: the workers could not shut down.
   afterEach(() => stubs.releaseDeploys());
 

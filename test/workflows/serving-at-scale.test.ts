@@ -98,9 +98,10 @@ describe('the serving phase over simulated weeks (time-skipping test server, stu
     return outcome;
   }
 
-  it('serves seven days with an endpoint check every 120 s, continuing as new long before any history limit', async () => {
+  it('serves seven days with an endpoint check every 120 s and a count of new images every hour, continuing as new long before any history limit', async () => {
     const began = Date.now();
-    const handle = await start(env(), 'week-serving', { endpointCheckSeconds: 120 });
+    // Never reached: the stub's data holds 48 images, all of them read by the first training.
+    const handle = await start(env(), 'week-serving', { endpointCheckSeconds: 120, retrainOnNewImages: 1000 });
     const outcome = await outcomeWithin(handle, 300_000);
     const { runs, status } = await checkChain(env(), 'weekServing', handle, began);
     assert.equal((outcome as { stage?: string }).stage, 'finished', `the run ended with ${String(outcome)}`);
@@ -113,6 +114,10 @@ describe('the serving phase over simulated weeks (time-skipping test server, stu
       checks <= WEEK_SECONDS / 120 + 1 && checks >= WEEK_SECONDS / 120 - 1 - wallSeconds / 120,
       `${checks} endpoint checks in a week (${wallSeconds.toFixed(0)} s of wall time)`,
     );
+    const counts = stubs.inputsOf('week-serving', 'countDatasetImages').length;
+    assert.ok(counts <= WEEK_SECONDS / 3600 + 1 && counts >= WEEK_SECONDS / 3600 - 1 - wallSeconds / 3600, `${counts} counts in a week`);
+    assert.equal(status.newImages?.sinceLastTraining, 0);
+    assert.equal(status.lastRetraining, undefined);
     assert.ok(runs.length > 1, 'the run continued as new');
   });
 

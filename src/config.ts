@@ -18,6 +18,11 @@ export interface Config {
     s3Limits: S3LimitsConfig;
   };
   mlflow: { trackingUri: string };
+  /**
+   * Where the ml-pipeline worker posts the runs' events (NOTIFY_WEBHOOK_URL; unset: nowhere), and
+   * the key their HMAC-SHA256 signature is made with (NOTIFY_WEBHOOK_SECRET).
+   */
+  notifications: { webhookUrl?: string; secret?: string };
   /** Scratch space for checkpoints and local endpoint state. */
   stateDir: string;
   localEndpoint: { host: string; port: number; sweepSeconds: number };
@@ -128,6 +133,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     }
     return value;
   };
+  const notificationsConfig = (): Config['notifications'] => {
+    const webhookUrl = url('NOTIFY_WEBHOOK_URL');
+    const secret = env.NOTIFY_WEBHOOK_SECRET || undefined;
+    if (webhookUrl && !/^https?:\/\//.test(webhookUrl)) problems.push(`NOTIFY_WEBHOOK_URL must be an http(s) URL, got '${webhookUrl}'`);
+    if (webhookUrl && (secret === undefined || secret.length < 16))
+      problems.push('NOTIFY_WEBHOOK_SECRET must be set, at least 16 characters, with NOTIFY_WEBHOOK_URL: every event is signed with it');
+    return webhookUrl ? { webhookUrl, secret } : {};
+  };
   const port = (key: string, fallback: number, { allowZero = false } = {}): number => {
     const raw = env[key];
     if (raw === undefined || raw === '') return fallback;
@@ -211,6 +224,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       },
     },
     mlflow: { trackingUri: url('MLFLOW_TRACKING_URI', 'http://127.0.0.1:5000')! },
+    notifications: notificationsConfig(),
     stateDir: env.PIPELINE_STATE_DIR || '.stack',
     localEndpoint: {
       host: env.LOCAL_ENDPOINT_HOST || '127.0.0.1',

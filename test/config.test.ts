@@ -84,6 +84,28 @@ describe('loadConfig: training', () => {
   });
 });
 
+describe('loadConfig: notifications', () => {
+  it('sends nothing by default, and takes a webhook with a secret', () => {
+    assert.deepEqual(loadConfig({}).notifications, {});
+    const env = { NOTIFY_WEBHOOK_URL: 'https://hooks.example.com/services/T0/B0/x', NOTIFY_WEBHOOK_SECRET: 'sixteen-chars-ok' };
+    assert.deepEqual(loadConfig(env).notifications, { webhookUrl: env.NOTIFY_WEBHOOK_URL, secret: env.NOTIFY_WEBHOOK_SECRET });
+  });
+  it('refuses a webhook without a secret of 16 characters, or that is not http(s)', () => {
+    assert.throws(
+      () => loadConfig({ NOTIFY_WEBHOOK_URL: 'https://h.example.com/x' }),
+      /NOTIFY_WEBHOOK_SECRET must be set, at least 16 characters/,
+    );
+    assert.throws(
+      () => loadConfig({ NOTIFY_WEBHOOK_URL: 'https://h.example.com/x', NOTIFY_WEBHOOK_SECRET: 'short' }),
+      /NOTIFY_WEBHOOK_SECRET must be set, at least 16 characters/,
+    );
+    assert.throws(
+      () => loadConfig({ NOTIFY_WEBHOOK_URL: 'ftp://h.example.com/x', NOTIFY_WEBHOOK_SECRET: 'sixteen-chars-ok' }),
+      /NOTIFY_WEBHOOK_URL must be an http\(s\) URL/,
+    );
+  });
+});
+
 describe('loadConfig: S3 limits', () => {
   it('defaults to 5 s to connect, 30 s of silence, and objects up to 512 MB', () => {
     assert.deepEqual(loadConfig({}).aws.s3Limits, { connectTimeoutMs: 5000, idleTimeoutMs: 30_000, maxObjectBytes: 512 * 2 ** 20 });

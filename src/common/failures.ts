@@ -26,6 +26,8 @@ export const FAILURE = {
   allTrainingsFailed: 'AllTrainingsFailedError',
   notEnoughModelsTrained: 'NotEnoughModelsTrainedError',
   redeployFailed: 'RedeployFailedError',
+  /** The notification webhook refused an event for good (a 4xx other than 408 and 429): its URL or secret is wrong. */
+  notificationRefused: 'NotificationRefusedError',
   /** A scheduled retraining failed, or its endpoint's run gave no outcome in time. */
   retrainingFailed: 'RetrainingFailedError',
   /** The run ended (lifetime over, or `finish`) while no deployment of it had ever succeeded. */

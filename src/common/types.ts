@@ -168,3 +168,16 @@ export interface PromotionOutcome {
   previousChampion?: string;
   championKept?: string;
 }
+
+/** What a run announces (src/workflows/notifications.ts, src/activities/notify.ts). */
+export interface PipelineEvent {
+  kind: 'deployed' | 'deploy-failed' | 'rolled-back' | 'retraining-finished';
+  /** The endpoint's workflow. */
+  workflowId: string;
+  endpointName: string;
+  registeredModelName?: string;
+  version?: string;
+  detail: string;
+  /** When it happened (workflow time). */
+  at: string;
+}

@@ -1,6 +1,7 @@
-/** Worker for queue ml-pipeline: the workflows, registry and deploy activities, and the count of an endpoint's images. */
+/** Worker for queue ml-pipeline: the workflows, registry and deploy activities, notifications, and the count of an endpoint's images. */
 import { createDeployActivities, DEPLOY_HEARTBEAT_THROTTLE } from '../activities/deploy';
 import { createDataWatchActivities } from '../activities/data-watch';
+import { createNotifyActivities } from '../activities/notify';
 import { createRegistryActivities } from '../activities/registry';
 import { createS3Client, S3Store } from '../storage/s3';
 import { TASK_QUEUES } from '../common/constants';
@@ -34,6 +35,7 @@ main(() =>
       maxHeartbeatThrottleInterval: DEPLOY_HEARTBEAT_THROTTLE,
       activities: {
         ...createDataWatchActivities({ store: new S3Store(createS3Client(config)) }),
+        ...createNotifyActivities(config.notifications),
         ...createRegistryActivities({ mlflow: new MlflowClient(config.mlflow.trackingUri) }),
         ...createDeployActivities({
           local: localEndpoints(config),

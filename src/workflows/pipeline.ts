@@ -14,6 +14,7 @@ import { SEARCH_ATTRIBUTES } from '../common/constants';
 import type { ClassificationMetrics, Deployment } from '../common/types';
 import type { PipelineInput, PipelineParams } from './input';
 import type { Stage } from './messages';
+import { Notifier } from './notifications';
 import { Retrainings } from './retraining';
 import { RedeployQueue, serve, type ServingCarry } from './serving';
 import { StatusTracker } from './status';
@@ -50,7 +51,7 @@ export async function cnnSkinCancerWorkflow(input?: PipelineInput, carry?: Servi
   // names none, and its chain used the shared default, as does a run that began before the patch.
   const sharedRegisteredModel = carry ? true : !patched('registered-model-per-endpoint');
   const { params, ignored } = parseInput(input, sharedRegisteredModel);
-  const status = new StatusTracker(carry?.status);
+  const status = new StatusTracker(carry?.status, new Notifier(params));
   status.ignoredInput(ignored);
   const queue = new RedeployQueue(params, status, carry);
   // Requests that come while the first model trains start once it serves.
@@ -96,7 +97,7 @@ async function trainAndDeploy(params: PipelineParams, status: StatusTracker): Pr
     if (!promoteAfterDeploy) throw err;
     // Nothing trained is lost: the run stays the endpoint's owner and a redeploy can retry. The
     // registry still names the old champion, as that is what serves (if anything does).
-    status.update((s) => void (s.deployError = errorMessage(err)));
+    status.deployFailed(errorMessage(err), ref.version);
     status.stage('deploy-failed');
     return { ...served, stage: 'deploy-failed', ...(promotion ? { pendingPromotion: promotion } : {}) };
   }

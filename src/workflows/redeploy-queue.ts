@@ -25,6 +25,8 @@ export interface PendingRedeploy {
 export interface QueueCarry {
   pending: PendingRedeploy[];
   nextId: number;
+  /** `finish` came while the run was continuing as new (absent from runs of earlier code). */
+  finished?: boolean;
 }
 
 /** Registered at the start of a run, so requests sent during training wait their turn. */
@@ -55,6 +57,7 @@ export class RedeployQueue {
     this.checked = patched('serving-bounds');
     this.pending = carry?.pending ?? [];
     this.nextId = carry?.nextId ?? 1;
+    this.finished = carry?.finished ?? false;
     setHandler(redeploySignal, (request) => this.onSignal(request));
     setHandler(
       redeployUpdate,

@@ -279,7 +279,7 @@ export class Retrainings {
 
   private async finish(outcome: Omit<RetrainingOutcome, 'finishedAt'>, replyTo: string | undefined): Promise<void> {
     const done = { ...outcome, reason: clip(outcome.reason), finishedAt: new Date().toISOString() };
-    this.status.update((s) => void (s.lastRetraining = done));
+    this.status.retrainingFinished(done);
     await this.reply(replyTo, done);
   }
 

@@ -30,6 +30,8 @@ export interface ServingCarry {
   nextId: number;
   /** When the next endpoint check is due (epoch ms): checks keep their pace across runs. */
   nextCheck?: number;
+  /** `finish` came while this run was continuing as new: the next one ends once its queue is done. */
+  finished?: boolean;
   /** Retraining requests, the one in progress and its children's answers (absent in runs of earlier code). */
   retraining?: RetrainingCarry;
 }
@@ -73,14 +75,18 @@ export async function runRedeploy(
   return record;
 }
 
-/** Ends this run, carrying everything the next one needs; update callers have their answers first. */
-export async function continueAsNew(input: PipelineInput | undefined, carry: ServingCarry): Promise<never> {
+/**
+ * Ends this run, carrying everything the next one needs; update callers have their answers first.
+ * `carry` is read last, so that a request (or `finish`) that came meanwhile travels too.
+ */
+export async function continueAsNew(input: PipelineInput | undefined, carry: ServingCarry | (() => ServingCarry)): Promise<never> {
   await condition(allHandlersFinished);
   // The next run starts on the current build (each run stays pinned to one build), so a serving
   // workflow never holds an old build alive for longer than versionCheckSeconds. Unversioned
   // workers must not ask for it: the server rejects the command from them.
   const versioned = workflowInfo().currentDeploymentVersion !== undefined;
-  return makeContinueAsNewFunc<typeof cnnSkinCancerWorkflow>(versioned ? { initialVersioningBehavior: 'AUTO_UPGRADE' } : {})(input, carry);
+  const next = typeof carry === 'function' ? carry() : carry;
+  return makeContinueAsNewFunc<typeof cnnSkinCancerWorkflow>(versioned ? { initialVersioningBehavior: 'AUTO_UPGRADE' } : {})(input, next);
 }
 
 /**
@@ -156,21 +162,24 @@ async function redeploy(
   try {
     // Sizing alone re-deploys the version being served; otherwise the current sizing carries over.
     const version = request.version ?? (request.alias === undefined ? current.version : undefined);
-    const ref = await registry.resolveModelVersion.executeWithOptions(
-      { summary: `Resolve ${params.registeredModelName} ${request.alias ? `alias ${request.alias}` : `v${version}`}` },
-      [{ registeredModelName: params.registeredModelName, version, alias: request.alias }],
-    );
     const instance = definedSizing({
       instanceType: request.instanceType ?? current.instanceType,
       instanceCount: request.instanceCount ?? current.instanceCount,
     });
-    const summary =
-      `Redeploy ${ref.registeredModelName} v${ref.version} to ${params.endpointName}` +
-      (instance.instanceType ? ` on ${instance.instanceCount ?? 1} x ${instance.instanceType}` : '');
     // The same key in the run it may be handed to: a SageMaker update it sent is known there.
     const deployKey = `${workflowInfo().firstExecutionRunId}/redeploy-${next.id}`;
-    const deploying = () => deployVersion(params, ref, instance, summary, deployKey);
-    const deployment = handOverWhen ? await cancelledWhen(handOverWhen, deploying) : await deploying();
+    // Handed over as a whole: a lookup whose attempt was lost waits its timeout out as long as a deploy.
+    const resolveAndDeploy = async (): Promise<Deployment> => {
+      const ref = await registry.resolveModelVersion.executeWithOptions(
+        { summary: `Resolve ${params.registeredModelName} ${request.alias ? `alias ${request.alias}` : `v${version}`}` },
+        [{ registeredModelName: params.registeredModelName, version, alias: request.alias }],
+      );
+      const summary =
+        `Redeploy ${ref.registeredModelName} v${ref.version} to ${params.endpointName}` +
+        (instance.instanceType ? ` on ${instance.instanceCount ?? 1} x ${instance.instanceType}` : '');
+      return deployVersion(params, ref, instance, summary, deployKey);
+    };
+    const deployment = handOverWhen ? await cancelledWhen(handOverWhen, resolveAndDeploy) : await resolveAndDeploy();
     return deployment && { request, via, outcome: 'deployed', deployment };
   } catch (err) {
     // A failed redeploy is recorded; the workflow keeps owning (and serving) the endpoint.

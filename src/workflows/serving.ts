@@ -58,8 +58,17 @@ export async function serve(
     // A history grown this long cannot wait for them: their callers are told to send them again.
     if (queue.draining && handOverWhen?.()) queue.turnAwayUpdates(TURNED_AWAY);
     if (queue.draining && !pending.some((p) => p.via === 'update')) {
-      const carry = { result, status: status.status, pending, deadline, nextId: queue.nextId, nextCheck };
-      await continueAsNew(input, { ...carry, retraining: retrainings.carry() });
+      await status.settleNotifications();
+      await continueAsNew(input, () => ({
+        result,
+        status: status.status,
+        pending,
+        deadline,
+        nextId: queue.nextId,
+        nextCheck,
+        retraining: retrainings.carry(),
+        ...(queue.finished ? { finished: true } : {}),
+      }));
     }
     // A retraining trains in its own child workflow, while this loop serves on.
     if (retrainings.requested && !queue.closing && !queue.draining) {
@@ -100,6 +109,7 @@ export async function serve(
   }
   // Runs that reached this point before this code left their endpoints as they were.
   if (patched('retire-endpoint-at-end')) await retireEndpoint(params, result);
+  await status.settleNotifications();
   return endServing(result, status);
 
   /** Whether this run should hand over to a new one: long history, the server's suggestion, or a newer build. */

@@ -10,14 +10,27 @@ import { SEARCH_ATTRIBUTES } from '../common/constants';
 import type { Deployment, EndpointHealth } from '../common/types';
 import { clip, describeRequest, STATUS_HISTORY_LIMIT } from './bounds';
 import { renderDetails } from './details';
-import { statusQuery, type ModelProgress, type PipelineStatus, type RedeployRecord, type RefusedRequest, type Stage } from './messages';
+import {
+  statusQuery,
+  type ModelProgress,
+  type PipelineStatus,
+  type RedeployRecord,
+  type RefusedRequest,
+  type RetrainingOutcome,
+  type Stage,
+} from './messages';
+import type { Notifier } from './notifications';
 
 export { STATUS_HISTORY_LIMIT } from './bounds';
 
 export class StatusTracker {
   readonly status: PipelineStatus;
 
-  constructor(carried?: PipelineStatus) {
+  /** `notifier` announces deployments, failed deploys, rollbacks and retrainings (none in a retraining child). */
+  constructor(
+    carried?: PipelineStatus,
+    private readonly notifier?: Notifier,
+  ) {
     this.status = carried ? boundedStatus(carried) : { stage: 'preprocessing', models: [], deployments: [], redeploys: [] };
     setHandler(statusQuery, () => this.status);
   }
@@ -45,6 +58,23 @@ export class StatusTracker {
 
   deployed(deployment: Deployment): void {
     appendBounded(this.status.deployments, deployment);
+    this.notifier?.send('deployed', `serves at ${deployment.url}`, deployment.version);
+  }
+
+  /** Gives notifications still being delivered a short while: the run is about to end or continue as new. */
+  async settleNotifications(): Promise<void> {
+    await this.notifier?.settle();
+  }
+
+  /** The first deployment failed: the run waits in deploy-failed. */
+  deployFailed(message: string, version: string): void {
+    this.update((s) => void (s.deployError = clip(message)));
+    this.notifier?.send('deploy-failed', clip(message), version);
+  }
+
+  retrainingFinished(outcome: RetrainingOutcome): void {
+    this.update((s) => void (s.lastRetraining = outcome));
+    this.notifier?.send('retraining-finished', `${outcome.outcome}: ${outcome.reason}`, outcome.version);
   }
 
   /** A request that was run; a malformed one (queued by earlier code) counts as refused. */
@@ -54,7 +84,16 @@ export class StatusTracker {
       return;
     }
     appendBounded(this.status.redeploys, record.reason === undefined ? record : { ...record, reason: clip(record.reason) });
-    if (record.deployment) this.deployed(record.deployment);
+    const asked = `${JSON.stringify(record.request)} by ${record.via}`;
+    if (record.deployment) {
+      appendBounded(this.status.deployments, record.deployment);
+      const kind = record.request.alias === 'previous-champion' ? 'rolled-back' : 'deployed';
+      this.notifier?.send(kind, `${asked}: serves at ${record.deployment.url}`, record.deployment.version);
+    } else {
+      // A SageMaker update that its alarms rolled back leaves the endpoint on its old config.
+      const kind = /rolled back/.test(record.reason ?? '') ? 'rolled-back' : 'deploy-failed';
+      this.notifier?.send(kind, clip(`${asked}: ${record.reason}`), record.request.version);
+    }
   }
 
   /** A request refused on arrival: kept in its cut form among the newest, and counted. */

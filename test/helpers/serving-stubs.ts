@@ -6,7 +6,11 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Worker, type NativeConnection, type WorkflowBundle } from '@temporalio/worker';
+import type { createNotifyActivities } from '../../src/activities/notify';
+import type { Client } from '@temporalio/client';
 import { TASK_QUEUES } from '../../src/common/constants';
+import { cnnSkinCancerWorkflow } from '../../src/workflows';
+import type { PipelineInput } from '../../src/workflows/input';
 import { DEPLOY_HEARTBEAT_THROTTLE } from '../../src/activities/deploy';
 import { FAILURE } from '../../src/common/failures';
 import type { Deployment, PreparedDataset } from '../../src/common/types';
@@ -20,16 +24,23 @@ export interface DeployInput {
 }
 
 export class ServingStubs {
+  /** `notify`: the notification activity the pipeline worker runs (default: a stub that records the events). */
+  constructor(private readonly notify?: ReturnType<typeof createNotifyActivities>) {}
+
   private readonly calls = new Map<string, { name: string; input: unknown }[]>();
   /** Workflows whose every deployment fails (a type the deploy policy does not retry). */
   readonly failingDeploys = new Set<string>();
   private deployGate: Promise<void> | undefined;
   private release: (() => void) | undefined;
+  /** Which step of a redeploy holdDeploys() holds: the deploy, or the registry lookup before it. */
+  private heldStep: 'deploy' | 'resolve' = 'deploy';
   /**
    * The images under every stub dataUri: what countDatasetImages finds, and what a preprocessing
    * reads (the extra ones in train/, beyond STUB_DATASET's 48).
    */
   images = 48;
+  /** While set, the stub notification waits for it: a webhook that is slow to answer. */
+  notificationGate: Promise<void> | undefined;
   private trainingGate: Promise<void> | undefined;
   private releaseTraining: (() => void) | undefined;
 
@@ -43,8 +54,12 @@ export class ServingStubs {
     this.trainingGate = this.releaseTraining = undefined;
   }
 
-  /** Deployments wait from now until releaseDeploys(): a redeploy in progress for as long as a test needs. */
-  holdDeploys(): void {
+  /**
+   * Deployments (or, with `resolve`, the lookups of the versions to deploy) wait from now until
+   * releaseDeploys(): a redeploy in progress for as long as a test needs.
+   */
+  holdDeploys(step: 'deploy' | 'resolve' = 'deploy'): void {
+    this.heldStep = step;
     this.deployGate = new Promise((resolve) => (this.release = resolve));
   }
 
@@ -55,7 +70,7 @@ export class ServingStubs {
 
   /** Waits while deployments are held, heartbeating as the real deploy does; a cancellation ends it (CancelledFailure). */
   private async heldDeploy(): Promise<void> {
-    if (!this.deployGate) return;
+    if (!this.deployGate || this.heldStep !== 'deploy') return;
     const ctx = Context.current();
     const beat = setInterval(() => ctx.heartbeat(), 1_000);
     try {
@@ -130,13 +145,22 @@ export class ServingStubs {
       },
       pipeline: {
         countDatasetImages: this.stub('countDatasetImages', () => this.images),
+        // The real activity when the test gives one (a receiver it runs), else recorded only.
+        sendNotification:
+          this.notify?.sendNotification ??
+          this.stub('sendNotification', async () => {
+            await this.notificationGate;
+            return 'not sent (stub)';
+          }),
         promoteModelVersion: this.stub('promoteModelVersion', () => ({})),
         tagModelVersion: this.stub('tagModelVersion', () => undefined),
-        // Any version exists; the alias `champion` names v11.
+        // Any version exists; the alias `champion` names v11, `previous-champion` v10.
         resolveModelVersion: this.stub(
           'resolveModelVersion',
-          (input: { registeredModelName: string; version?: string; alias?: string }) => {
-            const version = input.version ?? (input.alias === 'champion' ? '11' : undefined);
+          async (input: { registeredModelName: string; version?: string; alias?: string }) => {
+            // A lookup whose attempt hangs (the registry's proxy does not wait for a cancelled one to stop).
+            if (this.heldStep === 'resolve') await this.deployGate;
+            const version = input.version ?? { champion: '11', 'previous-champion': '10' }[input.alias ?? ''];
             if (!version) throw ApplicationFailure.nonRetryable(`stub has no alias '${input.alias}'`, FAILURE.modelVersionNotFound);
             return {
               registeredModelName: input.registeredModelName,
@@ -198,4 +222,13 @@ let bundle: Promise<WorkflowBundle> | undefined;
 /** The workflows, bundled once for every test file that uses the stubs. */
 function workflowBundle(): Promise<WorkflowBundle> {
   return (bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('../../src/workflows'), logger: new DefaultLogger('WARN') }));
+}
+
+/** Starts a run on the stubs: one Basic model, endpoint (and registered model) named after the workflow. */
+export function startStubRun(client: Client, workflowId: string, input: PipelineInput) {
+  return client.workflow.start(cnnSkinCancerWorkflow, {
+    taskQueue: TASK_QUEUES.pipeline,
+    workflowId,
+    args: [{ dataUri: 's3://stub-bucket/data', experimentName: 'stub-experiment', endpointName: workflowId, models: ['Basic'], ...input }],
+  });
 }

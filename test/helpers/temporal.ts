@@ -6,7 +6,9 @@ import { temporal } from '@temporalio/proto';
 import type { WorkflowHandle } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { DefaultLogger, Runtime, Worker, type NativeConnection, type WorkflowBundle } from '@temporalio/worker';
+import { createDataWatchActivities } from '../../src/activities/data-watch';
 import { createDeployActivities, type DeployDeps } from '../../src/activities/deploy';
+import { createNotifyActivities } from '../../src/activities/notify';
 import { createEvaluationActivities } from '../../src/activities/evaluation';
 import { createDataActivities } from '../../src/activities/preprocess';
 import { createRegistryActivities } from '../../src/activities/registry';
@@ -101,6 +103,8 @@ export function createPipelineWorkers(
       ...versioning,
       activities: {
         ...createRegistryActivities({ mlflow }),
+        ...createDataWatchActivities({ store: s3 }),
+        ...createNotifyActivities(config.notifications),
         ...createDeployActivities({
           local: new LocalEndpoints({ stateDir: config.stateDir, ...config.localEndpoint, env: process.env }),
           sagemaker,

@@ -10,6 +10,7 @@ import { WorkflowFailedError, WorkflowUpdateFailedError, type WorkflowHandle } f
 import { ActivityFailure, ApplicationFailure } from '@temporalio/common';
 import { bundleWorkflowCode, DefaultLogger, Worker } from '@temporalio/worker';
 import type { createDeployActivities } from '../../src/activities/deploy';
+import type { createNotifyActivities } from '../../src/activities/notify';
 import type { createEvaluationActivities } from '../../src/activities/evaluation';
 import type { createDataActivities } from '../../src/activities/preprocess';
 import type { createRegistryActivities } from '../../src/activities/registry';
@@ -30,7 +31,9 @@ import { STUB_DATASET as DATASET } from '../helpers/serving-stubs';
 type DataActivities = ReturnType<typeof createDataActivities>;
 type TrainingActivities = ReturnType<typeof createTrainingActivities> & ReturnType<typeof createEvaluationActivities>;
 // promoteModelVersion is stubbed whole, so the registered model's owner and its applyPromotion never run here.
-type PipelineActivities = Omit<ReturnType<typeof createRegistryActivities>, 'applyPromotion'> & ReturnType<typeof createDeployActivities>;
+type PipelineActivities = Omit<ReturnType<typeof createRegistryActivities>, 'applyPromotion'> &
+  ReturnType<typeof createDeployActivities> &
+  ReturnType<typeof createNotifyActivities>;
 type Activities = DataActivities & TrainingActivities & PipelineActivities;
 type Name = keyof Activities;
 type In<N extends Name> = Parameters<Activities[N]>[0];
@@ -94,6 +97,7 @@ const trainingActivities: TrainingActivities = {
 };
 
 const pipelineActivities: PipelineActivities = {
+  sendNotification: stub('sendNotification', async () => 'not sent (stub)'),
   promoteModelVersion: stub('promoteModelVersion', async (_input, s) => ({ previousChampion: s.champion?.evaluation.version })),
   tagModelVersion: stub('tagModelVersion', async () => undefined),
   resolveModelVersion: stub('resolveModelVersion', async (input, s) => {
@@ -134,7 +138,11 @@ const pipelineActivities: PipelineActivities = {
 };
 
 const callsOf = (workflowId: string): Call[] => calls.filter((c) => c.workflowId === workflowId);
-const namesOf = (workflowId: string): Name[] => callsOf(workflowId).map((c) => c.name);
+/** The pipeline's activities in call order; notifications go out in the background, in no fixed place among them. */
+const namesOf = (workflowId: string): Name[] =>
+  callsOf(workflowId)
+    .map((c) => c.name)
+    .filter((n) => n !== 'sendNotification');
 function inputsOf<N extends Name>(workflowId: string, name: N): In<N>[] {
   return callsOf(workflowId)
     .filter((c) => c.name === name)

@@ -8,9 +8,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ScheduleOverlapPolicy, WorkflowFailedError } from '@temporalio/client';
 import { TASK_QUEUES } from '../../src/common/constants';
 import type { PipelineInput } from '../../src/workflows/input';
-import { cnnSkinCancerWorkflow, retrainingWorkflow, scheduledRetrainingWorkflow } from '../../src/workflows';
+import { retrainingWorkflow, scheduledRetrainingWorkflow } from '../../src/workflows';
 import { finishSignal, redeploySignal, retrainSignal, statusQuery } from '../../src/workflows/messages';
-import { ServingStubs } from '../helpers/serving-stubs';
+import { ServingStubs, startStubRun } from '../helpers/serving-stubs';
 import { startDevServer, statusWhen } from '../helpers/temporal';
 
 describe('retraining through the endpoint owner (dev server, stubbed activities)', function () {
@@ -20,20 +20,7 @@ describe('retraining through the endpoint owner (dev server, stubbed activities)
   afterEach(() => stubs.releaseTrainings());
 
   const startOwner = (workflowId: string, over: PipelineInput = {}) =>
-    server().client.workflow.start(cnnSkinCancerWorkflow, {
-      taskQueue: TASK_QUEUES.pipeline,
-      workflowId,
-      args: [
-        {
-          dataUri: 's3://stub-bucket/data',
-          experimentName: 'stub-experiment',
-          endpointName: workflowId,
-          models: ['Basic'],
-          lifetimeSeconds: 3600,
-          ...over,
-        },
-      ],
-    });
+    startStubRun(server().client, workflowId, { lifetimeSeconds: 3600, ...over });
 
   it("a schedule's tick hands a retraining to the owner, which trains in a child workflow, deploys the winner and promotes it once it serves, across the owner's continue-as-new; overlapping ticks are skipped", async () => {
     const owner = await startOwner('retrain-owner');

@@ -278,41 +278,67 @@ describe('the serving phase under a flood of 1,000 redeploy requests (dev server
     assert.ok(status.redeploys.length <= STATUS_HISTORY_LIMIT && status.deployments.length <= STATUS_HISTORY_LIMIT, 'status lists bounded');
   });
 
-  it('hands a redeploy in progress to the next run once a flood has filled the history, and deploys it there once', async () => {
-    const began = Date.now();
-    const id = 'flood-during-redeploy';
-    const handle = await start(env(), id, {});
+  it('ends when `finish` comes while the run waits to continue as new (a notification in flight)', async () => {
+    const handle = await start(env(), 'finish-while-continuing', {});
     await statusWhen(handle, (s) => s.stage === 'serving', 'serving');
-    stubs.holdDeploys();
-    await handle.signal(redeploySignal, { version: '12' });
-    await statusWhen(handle, (s) => s.stage === 'redeploying', 'the redeploy in progress');
-    // 80 requests of 100 KB at 1 MB/s, each refused at the door and each staying in the history:
-    // 8 MB, in one run if the redeploy held it.
-    const pad = 'p'.repeat(100 * 1024);
-    const PADDED = 80;
-    for (let i = 0; i < PADDED; i++) {
-      await handle.signal(redeploySignal, { version: '11', padding: pad } as never);
-      await new Promise((r) => setTimeout(r, 100));
+    let release = (): void => undefined;
+    stubs.notificationGate = new Promise((resolve) => (release = resolve));
+    try {
+      // A redeploy announces itself (held), then refused requests of 100 KB make the run continue as new:
+      // it first waits for the notification in flight, and `finish` comes meanwhile.
+      await handle.signal(redeploySignal, { version: '12' });
+      await statusWhen(handle, (s) => s.deployments.at(-1)?.version === '12', 'v12 deployed');
+      for (let i = 0; i < 6; i++) {
+        await handle.query(statusQuery);
+        await handle.signal(redeploySignal, { version: '11', padding: 'p'.repeat(100 * 1024) } as never);
+      }
+      await handle.signal(finishSignal);
+    } finally {
+      release();
+      stubs.notificationGate = undefined;
     }
-    const during = await statusWhen(handle, (s) => s.refusedCount === PADDED, 'every padded request refused');
-    assert.ok((during.redeploysHandedOver ?? 0) >= 1, `handed over: ${during.redeploysHandedOver}`);
-    stubs.releaseDeploys();
-    await statusWhen(handle, (s) => s.stage === 'serving' && s.deployments.at(-1)?.version === '12', 'v12 deployed');
-    await handle.signal(finishSignal);
-    assert.equal((await handle.result()).stage, 'finished');
-
-    // Each run ends within the hand-over bound plus what the flood adds while the deploy hears of
-    // its cancellation (a heartbeat, DEPLOY_HEARTBEAT_THROTTLE) and stops.
-    const { runs, status } = await checkChain(env(), id, handle, began, HAND_OVER_BYTES + 3 * 1024 * 1024);
-    assert.ok(runs.length > 2, `the redeploy was handed over from run to run (${runs.length} runs)`);
-    const deploys = stubs.inputsOf<DeployInput & { deployKey?: string }>(id, 'deployModel').filter((d) => d.model.version === '12');
-    assert.ok(deploys.length >= 2, 'the deploy began again in the next run');
-    assert.equal(new Set(deploys.map((d) => d.deployKey)).size, 1, 'under one key, whichever run deployed');
-    assert.deepEqual(
-      status.redeploys.filter((r) => r.request.version === '12').map((r) => r.outcome),
-      ['deployed'],
-      'run once to the end',
-    );
-    figures[id] = { ...figures[id], handedOver: status.redeploysHandedOver, deploysBegun: deploys.length };
+    const ended = await Promise.race([handle.result(), new Promise((r) => setTimeout(() => r('still running'), 60_000))]);
+    assert.equal((ended as { stage?: string }).stage, 'finished', `the run: ${JSON.stringify(ended).slice(0, 200)}`);
+    assert.notEqual((await handle.describe()).runId, handle.firstExecutionRunId, 'it continued as new, then ended');
   });
+
+  for (const step of ['deploy', 'resolve'] as const)
+    it(`hands a redeploy whose ${step} hangs to the next run once a flood has filled the history, and deploys it there once`, async () => {
+      const began = Date.now();
+      const id = `flood-during-${step}`;
+      const handle = await start(env(), id, {});
+      await statusWhen(handle, (s) => s.stage === 'serving', 'serving');
+      stubs.holdDeploys(step);
+      await handle.signal(redeploySignal, { version: '12' });
+      await statusWhen(handle, (s) => s.stage === 'redeploying', 'the redeploy in progress');
+      // 80 requests of 100 KB at 1 MB/s, each refused at the door and each staying in the history:
+      // 8 MB, in one run if the redeploy held it.
+      const pad = 'p'.repeat(100 * 1024);
+      const PADDED = 80;
+      for (let i = 0; i < PADDED; i++) {
+        await handle.signal(redeploySignal, { version: '11', padding: pad } as never);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const during = await statusWhen(handle, (s) => s.refusedCount === PADDED, 'every padded request refused');
+      assert.ok((during.redeploysHandedOver ?? 0) >= 1, `handed over: ${during.redeploysHandedOver}`);
+      stubs.releaseDeploys();
+      await statusWhen(handle, (s) => s.stage === 'serving' && s.deployments.at(-1)?.version === '12', 'v12 deployed');
+      await handle.signal(finishSignal);
+      assert.equal((await handle.result()).stage, 'finished');
+
+      // Each run ends within the hand-over bound plus what the flood adds while the deploy hears of
+      // its cancellation (a heartbeat, DEPLOY_HEARTBEAT_THROTTLE) and stops.
+      const { runs, status } = await checkChain(env(), id, handle, began, HAND_OVER_BYTES + 3 * 1024 * 1024);
+      assert.ok(runs.length > 2, `the redeploy was handed over from run to run (${runs.length} runs)`);
+      const deploys = stubs.inputsOf<DeployInput & { deployKey?: string }>(id, 'deployModel').filter((d) => d.model.version === '12');
+      const lookups = stubs.inputsOf<{ version?: string }>(id, 'resolveModelVersion').filter((r) => r.version === '12');
+      assert.ok((step === 'deploy' ? deploys : lookups).length >= 2, `the ${step} began again in the next run`);
+      assert.equal(new Set(deploys.map((d) => d.deployKey)).size, 1, 'under one key, whichever run deployed');
+      assert.deepEqual(
+        status.redeploys.filter((r) => r.request.version === '12').map((r) => r.outcome),
+        ['deployed'],
+        'run once to the end',
+      );
+      figures[id] = { ...figures[id], handedOver: status.redeploysHandedOver, begun: (step === 'deploy' ? deploys : lookups).length };
+    });
 });

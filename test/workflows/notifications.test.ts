@@ -12,7 +12,7 @@ import { createNotifyActivities, signature, SIGNATURE_HEADER } from '../../src/a
 import type { PipelineEvent } from '../../src/common/types';
 import { finishSignal, redeploySignal, retrainSignal } from '../../src/workflows/messages';
 import { ServingStubs, startStubRun } from '../helpers/serving-stubs';
-import { startDevServer, statusWhen } from '../helpers/temporal';
+import { recordHistory, startDevServer, statusWhen } from '../helpers/temporal';
 
 const SECRET = 'webhook-secret-for-the-test';
 
@@ -86,6 +86,7 @@ describe('notifications to a webhook (dev server, the real notification activity
     const events = await deliveredWhen('notified', 6);
     await owner.signal(finishSignal);
     await owner.result();
+    await recordHistory(owner, 'notified~only-run');
 
     assert.deepEqual(
       events.map((e) => [e.kind, e.version]),

@@ -10,7 +10,9 @@ import { HISTORIES_DIR, installQuietRuntime } from '../helpers/temporal';
 // the deploy-target and deploy-failed patches; `serving-deploy-failed-before-bounds` and the
 // others without `serving-bounds` in their name: the code before requests were checked on
 // arrival; `serving-bounds-*`: the code since; `before-retire-*`: the code before a run's end
-// stopped its endpoint): the current code must replay every one of them,
+// stopped its endpoint; `<workflow id>~<run>`: retraining (owner, child, scheduled tick),
+// notifications, a flood's hand-over and `finish` carried across continue-as-new, as first
+// recorded): the current code must replay every one of them,
 // or runs already started would fail with a non-determinism error when a release without Worker
 // Versioning picks them up.
 describe('cnnSkinCancerWorkflow replays histories recorded by earlier code (no server)', function () {
@@ -27,7 +29,8 @@ describe('cnnSkinCancerWorkflow replays histories recorded by earlier code (no s
       logger: new DefaultLogger('WARN'),
     });
     const histories = files.map((f) => ({
-      workflowId: f.replace(/\.pb$/, ''),
+      // `<workflow id>~<which run>.pb`: the id itself, where the code derives names from it (a retraining child's).
+      workflowId: f.replace(/\.pb$/, '').split('~')[0]!,
       history: temporal.api.history.v1.History.decode(readFileSync(join(HISTORIES_DIR, f))),
     }));
     const failed: string[] = [];

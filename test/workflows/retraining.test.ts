@@ -11,7 +11,7 @@ import type { PipelineInput } from '../../src/workflows/input';
 import { retrainingWorkflow, scheduledRetrainingWorkflow } from '../../src/workflows';
 import { finishSignal, redeploySignal, retrainSignal, statusQuery } from '../../src/workflows/messages';
 import { ServingStubs, startStubRun } from '../helpers/serving-stubs';
-import { startDevServer, statusWhen } from '../helpers/temporal';
+import { recordHistory, startDevServer, statusWhen } from '../helpers/temporal';
 
 describe('retraining through the endpoint owner (dev server, stubbed activities)', function () {
   this.timeout(180_000);
@@ -100,6 +100,10 @@ describe('retraining through the endpoint owner (dev server, stubbed activities)
       assert.equal(stubs.inputsOf('retrain-owner', 'deployModel').length, deploysBefore + 1);
       assert.equal(stubs.inputsOf('retrain-owner', 'promoteModelVersion').length, 2, 'the first model, then the retrained one');
       assert.equal(after.redeploys.at(-1)?.via, 'retraining');
+      await recordHistory(server().client.workflow.getHandle('retrain-owner', owner.firstExecutionRunId), 'retrain-owner~first-run');
+      await recordHistory(server().client.workflow.getHandle('retrain-owner', (await owner.describe()).runId), 'retrain-owner~last-run');
+      await recordHistory(child, `${childId}~child`);
+      await recordHistory(server().client.workflow.getHandle(tick!), 'retrain-owner-tick~scheduled');
     } finally {
       await schedule.delete();
     }

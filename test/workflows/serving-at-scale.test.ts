@@ -300,6 +300,10 @@ describe('the serving phase under a flood of 1,000 redeploy requests (dev server
     const ended = await Promise.race([handle.result(), new Promise((r) => setTimeout(() => r('still running'), 60_000))]);
     assert.equal((ended as { stage?: string }).stage, 'finished', `the run: ${JSON.stringify(ended).slice(0, 200)}`);
     assert.notEqual((await handle.describe()).runId, handle.firstExecutionRunId, 'it continued as new, then ended');
+    await recordHistory(
+      env().client.workflow.getHandle(handle.workflowId, handle.firstExecutionRunId),
+      'finish-while-continuing~first-run',
+    );
   });
 
   for (const step of ['deploy', 'resolve'] as const)
@@ -330,6 +334,7 @@ describe('the serving phase under a flood of 1,000 redeploy requests (dev server
       // its cancellation (a heartbeat, DEPLOY_HEARTBEAT_THROTTLE) and stops.
       const { runs, status } = await checkChain(env(), id, handle, began, HAND_OVER_BYTES + 3 * 1024 * 1024);
       assert.ok(runs.length > 2, `the redeploy was handed over from run to run (${runs.length} runs)`);
+      await recordHistory(env().client.workflow.getHandle(id, runs[0]!.runId), `${id}~first-run`);
       const deploys = stubs.inputsOf<DeployInput & { deployKey?: string }>(id, 'deployModel').filter((d) => d.model.version === '12');
       const lookups = stubs.inputsOf<{ version?: string }>(id, 'resolveModelVersion').filter((r) => r.version === '12');
       assert.ok((step === 'deploy' ? deploys : lookups).length >= 2, `the ${step} began again in the next run`);

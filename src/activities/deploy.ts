@@ -6,12 +6,13 @@
  *   once the endpoint is InService on the intended config. An auto-rollback is a failure.
  */
 import { createHash } from 'node:crypto';
-import { Context, type Info } from '@temporalio/activity';
+import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { DeployTarget } from '../common/constants';
 import { FAILURE } from '../common/failures';
 import type { DeployInput, Deployment, EndpointHealth } from '../common/types';
 import type { SageMakerConfig } from '../config';
+import { activityIdentity, keepAlive } from './attempts';
 import type { SageMakerApi } from '../sagemaker/api';
 import { deleteSageMakerEndpoint, deployToSageMaker, SageMakerDeployError } from '../sagemaker/deploy';
 import { getJson, postJson, type LocalEndpoints, type ServedModel } from '../serving/local-endpoints';
@@ -74,7 +75,7 @@ export function createDeployActivities(deps: DeployDeps) {
         durationSeconds: (Date.now() - started) / 1000,
         ...fields,
       });
-      const beat = keepAlive(Context.current());
+      const beat = keepAlive(Context.current(), KEEP_ALIVE_MS);
       try {
         if (input.target === 'sagemaker') return done(await deploySageMaker(deps, input, beat.heartbeat));
         if (input.instanceType !== undefined || input.instanceCount !== undefined) {
@@ -151,12 +152,6 @@ async function sageMakerHealth(deps: DeployDeps, endpointName: string): Promise<
   };
 }
 
-/** The same for every attempt of one activity, different for the next (a redeploy is another activity). */
-function attemptKey(info: Info): string {
-  const run = info.workflowExecution;
-  return hashKey(`${run?.workflowId}/${run?.runId}/${info.activityId}`);
-}
-
 function hashKey(key: string): string {
   return createHash('sha256').update(key).digest('hex').slice(0, 16);
 }
@@ -172,16 +167,6 @@ function localInPod(defaulted: boolean): ApplicationFailure {
 
 /** The endpoint a run serves and the version it should serve. */
 export type EndpointCheck = Omit<DeployInput, 'model'> & { model: ServedModel };
-
-/** Heartbeats every few seconds with the last details given, until stopped. */
-function keepAlive(ctx: Context): { heartbeat: (details: unknown) => void; stop: () => void } {
-  let last: unknown;
-  const beat = setInterval(() => ctx.heartbeat(last), KEEP_ALIVE_MS);
-  return {
-    heartbeat: (details) => ctx.heartbeat((last = details)),
-    stop: () => clearInterval(beat),
-  };
-}
 
 /**
  * How often the ml-pipeline worker sends heartbeats at most (its maxHeartbeatThrottleInterval): a
@@ -267,7 +252,8 @@ async function deploySageMaker(deps: DeployDeps, input: DeployInput, heartbeat: 
         },
         sleep: sm.sleep ?? ((ms) => ctx.sleep(ms)),
         updateIssuedBefore: (ctx.info.heartbeatDetails as DeployHeartbeat | undefined)?.updateIssued,
-        attemptKey: input.deployKey ? hashKey(input.deployKey) : attemptKey(ctx.info),
+        // The same for every attempt of this deploy; by default different for the next (a redeploy is another activity).
+        attemptKey: hashKey(input.deployKey ?? activityIdentity(ctx.info)),
       },
     );
     return {

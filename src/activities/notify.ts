@@ -9,6 +9,7 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { FAILURE } from '../common/failures';
 import type { PipelineEvent } from '../common/types';
+import { activityIdentity } from './attempts';
 
 /** One attempt's limit; the retry policy (src/workflows/notifications.ts) spaces the next ones out. */
 const ATTEMPT_TIMEOUT_MS = 10_000;
@@ -24,8 +25,7 @@ export function createNotifyActivities({ webhookUrl, secret }: { webhookUrl?: st
     /** Posts one event; says where it went, or that no webhook is configured. */
     async sendNotification(event: PipelineEvent): Promise<string> {
       if (!webhookUrl || !secret) return 'no webhook configured (NOTIFY_WEBHOOK_URL)';
-      const { workflowExecution, activityId } = Context.current().info;
-      const id = `${workflowExecution?.workflowId}/${workflowExecution?.runId}/${activityId}`;
+      const id = activityIdentity(Context.current().info);
       const body = JSON.stringify({ text: textOf(event), event: { id, ...event } });
       const res = await fetch(webhookUrl, {
         method: 'POST',

@@ -9,6 +9,7 @@ import { CHAMPION_ALIAS, PREVIOUS_CHAMPION_ALIAS, PROMOTE_UPDATE, TASK_QUEUES, w
 import { modelVersionNotFound } from '../common/errors';
 import type { ModelVersionRef, PromotionOutcome, PromotionRequest } from '../common/types';
 import type { MlflowClient, ModelVersion } from '../tracking/mlflow';
+import { activityIdentity, keepAlive } from './attempts';
 
 export { CHAMPION_ALIAS, PREVIOUS_CHAMPION_ALIAS };
 
@@ -60,16 +61,14 @@ export function createRegistryActivities({ mlflow }: RegistryDeps) {
      */
     async promoteModelVersion(input: { registeredModelName: string } & PromotionRequest): Promise<PromotionOutcome> {
       const ctx = Context.current();
-      const { workflowExecution, activityId } = ctx.info;
-      // The same for every attempt of this activity, and for no other promotion.
-      const updateId = `${workflowExecution?.workflowId}/${workflowExecution?.runId}/${activityId}`;
       // It may wait its turn a while: heartbeats say the worker is still there, so a worker lost
       // meanwhile costs the heartbeat timeout, not the whole start-to-close timeout.
-      const beat = setInterval(() => ctx.heartbeat(), 5_000);
+      const beat = keepAlive(ctx, 5_000);
       try {
-        return await promoteInTurn(ctx.client.workflow, input, updateId);
+        // Answered once for all attempts of this activity.
+        return await promoteInTurn(ctx.client.workflow, input, activityIdentity(ctx.info));
       } finally {
-        clearInterval(beat);
+        beat.stop();
       }
     },
 

@@ -172,14 +172,9 @@ export class Retrainings {
   }
 
   carry(): RetrainingCarry {
-    return {
-      nextId: this.nextId,
-      results: this.results,
-      ...(this.requested ? { requested: this.requested } : {}),
-      ...(this.running ? { running: this.running } : {}),
-      ...(this.imagesAtLastTraining !== undefined ? { imagesAtLastTraining: this.imagesAtLastTraining } : {}),
-      ...(this.nextDataCheck !== undefined ? { nextDataCheck: this.nextDataCheck } : {}),
-    };
+    // Fields left undefined do not travel: the carry is JSON.
+    const { nextId, results, requested, running, imagesAtLastTraining, nextDataCheck } = this;
+    return { nextId, results, requested, running, imagesAtLastTraining, nextDataCheck };
   }
 
   /** When the images under dataUri are to be counted next (epoch ms): never while a retraining is under way, or with retrainOnNewImages 0. */
@@ -258,13 +253,13 @@ export class Retrainings {
   }
 
   /** The winner's deploy ran: promoted once it serves, and the retraining is over either way. */
-  async deployed(winner: RetrainedWinner, record: RedeployRecord, status: StatusTracker): Promise<void> {
+  async deployed(winner: RetrainedWinner, record: RedeployRecord): Promise<void> {
     const { childWorkflowId, replyTo } = winner;
     if (!record.deployment) {
       await this.finish({ outcome: 'failed', reason: `the winner's deploy failed: ${record.reason}`, childWorkflowId }, replyTo);
       return;
     }
-    await promote(winner.promotion, status);
+    await promote(winner.promotion, this.status);
     const version = record.deployment.version;
     await this.finish({ outcome: 'deployed', reason: winner.promotion.reason, version, childWorkflowId }, replyTo);
   }

@@ -85,7 +85,7 @@ export async function serve(
       // A fresh deployment was verified as it was made. A redeploy handed over waits at the head of the queue.
       const record = await runRedeploy(params, next, queue, status, result, handOverWhen);
       if (record?.deployment) nextCheck = Date.now() + interval;
-      if (record && next.retrained) await retrainings.deployed(next.retrained, record, status);
+      if (record && next.retrained) await retrainings.deployed(next.retrained, record);
       continue;
     }
     if (Date.now() >= retrainings.nextDataCheckAt(params) && !queue.closing && !queue.draining) {

@@ -56,9 +56,10 @@ export class StatusTracker {
     this.update((s) => void (s.models[index] = progress));
   }
 
-  deployed(deployment: Deployment): void {
+  /** A deployment serves; it is announced as `kind`, with `asked` (the request it came from) before where it serves. */
+  deployed(deployment: Deployment, kind: 'deployed' | 'rolled-back' = 'deployed', asked?: string): void {
     appendBounded(this.status.deployments, deployment);
-    this.notifier?.send('deployed', `serves at ${deployment.url}`, deployment.version);
+    this.notifier?.send(kind, `${asked ? `${asked}: ` : ''}serves at ${deployment.url}`, deployment.version);
   }
 
   /** Gives notifications still being delivered a short while: the run is about to end or continue as new. */
@@ -86,9 +87,7 @@ export class StatusTracker {
     appendBounded(this.status.redeploys, record.reason === undefined ? record : { ...record, reason: clip(record.reason) });
     const asked = `${JSON.stringify(record.request)} by ${record.via}`;
     if (record.deployment) {
-      appendBounded(this.status.deployments, record.deployment);
-      const kind = record.request.alias === 'previous-champion' ? 'rolled-back' : 'deployed';
-      this.notifier?.send(kind, `${asked}: serves at ${record.deployment.url}`, record.deployment.version);
+      this.deployed(record.deployment, record.request.alias === 'previous-champion' ? 'rolled-back' : 'deployed', asked);
     } else {
       // A SageMaker update that its alarms rolled back leaves the endpoint on its old config.
       const kind = /rolled back/.test(record.reason ?? '') ? 'rolled-back' : 'deploy-failed';

@@ -52,7 +52,7 @@ export function createDeployActivities(deps: DeployDeps) {
     },
 
     /**
-     * Deploys, heartbeating every few seconds whatever the step, so that a cancellation (which
+     * Deploys, heartbeating every second whatever the step, so that a cancellation (which
      * comes with a heartbeat's answer) stops it within seconds: a SageMaker deploy stops waiting
      * (the endpoint's update goes on, and the next deploy of the same version waits for it), a
      * local one aborts its requests to the server.

@@ -171,7 +171,7 @@ export interface PromotionOutcome {
 
 /** What a run announces (src/workflows/notifications.ts, src/activities/notify.ts). */
 export interface PipelineEvent {
-  kind: 'deployed' | 'deploy-failed' | 'rolled-back' | 'retraining-finished';
+  kind: 'deployed' | 'deploy-failed' | 'rolled-back' | 'retraining-finished' | 'awaiting-approval' | 'approved' | 'rejected' | 'drift';
   /** The endpoint's workflow. */
   workflowId: string;
   endpointName: string;

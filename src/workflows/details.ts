@@ -36,6 +36,21 @@ export function renderDetails(status: PipelineStatus): string {
       '',
       `**Last redeploy:** ${JSON.stringify(last.request)} by ${last.via}: ${last.outcome}${last.reason ? ` (${last.reason})` : ''}`,
     );
+  const pending = status.approval?.pending;
+  if (pending)
+    lines.push(
+      '',
+      `**Awaiting approval:** ${pending.registeredModelName} v${pending.version} (${pending.modelClass}: ${pending.reason}), since ${pending.since}; ` +
+        `${pending.onTimeout === 'approve' ? 'approved' : 'rejected'} at ${pending.decidesAt} unless someone decides. Approve with`,
+      '',
+      '```',
+      pending.command,
+      '```',
+    );
+  const decided = status.approval?.last;
+  if (decided)
+    lines.push('', `**Last approval:** v${decided.version} ${decided.decision} by ${decided.approver} (${decided.reason}), ${decided.at}`);
+  if (status.approval?.tagError) lines.push('', `**Approval not recorded in MLflow:** ${status.approval.tagError}`);
   const r = status.retraining;
   if (r) lines.push('', `**Retraining:** ${r.childWorkflowId} (${r.reason}), since ${r.startedAt}`);
   const lr = status.lastRetraining;

@@ -88,6 +88,15 @@ export interface PipelineParams {
   retrainOnNewImages: number;
   /** How often the run counts the images under `dataUri`, while retrainOnNewImages is set. */
   newImagesCheckSeconds: number;
+  /** Whether a model that passed the gate waits for a person's `approve` before it serves (docs/retraining.md#approval). */
+  approval: ApprovalPolicy;
+}
+
+export interface ApprovalPolicy {
+  required: boolean;
+  /** How long a model waits for a decision before `onTimeout` decides. */
+  timeoutHours: number;
+  onTimeout: 'approve' | 'reject';
 }
 
 export type PipelineInput = Partial<PipelineParams> & {
@@ -133,6 +142,7 @@ export const DEFAULT_PARAMS: Readonly<PipelineParams> = Object.freeze({
   endpointCheckSeconds: 120,
   retrainOnNewImages: 0,
   newImagesCheckSeconds: 3600,
+  approval: Object.freeze({ required: false, timeoutHours: 72, onTimeout: 'reject' }),
 });
 
 export class InvalidInputError extends Error {
@@ -246,6 +256,25 @@ const CHECKS: { [K in keyof PipelineParams]: Check } = {
   endpointCheckSeconds: int(5, 24 * 3600),
   retrainOnNewImages: int(0, 100_000_000),
   newImagesCheckSeconds: int(5, 7 * 24 * 3600),
+  approval: (v, f) => {
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+      throw new InvalidInputError(
+        f,
+        `expected an object like {"required": true, "timeoutHours": 72, "onTimeout": "reject"}, got ${show(v)}`,
+      );
+    }
+    const { required, timeoutHours, onTimeout, ...rest } = v as Record<string, unknown>;
+    const unknown = Object.keys(rest);
+    if (unknown.length)
+      throw new InvalidInputError(`${f}.${unknown[0]}`, 'unknown field; approval takes required, timeoutHours and onTimeout');
+    const d = DEFAULT_PARAMS.approval;
+    return {
+      required: bool(required ?? d.required, `${f}.required`),
+      // A year at most: the wait is a durable timer, and a decision that never comes is a decision too.
+      timeoutHours: num(0, 365 * 24, { exclusiveMin: true })(timeoutHours ?? d.timeoutHours, `${f}.timeoutHours`),
+      onTimeout: oneOf(['approve', 'reject'])(onTimeout ?? d.onTimeout, `${f}.onTimeout`),
+    };
+  },
 };
 
 /** Applies defaults and validates; throws InvalidInputError naming the first bad field. */

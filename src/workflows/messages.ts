@@ -22,6 +22,8 @@ export type Stage =
   /** The first deployment failed: the run stays alive as the endpoint's owner; a redeploy retries it. */
   | 'deploy-failed'
   | 'serving'
+  /** A model that passed the gate waits for `approve` or `reject` (approval.ts); the champion, if any, serves meanwhile. */
+  | 'awaiting-approval'
   | 'redeploying'
   | 'finished'
   | 'failed';
@@ -47,8 +49,11 @@ export interface RedeployRequest {
 
 export interface RedeployRecord {
   request: RedeployRequest;
-  /** `retraining`: the winner of a retraining that passed the gate (retraining.ts). */
-  via: 'signal' | 'update' | 'retraining';
+  /**
+   * `retraining`: the winner of a retraining that passed the gate (retraining.ts); `approval`: the
+   * run's first winner, once approved (approval.ts).
+   */
+  via: 'signal' | 'update' | 'retraining' | 'approval';
   /** `rejected`: malformed, from runs that queued requests before checking them (now refused on arrival). */
   outcome: 'deployed' | 'rejected' | 'failed';
   reason?: string;
@@ -92,6 +97,12 @@ export interface PipelineStatus {
    * requests) and handed to the next run, which ran them first.
    */
   redeploysHandedOver?: number;
+  /** The model waiting for a decision, and the last decision (approval.ts). */
+  approval?: {
+    pending?: PendingApproval;
+    last?: ApprovalDecision;
+    /** Why the last MLflow tags of an approval could not be written. */ tagError?: string;
+  };
   /** What the last endpoint check found (every endpointCheckSeconds while serving). */
   endpoint?: EndpointHealth;
   /** Input keys accepted without effect here, such as the Airflow DAG's `model_params.verbose`; only when there are some. */
@@ -128,9 +139,11 @@ export interface RetrainingOutcome {
   /**
    * `deployed`: the winner passed the gate, serves and is champion; `kept`: the champion stays (the
    * gate's reason); `failed`: training or the deploy failed; `skipped`: another retraining was
-   * running, or the run was ending.
+   * running, or the run was ending; `rejected`: the winner was rejected (or its approval timed
+   * out), and the champion stays; `awaiting-approval`: the winner waits for a decision (told to
+   * whoever asked; the retraining's end is announced when it comes).
    */
-  outcome: 'deployed' | 'kept' | 'failed' | 'skipped';
+  outcome: 'deployed' | 'kept' | 'failed' | 'skipped' | 'rejected' | 'awaiting-approval';
   reason: string;
   version?: string;
   childWorkflowId?: string;
@@ -154,3 +167,42 @@ export interface RetrainingResult {
   /** The files its preprocessing read under train/ and test/, skipped ones included. */
   images?: number;
 }
+
+/** What `approve` and `reject` take: the version that waits, who decides and why (all required). */
+export interface ApprovalRequest {
+  version: string;
+  approver: string;
+  reason: string;
+}
+
+/** A decision on the model that waited, as the history, the status and the MLflow tags record it. */
+export interface ApprovalDecision {
+  decision: 'approved' | 'rejected';
+  version: string;
+  approver: string;
+  reason: string;
+  /** When it was taken (workflow time). */
+  at: string;
+  /** Taken by `approval.onTimeout`, as nobody decided within `approval.timeoutHours`. */
+  timedOut?: boolean;
+}
+
+/** The model that waits for a decision, as the status shows it. */
+export interface PendingApproval {
+  registeredModelName: string;
+  version: string;
+  modelClass: string;
+  /** Why it passed the champion/challenger gate. */
+  reason: string;
+  since: string;
+  /** When `approval.onTimeout` decides for it. */
+  decidesAt: string;
+  onTimeout: 'approve' | 'reject';
+  /** The command that approves it (reject: `--name reject`). */
+  command: string;
+}
+
+/** Approves the model that waits: it is deployed, then promoted once it serves. Answered once the decision is recorded in the run. */
+export const approveUpdate = defineUpdate<ApprovalDecision, [ApprovalRequest]>('approve');
+/** Rejects the model that waits: the champion keeps serving. */
+export const rejectUpdate = defineUpdate<ApprovalDecision, [ApprovalRequest]>('reject');

@@ -14,6 +14,7 @@ import { SEARCH_ATTRIBUTES } from '../common/constants';
 import type { ClassificationMetrics, Deployment } from '../common/types';
 import type { PipelineInput, PipelineParams } from './input';
 import type { Stage } from './messages';
+import { Approvals } from './approval';
 import { Notifier } from './notifications';
 import { Retrainings } from './retraining';
 import { RedeployQueue, serve, type ServingCarry } from './serving';
@@ -54,12 +55,13 @@ export async function cnnSkinCancerWorkflow(input?: PipelineInput, carry?: Servi
   const status = new StatusTracker(carry?.status, new Notifier(params));
   status.ignoredInput(ignored);
   const queue = new RedeployQueue(params, status, carry);
+  const approvals = new Approvals(params, status, () => queue.closing, carry?.approval);
   // Requests that come while the first model trains start once it serves.
-  const retrainings = new Retrainings(status, () => queue.closing, carry?.retraining);
+  const retrainings = new Retrainings(status, () => queue.closing, carry?.retraining, approvals);
   // Before any work: a target this deployment cannot serve (local in a pod) fails the run now.
   if (!carry && patched('deploy-target-from-worker')) params.deployTarget = await chooseDeployTarget(params, input?.deployTarget);
 
-  const result = carry?.result ?? (await trainAndDeploy(params, status));
+  const result = carry?.result ?? (await trainAndDeploy(params, status, approvals));
   if (!carry) {
     upsertSearchAttributes([
       { key: SEARCH_ATTRIBUTES.endpoint, value: params.endpointName },
@@ -70,18 +72,26 @@ export async function cnnSkinCancerWorkflow(input?: PipelineInput, carry?: Servi
   const deadline = carry?.deadline ?? Date.now() + params.lifetimeSeconds * 1000;
   // Later runs of the chain keep the target and the registered model this one resolved.
   const next = { ...input, deployTarget: params.deployTarget, registeredModelName: params.registeredModelName };
-  return serve(params, next, queue, status, result, deadline, retrainings, carry?.nextCheck);
+  return serve(params, next, queue, status, result, deadline, retrainings, approvals, carry?.nextCheck);
 }
 
-/** The DAG itself: one pass from raw images to a served model. */
-async function trainAndDeploy(params: PipelineParams, status: StatusTracker): Promise<PipelineResult> {
+/**
+ * The DAG itself: one pass from raw images to a served model. A winner that needs approval waits
+ * for it in the serving loop (approval.ts); the champion, if there is one, serves meanwhile.
+ */
+async function trainAndDeploy(params: PipelineParams, status: StatusTracker, approvals: Approvals): Promise<PipelineResult> {
   const dataset = await preprocess(params, status);
   const trained = await trainAll(params, dataset, status);
   const selection = await select(params, dataset, trained, status);
-  const promotion = selection.gate.outcome === 'promote' ? promotionOf(selection) : undefined;
+  const passed = selection.gate.outcome === 'promote' ? promotionOf(selection) : undefined;
+  if (passed && params.approval.required) await approvals.request({ promotion: passed });
+  // What this run promotes itself: an approved winner is promoted once it serves, by the serving loop.
+  const promotion = approvals.pending ? undefined : passed;
   // Runs started by earlier code promoted before deploying, and failed with their deployment.
   const promoteAfterDeploy = patched('promote-after-verified-deploy');
   if (promotion && !promoteAfterDeploy) await promote(promotion, status);
+  // Nothing to serve while the first winner waits and no champion could be scored: the endpoint waits for the decision.
+  if (passed && !promotion && !selection.championScore?.metrics) return { ...winnerToServe(selection).served, stage: 'awaiting-approval' };
   const { ref, served } = promotion ? winnerToServe(selection) : await keepChampion(params, selection);
 
   status.stage('deploying');

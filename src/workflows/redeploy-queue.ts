@@ -94,9 +94,12 @@ export class RedeployQueue {
     return next;
   }
 
-  /** Queues a retraining's winner behind the requests already waiting; the queue's bound does not apply (one retraining runs at a time). */
-  enqueueRetrained(version: string, winner: RetrainedWinner): void {
-    this.pending.push({ id: this.nextId++, request: { version }, via: 'retraining', retrained: winner });
+  /**
+   * Queues a winner behind the requests already waiting: a retraining's, or (none given) the run's
+   * first, approved. The queue's bound does not apply: one winner at a time comes this way.
+   */
+  enqueueWinner(version: string, retrained?: RetrainedWinner): void {
+    this.pending.push({ id: this.nextId++, request: { version }, ...(retrained ? { via: 'retraining', retrained } : { via: 'approval' }) });
     this.status.queued(this.pending.length);
   }
 

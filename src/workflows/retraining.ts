@@ -27,11 +27,13 @@ import { clip, describeRequest } from './bounds';
 import { errorMessage } from './errors';
 import type { PipelineInput, PipelineParams } from './input';
 import type { PreparedDataset } from '../common/types';
+import type { ApprovalCandidate, Approvals } from './approval';
 import { dataWatch } from './activities';
 import {
   retrainedSignal,
   retrainingFinishedSignal,
   retrainSignal,
+  type ApprovalDecision,
   type RedeployRecord,
   type RetrainingInProgress,
   type RetrainingOutcome,
@@ -155,6 +157,7 @@ export class Retrainings {
     private readonly status: StatusTracker,
     private readonly closing: () => boolean,
     carry?: RetrainingCarry,
+    private readonly approvals?: Pick<Approvals, 'pending' | 'required'>,
   ) {
     this.nextId = carry?.nextId ?? 1;
     this.requested = carry?.requested;
@@ -177,9 +180,13 @@ export class Retrainings {
     return { nextId, results, requested, running, imagesAtLastTraining, nextDataCheck };
   }
 
-  /** When the images under dataUri are to be counted next (epoch ms): never while a retraining is under way, or with retrainOnNewImages 0. */
+  /**
+   * When the images under dataUri are to be counted next (epoch ms): never while a retraining is
+   * under way or its winner awaits approval, or with retrainOnNewImages 0.
+   */
   nextDataCheckAt(params: PipelineParams): number {
-    return params.retrainOnNewImages > 0 && !this.requested && !this.running ? (this.nextDataCheck ?? 0) : Infinity;
+    const idle = !this.requested && !this.running && !this.approvals?.pending;
+    return params.retrainOnNewImages > 0 && idle ? (this.nextDataCheck ?? 0) : Infinity;
   }
 
   /**
@@ -213,6 +220,8 @@ export class Retrainings {
   async start(input: PipelineInput): Promise<void> {
     const { reason, replyTo } = this.requested!;
     this.requested = undefined;
+    // Asked for before a model came to wait (during the first training): one winner waits at a time.
+    if (this.approvals?.pending) return this.reply(replyTo, skipped(AWAITS_APPROVAL));
     const id = this.nextId++;
     const owner = workflowInfo().workflowId;
     const childWorkflowId = `${owner}-retraining-${id}`;
@@ -234,10 +243,10 @@ export class Retrainings {
   }
 
   /**
-   * Takes the child's answer: a winner joins the redeploy queue (it is promoted once it serves),
-   * otherwise the retraining is over.
+   * Takes the child's answer: a winner goes on (`passed`: to the redeploy queue, where it is
+   * promoted once it serves, or to wait for approval), otherwise the retraining is over.
    */
-  async conclude(result: RetrainingResult, enqueue: (version: string, winner: RetrainedWinner) => void): Promise<void> {
+  async conclude(result: RetrainingResult, passed: (winner: RetrainedWinner) => Promise<void>): Promise<void> {
     const running = this.running;
     // An answer from a retraining given up as lost: its winner stays registered, undeployed.
     if (running?.id !== result.id) return;
@@ -246,7 +255,22 @@ export class Retrainings {
     if (result.images !== undefined) this.imagesAtLastTraining = result.images;
     const { childWorkflowId, replyTo } = running;
     if (result.winner) {
-      enqueue(result.winner.ref.version, { promotion: result.winner.promotion, childWorkflowId, ...(replyTo ? { replyTo } : {}) });
+      const { promotion } = result.winner;
+      if (!this.approvals?.required) {
+        await passed({ promotion, childWorkflowId, ...(replyTo ? { replyTo } : {}) });
+        return;
+      }
+      await passed({ promotion, childWorkflowId });
+      // Whoever asked hears now that the winner waits (a schedule's tick must not wait days for a
+      // person, nor skip its next ticks meanwhile); the retraining's end is announced when it comes.
+      const waits = `v${promotion.version} passed the gate and awaits approval (${promotion.reason})`;
+      await this.reply(replyTo, {
+        outcome: 'awaiting-approval',
+        reason: clip(waits),
+        version: promotion.version,
+        childWorkflowId,
+        finishedAt: now(),
+      });
       return;
     }
     await this.finish({ outcome: result.failed ? 'failed' : 'kept', reason: result.reason, childWorkflowId }, replyTo);
@@ -264,8 +288,24 @@ export class Retrainings {
     await this.finish({ outcome: 'deployed', reason: winner.promotion.reason, version, childWorkflowId }, replyTo);
   }
 
-  /** The run ends: a request not yet started, and whoever waits for one in progress, are told. */
-  async abandon(): Promise<void> {
+  /** The winner was rejected (or its approval timed out): the champion stays, and the retraining is over. */
+  async rejected(winner: RetrainedWinner, decision: ApprovalDecision): Promise<void> {
+    const reason = `v${decision.version} rejected by ${decision.approver}: ${decision.reason}`;
+    await this.finish({ outcome: 'rejected', reason, version: decision.version, childWorkflowId: winner.childWorkflowId }, winner.replyTo);
+  }
+
+  /**
+   * The run ends: a request not yet started, and whoever waits for one in progress, are told; a
+   * winner that awaited approval (`waiting`) stays registered, undeployed.
+   */
+  async abandon(waiting?: ApprovalCandidate): Promise<void> {
+    if (waiting?.retrained) {
+      const reason = `the endpoint's run ended while v${waiting.promotion.version} awaited approval`;
+      await this.finish(
+        { outcome: 'skipped', reason, version: waiting.promotion.version, childWorkflowId: waiting.retrained.childWorkflowId },
+        undefined,
+      );
+    }
     if (this.requested) await this.reply(this.requested.replyTo, skipped("the endpoint's run ended before it started"));
     this.requested = undefined;
     if (this.running?.replyTo)
@@ -286,6 +326,7 @@ export class Retrainings {
     }
     if (this.closing()) return this.reply(request.replyTo, skipped("the endpoint's run is ending"));
     const lost = this.running && Date.now() - Date.parse(this.running.startedAt) > LOST_AFTER_MS;
+    if (this.approvals?.pending) return this.reply(request.replyTo, skipped(AWAITS_APPROVAL));
     if (this.requested || (this.running && !lost)) {
       const busy = this.running ? `${this.running.childWorkflowId} is still training` : 'another request waits to start';
       return this.reply(request.replyTo, skipped(`a retraining is under way (${busy})`));
@@ -307,7 +348,9 @@ export class Retrainings {
   }
 }
 
-const skipped = (reason: string): RetrainingOutcome => ({ outcome: 'skipped', reason, finishedAt: new Date().toISOString() });
+const AWAITS_APPROVAL = 'a model awaits approval: approve or reject it first (status: approval)';
+const now = (): string => new Date().toISOString();
+const skipped = (reason: string): RetrainingOutcome => ({ outcome: 'skipped', reason, finishedAt: now() });
 
 /** A `retrain` request, checked, or why it is refused. */
 function parseRetrainRequest(raw: unknown): RetrainRequest | string {

@@ -22,7 +22,7 @@ export async function serveAsBefore(
 ): Promise<PipelineResult> {
   const { pending } = queue;
   const newerBuild = (): boolean => workflowInfo().targetWorkerDeploymentVersionChanged === true;
-  status.stage(idleStage(result));
+  status.stage(idleStage(result, status.status));
   // Runs started by earlier code never checked their endpoint.
   const checks = patched('endpoint-health-checks');
   let nextCheck = Date.now() + params.endpointCheckSeconds * 1000;

@@ -16,6 +16,7 @@ import { validateRedeploy, type PipelineInput, type PipelineParams } from './inp
 import type { PipelineStatus, RedeployRecord, Stage } from './messages';
 import type { cnnSkinCancerWorkflow, PipelineResult } from './pipeline';
 import type { PendingRedeploy, RedeployQueue } from './redeploy-queue';
+import type { ApprovalCarry } from './approval';
 import type { RetrainingCarry } from './retraining';
 import type { StatusTracker } from './status';
 import { definedSizing, deployVersion, promote } from './steps';
@@ -34,10 +35,16 @@ export interface ServingCarry {
   finished?: boolean;
   /** Retraining requests, the one in progress and its children's answers (absent in runs of earlier code). */
   retraining?: RetrainingCarry;
+  /** The model waiting for approval, and a decision on it not yet carried out. */
+  approval?: ApprovalCarry;
 }
 
-/** Until a deployment succeeds, the run waits in deploy-failed for a redeploy to retry it. */
-export const idleStage = (result: PipelineResult): Stage => (result.deployment ? 'serving' : 'deploy-failed');
+/**
+ * What the run waits in between requests: awaiting-approval while a model waits for a decision;
+ * until a deployment succeeds, deploy-failed (a redeploy retries it).
+ */
+export const idleStage = (result: PipelineResult, status: PipelineStatus): Stage =>
+  status.approval?.pending ? 'awaiting-approval' : result.deployment ? 'serving' : 'deploy-failed';
 
 /**
  * Runs one queued request and answers its update, if it came as one. Its deploy is cancelled once
@@ -57,7 +64,7 @@ export async function runRedeploy(
   if (!record) {
     queue.handBack(next);
     status.update((s) => void (s.redeploysHandedOver = (s.redeploysHandedOver ?? 0) + 1));
-    status.stage(idleStage(result));
+    status.stage(idleStage(result, status.status));
     return undefined;
   }
   status.redeployed(record);
@@ -71,7 +78,7 @@ export async function runRedeploy(
     }
   }
   queue.outcomes.set(next.id, record);
-  status.stage(idleStage(result));
+  status.stage(idleStage(result, status.status));
   return record;
 }
 

@@ -9,6 +9,7 @@ import { BYTES_PER_EVENT, CONTINUE_AS_NEW_BYTES, CONTINUE_AS_NEW_EVENTS, HAND_OV
 import type { PipelineInput, PipelineParams } from './input';
 import type { PipelineResult } from './pipeline';
 import type { RedeployQueue } from './redeploy-queue';
+import type { Approvals } from './approval';
 import type { Retrainings } from './retraining';
 import { serveAsBefore } from './serving-legacy';
 import { checkEndpoint, continueAsNew, endServing, idleStage, retireEndpoint, runRedeploy } from './serving-steps';
@@ -35,11 +36,12 @@ export async function serve(
   result: PipelineResult,
   deadline: number,
   retrainings: Retrainings,
+  approvals: Approvals,
   carriedNextCheck?: number,
 ): Promise<PipelineResult> {
   if (!queue.checked) return serveAsBefore(params, input, queue, status, result, deadline);
   const { pending } = queue;
-  status.stage(idleStage(result));
+  status.stage(idleStage(result, status.status));
   const interval = params.endpointCheckSeconds * 1000;
   let nextCheck = carriedNextCheck ?? Date.now() + interval;
   // Runs that reached this point before this code never interrupted a redeploy.
@@ -49,7 +51,7 @@ export async function serve(
   for (;;) {
     if (Date.now() >= deadline) queue.lifetimeOver = true;
     if (queue.closing && pending.length === 0) {
-      await retrainings.abandon();
+      await retrainings.abandon(approvals.abandoned());
       break;
     }
     // Once the run is ending, no request joins the queue: the few queued run here instead.
@@ -67,6 +69,7 @@ export async function serve(
         nextId: queue.nextId,
         nextCheck,
         retraining: retrainings.carry(),
+        approval: approvals.carry(),
         ...(queue.finished ? { finished: true } : {}),
       }));
     }
@@ -77,7 +80,25 @@ export async function serve(
     }
     const answer = retrainings.results.shift();
     if (answer) {
-      await retrainings.conclude(answer, (version, winner) => queue.enqueueRetrained(version, winner));
+      await retrainings.conclude(answer, async (winner) => {
+        if (params.approval.required) await approvals.request({ promotion: winner.promotion, retrained: winner });
+        else queue.enqueueWinner(winner.promotion.version, winner);
+      });
+      continue;
+    }
+    // A decision on the model that waits (or its timeout): approved, it joins the queue; rejected, the champion stays.
+    if (approvals.due) {
+      await approvals.conclude({
+        approved: ({ promotion, retrained }) => {
+          // The run's first winner is promoted once it serves, as after a failed first deployment.
+          if (!retrained) result.pendingPromotion = promotion;
+          queue.enqueueWinner(promotion.version, retrained);
+        },
+        rejected: async ({ retrained }, decision) => {
+          if (retrained) await retrainings.rejected(retrained, decision);
+        },
+      });
+      status.stage(idleStage(result, status.status));
       continue;
     }
     const next = queue.next();
@@ -103,9 +124,13 @@ export async function serve(
       params.versionCheckSeconds * 1000,
       result.deployment ? nextCheck - Date.now() : Infinity,
       retrainings.nextDataCheckAt(params) - Date.now(),
+      approvals.decidesAt - Date.now(),
     );
     // Never shorter than a second: a wait that ends at once, again and again, would fill the history.
-    await condition(() => pending.length > 0 || queue.finished || retrainings.due || timeToMoveOn(), Math.max(wake, MIN_WAIT_MS));
+    await condition(
+      () => pending.length > 0 || queue.finished || retrainings.due || approvals.due || timeToMoveOn(),
+      Math.max(wake, MIN_WAIT_MS),
+    );
   }
   // Runs that reached this point before this code left their endpoints as they were.
   if (patched('retire-endpoint-at-end')) await retireEndpoint(params, result);

@@ -62,6 +62,11 @@ export class StatusTracker {
     this.notifier?.send(kind, `${asked ? `${asked}: ` : ''}serves at ${deployment.url}`, deployment.version);
   }
 
+  /** Announces an event that leaves nothing else in the status (approvals, drift). */
+  announce(kind: 'awaiting-approval' | 'approved' | 'rejected' | 'drift', detail: string, version?: string): void {
+    this.notifier?.send(kind, clip(detail), version);
+  }
+
   /** Gives notifications still being delivered a short while: the run is about to end or continue as new. */
   async settleNotifications(): Promise<void> {
     await this.notifier?.settle();

@@ -10,14 +10,14 @@ const LAYERS = [
   ['common'],
   ['system'],
   ['storage', 'tracking'],
-  ['ml'],
+  ['ml', 'monitoring'],
   ['data', 'training', 'serving', 'sagemaker'],
   ['activities', 'stack', 'runtime'],
   ['workflows'],
   ['workers'],
 ];
 const LAYER_MESSAGE =
-  'Layers point one way: workers -> workflows -> activities, stack, runtime -> data, training, serving, sagemaker -> ml -> storage, tracking -> system -> common, config. Move the shared code down.';
+  'Layers point one way: workers -> workflows -> activities, stack, runtime -> data, training, serving, sagemaker -> ml, monitoring -> storage, tracking -> system -> common, config. Move the shared code down.';
 
 /** Temporal's deterministic sandbox: what workflow code (and the common code it imports) may not use. */
 const SANDBOX = {

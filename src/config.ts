@@ -23,6 +23,11 @@ export interface Config {
    * the key their HMAC-SHA256 signature is made with (NOTIFY_WEBHOOK_SECRET).
    */
   notifications: { webhookUrl?: string; secret?: string };
+  /**
+   * Where inference servers write their drift samples, one prefix per endpoint below it
+   * (DRIFT_SAMPLE_URI, an s3:// prefix; unset: none are written, and drift checks say so).
+   */
+  drift: { sampleUri?: string };
   /** Scratch space for checkpoints and local endpoint state. */
   stateDir: string;
   localEndpoint: { host: string; port: number; sweepSeconds: number };
@@ -181,6 +186,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     if (value !== undefined && !pattern.test(value)) problems.push(`${key} must be ${hint}, got '${value}'`);
     return value;
   };
+  const driftSampleUri = matching(
+    'DRIFT_SAMPLE_URI',
+    /^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?$/,
+    'an S3 prefix such as s3://bucket/drift-samples',
+  );
   const s3Endpoint = url('AWS_ENDPOINT_URL_S3', env.AWS_ENDPOINT_URL);
   const config: Config = {
     temporal: {
@@ -225,6 +235,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     mlflow: { trackingUri: url('MLFLOW_TRACKING_URI', 'http://127.0.0.1:5000')! },
     notifications: notificationsConfig(),
+    drift: driftSampleUri ? { sampleUri: driftSampleUri.replace(/\/+$/, '') } : {},
     stateDir: env.PIPELINE_STATE_DIR || '.stack',
     localEndpoint: {
       host: env.LOCAL_ENDPOINT_HOST || '127.0.0.1',

@@ -18,6 +18,8 @@ import { deleteSageMakerEndpoint, deployToSageMaker, SageMakerDeployError } from
 import { getJson, postJson, type LocalEndpoints, type ServedModel } from '../serving/local-endpoints';
 import type { Prediction } from '../serving/server';
 import { MODEL_ARCHIVE } from '../ml/model-store';
+import { driftPrefixOf } from '../monitoring/drift';
+import { ENDPOINT_DRIFT_SAMPLE_ENV } from '../serving/drift-recorder';
 import { joinUri } from '../storage/s3';
 
 interface DeployHeartbeat {
@@ -34,6 +36,8 @@ export interface DeployDeps {
     region?: string;
     sleep?: (ms: number) => Promise<void>;
   };
+  /** Where the endpoints' servers write their drift samples (DRIFT_SAMPLE_URI; a prefix per endpoint below it). */
+  driftSampleUri?: string;
   /** The worker's default target and whether it runs in a pod (config.deploy); default: local, not in a pod. */
   target?: { defaultTarget: DeployTarget; inCluster: boolean };
 }
@@ -242,6 +246,9 @@ async function deploySageMaker(deps: DeployDeps, input: DeployInput, heartbeat: 
         modelDataUrl: joinUri(input.model.modelUri, MODEL_ARCHIVE),
         instanceType,
         instanceCount,
+        ...(deps.driftSampleUri
+          ? { environment: { [ENDPOINT_DRIFT_SAMPLE_ENV]: driftPrefixOf(deps.driftSampleUri, input.endpointName) } }
+          : {}),
       },
       {
         // The heartbeat carries which update was sent, so a retried attempt can tell a rollback

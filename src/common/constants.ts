@@ -25,6 +25,9 @@ export const SEARCH_ATTRIBUTE_DEFINITIONS: readonly string[] = Object.values(SEA
   (key) => `${key.name}=${key.type === SearchAttributeType.DOUBLE ? 'Double' : 'Keyword'}`,
 );
 
+/** Below this many images seen, a drift window's figure is recorded but not acted on (the window grows until it has them). */
+export const MIN_DRIFT_IMAGES = 100;
+
 export const MODEL_CLASSES = ['Basic', 'ResNet50', 'CrossVal'] as const;
 export type ModelClass = (typeof MODEL_CLASSES)[number];
 

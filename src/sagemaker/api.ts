@@ -37,6 +37,7 @@ export interface ModelSpec {
   modelDataUrl: string;
   roleArn: string;
   tags: Record<string, string>;
+  environment?: Record<string, string>;
 }
 
 export interface EndpointConfigSpec {
@@ -144,7 +145,7 @@ export function sageMakerApi(client: SageMakerClient): SageMakerApi {
           new CreateModelCommand({
             ModelName: s.name,
             ExecutionRoleArn: s.roleArn,
-            PrimaryContainer: { Image: s.image, ModelDataUrl: s.modelDataUrl, Mode: 'SingleModel' },
+            PrimaryContainer: { Image: s.image, ModelDataUrl: s.modelDataUrl, Mode: 'SingleModel', Environment: s.environment },
             Tags: tagList(s.tags),
           }),
         ),

@@ -21,6 +21,8 @@ export interface SageMakerDeployRequest {
   modelDataUrl: string;
   instanceType: string;
   instanceCount: number;
+  /** The serving container's environment (its drift sample's prefix); part of the model's name. */
+  environment?: Record<string, string>;
 }
 
 export interface SageMakerDeployResult {
@@ -123,12 +125,20 @@ export async function deployToSageMaker(
     role: cfg.executionRoleArn,
     type: req.instanceType,
     count: req.instanceCount,
+    ...(req.environment ? { env: req.environment } : {}),
   });
   const tags = { [OWNER_TAG]: req.endpointName, 'mlflow.registered_model': req.registeredModelName, 'mlflow.version': req.version };
 
   if (!(await api.modelExists(name))) {
     hooks.progress(`creating model ${name}`);
-    await api.createModel({ name, image: cfg.imageUri, modelDataUrl: req.modelDataUrl, roleArn: cfg.executionRoleArn, tags });
+    await api.createModel({
+      name,
+      image: cfg.imageUri,
+      modelDataUrl: req.modelDataUrl,
+      roleArn: cfg.executionRoleArn,
+      tags,
+      ...(req.environment ? { environment: req.environment } : {}),
+    });
   }
   if (!(await api.describeEndpointConfig(name))) {
     hooks.progress(`creating endpoint config ${name}`);

@@ -64,6 +64,8 @@ export interface ModelEngineOptions {
   maxBatch?: number;
   /** Loads a model for a hot swap; without it there is none. */
   loadModel?: (request: ModelRequest) => Promise<LoadedModel>;
+  /** Told of every model call's images (floats in [0, 1]) and the classes predicted for them: the drift sample. */
+  observe?: (pixels: Float32Array, n: number, size: number, predicted: string[], model: ModelInfo) => void;
 }
 
 /** Serves a model on the calling thread. */
@@ -165,13 +167,18 @@ export class ModelEngine implements InferenceEngine {
     const probs = tf.tidy(() => model.predict(tf.tensor4d(pixels, [n, size, size, 3])) as Tensor);
     try {
       const rows = probs.arraySync() as number[][];
-      return {
-        version: info.version,
-        predictions: rows.map((row) => {
-          const best = row.indexOf(Math.max(...row));
-          return { label: metadata.classes[best]!, probabilities: Object.fromEntries(metadata.classes.map((c, i) => [c, row[i]!])) };
-        }),
-      };
+      const predictions = rows.map((row) => {
+        const best = row.indexOf(Math.max(...row));
+        return { label: metadata.classes[best]!, probabilities: Object.fromEntries(metadata.classes.map((c, i) => [c, row[i]!])) };
+      });
+      this.options.observe?.(
+        pixels,
+        n,
+        size,
+        predictions.map((p) => p.label),
+        info,
+      );
+      return { version: info.version, predictions };
     } finally {
       probs.dispose();
     }

@@ -15,6 +15,7 @@ import { extname, join, resolve } from 'node:path';
 import { FAILURE } from '../common/failures';
 import type { ModelVersionRef } from '../common/types';
 import { isProcessAlive, killGroup, tcpOpen } from '../system/process';
+import { driftPrefixOf } from '../monitoring/drift';
 
 export interface EndpointState {
   name: string;
@@ -45,6 +46,8 @@ export interface LocalEndpointOptions {
   port: number;
   /** Environment for the server process (S3 endpoint and credentials). */
   env: NodeJS.ProcessEnv;
+  /** Where the servers write their drift samples (DRIFT_SAMPLE_URI; a prefix per endpoint below it). */
+  driftSampleUri?: string;
 }
 
 export class LocalEndpoints {
@@ -185,6 +188,7 @@ export class LocalEndpoints {
     const args = [...(ext === '.ts' ? ['-r', 'ts-node/register/transpile-only'] : []), script];
     args.push('--model-uri', model.modelUri, '--model-name', model.registeredModelName, '--model-version', model.version);
     args.push('--host', this.o.host, '--port', String(port), '--admin', '--endpoint-id', endpointId(this.o.stateDir, name));
+    if (this.o.driftSampleUri) args.push('--drift-sample-uri', driftPrefixOf(this.o.driftSampleUri, name));
     const adminToken = randomBytes(24).toString('base64url');
     const child = spawn(process.execPath, args, {
       detached: true,

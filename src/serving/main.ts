@@ -9,6 +9,7 @@
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 import { createInferenceServer } from './server';
+import { ENDPOINT_DRIFT_SAMPLE_ENV } from './drift-recorder';
 import { ThreadEngine } from './thread-engine';
 
 async function main(): Promise<void> {
@@ -25,6 +26,8 @@ async function main(): Promise<void> {
       'max-body-total-mb': { type: 'string', default: process.env.MAX_BODY_TOTAL_MB ?? '256' },
       // Which local endpoint this server is (set by LocalEndpoints), so a deploy can find it without its state file.
       'endpoint-id': { type: 'string' },
+      // This endpoint's prefix for its drift sample (drift-recorder.ts); unset: none is kept.
+      'drift-sample-uri': { type: 'string', default: process.env[ENDPOINT_DRIFT_SAMPLE_ENV] || undefined },
     },
   });
   const port = Number(values.port);
@@ -41,6 +44,7 @@ async function main(): Promise<void> {
       model: { modelUri: values['model-uri']!, name: values['model-name'], version: values['model-version'] },
       maxBatch,
       canSwap: values.admin,
+      ...(values['drift-sample-uri'] ? { driftSampleUri: values['drift-sample-uri'] } : {}),
     },
     (err) => {
       // Nothing can be served without it: exit, so the process is restarted (the container, or the next deploy).

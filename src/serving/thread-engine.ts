@@ -16,6 +16,8 @@ export interface ThreadEngineOptions {
   maxInstances?: number;
   /** Offer the hot swap (models are loaded from their URI on the thread). */
   canSwap?: boolean;
+  /** Where the thread writes its drift sample (drift-recorder.ts); unset: none is kept. */
+  driftSampleUri?: string;
 }
 
 /** What the thread posts back. */
@@ -26,7 +28,15 @@ export type ThreadMessage =
   | { kind: 'reply'; id: number; value?: unknown; error?: { status: number; message: string; headers: Record<string, string> } };
 
 /** What the thread is asked. */
-export type ThreadRequest = { id: number } & ({ op: 'invoke'; type: BodyType; body: Uint8Array } | { op: 'swap'; request: ModelRequest });
+export type ThreadRequest = { id: number } & (
+  | { op: 'invoke'; type: BodyType; body: Uint8Array }
+  | { op: 'swap'; request: ModelRequest }
+  /** Write what the thread still holds (its drift sample) before it is stopped. */
+  | { op: 'flush' }
+);
+
+/** How long a closing engine waits for its thread to write what it holds. */
+const FLUSH_MS = 5000;
 
 export class ThreadEngine implements InferenceEngine {
   private nextId = 1;
@@ -98,13 +108,13 @@ export class ThreadEngine implements InferenceEngine {
 
   async close(): Promise<void> {
     this.closing = true;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, FLUSH_MS)));
+    await Promise.race([this.ask({ op: 'flush' }).catch(() => undefined), late]).finally(() => clearTimeout(timer));
     await this.worker.terminate();
   }
 
-  private ask(
-    request: { op: 'invoke'; type: BodyType; body: Uint8Array } | { op: 'swap'; request: ModelRequest },
-    transfer: ArrayBuffer[] = [],
-  ) {
+  private ask(request: DistributiveOmit<ThreadRequest, 'id'>, transfer: ArrayBuffer[] = []) {
     if (this.stopped) return Promise.reject(new HttpError(503, 'the inference thread has stopped; the server is restarting'));
     const id = this.nextId++;
     return new Promise<unknown>((resolve, reject) => {
@@ -131,3 +141,5 @@ export class ThreadEngine implements InferenceEngine {
     if (!this.closing) this.onStop(err);
   }
 }
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;

@@ -13,6 +13,8 @@ export function withLocalStackDefaults(env: NodeJS.ProcessEnv, projectRoot: stri
     AWS_SECRET_ACCESS_KEY: 'testing',
     AWS_REGION: 'us-east-1',
     MLFLOW_TRACKING_URI: `http://127.0.0.1:${env.MLFLOW_PORT || 5000}`,
+    // The demo's bucket: local endpoints keep their drift samples beside its data.
+    DRIFT_SAMPLE_URI: 's3://cnn-skin-cancer/drift-samples',
     // The SDK warns that releases after January 2027 need Node 22; the pinned release runs on 20.
     AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     PIPELINE_STATE_DIR: join(projectRoot, '.stack'),

@@ -39,7 +39,7 @@ const ALLOWED: Record<ChildKind, { names: string[]; prefixes: string[] }> = {
     prefixes: [...S3_PREFIXES, 'TRAINING_'],
   },
   'shard-builder': { names: [], prefixes: S3_PREFIXES },
-  endpoint: { names: ['MAX_BATCH'], prefixes: S3_PREFIXES },
+  endpoint: { names: ['MAX_BATCH', 'DRIFT_SAMPLE_FLUSH_SECONDS'], prefixes: S3_PREFIXES },
 };
 
 /** `env` narrowed to what a child of `kind` may see, plus `extra` (which always passes). */

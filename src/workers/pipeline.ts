@@ -1,6 +1,8 @@
 /** Worker for queue ml-pipeline: the workflows, registry and deploy activities, notifications, and the count of an endpoint's images. */
 import { createDeployActivities, DEPLOY_HEARTBEAT_THROTTLE } from '../activities/deploy';
 import { createDataWatchActivities } from '../activities/data-watch';
+import { createDriftActivities } from '../activities/drift';
+import { createScheduleActivities } from '../activities/schedules';
 import { createNotifyActivities } from '../activities/notify';
 import { createRegistryActivities } from '../activities/registry';
 import { createS3Client, S3Store } from '../storage/s3';
@@ -14,7 +16,7 @@ import { SHUTDOWN_TIMES } from '../runtime/shutdown-times';
 import { main, runWorker } from './run';
 
 const localEndpoints = (config: Config): LocalEndpoints =>
-  new LocalEndpoints({ stateDir: config.stateDir, ...config.localEndpoint, env: process.env });
+  new LocalEndpoints({ stateDir: config.stateDir, ...config.localEndpoint, env: process.env, driftSampleUri: config.drift.sampleUri });
 
 main(() =>
   runWorker({
@@ -35,12 +37,15 @@ main(() =>
       maxHeartbeatThrottleInterval: DEPLOY_HEARTBEAT_THROTTLE,
       activities: {
         ...createDataWatchActivities({ store: new S3Store(createS3Client(config)) }),
+        ...createDriftActivities({ store: new S3Store(createS3Client(config)), sampleUri: config.drift.sampleUri }),
         ...createNotifyActivities(config.notifications),
+        ...createScheduleActivities(),
         ...createRegistryActivities({ mlflow: new MlflowClient(config.mlflow.trackingUri) }),
         ...createDeployActivities({
           local: localEndpoints(config),
           sagemaker: { api: sageMakerApi(createSageMakerClient(config)), config: config.sagemaker, region: config.aws.region },
           target: config.deploy,
+          driftSampleUri: config.drift.sampleUri,
         }),
       },
     }),

@@ -5,6 +5,8 @@
 import { ActivityCancellationType, proxyActivities } from '@temporalio/workflow';
 import type { createDataActivities } from '../activities/preprocess';
 import type { createDataWatchActivities } from '../activities/data-watch';
+import type { createDriftActivities } from '../activities/drift';
+import type { createScheduleActivities } from '../activities/schedules';
 import type { createDeployActivities } from '../activities/deploy';
 import type { createEvaluationActivities } from '../activities/evaluation';
 import type { createRegistryActivities } from '../activities/registry';
@@ -50,6 +52,20 @@ export const dataWatch = proxyActivities<ReturnType<typeof createDataWatchActivi
   taskQueue: TASK_QUEUES.pipeline,
   startToCloseTimeout: '10m',
   retry: { maximumAttempts: 3, initialInterval: '5s', nonRetryableErrorTypes: [FAILURE.invalidDataset] },
+});
+
+// Reads a day's or a week's sample batches and, once per dataset, a few of its shards.
+export const drift = proxyActivities<ReturnType<typeof createDriftActivities>>({
+  taskQueue: TASK_QUEUES.pipeline,
+  startToCloseTimeout: '10m',
+  retry: { maximumAttempts: 3, initialInterval: '10s', nonRetryableErrorTypes: [FAILURE.invalidDataset, FAILURE.invalidInput] },
+});
+
+// One describe of a schedule; the tick goes on without it.
+export const schedules = proxyActivities<ReturnType<typeof createScheduleActivities>>({
+  taskQueue: TASK_QUEUES.pipeline,
+  startToCloseTimeout: '30s',
+  retry: { maximumAttempts: 3, initialInterval: '2s' },
 });
 
 export const promotions = proxyActivities<Pick<ReturnType<typeof createRegistryActivities>, 'promoteModelVersion'>>({

@@ -51,6 +51,12 @@ export function renderDetails(status: PipelineStatus): string {
   if (decided)
     lines.push('', `**Last approval:** v${decided.version} ${decided.decision} by ${decided.approver} (${decided.reason}), ${decided.at}`);
   if (status.approval?.tagError) lines.push('', `**Approval not recorded in MLflow:** ${status.approval.tagError}`);
+  const sched = status.schedule;
+  if (sched)
+    lines.push(
+      '',
+      `**Next scheduled retraining:** ${sched.nextTickAt ?? 'none (the schedule is paused or has ended)'} (schedule ${sched.id})`,
+    );
   const r = status.retraining;
   if (r) lines.push('', `**Retraining:** ${r.childWorkflowId} (${r.reason}), since ${r.startedAt}`);
   const lr = status.lastRetraining;
@@ -63,6 +69,17 @@ export function renderDetails(status: PipelineStatus): string {
         ? `**New images:** ${n.error} (${n.checkedAt})`
         : `**New images:** ${n.sinceLastTraining} since the last training, ${n.counted} in all (${n.checkedAt})`,
     );
+  const d = status.drift;
+  if (d) {
+    const figure = d.figures ? `PSI ${d.figures.psi} (threshold ${d.threshold}) over ${d.figures.images} images` : '';
+    const outcome = d.outcome === 'drifted' ? '**drifted**' : d.outcome;
+    lines.push(
+      '',
+      `**Drift:** ${outcome}${figure ? `: ${figure}` : ''}${d.detail && d.outcome !== 'drifted' ? ` (${d.detail})` : ''}, ${d.from} to ${d.until}${d.retraining ? `; ${d.retraining}` : ''}`,
+    );
+  }
+  const sent = status.lastNotification;
+  if (sent) lines.push('', `**Last notification:** ${sent.kind}: ${sent.outcome} (${sent.at})`);
   const refused = status.refused?.at(-1);
   if (refused) lines.push('', `**Refused requests:** ${status.refusedCount ?? 1}; the last: ${refused.request} (${refused.reason})`);
   return lines.join('\n');

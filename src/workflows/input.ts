@@ -90,6 +90,11 @@ export interface PipelineParams {
   newImagesCheckSeconds: number;
   /** Whether a model that passed the gate waits for a person's `approve` before it serves (docs/retraining.md#approval). */
   approval: ApprovalPolicy;
+  /** How often the run compares what its endpoint saw with the training data (docs/drift.md); 0: never. */
+  driftCheckHours: number;
+  /** The population stability index above which the endpoint has drifted: announced, and retrained with retrainOnDrift. */
+  driftThreshold: number;
+  retrainOnDrift: boolean;
 }
 
 export interface ApprovalPolicy {
@@ -143,6 +148,9 @@ export const DEFAULT_PARAMS: Readonly<PipelineParams> = Object.freeze({
   retrainOnNewImages: 0,
   newImagesCheckSeconds: 3600,
   approval: Object.freeze({ required: false, timeoutHours: 72, onTimeout: 'reject' }),
+  driftCheckHours: 0,
+  driftThreshold: 0.2,
+  retrainOnDrift: false,
 });
 
 export class InvalidInputError extends Error {
@@ -256,6 +264,9 @@ const CHECKS: { [K in keyof PipelineParams]: Check } = {
   endpointCheckSeconds: int(5, 24 * 3600),
   retrainOnNewImages: int(0, 100_000_000),
   newImagesCheckSeconds: int(5, 7 * 24 * 3600),
+  driftCheckHours: num(0, 30 * 24),
+  driftThreshold: num(0, 10, { exclusiveMin: true }),
+  retrainOnDrift: bool,
   approval: (v, f) => {
     if (typeof v !== 'object' || v === null || Array.isArray(v)) {
       throw new InvalidInputError(

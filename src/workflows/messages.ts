@@ -10,6 +10,7 @@ import type {
   PromotionRequest,
   TrainedModel,
 } from '../common/types';
+import type { DriftFigures } from '../monitoring/drift';
 import type { Promotion } from './steps';
 import type { ChampionDecision, SelectionDecision } from './selection';
 
@@ -90,6 +91,8 @@ export interface PipelineStatus {
   retraining?: RetrainingInProgress;
   /** How the last retraining ended. */
   lastRetraining?: RetrainingOutcome;
+  /** The retraining schedule that last ticked, and when it ticks next. */
+  schedule?: ScheduleInfo;
   /** What the last count of the images under `dataUri` found (while retrainOnNewImages is set). */
   newImages?: { counted?: number; sinceLastTraining?: number; error?: string; checkedAt: string };
   /**
@@ -103,10 +106,31 @@ export interface PipelineStatus {
     last?: ApprovalDecision;
     /** Why the last MLflow tags of an approval could not be written. */ tagError?: string;
   };
+  /** How the last notification went (notifications.ts). */
+  lastNotification?: { kind: string; outcome: string; at: string };
+  /** What the last drift check found (every driftCheckHours; drift.ts). */
+  drift?: DriftStatus;
   /** What the last endpoint check found (every endpointCheckSeconds while serving). */
   endpoint?: EndpointHealth;
   /** Input keys accepted without effect here, such as the Airflow DAG's `model_params.verbose`; only when there are some. */
   ignoredInput?: string[];
+}
+
+export interface DriftStatus {
+  /**
+   * `steady` or `drifted` (the PSI against driftThreshold); `too-few-images` (fewer than 100 seen:
+   * the window grows until the next check); `unavailable` (no sample, or nothing served); `failed`.
+   */
+  outcome: 'steady' | 'drifted' | 'too-few-images' | 'unavailable' | 'failed';
+  figures?: DriftFigures;
+  threshold: number;
+  /** The window of predictions compared (ISO times). */
+  from: string;
+  until: string;
+  detail?: string;
+  /** What drift did with retrainOnDrift: asked for a retraining, or why not. */
+  retraining?: string;
+  checkedAt: string;
 }
 
 export const statusQuery = defineQuery<PipelineStatus>('status');
@@ -124,6 +148,14 @@ export interface RetrainRequest {
   reason?: string;
   /** The workflow waiting for the outcome (a scheduled retraining): told with `retraining-finished`. */
   replyTo?: string;
+  /** The schedule that ticked, and when it ticks next (set by scheduledRetrainingWorkflow). */
+  schedule?: ScheduleInfo;
+}
+
+export interface ScheduleInfo {
+  id: string;
+  /** ISO time; absent while the schedule is paused or has no next tick. */
+  nextTickAt?: string;
 }
 
 export interface RetrainingInProgress {
@@ -166,6 +198,8 @@ export interface RetrainingResult {
   failed?: boolean;
   /** The files its preprocessing read under train/ and test/, skipped ones included. */
   images?: number;
+  /** The data it trained on (drift checks compare with it once its winner serves). */
+  dataset?: PreparedDataset;
 }
 
 /** What `approve` and `reject` take: the version that waits, who decides and why (all required). */

@@ -28,8 +28,17 @@ const notifications = proxyActivities<ReturnType<typeof createNotifyActivities>>
 /** How long a run that ends waits for notifications still being delivered. */
 const SETTLE = '10s';
 
+/** How the last notification went: delivered (the receiver's answer), or why not. */
+export interface NotificationOutcome {
+  kind: PipelineEvent['kind'];
+  outcome: string;
+  at: string;
+}
+
 export class Notifier {
   private inFlight = 0;
+  /** Told how each notification went (the status shows the last). */
+  onOutcome: (outcome: NotificationOutcome) => void = () => undefined;
   // Runs started before notifications announced nothing: their histories hold no such activity.
   private readonly enabled = patched('notifications');
 
@@ -49,7 +58,11 @@ export class Notifier {
     this.inFlight++;
     notifications.sendNotification
       .executeWithOptions({ summary: `Notify: ${kind}${version ? ` v${version}` : ''} on ${this.params.endpointName}` }, [event])
-      .catch((err) => log.warn(`notification ${kind} not delivered: ${errorMessage(err)}`))
+      .then((outcome) => this.onOutcome({ kind, outcome, at: new Date().toISOString() }))
+      .catch((err) => {
+        log.warn(`notification ${kind} not delivered: ${errorMessage(err)}`);
+        this.onOutcome({ kind, outcome: `not delivered: ${errorMessage(err)}`, at: new Date().toISOString() });
+      })
       .finally(() => this.inFlight--);
   }
 

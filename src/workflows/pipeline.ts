@@ -15,6 +15,7 @@ import type { ClassificationMetrics, Deployment } from '../common/types';
 import type { PipelineInput, PipelineParams } from './input';
 import type { Stage } from './messages';
 import { Approvals } from './approval';
+import { DriftWatch } from './drift';
 import { Notifier } from './notifications';
 import { Retrainings } from './retraining';
 import { RedeployQueue, serve, type ServingCarry } from './serving';
@@ -72,7 +73,8 @@ export async function cnnSkinCancerWorkflow(input?: PipelineInput, carry?: Servi
   const deadline = carry?.deadline ?? Date.now() + params.lifetimeSeconds * 1000;
   // Later runs of the chain keep the target and the registered model this one resolved.
   const next = { ...input, deployTarget: params.deployTarget, registeredModelName: params.registeredModelName };
-  return serve(params, next, queue, status, result, deadline, retrainings, approvals, carry?.nextCheck);
+  const driftWatch = new DriftWatch(params, status, carry?.drift);
+  return serve(params, next, queue, status, result, deadline, retrainings, approvals, driftWatch, carry?.nextCheck);
 }
 
 /**

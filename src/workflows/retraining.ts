@@ -18,17 +18,19 @@ import {
   getExternalWorkflowHandle,
   log,
   ParentClosePolicy,
+  patched,
   setHandler,
   startChild,
   workflowInfo,
 } from '@temporalio/workflow';
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import { FAILURE } from '../common/failures';
 import { clip, describeRequest } from './bounds';
 import { errorMessage } from './errors';
 import type { PipelineInput, PipelineParams } from './input';
 import type { PreparedDataset } from '../common/types';
 import type { ApprovalCandidate, Approvals } from './approval';
-import { dataWatch } from './activities';
+import { dataWatch, schedules } from './activities';
 import {
   retrainedSignal,
   retrainingFinishedSignal,
@@ -39,6 +41,7 @@ import {
   type RetrainingOutcome,
   type RetrainingResult,
   type RetrainRequest,
+  type ScheduleInfo,
 } from './messages';
 import { StatusTracker } from './status';
 import { parseInput, preprocess, promote, promotionOf, select, trainAll, winnerToServe, type Promotion } from './steps';
@@ -71,6 +74,7 @@ export async function retrainingWorkflow(request: {
             winner: { ref: winnerToServe(selection).ref, promotion: promotionOf(selection) },
             reason: selection.gate.reason,
             images,
+            dataset,
           }
         : { id: request.id, reason: `the champion stays: ${selection.gate.reason}`, images };
     status.stage('finished');
@@ -81,6 +85,24 @@ export async function retrainingWorkflow(request: {
   await tellOwner(request.owner, result);
   return result;
 }
+
+/** The schedule that started this run, and when it ticks next; undefined when started otherwise, or when that cannot be read. */
+async function thisSchedule(): Promise<ScheduleInfo | undefined> {
+  const id = workflowInfo().typedSearchAttributes.get(SCHEDULED_BY_ID);
+  if (!id) return undefined;
+  try {
+    const nextTickAt = await schedules.nextScheduledTime.executeWithOptions({ summary: `When schedule ${id} ticks next` }, [
+      { scheduleId: id },
+    ]);
+    return { id, ...(nextTickAt ? { nextTickAt } : {}) };
+  } catch (err) {
+    log.warn(`could not read schedule ${id}: ${errorMessage(err)}`);
+    return { id };
+  }
+}
+
+/** Set by the server on every run a schedule starts. */
+const SCHEDULED_BY_ID = defineSearchAttributeKey('TemporalScheduledById', SearchAttributeType.KEYWORD);
 
 async function tellOwner(owner: string, result: RetrainingResult): Promise<void> {
   try {
@@ -106,8 +128,14 @@ export async function scheduledRetrainingWorkflow(input: { endpointWorkflowId: s
   let outcome: RetrainingOutcome | undefined;
   setHandler(retrainingFinishedSignal, (o) => void (outcome = o));
   const me = workflowInfo().workflowId;
+  // Ticks of earlier code did not tell the owner about their schedule.
+  const schedule = patched('schedule-next-tick') ? await thisSchedule() : undefined;
   try {
-    await getExternalWorkflowHandle(owner).signal(retrainSignal, { reason: input.reason ?? `scheduled (${me})`, replyTo: me });
+    await getExternalWorkflowHandle(owner).signal(retrainSignal, {
+      reason: input.reason ?? `scheduled (${me})`,
+      replyTo: me,
+      ...(schedule ? { schedule } : {}),
+    });
   } catch (err) {
     throw ApplicationFailure.nonRetryable(
       `could not ask workflow ${owner} to retrain (${errorMessage(err)}); is the endpoint's run running under that id?`,
@@ -140,6 +168,8 @@ export const datasetImages = (d: PreparedDataset): number =>
 /** What a retraining's winner carries through the redeploy queue until it serves. */
 export interface RetrainedWinner {
   promotion: Promotion;
+  /** The data it trained on (absent in answers of earlier code). */
+  dataset?: PreparedDataset;
   childWorkflowId: string;
   replyTo?: string;
 }
@@ -256,11 +286,12 @@ export class Retrainings {
     const { childWorkflowId, replyTo } = running;
     if (result.winner) {
       const { promotion } = result.winner;
+      const winner = { promotion, childWorkflowId, ...(result.dataset ? { dataset: result.dataset } : {}) };
       if (!this.approvals?.required) {
-        await passed({ promotion, childWorkflowId, ...(replyTo ? { replyTo } : {}) });
+        await passed({ ...winner, ...(replyTo ? { replyTo } : {}) });
         return;
       }
-      await passed({ promotion, childWorkflowId });
+      await passed(winner);
       // Whoever asked hears now that the winner waits (a schedule's tick must not wait days for a
       // person, nor skip its next ticks meanwhile); the retraining's end is announced when it comes.
       const waits = `v${promotion.version} passed the gate and awaits approval (${promotion.reason})`;
@@ -283,9 +314,21 @@ export class Retrainings {
       await this.finish({ outcome: 'failed', reason: `the winner's deploy failed: ${record.reason}`, childWorkflowId }, replyTo);
       return;
     }
+    // Drift is measured against the data of the model that serves.
+    if (winner.dataset) this.status.update((s) => void (s.dataset = winner.dataset));
     await promote(winner.promotion, this.status);
     const version = record.deployment.version;
     await this.finish({ outcome: 'deployed', reason: winner.promotion.reason, version, childWorkflowId }, replyTo);
+  }
+
+  /** Asks for a retraining for `reason` (drift), unless the run is ending, one is under way or a model awaits approval: then says why not. */
+  ask(reason: string): string | undefined {
+    if (this.closing()) return "not retrained: the endpoint's run is ending";
+    if (this.approvals?.pending) return `not retrained: ${AWAITS_APPROVAL}`;
+    if (this.requested || this.running)
+      return `not retrained: a retraining is under way (${this.running?.childWorkflowId ?? 'about to start'})`;
+    this.requested = { reason };
+    return undefined;
   }
 
   /** The winner was rejected (or its approval timed out): the champion stays, and the retraining is over. */
@@ -324,6 +367,7 @@ export class Retrainings {
       this.status.refused({ request: describeRequest(raw), via: 'signal', reason: clip(request), at: new Date().toISOString() });
       return;
     }
+    if (request.schedule) this.status.update((s) => void (s.schedule = request.schedule));
     if (this.closing()) return this.reply(request.replyTo, skipped("the endpoint's run is ending"));
     const lost = this.running && Date.now() - Date.parse(this.running.startedAt) > LOST_AFTER_MS;
     if (this.approvals?.pending) return this.reply(request.replyTo, skipped(AWAITS_APPROVAL));
@@ -335,7 +379,7 @@ export class Retrainings {
       log.warn(`${this.running!.childWorkflowId} never answered in ${LOST_AFTER_MS / 3600_000} h: taken as lost`);
       this.running = undefined;
     }
-    this.requested = { ...request, reason: request.reason ?? 'requested' };
+    this.requested = { reason: request.reason ?? 'requested', ...(request.replyTo ? { replyTo: request.replyTo } : {}) };
   }
 
   private async reply(replyTo: string | undefined, outcome: RetrainingOutcome): Promise<void> {
@@ -356,12 +400,27 @@ const skipped = (reason: string): RetrainingOutcome => ({ outcome: 'skipped', re
 function parseRetrainRequest(raw: unknown): RetrainRequest | string {
   if (raw === undefined || raw === null) return {};
   if (typeof raw !== 'object' || Array.isArray(raw)) return 'expected an object like {"reason": "new labelled images"}';
-  const { reason, replyTo, ...rest } = raw as Record<string, unknown>;
+  const { reason, replyTo, schedule, ...rest } = raw as Record<string, unknown>;
   const unknown = Object.keys(rest);
-  if (unknown.length) return `unknown field(s) ${unknown.slice(0, 5).join(', ')}: a retrain request takes "reason" and "replyTo"`;
+  if (unknown.length)
+    return `unknown field(s) ${unknown.slice(0, 5).join(', ')}: a retrain request takes "reason", "replyTo" and "schedule"`;
   if (reason !== undefined && (typeof reason !== 'string' || reason.length > 200))
     return 'reason: expected a string of at most 200 characters';
   if (replyTo !== undefined && (typeof replyTo !== 'string' || replyTo.length === 0 || replyTo.length > 255))
     return 'replyTo: expected a workflow id';
-  return { ...(reason !== undefined ? { reason } : {}), ...(replyTo !== undefined ? { replyTo } : {}) };
+  const s = schedule as ScheduleInfo | undefined;
+  if (
+    s !== undefined &&
+    (typeof s !== 'object' ||
+      s === null ||
+      typeof s.id !== 'string' ||
+      s.id.length > 255 ||
+      (s.nextTickAt !== undefined && (typeof s.nextTickAt !== 'string' || !Number.isFinite(Date.parse(s.nextTickAt)))))
+  )
+    return 'schedule: expected {"id": "<schedule id>", "nextTickAt": "<ISO time>"}';
+  return {
+    ...(reason !== undefined ? { reason } : {}),
+    ...(replyTo !== undefined ? { replyTo } : {}),
+    ...(s !== undefined ? { schedule: { id: s.id, ...(s.nextTickAt ? { nextTickAt: s.nextTickAt } : {}) } } : {}),
+  };
 }

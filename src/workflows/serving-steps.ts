@@ -17,6 +17,7 @@ import type { PipelineStatus, RedeployRecord, Stage } from './messages';
 import type { cnnSkinCancerWorkflow, PipelineResult } from './pipeline';
 import type { PendingRedeploy, RedeployQueue } from './redeploy-queue';
 import type { ApprovalCarry } from './approval';
+import type { DriftCarry } from './drift';
 import type { RetrainingCarry } from './retraining';
 import type { StatusTracker } from './status';
 import { definedSizing, deployVersion, promote } from './steps';
@@ -37,6 +38,8 @@ export interface ServingCarry {
   retraining?: RetrainingCarry;
   /** The model waiting for approval, and a decision on it not yet carried out. */
   approval?: ApprovalCarry;
+  /** When the next drift check is due, and where its window starts. */
+  drift?: DriftCarry;
 }
 
 /**

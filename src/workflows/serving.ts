@@ -10,6 +10,7 @@ import type { PipelineInput, PipelineParams } from './input';
 import type { PipelineResult } from './pipeline';
 import type { RedeployQueue } from './redeploy-queue';
 import type { Approvals } from './approval';
+import type { DriftWatch } from './drift';
 import type { Retrainings } from './retraining';
 import { serveAsBefore } from './serving-legacy';
 import { checkEndpoint, continueAsNew, endServing, idleStage, retireEndpoint, runRedeploy } from './serving-steps';
@@ -37,6 +38,7 @@ export async function serve(
   deadline: number,
   retrainings: Retrainings,
   approvals: Approvals,
+  driftWatch: DriftWatch,
   carriedNextCheck?: number,
 ): Promise<PipelineResult> {
   if (!queue.checked) return serveAsBefore(params, input, queue, status, result, deadline);
@@ -70,6 +72,7 @@ export async function serve(
         nextCheck,
         retraining: retrainings.carry(),
         approval: approvals.carry(),
+        drift: driftWatch.carry(),
         ...(queue.finished ? { finished: true } : {}),
       }));
     }
@@ -105,12 +108,23 @@ export async function serve(
     if (next) {
       // A fresh deployment was verified as it was made. A redeploy handed over waits at the head of the queue.
       const record = await runRedeploy(params, next, queue, status, result, handOverWhen);
-      if (record?.deployment) nextCheck = Date.now() + interval;
-      if (record && next.retrained) await retrainings.deployed(next.retrained, record);
+      if (record?.deployment) {
+        nextCheck = Date.now() + interval;
+        driftWatch.restart();
+      }
+      if (record && next.retrained) {
+        await retrainings.deployed(next.retrained, record);
+        // Its promotion (promote's stage) is over; runs of earlier code stayed in stage promoting.
+        if (patched('stage-after-retrained-promotion')) status.stage(idleStage(result, status.status));
+      }
       continue;
     }
     if (Date.now() >= retrainings.nextDataCheckAt(params) && !queue.closing && !queue.draining) {
       await retrainings.checkForNewImages(params, status.status.dataset);
+      continue;
+    }
+    if (Date.now() >= driftWatch.nextCheckAt() && !queue.closing && !queue.draining) {
+      await driftWatch.check(result, retrainings);
       continue;
     }
     // Only a deployment is checked: in deploy-failed the next check never comes due.
@@ -125,6 +139,7 @@ export async function serve(
       result.deployment ? nextCheck - Date.now() : Infinity,
       retrainings.nextDataCheckAt(params) - Date.now(),
       approvals.decidesAt - Date.now(),
+      driftWatch.nextCheckAt() - Date.now(),
     );
     // Never shorter than a second: a wait that ends at once, again and again, would fill the history.
     await condition(

@@ -33,6 +33,7 @@ export class StatusTracker {
   ) {
     this.status = carried ? boundedStatus(carried) : { stage: 'preprocessing', models: [], deployments: [], redeploys: [] };
     setHandler(statusQuery, () => this.status);
+    if (notifier) notifier.onOutcome = (o) => this.update((s) => void (s.lastNotification = { ...o, outcome: clip(o.outcome) }));
   }
 
   /** Names the input keys that were accepted without effect (none: nothing is recorded). */

@@ -1,5 +1,6 @@
-/** Hand-made image files for tests of what decoders are given. */
+/** Hand-made image files for tests of what decoders are given, and synthetic lesions as JSON instances. */
 import { deflateSync } from 'node:zlib';
+import { syntheticLesion } from '../../src/data/synthetic';
 
 const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
   let c = n;
@@ -37,3 +38,23 @@ export function blackPng(width: number, height: number): Buffer {
     chunk('IEND', Buffer.alloc(0)),
   ]);
 }
+
+/**
+ * `count` synthetic lesions of `size` px (benign and malignant in turn, seeds from `seed`) as the
+ * server's JSON instances (RGB floats in [0, 1]); `shift` changes each pixel's colour (clipped).
+ */
+export function lesionInstances(count: number, size: number, seed: number, shift?: (rgb: number[]) => number[]): number[][][][] {
+  return Array.from({ length: count }, (_, i) => {
+    const pixels = syntheticLesion(i % 2 ? 'malignant' : 'benign', size, seed + i);
+    return Array.from({ length: size }, (_, r) =>
+      Array.from({ length: size }, (_, c) => {
+        const at = (r * size + c) * 3;
+        const rgb = [pixels[at]! / 255, pixels[at + 1]! / 255, pixels[at + 2]! / 255];
+        return shift ? shift(rgb).map((v) => Math.min(1, Math.max(0, v))) : rgb;
+      }),
+    );
+  });
+}
+
+/** A new camera: everything redder, and darker in blue. */
+export const SHIFTED_COLOURS = ([r, g, b]: number[]): number[] => [r! * 1.3 + 0.1, g!, b! * 0.6];

@@ -7,6 +7,8 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Worker, type NativeConnection, type WorkflowBundle } from '@temporalio/worker';
 import type { createNotifyActivities } from '../../src/activities/notify';
+import { createScheduleActivities } from '../../src/activities/schedules';
+import type { DriftMeasurement } from '../../src/monitoring/drift';
 import type { Client } from '@temporalio/client';
 import { TASK_QUEUES } from '../../src/common/constants';
 import { cnnSkinCancerWorkflow } from '../../src/workflows';
@@ -39,6 +41,8 @@ export class ServingStubs {
    * reads (the extra ones in train/, beyond STUB_DATASET's 48).
    */
   images = 48;
+  /** What the stub drift measurement answers (default: nothing seen). */
+  drift: DriftMeasurement = { unavailable: 'no image was predicted on (stub)', batches: 0, skipped: 0 };
   /** While set, the stub notification waits for it: a webhook that is slow to answer. */
   notificationGate: Promise<void> | undefined;
   private trainingGate: Promise<void> | undefined;
@@ -145,6 +149,9 @@ export class ServingStubs {
       },
       pipeline: {
         countDatasetImages: this.stub('countDatasetImages', () => this.images),
+        measureDrift: this.stub('measureDrift', () => this.drift),
+        // The real one: it reads the schedule through the worker's client.
+        nextScheduledTime: this.stub('nextScheduledTime', createScheduleActivities().nextScheduledTime),
         // The real activity when the test gives one (a receiver it runs), else recorded only.
         sendNotification:
           this.notify?.sendNotification ??

@@ -7,6 +7,8 @@ import type { WorkflowHandle } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { DefaultLogger, Runtime, Worker, type NativeConnection, type WorkflowBundle } from '@temporalio/worker';
 import { createDataWatchActivities } from '../../src/activities/data-watch';
+import { createDriftActivities } from '../../src/activities/drift';
+import { createScheduleActivities } from '../../src/activities/schedules';
 import { createDeployActivities, type DeployDeps } from '../../src/activities/deploy';
 import { createNotifyActivities } from '../../src/activities/notify';
 import { createEvaluationActivities } from '../../src/activities/evaluation';
@@ -89,11 +91,14 @@ export function createPipelineWorkers(
     withoutTraining?: boolean;
     /** The pipeline worker's DEFAULT_DEPLOY_TARGET and whether it believes it runs in a pod. */
     target?: DeployDeps['target'];
+    /** The pipeline worker's DRIFT_SAMPLE_URI (default: the environment's). */
+    driftSampleUri?: string;
   } = {},
 ): Promise<Worker[]> {
   const s3 = testS3();
   const mlflow = testMlflow();
   const config = loadConfig(process.env);
+  const driftSampleUri = release.driftSampleUri ?? config.drift.sampleUri;
   const versioning = release.buildId ? { workerDeploymentOptions: deploymentOptions(config.temporal.deploymentName, release.buildId) } : {};
   return Promise.all([
     Worker.create({
@@ -104,10 +109,13 @@ export function createPipelineWorkers(
       activities: {
         ...createRegistryActivities({ mlflow }),
         ...createDataWatchActivities({ store: s3 }),
+        ...createDriftActivities({ store: s3, sampleUri: driftSampleUri }),
+        ...createScheduleActivities(),
         ...createNotifyActivities(config.notifications),
         ...createDeployActivities({
-          local: new LocalEndpoints({ stateDir: config.stateDir, ...config.localEndpoint, env: process.env }),
+          local: new LocalEndpoints({ stateDir: config.stateDir, ...config.localEndpoint, env: process.env, driftSampleUri }),
           sagemaker,
+          driftSampleUri,
           ...(release.target ? { target: release.target } : {}),
         }),
         // Last, so they can also replace a real one.

@@ -8,6 +8,7 @@ import { loadConfig } from '../../src/config';
 import { saveModelToS3 } from '../../src/ml/model-store';
 import { buildBasicCnn } from '../../src/ml/models';
 import { endpointId, endpointServers, LocalEndpoints, ping, servedBy, type EndpointState } from '../../src/serving/local-endpoints';
+import { DRIFT_SAMPLE_FORMAT, type DriftSampleBatch } from '../../src/monitoring/drift';
 import { isProcessAlive } from '../../src/system/process';
 import { runActivity, testS3, uniqueBucket } from '../helpers/services';
 import { useTestStack } from '../helpers/global';
@@ -174,6 +175,46 @@ describe('local endpoint (a real server process, models from S3 on SeaweedFS)', 
     } finally {
       await endpoints.stop('strays-a');
       for (const p of [stray, neighbour]) if (isProcessAlive(p.pid!)) process.kill(-p.pid!, 'SIGKILL');
+    }
+  });
+
+  it("writes its drift sample to S3 under its endpoint's prefix, a batch per flush, and on stopping", async () => {
+    const bucket = uniqueBucket('drift');
+    await s3.ensureBucket(bucket);
+    const root = `s3://${bucket}/drift-samples`;
+    const endpoints = new LocalEndpoints({
+      stateDir: config.stateDir,
+      host: '127.0.0.1',
+      port: config.localEndpoint.port + 9,
+      env: { ...process.env, DRIFT_SAMPLE_FLUSH_SECONDS: '1' },
+      driftSampleUri: root,
+    });
+    const uri = await uploadModel('drift/1', 1);
+    await endpoints.deploy('drift-test', { registeredModelName: 'drift-model', version: '1', modelUri: uri });
+    try {
+      const url = endpoints.read('drift-test')!.url;
+      const instances = Array.from({ length: 30 }, (_, i) =>
+        Array.from({ length: size }, () => Array.from({ length: size }, () => [i / 30, 0.5, 1 - i / 30])),
+      );
+      const res = await fetch(`${url}/invocations`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ instances }),
+      });
+      assert.equal(res.status, 200, await res.text());
+      let batches = await s3.list(`${root}/drift-test/`);
+      for (let i = 0; batches.length === 0 && i < 100; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        batches = await s3.list(`${root}/drift-test/`);
+      }
+      assert.equal(batches.length, 1, 'one batch, within a second or so');
+      const batch = await s3.getJson<DriftSampleBatch>(s3.uriOf(root, batches[0]!.key));
+      assert.deepEqual([batch.format, batch.model?.version, batch.profile.images], [DRIFT_SAMPLE_FORMAT, '1', 30]);
+      // Red from 0 to 1 across the images: spread over the bins; green all in the middle one.
+      assert.equal(batch.profile.channelMeans[1]![5], 30);
+      assert.ok(batch.profile.channelMeans[0]!.filter((n) => n > 0).length >= 5);
+    } finally {
+      await endpoints.stop('drift-test');
     }
   });
 });

@@ -98,10 +98,10 @@ describe('the serving phase over simulated weeks (time-skipping test server, stu
     return outcome;
   }
 
-  it('serves seven days with an endpoint check every 120 s and a count of new images every hour, continuing as new long before any history limit', async () => {
+  it('serves seven days with an endpoint check every 120 s, a count of new images every hour and a drift check every day, continuing as new long before any history limit', async () => {
     const began = Date.now();
     // Never reached: the stub's data holds 48 images, all of them read by the first training.
-    const handle = await start(env(), 'week-serving', { endpointCheckSeconds: 120, retrainOnNewImages: 1000 });
+    const handle = await start(env(), 'week-serving', { endpointCheckSeconds: 120, retrainOnNewImages: 1000, driftCheckHours: 24 });
     const outcome = await outcomeWithin(handle, 300_000);
     const { runs, status } = await checkChain(env(), 'weekServing', handle, began);
     assert.equal((outcome as { stage?: string }).stage, 'finished', `the run ended with ${String(outcome)}`);
@@ -117,6 +117,10 @@ describe('the serving phase over simulated weeks (time-skipping test server, stu
     const counts = stubs.inputsOf('week-serving', 'countDatasetImages').length;
     assert.ok(counts <= WEEK_SECONDS / 3600 + 1 && counts >= WEEK_SECONDS / 3600 - 1 - wallSeconds / 3600, `${counts} counts in a week`);
     assert.equal(status.newImages?.sinceLastTraining, 0);
+    // Daily, across the chain's runs: the seventh falls on the lifetime's last moment, or just after.
+    const driftChecks = stubs.inputsOf<{ since: string; until: string }>('week-serving', 'measureDrift');
+    assert.ok(driftChecks.length === 6 || driftChecks.length === 7, `${driftChecks.length} drift checks in a week`);
+    assert.equal(status.drift?.outcome, 'unavailable');
     assert.equal(status.lastRetraining, undefined);
     assert.ok(runs.length > 1, 'the run continued as new');
   });

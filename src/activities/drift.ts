@@ -27,9 +27,16 @@ export function createDriftActivities({ store, sampleUri }: { store: ObjectStore
   return {
     /**
      * The drift of what `endpointName` saw from `since` until `until` (ISO times; a batch counts
-     * in the window its first image falls in) from the training data in `manifestUri`.
+     * in the window its first image falls in) from the training data in `manifestUri`; with
+     * `version`, only what that version predicted on.
      */
-    async measureDrift(input: { endpointName: string; manifestUri: string; since: string; until: string }): Promise<DriftMeasurement> {
+    async measureDrift(input: {
+      endpointName: string;
+      manifestUri: string;
+      since: string;
+      until: string;
+      version?: string;
+    }): Promise<DriftMeasurement> {
       if (!sampleUri) {
         return {
           unavailable: 'DRIFT_SAMPLE_URI is not set on the ml-pipeline worker: the endpoints keep no sample',
@@ -58,6 +65,7 @@ export function createDriftActivities({ store, sampleUri }: { store: ObjectStore
             skipped++;
             continue;
           }
+          if (input.version !== undefined && batch.model?.version !== input.version) continue;
           mergeProfile(observed, batch.profile);
           batches++;
         }

@@ -40,6 +40,8 @@ export class DriftRecorder {
 
   /** Summarises `count` images (floats in [0, 1], `size` x `size` x 3 each) and their predicted classes. */
   observe(pixels: Float32Array, count: number, size: number, predicted: readonly string[], model: DriftSampleBatch['model']): void {
+    // A batch holds one model's predictions: another version (a hot swap) starts the next one.
+    if (this.model && (this.model.name !== model?.name || this.model.version !== model?.version)) void this.flush();
     this.from ??= new Date();
     this.model = model;
     addImages(this.profile, pixels, count, size * size, predicted);

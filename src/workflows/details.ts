@@ -44,7 +44,8 @@ export function renderDetails(status: PipelineStatus): string {
         `${pending.onTimeout === 'approve' ? 'approved' : 'rejected'} at ${pending.decidesAt} unless someone decides. Approve with`,
       '',
       '```',
-      pending.command,
+      // Two lines, so that the Web UI shows it whole.
+      pending.command.replace(' --input ', ' \\\n  --input '),
       '```',
     );
   const decided = status.approval?.last;

@@ -63,8 +63,10 @@ export class DriftWatch {
   /** Compares the window since the last comparison; records, announces and (retrainOnDrift) asks for a retraining. */
   async check(result: PipelineResult, retrainings: Retrainings): Promise<void> {
     this.nextCheck = Date.now() + this.interval();
-    const until = new Date(Date.now() - Math.min(SAMPLE_LAG_MS, this.interval() / 4)).toISOString();
-    const deployedAt = result.deployment?.deployedAt;
+    const lag = Math.min(SAMPLE_LAG_MS, this.interval() / 4);
+    const until = new Date(Date.now() - lag).toISOString();
+    // A new deployment's first images may share a batch with its verification, just before deployedAt.
+    const deployedAt = result.deployment && new Date(Date.parse(result.deployment.deployedAt) - lag).toISOString();
     const start = this.windowStart ?? deployedAt ?? until;
     const from = start < new Date(Date.now() - MAX_WINDOW_MS).toISOString() ? new Date(Date.now() - MAX_WINDOW_MS).toISOString() : start;
     const base = { threshold: this.params.driftThreshold, from, until, checkedAt: new Date().toISOString() };
@@ -77,7 +79,7 @@ export class DriftWatch {
     try {
       const measured = await drift.measureDrift.executeWithOptions(
         { summary: `Measure drift on ${this.params.endpointName} from ${from} until ${until}` },
-        [{ endpointName: this.params.endpointName, manifestUri, since: from, until }],
+        [{ endpointName: this.params.endpointName, manifestUri, since: from, until, version: result.deployment.version }],
       );
       if (!measured.figures) {
         this.record({ ...base, outcome: 'unavailable', detail: clip(measured.unavailable ?? 'no figure') });

@@ -165,7 +165,18 @@ export async function statusWhen(
   for (;;) {
     const status = await handle.query(statusQuery);
     if (done(status)) return status;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; status: ${JSON.stringify(status).slice(0, 2000)}`);
+    if (Date.now() > deadline) {
+      // The long lists last, so that what is cut is the least telling.
+      const { deployments, redeploys, dataset, models, ...rest } = status;
+      const shown = JSON.stringify({
+        ...rest,
+        models,
+        deployments: deployments.at(-1),
+        redeploys: redeploys.at(-1),
+        dataset: dataset?.manifestUri,
+      });
+      throw new Error(`timed out waiting for ${what}; status: ${shown.slice(0, 3000)}`);
+    }
     await new Promise((r) => setTimeout(r, 50));
   }
 }

@@ -8,10 +8,11 @@ import { bundleWorkflowCode, DefaultLogger, type Worker } from '@temporalio/work
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { TASK_QUEUES } from '../../src/common/constants';
 import { cnnSkinCancerWorkflow, scheduledRetrainingWorkflow } from '../../src/workflows';
+import { approveUpdate, finishSignal } from '../../src/workflows/messages';
 import type { PipelineResult } from '../../src/workflows/pipeline';
 import { ROOT, useTestStack } from '../helpers/global';
 import { seededDataset, testS3 } from '../helpers/services';
-import { createPipelineWorkers, startDevServer } from '../helpers/temporal';
+import { createPipelineWorkers, startDevServer, statusWhen } from '../helpers/temporal';
 
 useTestStack();
 
@@ -36,6 +37,7 @@ describe('Temporal Web UI in a real browser (headless Chromium on the dev server
   let running: Promise<unknown> = Promise.resolve();
   let runId: string;
   let result: PipelineResult;
+  let dataUri: string;
   const workflowId = 'web-ui-demo';
   const summary = 'Web UI check: Basic, ResNet50, CrossVal at 24 px -> endpoint web-ui-endpoint';
   const input = {
@@ -58,7 +60,7 @@ describe('Temporal Web UI in a real browser (headless Chromium on the dev server
     uiPort = await freePort();
     env = await startDevServer({ uiPort });
     const bundle = await bundleWorkflowCode({ workflowsPath: require.resolve('../../src/workflows'), logger: new DefaultLogger('WARN') });
-    const dataUri = await seededDataset(testS3(), { trainPerClass: 60, testPerClass: 10, size: 32 });
+    dataUri = await seededDataset(testS3(), { trainPerClass: 60, testPerClass: 10, size: 32 });
     // The UI reads Current Details through a query, which a live worker answers: they stay up.
     const workers: Worker[] = await createPipelineWorkers(env.nativeConnection, bundle);
     const stopped = new Promise<void>((resolve) => (stopWorkers = resolve));
@@ -199,6 +201,48 @@ describe('Temporal Web UI in a real browser (headless Chromium on the dev server
       await shot('5-retraining-schedule');
     } finally {
       await schedule.delete();
+    }
+  });
+
+  it('a model awaiting approval: the workflow list by stage finds it, and its Current Details give the command that approves it', async () => {
+    const id = 'web-ui-approval';
+    const handle = await env.client.workflow.start(cnnSkinCancerWorkflow, {
+      taskQueue: TASK_QUEUES.pipeline,
+      workflowId: id,
+      args: [
+        {
+          ...input,
+          dataUri,
+          models: ['Basic'],
+          epochs: 2,
+          registeredModelName: 'web-ui-approval-model',
+          endpointName: 'web-ui-approval',
+          lifetimeSeconds: 3600,
+          approval: { required: true, timeoutHours: 72, onTimeout: 'reject' },
+        },
+      ],
+    });
+    try {
+      const waiting = await statusWhen(handle, (st) => st.stage === 'awaiting-approval', 'awaiting approval', 120_000);
+      const version = waiting.approval!.pending!.version;
+      const query = encodeURIComponent(`PipelineStage = "awaiting-approval"`);
+      await page.goto(`http://127.0.0.1:${uiPort}/namespaces/default/workflows?query=${query}`);
+      await page.getByRole('link', { name: id }).first().waitFor({ timeout: 30_000 });
+      await shot('6-awaiting-approval-list');
+      await page.goto(`http://127.0.0.1:${uiPort}/namespaces/default/workflows/${id}/${handle.firstExecutionRunId}/user-metadata`);
+      const details = await frameText('Awaiting approval:');
+      assert.match(details, /Stage:\s*awaiting-approval/);
+      assert.match(details, new RegExp(`Awaiting approval:\\s*web-ui-approval-model v${version} \\(Basic: `));
+      assert.ok(
+        details.includes(`temporal workflow update execute --workflow-id ${id} --name approve \\\n  --input '{"version": "${version}"`),
+        details,
+      );
+      await shot('6-awaiting-approval-details');
+      await handle.executeUpdate(approveUpdate, { args: [{ version, approver: 'web-ui-test', reason: 'checked in the Web UI' }] });
+      await statusWhen(handle, (st) => st.stage === 'serving', 'serving once approved', 60_000);
+    } finally {
+      await handle.signal(finishSignal);
+      await handle.result().catch(() => undefined);
     }
   });
 });

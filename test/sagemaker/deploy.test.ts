@@ -2,7 +2,13 @@ import { strict as assert } from 'node:assert';
 import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { DescribeEndpointCommand, ListEndpointConfigsCommand, ListEndpointsCommand } from '@aws-sdk/client-sagemaker';
+import {
+  DescribeEndpointCommand,
+  DescribeEndpointConfigCommand,
+  DescribeModelCommand,
+  ListEndpointConfigsCommand,
+  ListEndpointsCommand,
+} from '@aws-sdk/client-sagemaker';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
@@ -72,6 +78,21 @@ describe('deploy to SageMaker', () => {
     assert.equal(again.unchanged, true);
     assert.deepEqual(await endpointsNamed(name), [name]);
     assert.deepEqual(await configsOf(name), [first.endpointConfigName]);
+  });
+
+  it("gives the serving container its endpoint's drift prefix (DRIFT_SAMPLE_URI on the worker)", async () => {
+    const name = unique();
+    const { deployModel } = createDeployActivities({
+      local,
+      sagemaker: { api: moto, config: config.sagemaker, region: 'us-east-1', sleep: async () => undefined },
+      driftSampleUri: 's3://cnn-skin-cancer/drift-samples',
+    });
+    const deployed = await runActivity(deployModel, [input(name, '1')]);
+    const { ProductionVariants } = await client.send(
+      new DescribeEndpointConfigCommand({ EndpointConfigName: deployed.endpointConfigName }),
+    );
+    const model = await client.send(new DescribeModelCommand({ ModelName: ProductionVariants![0]!.ModelName }));
+    assert.deepEqual(model.PrimaryContainer?.Environment, { ENDPOINT_DRIFT_SAMPLE_URI: `s3://cnn-skin-cancer/drift-samples/${name}/` });
   });
 
   it('a retry after a crash just before CreateEndpoint reuses the model and config: one endpoint, one config', async () => {

@@ -68,7 +68,8 @@ export class DriftWatch {
     // A new deployment's first images may share a batch with its verification, just before deployedAt.
     const deployedAt = result.deployment && new Date(Date.parse(result.deployment.deployedAt) - lag).toISOString();
     const start = this.windowStart ?? deployedAt ?? until;
-    const from = start < new Date(Date.now() - MAX_WINDOW_MS).toISOString() ? new Date(Date.now() - MAX_WINDOW_MS).toISOString() : start;
+    const earliest = new Date(Date.now() - MAX_WINDOW_MS).toISOString();
+    const from = start < earliest ? earliest : start;
     const base = { threshold: this.params.driftThreshold, from, until, checkedAt: new Date().toISOString() };
     const manifestUri = this.status.status.dataset?.manifestUri;
     if (!result.deployment || !manifestUri) {

@@ -286,18 +286,16 @@ export class Retrainings {
     const { childWorkflowId, replyTo } = running;
     if (result.winner) {
       const { promotion } = result.winner;
-      const winner = { promotion, childWorkflowId, ...(result.dataset ? { dataset: result.dataset } : {}) };
-      if (!this.approvals?.required) {
-        await passed({ ...winner, ...(replyTo ? { replyTo } : {}) });
-        return;
-      }
-      await passed(winner);
-      // Whoever asked hears now that the winner waits (a schedule's tick must not wait days for a
-      // person, nor skip its next ticks meanwhile); the retraining's end is announced when it comes.
-      const waits = `v${promotion.version} passed the gate and awaits approval (${promotion.reason})`;
+      // A winner that waits for approval: whoever asked hears now (a schedule's tick must not wait
+      // days for a person, nor skip its next ticks meanwhile); the retraining's end is announced when it comes.
+      const waits = this.approvals?.required === true;
+      const dataset = result.dataset ? { dataset: result.dataset } : {};
+      await passed({ promotion, childWorkflowId, ...dataset, ...(replyTo && !waits ? { replyTo } : {}) });
+      if (!waits) return;
+      const reason = `v${promotion.version} passed the gate and awaits approval (${promotion.reason})`;
       await this.reply(replyTo, {
         outcome: 'awaiting-approval',
-        reason: clip(waits),
+        reason: clip(reason),
         version: promotion.version,
         childWorkflowId,
         finishedAt: now(),

@@ -207,5 +207,10 @@ describe('approval timing out (time-skipping server, stubbed activities)', funct
     const asked = stubs.inputsOf<{ tags: Record<string, string> }>(id, 'tagModelVersion').find((t) => t.tags.approval_status === 'pending')!
       .tags.approval_requested_at!;
     assert.equal(Math.round((Date.parse(last.at) - Date.parse(asked)) / 3600_000), 72);
+    // Four days, three of them waiting, far below a run's history limit: the wait is a timer; the
+    // run wakes only for its build check (versionCheckSeconds, 600 s) while nothing is deployed.
+    const events = (await handle.fetchHistory()).events ?? [];
+    console.log(`      ${events.length} events in the run's history`);
+    assert.ok(events.length < 10_000, `${events.length} events`);
   });
 });
